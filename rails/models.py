@@ -1,0 +1,1 @@
+"""Rails are plain adapters (see rails/__init__.py); this app holds no tables yet."""

@@ -1,0 +1,1 @@
+"""Reconciliation of internal records against external confirmations: filled in by its issue."""

@@ -1,0 +1,293 @@
+from __future__ import annotations
+
+from typing import Any
+
+from django.contrib import admin, messages
+from django.db.models import QuerySet
+from django.http import HttpRequest, HttpResponse
+from django.template.response import TemplateResponse
+from django.urls import reverse
+from django.utils.html import format_html, format_html_join
+from simple_history.admin import SimpleHistoryAdmin
+
+from settlement.exceptions import DomainError
+from settlement.models import (
+    Asset,
+    BankAccount,
+    CustodyAccount,
+    Instrument,
+    Journal,
+    LedgerAccount,
+    LedgerLock,
+    Participant,
+    ParticipantUser,
+    Posting,
+    SettlementInstruction,
+    Trade,
+    TransitionLog,
+    WalletAddress,
+)
+from settlement.services.instructions import instruction_cancel, instruction_retry
+
+
+class ReadOnlyAdminMixin:
+    """Ledger and audit rows: visible, never added, edited or deleted from the admin."""
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+class WalletInline(admin.TabularInline):
+    model = WalletAddress
+    extra = 0
+
+
+class BankAccountInline(admin.StackedInline):
+    model = BankAccount
+    extra = 0
+
+
+class CustodyAccountInline(admin.TabularInline):
+    model = CustodyAccount
+    extra = 0
+
+
+class ParticipantUserInline(admin.TabularInline):
+    model = ParticipantUser
+    extra = 0
+    autocomplete_fields = ["user"]
+
+
+@admin.register(Participant)
+class ParticipantAdmin(SimpleHistoryAdmin):
+    list_display = ["code", "name", "lei", "is_active", "created_at"]
+    list_filter = ["is_active"]
+    search_fields = ["code", "name", "lei"]
+    inlines = [ParticipantUserInline, WalletInline, BankAccountInline, CustodyAccountInline]
+
+
+@admin.register(Asset)
+class AssetAdmin(SimpleHistoryAdmin):
+    list_display = ["code", "name", "kind", "precision", "settlement_cycle", "calendar", "chain", "is_active"]
+    list_filter = ["kind", "settlement_cycle", "calendar", "is_active"]
+    search_fields = ["code", "name"]
+
+
+@admin.register(Instrument)
+class InstrumentAdmin(SimpleHistoryAdmin):
+    list_display = ["symbol", "base", "quote", "price_precision", "is_active"]
+    list_filter = ["is_active", "base__kind"]
+    search_fields = ["symbol"]
+
+
+@admin.register(LedgerAccount)
+class LedgerAccountAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+    list_display = ["id", "owner", "system_code", "asset", "kind", "balance", "allow_negative"]
+    list_filter = ["kind", "asset", "allow_negative"]
+    search_fields = ["owner__code", "system_code", "asset__code"]
+    list_select_related = ["owner", "asset"]
+
+
+class PostingInline(ReadOnlyAdminMixin, admin.TabularInline):
+    model = Posting
+    fields = ["account", "asset", "amount"]
+    readonly_fields = fields
+    extra = 0
+
+
+@admin.register(Journal)
+class JournalAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+    list_display = ["id", "kind", "reference", "memo", "actor", "created_at"]
+    list_filter = ["kind"]
+    search_fields = ["reference", "memo"]
+    date_hierarchy = "created_at"
+    inlines = [PostingInline]
+
+
+@admin.register(LedgerLock)
+class LedgerLockAdmin(ReadOnlyAdminMixin, SimpleHistoryAdmin):
+    list_display = ["id", "reference", "asset", "amount", "status", "expires_at", "resolved_at"]
+    list_filter = ["status", "asset"]
+    search_fields = ["reference"]
+    date_hierarchy = "created_at"
+
+
+class InstructionInline(ReadOnlyAdminMixin, admin.TabularInline):
+    model = SettlementInstruction
+    fields = ["leg", "asset", "payer", "payee", "amount", "settlement_date", "status"]
+    readonly_fields = fields
+    extra = 0
+    show_change_link = True
+
+
+@admin.register(Trade)
+class TradeAdmin(ReadOnlyAdminMixin, SimpleHistoryAdmin):
+    list_display = [
+        "id",
+        "source",
+        "external_id",
+        "instrument",
+        "buyer",
+        "seller",
+        "quantity",
+        "price",
+        "executed_at",
+        "settlement_date",
+    ]
+    list_filter = ["instrument", "source", "settlement_date"]
+    search_fields = ["external_id", "buyer__code", "seller__code"]
+    date_hierarchy = "executed_at"
+    list_select_related = ["instrument", "buyer", "seller"]
+    inlines = [InstructionInline]
+
+
+def _transitions_table(entity_type: str, entity_id: int) -> str:
+    rows = TransitionLog.objects.filter(entity_type=entity_type, entity_id=entity_id).order_by("id")
+    body = format_html_join(
+        "",
+        "<tr><td>{}</td><td>{} → {}</td><td>{}</td><td>{}</td><td><code>{}</code></td></tr>",
+        (
+            (r.at.strftime("%Y-%m-%d %H:%M:%S"), r.from_status, r.to_status, r.actor_label, r.reason, r.hash[:12])
+            for r in rows
+        ),
+    )
+    return format_html(
+        "<table><thead><tr><th>at</th><th>transition</th><th>actor</th><th>reason</th><th>hash</th></tr></thead>"
+        "<tbody>{}</tbody></table>",
+        body or format_html("<tr><td colspan=5>no transitions yet</td></tr>"),
+    )
+
+
+def _reason_action(
+    modeladmin: admin.ModelAdmin,
+    request: HttpRequest,
+    queryset: QuerySet,
+    *,
+    title: str,
+    service: Any,
+    action_name: str,
+) -> HttpResponse | None:
+    """Ask for a reason, then apply ``service`` to each selected instruction and report per row."""
+    reason = (request.POST.get("reason") or "").strip()
+    if "apply" in request.POST and reason:
+        done, refused = 0, []
+        for instruction in queryset.order_by("pk"):
+            try:
+                service(instruction=instruction, actor=request.user, reason=reason)
+                done += 1
+            except DomainError as exc:
+                refused.append(f"#{instruction.pk}: {exc.message}")
+        if done:
+            modeladmin.message_user(request, f"{title}: {done} instruction(s) done.", messages.SUCCESS)
+        for line in refused:
+            modeladmin.message_user(request, f"{title} refused for {line}", messages.ERROR)
+        return None
+    if "apply" in request.POST:
+        modeladmin.message_user(request, "A reason is required.", messages.ERROR)
+    return TemplateResponse(
+        request,
+        "admin/settlement/reason_form.html",
+        {
+            **modeladmin.admin_site.each_context(request),
+            "title": title,
+            "objects": queryset,
+            "action_name": action_name,
+            "opts": modeladmin.model._meta,
+            "selected": request.POST.getlist(admin.helpers.ACTION_CHECKBOX_NAME),
+        },
+    )
+
+
+@admin.register(SettlementInstruction)
+class SettlementInstructionAdmin(SimpleHistoryAdmin):
+    list_display = [
+        "id",
+        "trade_link",
+        "leg",
+        "asset",
+        "payer",
+        "payee",
+        "amount",
+        "settlement_date",
+        "status",
+        "attempt",
+        "updated_at",
+    ]
+    list_filter = ["status", "leg", "asset", "settlement_date"]
+    search_fields = ["=id", "trade__external_id", "payer__code", "payee__code"]
+    date_hierarchy = "settlement_date"
+    list_select_related = ["trade", "asset", "payer", "payee"]
+    readonly_fields = [
+        "trade",
+        "leg",
+        "asset",
+        "payer",
+        "payee",
+        "amount",
+        "settlement_date",
+        "status",
+        "lock",
+        "attempt",
+        "failure_reason",
+        "created_at",
+        "updated_at",
+        "reference",
+        "transitions",
+    ]
+    fields = readonly_fields
+    actions = ["retry_selected", "cancel_selected"]
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    @admin.display(description="trade")
+    def trade_link(self, obj: SettlementInstruction) -> str:
+        url = reverse("admin:settlement_trade_change", args=[obj.trade_id])
+        return format_html('<a href="{}">{}</a>', url, obj.trade.external_id)
+
+    @admin.display(description="transition log")
+    def transitions(self, obj: SettlementInstruction) -> str:
+        return _transitions_table("instruction", obj.pk)
+
+    @admin.action(description="Retry selected failed instructions (asks for a reason)")
+    def retry_selected(self, request: HttpRequest, queryset: QuerySet) -> HttpResponse | None:
+        return _reason_action(
+            self, request, queryset, title="Retry", service=instruction_retry, action_name="retry_selected"
+        )
+
+    @admin.action(description="Cancel selected instructions, voiding their locks (asks for a reason)")
+    def cancel_selected(self, request: HttpRequest, queryset: QuerySet) -> HttpResponse | None:
+        return _reason_action(
+            self, request, queryset, title="Cancel", service=instruction_cancel, action_name="cancel_selected"
+        )
+
+
+@admin.register(TransitionLog)
+class TransitionLogAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+    list_display = [
+        "id",
+        "entity_type",
+        "entity_id",
+        "from_status",
+        "to_status",
+        "actor_label",
+        "reason",
+        "at",
+        "short_hash",
+    ]
+    list_filter = ["entity_type", "to_status"]
+    search_fields = ["=entity_id", "actor_label", "reason"]
+    date_hierarchy = "at"
+
+    @admin.display(description="hash")
+    def short_hash(self, obj: TransitionLog) -> str:
+        return obj.hash[:12]

@@ -1,0 +1,240 @@
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+from django.conf import settings
+from django.utils import timezone
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import extend_schema_field
+from rest_framework import serializers
+
+from settlement.models import LedgerAccount, SettlementInstruction, Trade, TransitionLog
+from settlement.money import fits_precision
+from settlement.selectors import instruction_transitions
+from settlement.services.trades import TradeInput
+
+
+@extend_schema_field(OpenApiTypes.DECIMAL)
+class ExactDecimalField(serializers.Field):
+    """A positive decimal given as a JSON string, integer or (Decimal-parsed) number."""
+
+    default_error_messages = {
+        "invalid": "Must be a decimal number given as a string or a number.",
+        "positive": "Must be greater than zero.",
+        "too_large": "Must have at most 20 digits before the decimal point.",
+    }
+
+    def to_internal_value(self, data: Any) -> Decimal:
+        if isinstance(data, (bool, float)):
+            self.fail("invalid")
+        try:
+            value = Decimal(str(data).strip()) if not isinstance(data, Decimal) else data
+        except InvalidOperation:
+            self.fail("invalid")
+        if not value.is_finite():
+            self.fail("invalid")
+        if value <= 0:
+            self.fail("positive")
+        if value.adjusted() >= 20:
+            self.fail("too_large")
+        return value
+
+    def to_representation(self, value: Decimal) -> str:
+        return str(value)
+
+
+@extend_schema_field(OpenApiTypes.DATETIME)
+class AwareDateTimeField(serializers.Field):
+    """ISO 8601 with an explicit UTC offset; naive or unparseable timestamps are refused."""
+
+    default_error_messages = {
+        "invalid": "Must be an ISO 8601 timestamp such as 2026-11-24T14:30:00Z.",
+        "naive": "Must carry a timezone offset (e.g. Z or +01:00).",
+    }
+
+    def to_internal_value(self, data: Any) -> datetime:
+        if not isinstance(data, str):
+            self.fail("invalid")
+        try:
+            value = datetime.fromisoformat(data.strip())
+        except ValueError:
+            self.fail("invalid")
+        if value.tzinfo is None or value.utcoffset() is None:
+            self.fail("naive")
+        return value.astimezone(UTC)
+
+    def to_representation(self, value: datetime) -> str:
+        return value.isoformat()
+
+
+class TradeInputSerializer(serializers.Serializer):
+    """One trade as the matching engine reports it.
+
+    Context: ``participants`` and ``instruments`` (lookups by code, see
+    ``selectors.ingest_lookups``), ``default_source``, and ``acting_participant`` when the caller
+    is a participant (it may only report trades it is a party to).
+    """
+
+    source = serializers.CharField(max_length=64, required=False, help_text="Defaults to the API user.")
+    external_id = serializers.CharField(max_length=100)
+    symbol = serializers.CharField(max_length=40, help_text="BASE/QUOTE, e.g. BTC/USD or AAPL/USD")
+    buyer = serializers.CharField(max_length=32, help_text="Participant code")
+    seller = serializers.CharField(max_length=32, help_text="Participant code")
+    quantity = ExactDecimalField(help_text="Base asset units, at most the asset's precision")
+    price = ExactDecimalField(help_text="Quote currency per unit, at most the instrument's price precision")
+    executed_at = AwareDateTimeField(help_text="Execution time with a UTC offset")
+
+    def _lookup(self, table: str, code: str, what: str) -> Any:
+        found = self.context[table].get(code)
+        if found is None:
+            raise serializers.ValidationError(f"Unknown {what} '{code}'.")
+        return found
+
+    def validate_symbol(self, value: str) -> Any:
+        return self._lookup("instruments", value, "symbol")
+
+    def validate_buyer(self, value: str) -> Any:
+        return self._lookup("participants", value, "participant")
+
+    def validate_seller(self, value: str) -> Any:
+        return self._lookup("participants", value, "participant")
+
+    def validate_executed_at(self, value: datetime) -> datetime:
+        now = timezone.now()
+        if value > now + timedelta(seconds=settings.CLEARHOUSE_MAX_CLOCK_SKEW_SECONDS):
+            raise serializers.ValidationError("Must not be in the future.")
+        if value < now - timedelta(days=settings.CLEARHOUSE_MAX_TRADE_AGE_DAYS):
+            raise serializers.ValidationError(f"Must be within the last {settings.CLEARHOUSE_MAX_TRADE_AGE_DAYS} days.")
+        return value
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        errors: dict[str, str] = {}
+        instrument, buyer, seller = attrs["symbol"], attrs["buyer"], attrs["seller"]
+        if buyer.pk == seller.pk:
+            errors["seller"] = "Buyer and seller must be different participants."
+        acting = self.context.get("acting_participant")
+        if acting is not None and acting.pk not in (buyer.pk, seller.pk):
+            errors["buyer"] = f"Participant '{acting.code}' may only report trades it is a party to."
+        if not fits_precision(attrs["quantity"], instrument.base.precision):
+            errors["quantity"] = f"{instrument.base.code} allows at most {instrument.base.precision} decimal places."
+        if not fits_precision(attrs["price"], instrument.price_precision):
+            errors["price"] = f"{instrument.symbol} prices allow at most {instrument.price_precision} decimal places."
+        if not errors:
+            item = self.to_trade_input(attrs)
+            if item.payment_amount <= 0:
+                errors["quantity"] = f"The payment rounds to zero {instrument.quote.code}."
+        if errors:
+            raise serializers.ValidationError(errors)
+        return attrs
+
+    def to_trade_input(self, attrs: dict[str, Any]) -> TradeInput:
+        return TradeInput(
+            source=attrs.get("source") or self.context["default_source"],
+            external_id=attrs["external_id"],
+            instrument=attrs["symbol"],
+            buyer=attrs["buyer"],
+            seller=attrs["seller"],
+            quantity=attrs["quantity"],
+            price=attrs["price"],
+            executed_at=attrs["executed_at"],
+        )
+
+
+class TradeBatchSerializer(serializers.Serializer):
+    """Request body for a batch: ``{"trades": [...]}`` (a bare JSON list is accepted too)."""
+
+    trades = TradeInputSerializer(many=True)
+
+
+class InstructionSummarySerializer(serializers.ModelSerializer):
+    asset = serializers.CharField(source="asset.code")
+    payer = serializers.CharField(source="payer.code")
+    payee = serializers.CharField(source="payee.code")
+
+    class Meta:
+        model = SettlementInstruction
+        fields = ["id", "leg", "asset", "payer", "payee", "amount", "settlement_date", "status"]
+
+
+class TradeSerializer(serializers.ModelSerializer):
+    symbol = serializers.CharField(source="instrument.symbol")
+    buyer = serializers.CharField(source="buyer.code")
+    seller = serializers.CharField(source="seller.code")
+    instructions = InstructionSummarySerializer(many=True, read_only=True)
+
+    class Meta:
+        model = Trade
+        fields = [
+            "id",
+            "source",
+            "external_id",
+            "symbol",
+            "buyer",
+            "seller",
+            "quantity",
+            "price",
+            "executed_at",
+            "settlement_date",
+            "received_at",
+            "instructions",
+        ]
+
+
+class TransitionSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = TransitionLog
+        fields = ["id", "from_status", "to_status", "at", "actor_label", "reason", "metadata", "hash"]
+
+
+class InstructionSerializer(serializers.ModelSerializer):
+    asset = serializers.CharField(source="asset.code")
+    payer = serializers.CharField(source="payer.code")
+    payee = serializers.CharField(source="payee.code")
+    trade_external_id = serializers.CharField(source="trade.external_id")
+    trade_source = serializers.CharField(source="trade.source")
+    reference = serializers.CharField(read_only=True)
+
+    class Meta:
+        model = SettlementInstruction
+        fields = [
+            "id",
+            "trade",
+            "trade_source",
+            "trade_external_id",
+            "leg",
+            "asset",
+            "payer",
+            "payee",
+            "amount",
+            "settlement_date",
+            "status",
+            "attempt",
+            "failure_reason",
+            "reference",
+            "created_at",
+            "updated_at",
+        ]
+
+
+class InstructionDetailSerializer(InstructionSerializer):
+    transitions = serializers.SerializerMethodField()
+
+    class Meta(InstructionSerializer.Meta):
+        fields = [*InstructionSerializer.Meta.fields, "transitions"]
+
+    def get_transitions(self, obj: SettlementInstruction) -> list[dict[str, Any]]:
+        return TransitionSerializer(instruction_transitions(obj), many=True).data
+
+
+class BalanceSerializer(serializers.ModelSerializer):
+    participant = serializers.SerializerMethodField()
+    asset = serializers.CharField(source="asset.code")
+
+    class Meta:
+        model = LedgerAccount
+        fields = ["id", "participant", "asset", "kind", "balance"]
+
+    def get_participant(self, obj: LedgerAccount) -> str:
+        return obj.owner.code if obj.owner_id else f"system:{obj.system_code}"

@@ -1,0 +1,10 @@
+from rest_framework.routers import DefaultRouter
+
+from settlement.api.views import BalanceViewSet, InstructionViewSet, TradeViewSet
+
+router = DefaultRouter()
+router.register("trades", TradeViewSet, basename="trade")
+router.register("instructions", InstructionViewSet, basename="instruction")
+router.register("balances", BalanceViewSet, basename="balance")
+
+urlpatterns = router.urls

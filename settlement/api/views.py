@@ -1,0 +1,194 @@
+from __future__ import annotations
+
+from typing import Any
+
+import django_filters
+from django.conf import settings
+from django.db.models import Q, QuerySet
+from drf_spectacular.utils import OpenApiResponse, extend_schema
+from rest_framework import mixins, serializers, status, viewsets
+from rest_framework.parsers import FormParser, MultiPartParser
+from rest_framework.request import Request
+from rest_framework.response import Response
+
+from settlement import selectors
+from settlement.api.errors import error_response
+from settlement.api.parsers import DecimalJSONParser
+from settlement.api.serializers import (
+    BalanceSerializer,
+    InstructionDetailSerializer,
+    InstructionSerializer,
+    TradeBatchSerializer,
+    TradeInputSerializer,
+    TradeSerializer,
+)
+from settlement.choices import InstructionStatus, Leg
+from settlement.models import LedgerAccount, SettlementInstruction, Trade
+from settlement.services.trades import trades_ingest
+
+
+def _item_errors(items: list[Any], errors: dict[int, Any]) -> list[dict[str, Any]]:
+    """Per-item errors of a batch, in input order: index, the item's external_id, field errors."""
+    rejected = []
+    for index in sorted(errors):
+        item = items[index]
+        external_id = item.get("external_id") if isinstance(item, dict) else None
+        rejected.append({"index": index, "external_id": external_id, "errors": errors[index]})
+    return rejected
+
+
+class TradeViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
+    """Executed trades. ``POST`` ingests one trade or a batch; reads are limited to the caller's trades."""
+
+    serializer_class = TradeSerializer
+    parser_classes = [DecimalJSONParser, FormParser, MultiPartParser]
+    filterset_fields = {"source": ["exact"], "external_id": ["exact"], "settlement_date": ["exact", "gte", "lte"]}
+
+    def get_queryset(self) -> QuerySet[Trade]:
+        return selectors.trades_visible_to(self.request.user).prefetch_related(
+            "instructions__asset", "instructions__payer", "instructions__payee"
+        )
+
+    @extend_schema(
+        request=TradeBatchSerializer,
+        responses={
+            200: OpenApiResponse(description="Every trade was already stored with the same content (replay)."),
+            201: OpenApiResponse(description="At least one trade was stored."),
+            400: OpenApiResponse(description="Validation failed; nothing of the request was stored."),
+            409: OpenApiResponse(description="A trade id was already used with different content."),
+        },
+        description=(
+            'Submit one trade (a JSON object) or a batch (`{"trades": [...]}` or a JSON list, at most '
+            "10,000). All-or-nothing per request: if any item is invalid, nothing is stored and the response "
+            "lists every rejected item with per-field messages. Idempotent by (source, external_id)."
+        ),
+    )
+    def create(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        body = request.data
+        single = isinstance(body, dict) and "trades" not in body
+        if single:
+            items = [body]
+        elif isinstance(body, dict):
+            items = body["trades"]
+        else:
+            items = body
+        if not isinstance(items, list) or not items:
+            return error_response(
+                code="invalid",
+                message="Send a trade object or a non-empty list of trades.",
+                http_status=status.HTTP_400_BAD_REQUEST,
+            )
+        if len(items) > settings.CLEARHOUSE_MAX_BATCH:
+            return error_response(
+                code="batch_too_large",
+                message=f"A batch holds at most {settings.CLEARHOUSE_MAX_BATCH} trades, got {len(items)}.",
+                http_status=status.HTTP_400_BAD_REQUEST,
+            )
+        participants, instruments = selectors.ingest_lookups()
+        acting = None if selectors.sees_everything(request.user) else selectors.participant_for_user(request.user)
+        if acting is None and not selectors.sees_everything(request.user):
+            return error_response(
+                code="permission_denied",
+                message="This user may not submit trades.",
+                http_status=status.HTTP_403_FORBIDDEN,
+            )
+        context = {
+            "participants": participants,
+            "instruments": instruments,
+            "default_source": acting.code if acting else request.user.get_username(),
+            "acting_participant": acting,
+        }
+        serializer = TradeInputSerializer(data=items, many=True, context=context)
+        if not serializer.is_valid():
+            rejected = _item_errors(items, serializer.errors)
+            if single:
+                return error_response(
+                    code="invalid",
+                    message="The trade is invalid; nothing was stored.",
+                    http_status=status.HTTP_400_BAD_REQUEST,
+                    detail=rejected[0]["errors"],
+                )
+            return error_response(
+                code="invalid",
+                message=f"{len(rejected)} of {len(items)} trades are invalid; nothing was stored.",
+                http_status=status.HTTP_400_BAD_REQUEST,
+                detail=rejected,
+            )
+        child = serializer.child
+        inputs = [child.to_trade_input(attrs) for attrs in serializer.validated_data]
+        result = trades_ingest(items=inputs, actor=request.user)
+        http_status = status.HTTP_201_CREATED if any(result.created) else status.HTTP_200_OK
+        if single:
+            trade = self.get_queryset().get(pk=result.trades[0].pk)
+            data = dict(TradeSerializer(trade).data)
+            data["result"] = "created" if result.created[0] else "existing"
+            return Response(data, status=http_status)
+        return Response(
+            {
+                "received": len(items),
+                "created": result.created_count,
+                "existing": sum(1 for c in result.created if not c),
+                "results": [
+                    {
+                        "index": index,
+                        "id": trade.pk,
+                        "source": trade.source,
+                        "external_id": trade.external_id,
+                        "settlement_date": trade.settlement_date,
+                        "result": "created" if created else "existing",
+                    }
+                    for index, (trade, created) in enumerate(zip(result.trades, result.created, strict=True))
+                ],
+            },
+            status=http_status,
+        )
+
+
+class InstructionFilter(django_filters.FilterSet):
+    status = django_filters.MultipleChoiceFilter(choices=InstructionStatus.choices)
+    leg = django_filters.ChoiceFilter(choices=Leg.choices)
+    asset = django_filters.CharFilter(field_name="asset__code")
+    participant = django_filters.CharFilter(method="filter_participant", help_text="Payer or payee code")
+    settlement_date = django_filters.DateFilter()
+    settlement_date_from = django_filters.DateFilter(field_name="settlement_date", lookup_expr="gte")
+    settlement_date_to = django_filters.DateFilter(field_name="settlement_date", lookup_expr="lte")
+    trade_external_id = django_filters.CharFilter(field_name="trade__external_id")
+
+    class Meta:
+        model = SettlementInstruction
+        fields: list[str] = []
+
+    def filter_participant(self, queryset: QuerySet, name: str, value: str) -> QuerySet:
+        return queryset.filter(Q(payer__code=value) | Q(payee__code=value))
+
+
+class InstructionViewSet(viewsets.ReadOnlyModelViewSet):
+    """Settlement instructions (one per trade leg); the detail carries its transition history."""
+
+    filterset_class = InstructionFilter
+
+    def get_queryset(self) -> QuerySet[SettlementInstruction]:
+        return selectors.instructions_visible_to(self.request.user).order_by("-id")
+
+    def get_serializer_class(self) -> type[serializers.Serializer]:
+        return InstructionDetailSerializer if self.action == "retrieve" else InstructionSerializer
+
+
+class BalanceFilter(django_filters.FilterSet):
+    asset = django_filters.CharFilter(field_name="asset__code")
+    participant = django_filters.CharFilter(field_name="owner__code")
+    kind = django_filters.CharFilter()
+
+    class Meta:
+        model = LedgerAccount
+        fields: list[str] = []
+
+
+class BalanceViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
+    """Ledger balances per (participant, asset, kind); participants see their own accounts only."""
+
+    serializer_class = BalanceSerializer
+    filterset_class = BalanceFilter
+
+    def get_queryset(self) -> QuerySet:
+        return selectors.balances_visible_to(self.request.user)

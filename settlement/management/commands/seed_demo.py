@@ -1,0 +1,174 @@
+"""Seed demo participants, assets, instruments, endpoints, balances, users and tokens.
+
+Safe to run twice: everything is looked up by its natural key, deposits by their reference.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Any
+
+from django.contrib.auth import get_user_model
+from django.core.management.base import BaseCommand
+from django.db import transaction
+from rest_framework.authtoken.models import Token
+from stdnum.iso7064 import mod_97_10
+
+from settlement.choices import AssetKind, Chain, MarketCalendar
+from settlement.models import (
+    Asset,
+    BankAccount,
+    CustodyAccount,
+    Instrument,
+    Participant,
+    ParticipantUser,
+    WalletAddress,
+)
+from settlement.services.actors import SystemActor
+from settlement.services.ledger import ledger_deposit
+
+ASSETS = [
+    # code, name, kind, precision, cycle, calendar, chain
+    ("USD", "US dollar", AssetKind.FIAT, 2, 1, MarketCalendar.FED, ""),
+    ("EUR", "Euro", AssetKind.FIAT, 2, 1, MarketCalendar.TARGET, ""),
+    ("BTC", "Bitcoin", AssetKind.CRYPTO, 8, 0, MarketCalendar.ALWAYS, Chain.BITCOIN),
+    ("ETH", "Ether", AssetKind.CRYPTO, 18, 0, MarketCalendar.ALWAYS, Chain.ETHEREUM),
+    ("SOL", "Solana", AssetKind.CRYPTO, 9, 0, MarketCalendar.ALWAYS, Chain.SOLANA),
+    ("AAPL", "Apple Inc. common stock", AssetKind.SECURITY, 0, 1, MarketCalendar.NYSE, ""),
+    ("MSFT", "Microsoft Corp. common stock", AssetKind.SECURITY, 0, 1, MarketCalendar.NYSE, ""),
+]
+INSTRUMENTS = [
+    ("BTC/USD", "BTC", "USD", 2),
+    ("ETH/USD", "ETH", "USD", 2),
+    ("SOL/USD", "SOL", "USD", 4),
+    ("ETH/BTC", "ETH", "BTC", 8),
+    ("BTC/EUR", "BTC", "EUR", 2),
+    ("AAPL/USD", "AAPL", "USD", 2),
+    ("MSFT/USD", "MSFT", "USD", 2),
+]
+PARTICIPANTS = [
+    ("ALPHA", "Alpha Securities LLC"),
+    ("BRAVO", "Bravo Capital Markets"),
+    ("CHARLIE", "Charlie Digital Assets"),
+    ("DELTA", "Delta Brokerage"),
+    ("ECHO", "Echo Retail Trading (thinly funded)"),
+]
+FUNDING = {
+    "USD": Decimal("50000000"),
+    "EUR": Decimal("20000000"),
+    "BTC": Decimal("500"),
+    "ETH": Decimal("8000"),
+    "SOL": Decimal("200000"),
+    "AAPL": Decimal("200000"),
+    "MSFT": Decimal("200000"),
+}
+IBANS = [
+    "DE89370400440532013000",
+    "GB33BUKB20201555555555",
+    "FR1420041010050500013M02606",
+    "NL91ABNA0417164300",
+    "CH9300762011623852957",
+]
+BICS = ["COBADEFFXXX", "BUKBGB22XXX", "PSSTFRPPXXX", "ABNANL2AXXX", "UBSWCHZH80A"]
+ABA = ["021000021", "026009593", "111000025", "121000248", "011000138"]
+
+DEMO_ADMIN = ("demo", "demo-password")
+ENGINE_USER = "matching-engine"
+
+
+def make_lei(index: int) -> str:
+    base = f"5493000DEMO{index:07d}"
+    return base + mod_97_10.calc_check_digits(base)
+
+
+class Command(BaseCommand):
+    help = "Seed demo participants, assets, balances, users and API tokens (idempotent)."
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        actor = SystemActor("seed-demo")
+        with transaction.atomic():
+            assets = {}
+            for code, name, kind, precision, cycle, calendar, chain in ASSETS:
+                assets[code], _ = Asset.objects.get_or_create(
+                    code=code,
+                    defaults={
+                        "name": name,
+                        "kind": kind,
+                        "precision": precision,
+                        "settlement_cycle": cycle,
+                        "calendar": calendar,
+                        "chain": chain,
+                    },
+                )
+            for symbol, base, quote, price_precision in INSTRUMENTS:
+                Instrument.objects.get_or_create(
+                    symbol=symbol,
+                    defaults={"base": assets[base], "quote": assets[quote], "price_precision": price_precision},
+                )
+            users = get_user_model()
+            for index, (code, name) in enumerate(PARTICIPANTS):
+                participant, created = Participant.objects.get_or_create(
+                    code=code, defaults={"name": name, "lei": make_lei(index)}
+                )
+                participant.full_clean()
+                if created:
+                    self._endpoints(participant, index, assets)
+                user, _ = users.objects.get_or_create(username=f"{code.lower()}-api")
+                ParticipantUser.objects.get_or_create(user=user, defaults={"participant": participant})
+                Token.objects.get_or_create(user=user)
+                share = Decimal("0.001") if code == "ECHO" else Decimal(1)
+                for asset_code, amount in FUNDING.items():
+                    asset = assets[asset_code]
+                    ledger_deposit(
+                        owner=participant,
+                        asset=asset,
+                        amount=(amount * share).quantize(Decimal(1).scaleb(-asset.precision)),
+                        reference=f"seed:{code}:{asset_code}",
+                        actor=actor,
+                        memo="demo funding",
+                    )
+            admin, created = users.objects.get_or_create(
+                username=DEMO_ADMIN[0], defaults={"is_staff": True, "is_superuser": True}
+            )
+            if created:
+                admin.set_password(DEMO_ADMIN[1])
+                admin.save()
+            engine, _ = users.objects.get_or_create(username=ENGINE_USER, defaults={"is_staff": True})
+            token, _ = Token.objects.get_or_create(user=engine)
+        self.stdout.write(
+            self.style.SUCCESS(
+                f"Seeded {len(PARTICIPANTS)} participants, {len(ASSETS)} assets, {len(INSTRUMENTS)} instruments."
+            )
+        )
+        self.stdout.write(f"Admin login: {DEMO_ADMIN[0]} / {DEMO_ADMIN[1]}")
+        self.stdout.write(f"Matching-engine API token: {token.key}")
+
+    def _endpoints(self, participant: Participant, index: int, assets: dict[str, Asset]) -> None:
+        accounts = [
+            BankAccount(
+                participant=participant,
+                currency=assets["EUR"],
+                holder_name=participant.name,
+                iban=IBANS[index],
+                bic=BICS[index],
+            ),
+            BankAccount(
+                participant=participant,
+                currency=assets["USD"],
+                holder_name=participant.name,
+                aba_routing=ABA[index],
+                account_number=f"{9000001 + index}",
+            ),
+        ]
+        for account in accounts:
+            account.full_clean()
+            account.save()
+        custody = CustodyAccount(participant=participant, custodian_bic="IRVTUS3NXXX", account_id=f"DEMO-{index:04d}")
+        custody.full_clean()
+        custody.save()
+        for chain, address in [
+            (Chain.ETHEREUM, "0x" + f"{index + 1:040x}"),
+            (Chain.BITCOIN, f"bcrt1qdemo{index:032d}"),
+            (Chain.SOLANA, f"Demo{index:040d}"),
+        ]:
+            WalletAddress.objects.create(participant=participant, chain=chain, address=address, label="demo")

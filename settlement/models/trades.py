@@ -1,0 +1,124 @@
+from __future__ import annotations
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+from django_fsm import ConcurrentTransitionMixin, FSMField, transition
+from simple_history.models import HistoricalRecords
+
+from settlement.choices import InstructionStatus, Leg
+from settlement.models.ledger import amount_field
+
+S = InstructionStatus
+
+
+class Trade(models.Model):
+    """An executed trade as reported by an upstream system. Immutable once stored."""
+
+    source = models.CharField(max_length=64, help_text="Upstream system that reported the trade.")
+    external_id = models.CharField(max_length=100, help_text="The trade id in the source system.")
+    instrument = models.ForeignKey("settlement.Instrument", on_delete=models.PROTECT, related_name="trades")
+    buyer = models.ForeignKey("settlement.Participant", on_delete=models.PROTECT, related_name="+")
+    seller = models.ForeignKey("settlement.Participant", on_delete=models.PROTECT, related_name="+")
+    quantity = amount_field()
+    price = amount_field()
+    executed_at = models.DateTimeField()
+    settlement_date = models.DateField()
+    payload_hash = models.CharField(max_length=64, help_text="Hash of the submitted content, to detect conflicts.")
+    submitted_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    received_at = models.DateTimeField(auto_now_add=True)
+    history = HistoricalRecords()
+
+    class Meta:
+        ordering = ["-id"]
+        constraints = [
+            models.UniqueConstraint(fields=["source", "external_id"], name="trade_source_external_id_unique"),
+            models.CheckConstraint(condition=~Q(buyer=models.F("seller")), name="trade_buyer_ne_seller"),
+            models.CheckConstraint(condition=Q(quantity__gt=0), name="trade_quantity_positive"),
+            models.CheckConstraint(condition=Q(price__gt=0), name="trade_price_positive"),
+        ]
+        indexes = [
+            models.Index(fields=["buyer", "id"], name="trade_buyer_idx"),
+            models.Index(fields=["seller", "id"], name="trade_seller_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.source}:{self.external_id}"
+
+
+class SettlementInstruction(ConcurrentTransitionMixin, models.Model):
+    """One leg of a trade to settle: ``amount`` of ``asset`` from ``payer`` to ``payee``.
+
+    Status changes only through the transitions below, called by the services in
+    ``settlement.services.instructions`` which also write the transition log.
+    """
+
+    trade = models.ForeignKey(Trade, on_delete=models.PROTECT, related_name="instructions")
+    leg = models.CharField(max_length=16, choices=Leg.choices)
+    asset = models.ForeignKey("settlement.Asset", on_delete=models.PROTECT, related_name="+")
+    payer = models.ForeignKey("settlement.Participant", on_delete=models.PROTECT, related_name="+")
+    payee = models.ForeignKey("settlement.Participant", on_delete=models.PROTECT, related_name="+")
+    amount = amount_field()
+    settlement_date = models.DateField()
+    status = FSMField(max_length=16, choices=S.choices, default=S.PENDING, protected=True)
+    lock = models.ForeignKey(
+        "settlement.LedgerLock", null=True, blank=True, on_delete=models.PROTECT, related_name="instructions"
+    )
+    attempt = models.PositiveIntegerField(default=1, help_text="Incremented by each retry; part of the lock reference.")
+    failure_reason = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+    history = HistoricalRecords()
+
+    class Meta:
+        ordering = ["-id"]
+        constraints = [
+            models.UniqueConstraint(fields=["trade", "leg"], name="instruction_trade_leg_unique"),
+            models.CheckConstraint(condition=Q(amount__gt=0), name="instruction_amount_positive"),
+            models.CheckConstraint(condition=~Q(payer=models.F("payee")), name="instruction_payer_ne_payee"),
+        ]
+        indexes = [
+            models.Index(fields=["status", "settlement_date"], name="instruction_status_date_idx"),
+            models.Index(fields=["payer", "id"], name="instruction_payer_idx"),
+            models.Index(fields=["payee", "id"], name="instruction_payee_idx"),
+            models.Index(fields=["asset", "status"], name="instruction_asset_status_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"SI{self.pk} {self.leg} {self.amount} {self.asset_id}"
+
+    @property
+    def reference(self) -> str:
+        """Idempotency reference carried by every external call made for this leg."""
+        return f"SI{self.pk}:{self.trade_id}:{self.leg}"
+
+    # --- transitions: conditions and state only; services do the I/O and the logging ---------
+    @transition(field=status, source=S.PENDING, target=S.LOCKED)
+    def mark_locked(self) -> None:
+        pass
+
+    @transition(field=status, source=S.LOCKED, target=S.PROCESSING)
+    def mark_processing(self) -> None:
+        pass
+
+    @transition(field=status, source=S.PROCESSING, target=S.SETTLED)
+    def mark_settled(self) -> None:
+        pass
+
+    @transition(field=status, source=[S.PENDING, S.LOCKED, S.PROCESSING], target=S.FAILED)
+    def mark_failed(self) -> None:
+        pass
+
+    @transition(field=status, source=S.FAILED, target=S.PENDING)
+    def mark_retry(self) -> None:
+        pass
+
+    @transition(field=status, source=[S.PENDING, S.LOCKED, S.FAILED], target=S.CANCELLED)
+    def mark_cancelled(self) -> None:
+        pass
+
+    @transition(field=status, source=S.SETTLED, target=S.REVERSED)
+    def mark_reversed(self) -> None:
+        pass

@@ -1,0 +1,74 @@
+"""Reads. Every query an API user can reach goes through a ``*_visible_to`` selector, so
+participant isolation is decided in one place."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.db.models import Q, QuerySet
+
+from settlement.models import (
+    Instrument,
+    LedgerAccount,
+    Participant,
+    SettlementInstruction,
+    Trade,
+    TransitionLog,
+)
+
+
+def participant_for_user(user: Any) -> Participant | None:
+    if not getattr(user, "is_authenticated", False):
+        return None
+    link = getattr(user, "participant_link", None)
+    return link.participant if link is not None else None
+
+
+def sees_everything(user: Any) -> bool:
+    return bool(getattr(user, "is_staff", False)) and participant_for_user(user) is None
+
+
+def instructions_visible_to(user: Any) -> QuerySet[SettlementInstruction]:
+    qs = SettlementInstruction.objects.select_related("asset", "payer", "payee", "trade")
+    if sees_everything(user):
+        return qs
+    participant = participant_for_user(user)
+    if participant is None:
+        return qs.none()
+    return qs.filter(Q(payer=participant) | Q(payee=participant))
+
+
+def trades_visible_to(user: Any) -> QuerySet[Trade]:
+    qs = Trade.objects.select_related("instrument", "buyer", "seller")
+    if sees_everything(user):
+        return qs
+    participant = participant_for_user(user)
+    if participant is None:
+        return qs.none()
+    return qs.filter(Q(buyer=participant) | Q(seller=participant))
+
+
+def balances_visible_to(user: Any) -> QuerySet[LedgerAccount]:
+    qs = LedgerAccount.objects.select_related("asset", "owner").order_by("owner__code", "asset__code", "kind")
+    if sees_everything(user):
+        return qs
+    participant = participant_for_user(user)
+    if participant is None:
+        return qs.none()
+    return qs.filter(owner=participant)
+
+
+def instruction_transitions(instruction: SettlementInstruction) -> QuerySet[TransitionLog]:
+    return TransitionLog.objects.filter(entity_type="instruction", entity_id=instruction.pk).order_by("id")
+
+
+def ingest_lookups() -> tuple[dict[str, Participant], dict[str, Instrument]]:
+    """Active participants and instruments by code, loaded once per ingest request."""
+    participants = {p.code: p for p in Participant.objects.filter(is_active=True)}
+    instruments = {
+        i.symbol: i
+        for i in Instrument.objects.filter(is_active=True, base__is_active=True, quote__is_active=True).select_related(
+            "base", "quote"
+        )
+    }
+    return participants, instruments

@@ -1,0 +1,39 @@
+"""Who made a change: a user (staff, participant API user) or a named system process."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
+
+
+@dataclass(frozen=True)
+class SystemActor:
+    name: str
+
+    def __str__(self) -> str:
+        return f"system:{self.name}"
+
+
+Actor = AbstractBaseUser | SystemActor
+
+
+def actor_user(actor: Actor | AnonymousUser | None) -> Any:
+    if isinstance(actor, AbstractBaseUser) and actor.pk is not None:
+        return actor
+    return None
+
+
+def actor_label(actor: Actor | AnonymousUser | None) -> str:
+    if isinstance(actor, SystemActor):
+        return str(actor)
+    if isinstance(actor, AbstractBaseUser) and actor.pk is not None:
+        return actor.get_username()
+    return "system:unknown"
+
+
+def stamp_history(instance: Any, *, actor: Actor, reason: str) -> None:
+    """Make simple-history record who changed ``instance`` and why."""
+    instance._history_user = actor_user(actor)
+    instance._change_reason = reason or actor_label(actor)

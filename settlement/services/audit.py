@@ -1,0 +1,118 @@
+"""Append to and verify the hash-chained transition log."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any
+
+from django.db import transaction
+from django.utils import timezone
+
+from settlement.models import TransitionLog, TransitionLogHead
+from settlement.models.audit import GENESIS_HASH
+from settlement.services.actors import Actor, actor_label, actor_user
+
+
+def _jsonable(value: Any) -> Any:
+    """Metadata is stored as JSON; Decimals and dates become strings so the hash is stable."""
+    if isinstance(value, Mapping):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, bool) or value is None or isinstance(value, int | str):
+        return value
+    if isinstance(value, float):
+        raise TypeError("floats are not allowed in audit metadata; use Decimal or str")
+    if isinstance(value, Decimal):
+        return str(value)
+    return str(value)
+
+
+@dataclass(frozen=True)
+class LogEntry:
+    entity_type: str
+    entity_id: int
+    from_status: str
+    to_status: str
+    reason: str = ""
+    metadata: Mapping[str, Any] = field(default_factory=dict)
+
+
+def _lock_head() -> TransitionLogHead:
+    head = TransitionLogHead.objects.select_for_update().filter(pk=1).first()
+    if head is None:
+        TransitionLogHead.objects.get_or_create(pk=1)
+        head = TransitionLogHead.objects.select_for_update().get(pk=1)
+    return head
+
+
+def transition_log_append(*, entries: Iterable[LogEntry], actor: Actor) -> list[TransitionLog]:
+    """Append entries to the chain. Call it last in the caller's transaction: the head row
+    stays locked until commit, so the lock is held as briefly as possible."""
+    entries = list(entries)
+    if not entries:
+        return []
+    if not transaction.get_connection().in_atomic_block:
+        raise RuntimeError("transition_log_append must run inside the caller's transaction")
+    user = actor_user(actor)
+    label = actor_label(actor)
+    at = timezone.now()
+    head = _lock_head()
+    prev = head.last_hash
+    rows: list[TransitionLog] = []
+    for entry in entries:
+        row = TransitionLog(
+            entity_type=entry.entity_type,
+            entity_id=entry.entity_id,
+            from_status=entry.from_status,
+            to_status=entry.to_status,
+            at=at,
+            actor=user,
+            actor_label=label,
+            reason=entry.reason,
+            metadata=_jsonable(dict(entry.metadata)),
+            prev_hash=prev,
+        )
+        row.hash = row.compute_hash()
+        prev = row.hash
+        rows.append(row)
+    TransitionLog.objects.bulk_create(rows)
+    TransitionLogHead.objects.filter(pk=1).update(last_hash=prev, length=head.length + len(rows))
+    return rows
+
+
+@dataclass
+class ChainReport:
+    checked: int = 0
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+
+def transition_log_verify(*, chunk_size: int = 5000, max_problems: int = 50) -> ChainReport:
+    """Walk the whole chain in append order and report every broken link."""
+    report = ChainReport()
+    prev = GENESIS_HASH
+    for row in TransitionLog.objects.order_by("id").iterator(chunk_size=chunk_size):
+        report.checked += 1
+        if row.prev_hash != prev:
+            report.problems.append(f"row {row.pk}: prev_hash does not match the row before it (deleted or reordered)")
+        if row.compute_hash() != row.hash:
+            report.problems.append(f"row {row.pk}: content does not match its hash (edited)")
+        prev = row.hash
+        if len(report.problems) >= max_problems:
+            report.problems.append("too many problems, stopped")
+            return report
+    head = TransitionLogHead.objects.filter(pk=1).first()
+    head_hash = head.last_hash if head else GENESIS_HASH
+    head_length = head.length if head else 0
+    if head_hash != prev or head_length != report.checked:
+        report.problems.append(
+            f"chain head says {head_length} rows ending in {head_hash[:12]}, "
+            f"found {report.checked} rows ending in {prev[:12]} (rows removed or added outside the log service)"
+        )
+    return report

@@ -1,0 +1,305 @@
+"""Settlement instruction services: each status change is one small transaction that locks the
+instruction row, re-checks its state, moves value through the ledger, saves (simple-history
+records it) and appends to the transition log."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from datetime import date, datetime
+from typing import Any
+
+from django.db import transaction
+from django.db.models import Q
+from django.utils import timezone
+from django_fsm import TransitionNotAllowed
+
+from settlement.choices import AccountKind, InstructionStatus, LockStatus
+from settlement.exceptions import IllegalTransition, InsufficientFunds
+from settlement.models import LedgerLock, SettlementInstruction, Trade
+from settlement.services.actors import Actor, SystemActor, stamp_history
+from settlement.services.audit import LogEntry, transition_log_append
+from settlement.services.ledger import account_for, ledger_lock, ledger_post, ledger_void
+
+S = InstructionStatus
+ENTITY = "instruction"
+
+
+def _for_update(instruction: SettlementInstruction) -> SettlementInstruction:
+    return (
+        SettlementInstruction.objects.select_for_update(of=("self",))
+        .select_related("asset", "payer", "payee")
+        .get(pk=instruction.pk)
+    )
+
+
+def _apply(
+    instruction: SettlementInstruction,
+    method: Callable[[], None],
+    *,
+    actor: Actor,
+    reason: str,
+    metadata: Mapping[str, Any] | None = None,
+    update_fields: tuple[str, ...] = (),
+) -> SettlementInstruction:
+    """Run one FSM transition on a row already locked by the caller, save it and log it."""
+    from_status = instruction.status
+    try:
+        method()
+    except TransitionNotAllowed as exc:
+        raise IllegalTransition(
+            f"instruction {instruction.pk} cannot go from {from_status} by {method.__name__}",
+            detail={"instruction": instruction.pk, "status": from_status, "transition": method.__name__},
+        ) from exc
+    stamp_history(instruction, actor=actor, reason=reason)
+    instruction.save(update_fields=("status", "updated_at", *update_fields))
+    transition_log_append(
+        entries=[LogEntry(ENTITY, instruction.pk, from_status, instruction.status, reason, metadata or {})],
+        actor=actor,
+    )
+    return instruction
+
+
+def _lock_reference(instruction: SettlementInstruction) -> str:
+    return f"{instruction.reference}:a{instruction.attempt}"
+
+
+def _lock_funds(instruction: SettlementInstruction, *, actor: Actor, expires_at: datetime | None) -> None:
+    lock = ledger_lock(
+        owner=instruction.payer,
+        asset=instruction.asset,
+        amount=instruction.amount,
+        reference=_lock_reference(instruction),
+        actor=actor,
+        expires_at=expires_at,
+    )
+    instruction.lock = lock
+
+
+def instruction_lock(
+    *, instruction: SettlementInstruction, actor: Actor, reason: str = "lock funds", expires_at: datetime | None = None
+) -> SettlementInstruction:
+    """pending → locked: hold the payer's funds. ``InsufficientFunds`` leaves the instruction pending."""
+    with transaction.atomic():
+        instruction = _for_update(instruction)
+        if instruction.status != S.PENDING:
+            raise IllegalTransition(f"instruction {instruction.pk} is {instruction.status}, not pending")
+        _lock_funds(instruction, actor=actor, expires_at=expires_at)
+        return _apply(
+            instruction,
+            instruction.mark_locked,
+            actor=actor,
+            reason=reason,
+            metadata={"lock": instruction.lock.reference},
+            update_fields=("lock",),
+        )
+
+
+def instruction_start_processing(
+    *, instruction: SettlementInstruction, actor: Actor, reason: str = "handed to rail"
+) -> SettlementInstruction:
+    with transaction.atomic():
+        instruction = _for_update(instruction)
+        return _apply(instruction, instruction.mark_processing, actor=actor, reason=reason)
+
+
+def instruction_settle(
+    *,
+    instruction: SettlementInstruction,
+    actor: Actor,
+    reason: str = "settled",
+    metadata: Mapping[str, Any] | None = None,
+) -> SettlementInstruction:
+    """processing → settled: post the locked funds to the payee's available account."""
+    with transaction.atomic():
+        instruction = _for_update(instruction)
+        if instruction.status != S.PROCESSING or instruction.lock is None:
+            raise IllegalTransition(f"instruction {instruction.pk} is {instruction.status}, not processing")
+        payee_account = account_for(owner=instruction.payee, asset=instruction.asset, kind=AccountKind.AVAILABLE)
+        ledger_post(lock=instruction.lock, to_account=payee_account, actor=actor, reason=f"settle {instruction}")
+        return _apply(instruction, instruction.mark_settled, actor=actor, reason=reason, metadata=metadata)
+
+
+def _void_if_pending(instruction: SettlementInstruction, *, actor: Actor, reason: str) -> None:
+    if instruction.lock is not None and instruction.lock.status == LockStatus.PENDING:
+        ledger_void(lock=instruction.lock, actor=actor, reason=reason)
+
+
+def instruction_fail(
+    *, instruction: SettlementInstruction, actor: Actor, reason: str, metadata: Mapping[str, Any] | None = None
+) -> SettlementInstruction:
+    """pending/locked/processing → failed; a held lock is voided back to the payer."""
+    with transaction.atomic():
+        instruction = _for_update(instruction)
+        instruction.failure_reason = reason
+        _void_if_pending(instruction, actor=actor, reason=f"void: {reason}")
+        return _apply(
+            instruction,
+            instruction.mark_failed,
+            actor=actor,
+            reason=reason,
+            metadata=metadata,
+            update_fields=("failure_reason",),
+        )
+
+
+def instruction_retry(*, instruction: SettlementInstruction, actor: Actor, reason: str) -> SettlementInstruction:
+    """failed → pending, as a new attempt (the next lock gets a new reference)."""
+    with transaction.atomic():
+        instruction = _for_update(instruction)
+        if instruction.status == S.FAILED:
+            instruction.attempt += 1
+        return _apply(
+            instruction,
+            instruction.mark_retry,
+            actor=actor,
+            reason=reason,
+            metadata={"attempt": instruction.attempt},
+            update_fields=("attempt",),
+        )
+
+
+def instruction_cancel(*, instruction: SettlementInstruction, actor: Actor, reason: str) -> SettlementInstruction:
+    """pending/locked/failed → cancelled; a held lock is voided."""
+    with transaction.atomic():
+        instruction = _for_update(instruction)
+        if instruction.status in (S.PENDING, S.LOCKED, S.FAILED):
+            _void_if_pending(instruction, actor=actor, reason=f"void: {reason}")
+        return _apply(instruction, instruction.mark_cancelled, actor=actor, reason=reason)
+
+
+def instruction_reverse(*, instruction: SettlementInstruction, actor: Actor, reason: str) -> SettlementInstruction:
+    """settled → reversed with a compensating movement payee → payer (never a deletion).
+
+    The compensation is itself two-phase: lock the payee's funds, post them to the payer.
+    If the payee no longer holds them, ``InsufficientFunds`` and nothing changes.
+    """
+    with transaction.atomic():
+        instruction = _for_update(instruction)
+        if instruction.status != S.SETTLED:
+            raise IllegalTransition(f"instruction {instruction.pk} is {instruction.status}, not settled")
+        compensation = ledger_lock(
+            owner=instruction.payee,
+            asset=instruction.asset,
+            amount=instruction.amount,
+            reference=f"{instruction.reference}:reversal",
+            actor=actor,
+        )
+        payer_account = account_for(owner=instruction.payer, asset=instruction.asset, kind=AccountKind.AVAILABLE)
+        ledger_post(lock=compensation, to_account=payer_account, actor=actor, reason=f"reverse {instruction}: {reason}")
+        return _apply(
+            instruction,
+            instruction.mark_reversed,
+            actor=actor,
+            reason=reason,
+            metadata={"compensation": compensation.reference},
+        )
+
+
+def _trade_legs_for_update(trade: Trade) -> list[SettlementInstruction]:
+    return list(
+        SettlementInstruction.objects.select_for_update(of=("self",))
+        .select_related("asset", "payer", "payee", "lock")
+        .filter(trade=trade)
+        .order_by("pk")
+    )
+
+
+def trade_settle_internal(*, trade: Trade, actor: Actor) -> list[SettlementInstruction]:
+    """Delivery versus payment on the internal ledger: both legs settle, or neither does.
+
+    Locks both legs; if either payer is short, every lock taken is voided and both legs fail
+    with the reason. Otherwise both legs post. One transaction for the whole trade.
+    """
+    with transaction.atomic():
+        legs = _trade_legs_for_update(trade)
+        if any(leg.status != S.PENDING for leg in legs):
+            return legs  # already handled (idempotent)
+        try:
+            with transaction.atomic():
+                for leg in legs:
+                    _lock_funds(leg, actor=actor, expires_at=None)
+                    _apply(
+                        leg,
+                        leg.mark_locked,
+                        actor=actor,
+                        reason="lock funds (DvP)",
+                        metadata={"lock": leg.lock.reference},
+                        update_fields=("lock",),
+                    )
+        except InsufficientFunds as exc:
+            legs = _trade_legs_for_update(trade)  # state rolled back to pending with the savepoint
+            for leg in legs:
+                leg.failure_reason = f"insufficient funds: {exc.message}"
+                _apply(leg, leg.mark_failed, actor=actor, reason=leg.failure_reason, update_fields=("failure_reason",))
+            return legs
+        for leg in legs:
+            _apply(leg, leg.mark_processing, actor=actor, reason="internal ledger DvP")
+        for leg in legs:
+            payee_account = account_for(owner=leg.payee, asset=leg.asset, kind=AccountKind.AVAILABLE)
+            ledger_post(lock=leg.lock, to_account=payee_account, actor=actor, reason=f"settle {leg}")
+            _apply(leg, leg.mark_settled, actor=actor, reason="settled on the internal ledger (DvP)")
+        return legs
+
+
+def trade_reverse(*, trade: Trade, actor: Actor, reason: str) -> list[SettlementInstruction]:
+    """Reverse both settled legs of a trade together, or neither."""
+    with transaction.atomic():
+        legs = _trade_legs_for_update(trade)
+        return [instruction_reverse(instruction=leg, actor=actor, reason=reason) for leg in legs]
+
+
+def locks_void_expired(*, now: datetime | None = None, limit: int = 500) -> int:
+    """Void pending locks past their expiry (the scheduled sweeper).
+
+    A lock whose instruction is ``processing`` is left alone: value may be on its way over a rail,
+    and that instruction belongs to the stuck-instruction sweeper, not to this one. An expired
+    lock of a ``locked`` instruction fails the instruction (voiding its lock).
+    """
+    now = now or timezone.now()
+    actor = SystemActor("lock-expiry-sweeper")
+    candidates = list(
+        LedgerLock.objects.filter(status=LockStatus.PENDING, expires_at__lt=now)
+        .exclude(Q(instructions__status=S.PROCESSING))
+        .order_by("expires_at")
+        .values_list("pk", flat=True)[:limit]
+    )
+    voided = 0
+    for lock_id in candidates:
+        with transaction.atomic():
+            lock = (
+                LedgerLock.objects.select_for_update(skip_locked=True)
+                .filter(pk=lock_id, status=LockStatus.PENDING)
+                .first()
+            )
+            if lock is None:
+                continue
+            instruction = SettlementInstruction.objects.filter(lock=lock).first()
+            if instruction is not None:
+                if instruction.status == S.PROCESSING:
+                    continue
+                if instruction.status == S.LOCKED:
+                    instruction_fail(instruction=instruction, actor=actor, reason="lock expired before settlement")
+                    voided += 1
+                    continue
+            ledger_void(lock=lock, actor=actor, reason="lock expired")
+            voided += 1
+    return voided
+
+
+def trades_settle_due_internal(*, on_date: date, actor: Actor, limit: int = 10_000) -> dict[str, int]:
+    """Settle on the internal ledger every trade whose legs are pending and due by ``on_date``.
+
+    Stand-in for the rails until they exist: each trade is its own DvP transaction.
+    """
+    trade_ids = list(
+        Trade.objects.filter(settlement_date__lte=on_date, instructions__status=S.PENDING)
+        .order_by("pk")
+        .values_list("pk", flat=True)
+        .distinct()[:limit]
+    )
+    outcome = {"settled": 0, "failed": 0}
+    for trade in Trade.objects.filter(pk__in=trade_ids).order_by("pk"):
+        legs = trade_settle_internal(trade=trade, actor=actor)
+        key = "settled" if all(leg.status == S.SETTLED for leg in legs) else "failed"
+        outcome[key] += 1
+    return outcome

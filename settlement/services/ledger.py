@@ -1,0 +1,235 @@
+"""Ledger services: the only code that moves value.
+
+``ledger_deposit`` is the single way value enters the house (funding from outside, booked against
+a system account that may go negative). Inside the house value moves only in two phases:
+``ledger_lock`` (available → locked), then ``ledger_post`` (locked → counterparty) or
+``ledger_void`` (locked → available).
+
+Balances are changed by conditional UPDATEs on rows locked in primary-key order (no deadlocks
+between two journals touching the same accounts). The CHECK constraint
+``ledger_account_no_overdraft`` is the last word: if a balance would go below zero, PostgreSQL
+refuses the UPDATE and the whole journal rolls back.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.db.models import F
+from django.utils import timezone
+
+from settlement.choices import AccountKind, JournalKind, LockStatus
+from settlement.exceptions import InsufficientFunds, LockNotPending, UnbalancedJournal, ValidationFailed
+from settlement.models import Asset, Journal, LedgerAccount, LedgerLock, Participant, Posting
+from settlement.money import fits_precision
+from settlement.services.actors import Actor, actor_user, stamp_history
+from settlement.services.audit import LogEntry, transition_log_append
+
+EXTERNAL_FUNDING = "external-funding"
+
+
+@dataclass(frozen=True)
+class Leg:
+    account: LedgerAccount
+    amount: Decimal
+
+
+def account_for(*, owner: Participant, asset: Asset, kind: str) -> LedgerAccount:
+    account, _ = LedgerAccount.objects.get_or_create(owner=owner, asset=asset, kind=kind)
+    return account
+
+
+def system_account_for(*, code: str, asset: Asset) -> LedgerAccount:
+    account, _ = LedgerAccount.objects.get_or_create(
+        owner=None,
+        system_code=code,
+        asset=asset,
+        defaults={"kind": AccountKind.SYSTEM, "allow_negative": True},
+    )
+    return account
+
+
+def _check_balanced(legs: Sequence[Leg]) -> None:
+    totals: dict[int, Decimal] = defaultdict(Decimal)
+    for leg in legs:
+        if leg.amount == 0:
+            raise UnbalancedJournal("a posting of zero moves nothing")
+        if not fits_precision(leg.amount, leg.account.asset.precision):
+            raise ValidationFailed(
+                f"{leg.amount} has more decimals than {leg.account.asset.code} allows ({leg.account.asset.precision})"
+            )
+        totals[leg.account.asset_id] += leg.amount
+    unbalanced = {asset_id: total for asset_id, total in totals.items() if total != 0}
+    if unbalanced:
+        raise UnbalancedJournal(f"postings do not sum to zero per asset: {unbalanced}", detail=unbalanced)
+
+
+def _journal_write(
+    *, kind: str, reference: str, legs: Sequence[Leg], actor: Actor, memo: str = "", lock: LedgerLock | None = None
+) -> Journal:
+    """Write a balanced journal and apply it to balances. Runs inside the caller's transaction."""
+    _check_balanced(legs)
+    deltas: dict[int, Decimal] = defaultdict(Decimal)
+    for leg in legs:
+        deltas[leg.account.pk] += leg.amount
+    locked = {a.pk: a for a in LedgerAccount.objects.select_for_update().filter(pk__in=deltas).order_by("pk")}
+    for account_id, delta in deltas.items():
+        account = locked[account_id]
+        if not account.allow_negative and account.balance + delta < 0:
+            raise InsufficientFunds(
+                f"{account} holds {account.balance}, cannot move {-delta}",
+                detail={"account": account.pk, "balance": str(account.balance), "needed": str(-delta)},
+            )
+    journal = Journal.objects.create(kind=kind, reference=reference, memo=memo, lock=lock, actor=actor_user(actor))
+    Posting.objects.bulk_create(
+        [
+            Posting(journal=journal, account=leg.account, asset_id=leg.account.asset_id, amount=leg.amount)
+            for leg in legs
+        ]
+    )
+    try:
+        with transaction.atomic():
+            for account_id, delta in deltas.items():
+                LedgerAccount.objects.filter(pk=account_id).update(balance=F("balance") + delta)
+    except IntegrityError as exc:  # the overdraft CHECK constraint: the database has the last word
+        raise InsufficientFunds("the database refused a balance below zero", detail=str(exc)) from exc
+    return journal
+
+
+def _validate_amount(asset: Asset, amount: Decimal) -> None:
+    if amount <= 0:
+        raise ValidationFailed(f"amount must be positive, got {amount}")
+    if not fits_precision(amount, asset.precision):
+        raise ValidationFailed(f"{amount} has more decimals than {asset.code} allows ({asset.precision})")
+
+
+def ledger_deposit(
+    *, owner: Participant, asset: Asset, amount: Decimal, reference: str, actor: Actor, memo: str = ""
+) -> Journal:
+    """Credit value arriving from outside the house (funding). Idempotent by ``reference``."""
+    _validate_amount(asset, amount)
+    with transaction.atomic():
+        existing = Journal.objects.filter(reference=reference).first()
+        if existing is not None:
+            return existing
+        source = system_account_for(code=EXTERNAL_FUNDING, asset=asset)
+        target = account_for(owner=owner, asset=asset, kind=AccountKind.AVAILABLE)
+        return _journal_write(
+            kind=JournalKind.DEPOSIT,
+            reference=reference,
+            legs=[Leg(source, -amount), Leg(target, amount)],
+            actor=actor,
+            memo=memo or f"deposit {amount} {asset.code} to {owner.code}",
+        )
+
+
+def ledger_lock(
+    *,
+    owner: Participant,
+    asset: Asset,
+    amount: Decimal,
+    reference: str,
+    actor: Actor,
+    expires_at: datetime | None = None,
+) -> LedgerLock:
+    """Move ``amount`` from the owner's available to locked account. Idempotent by ``reference``.
+
+    Raises ``InsufficientFunds`` (and writes nothing) when the available balance is short.
+    """
+    _validate_amount(asset, amount)
+    with transaction.atomic():
+        existing = LedgerLock.objects.filter(reference=reference).first()
+        if existing is not None:
+            return existing
+        available = account_for(owner=owner, asset=asset, kind=AccountKind.AVAILABLE)
+        locked = account_for(owner=owner, asset=asset, kind=AccountKind.LOCKED)
+        lock = LedgerLock(
+            reference=reference,
+            asset=asset,
+            available_account=available,
+            locked_account=locked,
+            amount=amount,
+            expires_at=expires_at or timezone.now() + settings.CLEARHOUSE_LOCK_TTL,
+        )
+        stamp_history(lock, actor=actor, reason="lock")
+        lock.save()
+        _journal_write(
+            kind=JournalKind.LOCK,
+            reference=f"{reference}:lock",
+            legs=[Leg(available, -amount), Leg(locked, amount)],
+            actor=actor,
+            lock=lock,
+            memo=f"lock {amount} {asset.code} of {owner.code}",
+        )
+        return lock
+
+
+def _lock_for_update(lock: LedgerLock) -> LedgerLock:
+    return (
+        LedgerLock.objects.select_for_update(of=("self",))
+        .select_related("available_account__asset", "locked_account__asset")
+        .get(pk=lock.pk)
+    )
+
+
+def _resolve_lock(
+    *, lock: LedgerLock, target: str, to_account: LedgerAccount, actor: Actor, reason: str, journal_kind: str
+) -> LedgerLock:
+    lock = _lock_for_update(lock)
+    if lock.status != LockStatus.PENDING:
+        raise LockNotPending(f"lock {lock.reference} is {lock.status}")
+    from_status = lock.status
+    if target == LockStatus.POSTED:
+        lock.mark_posted()
+    else:
+        lock.mark_voided()
+    lock.resolved_at = timezone.now()
+    stamp_history(lock, actor=actor, reason=reason)
+    lock.save()
+    _journal_write(
+        kind=journal_kind,
+        reference=f"{lock.reference}:{journal_kind}",
+        legs=[Leg(lock.locked_account, -lock.amount), Leg(to_account, lock.amount)],
+        actor=actor,
+        lock=lock,
+        memo=reason,
+    )
+    transition_log_append(
+        entries=[LogEntry("ledgerlock", lock.pk, from_status, lock.status, reason, {"amount": lock.amount})],
+        actor=actor,
+    )
+    return lock
+
+
+def ledger_post(*, lock: LedgerLock, to_account: LedgerAccount, actor: Actor, reason: str = "post") -> LedgerLock:
+    """Complete a pending lock: locked value goes to ``to_account`` (same asset)."""
+    if to_account.asset_id != lock.asset_id:
+        raise ValidationFailed("a lock posts only to an account of its own asset")
+    with transaction.atomic():
+        return _resolve_lock(
+            lock=lock,
+            target=LockStatus.POSTED,
+            to_account=to_account,
+            actor=actor,
+            reason=reason,
+            journal_kind=JournalKind.POST,
+        )
+
+
+def ledger_void(*, lock: LedgerLock, actor: Actor, reason: str) -> LedgerLock:
+    """Cancel a pending lock: locked value goes back to the owner's available account."""
+    with transaction.atomic():
+        return _resolve_lock(
+            lock=lock,
+            target=LockStatus.VOIDED,
+            to_account=lock.available_account,
+            actor=actor,
+            reason=reason,
+            journal_kind=JournalKind.VOID,
+        )

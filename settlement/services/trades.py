@@ -1,0 +1,211 @@
+"""Trade ingest: validated trades in, trades and their two settlement legs out.
+
+All-or-nothing per call: either every new trade of the batch is stored with its instructions,
+or nothing is. Idempotent by (source, external_id): a trade already stored with the same content
+is returned as it is; the same id with different content is an ``IdempotencyConflict``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+
+from django.db import IntegrityError, transaction
+from simple_history.utils import bulk_create_with_history
+
+from settlement.calendars import settlement_date
+from settlement.choices import Leg, MarketCalendar
+from settlement.exceptions import IdempotencyConflict, ValidationFailed
+from settlement.models import Instrument, Participant, SettlementInstruction, Trade
+from settlement.money import quantize
+from settlement.services.actors import Actor, actor_label, actor_user
+
+
+@dataclass(frozen=True)
+class TradeInput:
+    """One trade that passed validation (see ``settlement.api.serializers``)."""
+
+    source: str
+    external_id: str
+    instrument: Instrument
+    buyer: Participant
+    seller: Participant
+    quantity: Decimal
+    price: Decimal
+    executed_at: datetime
+
+    @property
+    def payload_hash(self) -> str:
+        canonical = "|".join(
+            [
+                self.source,
+                self.external_id,
+                self.instrument.symbol,
+                self.buyer.code,
+                self.seller.code,
+                format(self.quantity.normalize(), "f"),
+                format(self.price.normalize(), "f"),
+                self.executed_at.isoformat(timespec="microseconds"),
+            ]
+        )
+        return hashlib.sha256(canonical.encode()).hexdigest()
+
+    @property
+    def payment_amount(self) -> Decimal:
+        return quantize(self.quantity * self.price, self.instrument.quote.precision)
+
+
+@dataclass
+class IngestResult:
+    trades: list[Trade]  # in input order (duplicates within the batch share a trade)
+    created: list[bool]
+
+    @property
+    def created_count(self) -> int:
+        return len({t.pk for t, c in zip(self.trades, self.created, strict=True) if c})
+
+
+def instrument_settlement_date(instrument: Instrument, executed_at: datetime) -> object:
+    """Both legs settle on the base asset's cycle. A 24x7 base (crypto) ignores the quote's
+    calendar because its cash leg moves on the internal ledger; otherwise the date must be a
+    business day on both the market's and the currency's calendars."""
+    base, quote = instrument.base, instrument.quote
+    calendars: tuple[str, ...] = (base.calendar,)
+    if base.calendar != MarketCalendar.ALWAYS and quote.calendar != MarketCalendar.ALWAYS:
+        calendars = (base.calendar, quote.calendar)
+    return settlement_date(trade_date=executed_at.date(), cycle=base.settlement_cycle, calendars=calendars)
+
+
+def _build_instructions(trade: Trade, item: TradeInput) -> list[SettlementInstruction]:
+    return [
+        SettlementInstruction(
+            trade=trade,
+            leg=Leg.DELIVERY,
+            asset=item.instrument.base,
+            payer=item.seller,
+            payee=item.buyer,
+            amount=item.quantity,
+            settlement_date=trade.settlement_date,
+        ),
+        SettlementInstruction(
+            trade=trade,
+            leg=Leg.PAYMENT,
+            asset=item.instrument.quote,
+            payer=item.buyer,
+            payee=item.seller,
+            amount=item.payment_amount,
+            settlement_date=trade.settlement_date,
+        ),
+    ]
+
+
+def _reject_inconsistent_duplicates(items: list[TradeInput], hashes: list[str]) -> None:
+    first: dict[tuple[str, str], tuple[int, str]] = {}
+    errors = []
+    for index, (item, digest) in enumerate(zip(items, hashes, strict=True)):
+        key = (item.source, item.external_id)
+        if key in first and first[key][1] != digest:
+            errors.append(
+                {
+                    "index": index,
+                    "external_id": item.external_id,
+                    "errors": {"external_id": [f"Repeats item {first[key][0]} with different content."]},
+                }
+            )
+        first.setdefault(key, (index, digest))
+    if errors:
+        raise ValidationFailed(
+            f"{len(errors)} trade(s) repeat an external_id of the same batch with different "
+            "content; nothing was stored",
+            detail=errors,
+        )
+
+
+def _ingest_once(items: list[TradeInput], actor: Actor) -> IngestResult:
+    hashes = [item.payload_hash for item in items]
+    _reject_inconsistent_duplicates(items, hashes)
+    keys = {(item.source, item.external_id) for item in items}
+    with transaction.atomic():
+        existing: dict[tuple[str, str], Trade] = {}
+        sources = {source for source, _ in keys}
+        for source in sources:
+            ids = [ext for s, ext in keys if s == source]
+            for i in range(0, len(ids), 5000):
+                for trade in Trade.objects.filter(source=source, external_id__in=ids[i : i + 5000]):
+                    existing[(trade.source, trade.external_id)] = trade
+
+        conflicts = []
+        for index, (item, digest) in enumerate(zip(items, hashes, strict=True)):
+            found = existing.get((item.source, item.external_id))
+            if found is not None and found.payload_hash != digest:
+                conflicts.append(
+                    {"index": index, "source": item.source, "external_id": item.external_id, "existing_id": found.pk}
+                )
+        if conflicts:
+            raise IdempotencyConflict(
+                f"{len(conflicts)} trade(s) were already received with different content; nothing was stored",
+                detail=conflicts,
+            )
+
+        new_trades: dict[tuple[str, str], Trade] = {}
+        new_items: list[TradeInput] = []
+        for item, digest in zip(items, hashes, strict=True):
+            key = (item.source, item.external_id)
+            if key in existing or key in new_trades:
+                continue
+            new_trades[key] = Trade(
+                source=item.source,
+                external_id=item.external_id,
+                instrument=item.instrument,
+                buyer=item.buyer,
+                seller=item.seller,
+                quantity=item.quantity,
+                price=item.price,
+                executed_at=item.executed_at,
+                settlement_date=instrument_settlement_date(item.instrument, item.executed_at),
+                payload_hash=digest,
+                submitted_by=actor_user(actor),
+            )
+            new_items.append(item)
+
+        user = actor_user(actor)
+        reason = f"ingested by {actor_label(actor)}"
+        if new_trades:
+            created = bulk_create_with_history(
+                list(new_trades.values()), Trade, batch_size=2000, default_user=user, default_change_reason=reason
+            )
+            instructions = [
+                leg for trade, item in zip(created, new_items, strict=True) for leg in _build_instructions(trade, item)
+            ]
+            bulk_create_with_history(
+                instructions, SettlementInstruction, batch_size=2000, default_user=user, default_change_reason=reason
+            )
+
+    trades: list[Trade] = []
+    created_flags: list[bool] = []
+    seen: set[tuple[str, str]] = set()
+    for item in items:
+        key = (item.source, item.external_id)
+        if key in existing:
+            trades.append(existing[key])
+            created_flags.append(False)
+        else:
+            trades.append(new_trades[key])
+            created_flags.append(key not in seen)
+        seen.add(key)
+    return IngestResult(trades=trades, created=created_flags)
+
+
+def trades_ingest(*, items: list[TradeInput], actor: Actor) -> IngestResult:
+    """Store a batch of validated trades atomically and idempotently.
+
+    Two requests carrying the same new trade at the same moment both try to insert it; the
+    loser's transaction fails on the unique (source, external_id) constraint and is run once
+    more, when it sees the winner's row and treats it as a replay.
+    """
+    try:
+        return _ingest_once(items, actor)
+    except IntegrityError:
+        return _ingest_once(items, actor)
