@@ -36,4 +36,5 @@ def actor_label(actor: Actor | AnonymousUser | None) -> str:
 def stamp_history(instance: Any, *, actor: Actor, reason: str) -> None:
     """Make simple-history record who changed ``instance`` and why."""
     instance._history_user = actor_user(actor)
-    instance._change_reason = reason or actor_label(actor)
+    # simple-history keeps 100 characters of the reason; the transition log keeps all of it.
+    instance._change_reason = (reason or actor_label(actor))[:100]

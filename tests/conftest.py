@@ -1,0 +1,62 @@
+from __future__ import annotations
+
+import os
+
+import pytest
+from rest_framework.authtoken.models import Token
+from rest_framework.test import APIClient
+
+from tests import factories
+
+
+def pytest_configure(config):
+    """Every test runs on PostgreSQL: the guarantees under test live in the database."""
+    if not os.environ.get("DATABASE_URL", "").startswith(("postgres://", "postgresql://")):
+        raise pytest.UsageError("tests run on PostgreSQL: set DATABASE_URL (see `make test`)")
+
+
+@pytest.fixture
+def usd(db):
+    return factories.usd()
+
+
+@pytest.fixture
+def btc(db):
+    return factories.btc()
+
+
+@pytest.fixture
+def btc_usd(btc, usd):
+    return factories.instrument(btc, usd)
+
+
+@pytest.fixture
+def alice(db):
+    return factories.ParticipantFactory(code="ALICE")
+
+
+@pytest.fixture
+def bob(db):
+    return factories.ParticipantFactory(code="BOB")
+
+
+@pytest.fixture
+def carol(db):
+    return factories.ParticipantFactory(code="CAROL")
+
+
+@pytest.fixture
+def staff_user(db):
+    return factories.UserFactory(username="engine", is_staff=True)
+
+
+def token_client(user) -> APIClient:
+    client = APIClient()
+    token, _ = Token.objects.get_or_create(user=user)
+    client.credentials(HTTP_AUTHORIZATION=f"Token {token.key}")
+    return client
+
+
+@pytest.fixture
+def staff_client(staff_user):
+    return token_client(staff_user)
