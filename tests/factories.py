@@ -50,13 +50,20 @@ def usd() -> Asset:
 
 
 def btc() -> Asset:
-    return AssetFactory(code="BTC", kind=AssetKind.CRYPTO, precision=8, settlement_cycle=0,
-                        calendar=MarketCalendar.ALWAYS, chain=Chain.BITCOIN)
+    return AssetFactory(
+        code="BTC",
+        kind=AssetKind.CRYPTO,
+        precision=8,
+        settlement_cycle=0,
+        calendar=MarketCalendar.ALWAYS,
+        chain=Chain.BITCOIN,
+    )
 
 
 def aapl() -> Asset:
-    return AssetFactory(code="AAPL", kind=AssetKind.SECURITY, precision=0, settlement_cycle=1,
-                        calendar=MarketCalendar.NYSE)
+    return AssetFactory(
+        code="AAPL", kind=AssetKind.SECURITY, precision=0, settlement_cycle=1, calendar=MarketCalendar.NYSE
+    )
 
 
 def instrument(base: Asset, quote: Asset, price_precision: int = 2) -> Instrument:
@@ -73,14 +80,35 @@ def participant_user(participant: Participant, username: str | None = None):
 
 
 def fund(participant: Participant, asset: Asset, amount: str, reference: str | None = None) -> None:
-    ledger_deposit(owner=participant, asset=asset, amount=Decimal(amount),
-                   reference=reference or f"fund:{participant.code}:{asset.code}:{amount}", actor=ACTOR)
+    ledger_deposit(
+        owner=participant,
+        asset=asset,
+        amount=Decimal(amount),
+        reference=reference or f"fund:{participant.code}:{asset.code}:{amount}",
+        actor=ACTOR,
+    )
 
 
-def trade(*, buyer: Participant, seller: Participant, instrument: Instrument, quantity: str, price: str,
-          external_id: str = "T1", source: str = "tests") -> Trade:
+def trade(
+    *,
+    buyer: Participant,
+    seller: Participant,
+    instrument: Instrument,
+    quantity: str,
+    price: str,
+    external_id: str = "T1",
+    source: str = "tests",
+) -> Trade:
     from settlement.services.trades import TradeInput, trades_ingest
 
-    item = TradeInput(source=source, external_id=external_id, instrument=instrument, buyer=buyer, seller=seller,
-                      quantity=Decimal(quantity), price=Decimal(price), executed_at=timezone.now())
+    item = TradeInput(
+        source=source,
+        external_id=external_id,
+        instrument=instrument,
+        buyer=buyer,
+        seller=seller,
+        quantity=Decimal(quantity),
+        price=Decimal(price),
+        executed_at=timezone.now(),
+    )
     return trades_ingest(items=[item], actor=ACTOR).trades[0]

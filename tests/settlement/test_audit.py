@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import itertools
+
 import pytest
 from django.core.management import CommandError, call_command
 from django.db import IntegrityError, connection, transaction
@@ -32,7 +34,7 @@ def raw(sql: str, *params) -> None:
 
 def test_chain_links_every_row_to_the_previous(logged):
     assert len(logged) == 3
-    for before, after in zip(logged, logged[1:], strict=False):
+    for before, after in itertools.pairwise(logged):
         assert after.prev_hash == before.hash
     report = transition_log_verify()
     assert report.ok and report.checked == 3

@@ -68,7 +68,10 @@ def test_trade_creates_delivery_and_payment_legs(alice, bob, btc_usd):
     assert (delivery.asset.code, delivery.payer, delivery.payee, delivery.amount) == ("BTC", bob, alice, Decimal("0.5"))
     # 0.5 x 65000.01 = 32500.005 -> banker's rounding to 2 places
     assert (payment.asset.code, payment.payer, payment.payee, payment.amount) == (
-        "USD", alice, bob, Decimal("32500.00")
+        "USD",
+        alice,
+        bob,
+        Decimal("32500.00"),
     )
     assert delivery.settlement_date == payment.settlement_date == t.settlement_date
     assert delivery.history.count() == 1

@@ -68,8 +68,7 @@ def test_ledger_void_returns_locked_value(alice, usd):
     assert balance(alice, usd) == Decimal("10.00")
     assert balance(alice, usd, AccountKind.LOCKED) == 0
     with pytest.raises(LockNotPending):
-        ledger_post(lock=lock, to_account=account_for(owner=alice, asset=usd, kind=AccountKind.AVAILABLE),
-                    actor=ACTOR)
+        ledger_post(lock=lock, to_account=account_for(owner=alice, asset=usd, kind=AccountKind.AVAILABLE), actor=ACTOR)
     assert_ledger_consistent()
 
 
@@ -108,8 +107,9 @@ def test_journal_write_refuses_unbalanced_postings(alice, bob, usd):
     a = account_for(owner=alice, asset=usd, kind=AccountKind.AVAILABLE)
     b = account_for(owner=bob, asset=usd, kind=AccountKind.AVAILABLE)
     with pytest.raises(UnbalancedJournal), transaction.atomic():
-        _journal_write(kind=JournalKind.POST, reference="X", legs=[Leg(a, Decimal("-2")), Leg(b, Decimal("1"))],
-                       actor=ACTOR)
+        _journal_write(
+            kind=JournalKind.POST, reference="X", legs=[Leg(a, Decimal("-2")), Leg(b, Decimal("1"))], actor=ACTOR
+        )
     assert not Journal.objects.filter(reference="X").exists()
 
 

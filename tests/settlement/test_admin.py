@@ -1,0 +1,82 @@
+from __future__ import annotations
+
+import pytest
+from django.contrib import admin
+from django.urls import reverse
+
+from settlement.choices import InstructionStatus, Leg
+from settlement.models import Journal, LedgerAccount, Posting, SettlementInstruction, TransitionLog
+from tests import factories
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def ops(client, django_user_model):
+    user = django_user_model.objects.create_superuser("ops", "ops@example.com", "pw")
+    client.force_login(user)
+    return client
+
+
+@pytest.fixture
+def settled(alice, bob, btc, usd, btc_usd):
+    from settlement.services.instructions import trade_settle_internal
+
+    factories.fund(bob, btc, "1")
+    factories.fund(alice, usd, "100")
+    t = factories.trade(buyer=alice, seller=bob, instrument=btc_usd, quantity="1", price="100")
+    trade_settle_internal(trade=t, actor=factories.ACTOR)
+    return t
+
+
+def test_every_admin_changelist_and_detail_renders(ops, settled):
+    for model in admin.site._registry:
+        if model._meta.app_label != "settlement":
+            continue
+        info = (model._meta.app_label, model._meta.model_name)
+        assert ops.get(reverse("admin:{}_{}_changelist".format(*info))).status_code == 200, model
+        obj = model.objects.first()
+        if obj is not None:
+            assert ops.get(reverse("admin:{}_{}_change".format(*info), args=[obj.pk])).status_code == 200, model
+
+
+@pytest.mark.parametrize("model", [LedgerAccount, Journal, Posting, TransitionLog])
+def test_ledger_and_audit_rows_are_read_only_even_for_superusers(ops, settled, model, rf, django_user_model):
+    request = rf.get("/")
+    request.user = django_user_model.objects.get(username="ops")
+    model_admin = admin.site._registry.get(model)
+    if model_admin is None:  # postings are only shown inline on journals
+        return
+    obj = model.objects.first()
+    assert not model_admin.has_add_permission(request)
+    assert not model_admin.has_change_permission(request, obj)
+    assert not model_admin.has_delete_permission(request, obj)
+
+
+def test_instruction_search_by_trade_id_and_transition_log_shown(ops, settled):
+    url = reverse("admin:settlement_settlementinstruction_changelist")
+    page = ops.get(url, {"q": settled.external_id})
+    assert page.status_code == 200 and page.context["cl"].result_count == 2
+    leg = settled.instructions.get(leg=Leg.DELIVERY)
+    detail = ops.get(reverse("admin:settlement_settlementinstruction_change", args=[leg.pk]))
+    assert b"processing \xe2\x86\x92 settled" in detail.content
+
+
+def test_cancel_action_requires_a_reason_and_is_audited(ops, alice, bob, btc_usd):
+    t = factories.trade(buyer=alice, seller=bob, instrument=btc_usd, quantity="1", price="1")
+    leg = t.instructions.get(leg=Leg.DELIVERY)
+    url = reverse("admin:settlement_settlementinstruction_changelist")
+    form = {"action": "cancel_selected", "_selected_action": [leg.pk]}
+    # the first post asks for a reason and changes nothing
+    page = ops.post(url, form)
+    assert page.status_code == 200 and b"Reason (required)" in page.content
+    assert SettlementInstruction.objects.get(pk=leg.pk).status == InstructionStatus.PENDING
+    # an empty reason is refused
+    ops.post(url, {**form, "apply": "1", "reason": "  "})
+    assert SettlementInstruction.objects.get(pk=leg.pk).status == InstructionStatus.PENDING
+    # with a reason it is applied and logged with the user
+    ops.post(url, {**form, "apply": "1", "reason": "client called"})
+    assert SettlementInstruction.objects.get(pk=leg.pk).status == InstructionStatus.CANCELLED
+    entry = TransitionLog.objects.get(entity_type="instruction", entity_id=leg.pk)
+    assert (entry.actor_label, entry.reason) == ("ops", "client called")
+    assert SettlementInstruction.history.filter(id=leg.pk).latest("history_id").history_user.username == "ops"
