@@ -22,6 +22,7 @@ class Trade(models.Model):
     seller = models.ForeignKey("settlement.Participant", on_delete=models.PROTECT, related_name="+")
     quantity = amount_field()
     price = amount_field()
+    notional = amount_field(help_text="quantity x price in the quote currency, rounded half-even to its precision")
     executed_at = models.DateTimeField()
     settlement_date = models.DateField()
     payload_hash = models.CharField(max_length=64, help_text="Hash of the submitted content, to detect conflicts.")
@@ -38,6 +39,7 @@ class Trade(models.Model):
             models.CheckConstraint(condition=~Q(buyer=models.F("seller")), name="trade_buyer_ne_seller"),
             models.CheckConstraint(condition=Q(quantity__gt=0), name="trade_quantity_positive"),
             models.CheckConstraint(condition=Q(price__gt=0), name="trade_price_positive"),
+            models.CheckConstraint(condition=Q(notional__gt=0), name="trade_notional_positive"),
         ]
         indexes = [
             models.Index(fields=["buyer", "id"], name="trade_buyer_idx"),

@@ -12,11 +12,13 @@ from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
+from django.db.models import Model
+from django.utils import timezone
 from simple_history.utils import bulk_create_with_history
 
 from settlement.calendars import settlement_date
-from settlement.choices import Leg, MarketCalendar
+from settlement.choices import InstructionStatus, Leg, MarketCalendar
 from settlement.exceptions import IdempotencyConflict, ValidationFailed
 from settlement.models import Instrument, Participant, SettlementInstruction, Trade
 from settlement.money import quantize
@@ -95,10 +97,102 @@ def _build_instructions(trade: Trade, item: TradeInput) -> list[SettlementInstru
             asset=item.instrument.quote,
             payer=item.buyer,
             payee=item.seller,
-            amount=item.payment_amount,
+            amount=trade.notional,
             settlement_date=trade.settlement_date,
         ),
     ]
+
+
+def _set_based() -> bool:
+    """PostgreSQL gets the COPY + INSERT ... SELECT path; other databases (the SQLite demo) the ORM one."""
+    return connection.vendor == "postgresql"
+
+
+def _store(trades: list[Trade], items: list[TradeInput], *, actor: Actor) -> None:
+    user = actor_user(actor)
+    reason = f"ingested by {actor_label(actor)}"
+    if _set_based():
+        _store_postgresql(trades, user_id=user.pk if user else None, reason=reason)
+        return
+    created = bulk_create_with_history(trades, Trade, batch_size=2000, default_user=user, default_change_reason=reason)
+    instructions = [leg for trade, item in zip(created, items, strict=True) for leg in _build_instructions(trade, item)]
+    bulk_create_with_history(
+        instructions, SettlementInstruction, batch_size=2000, default_user=user, default_change_reason=reason
+    )
+
+
+def _columns(model: type[Model]) -> list[str]:
+    return [f.column for f in model._meta.concrete_fields]
+
+
+def _quoted(columns: list[str]) -> str:
+    return ", ".join(f'"{c}"' for c in columns)
+
+
+# The legs of a trade, derived in SQL from the rows just written (see _build_instructions for the
+# same rule in Python, used on SQLite): delivery = base asset seller -> buyer for the quantity,
+# payment = quote currency buyer -> seller for the notional.
+_LEGS_SQL = """
+INSERT INTO settlement_settlementinstruction
+    (trade_id, leg, asset_id, payer_id, payee_id, amount, settlement_date, status, lock_id, attempt,
+     failure_reason, created_at, updated_at)
+SELECT t.id, %(delivery)s, i.base_id, t.seller_id, t.buyer_id, t.quantity, t.settlement_date, %(pending)s,
+       NULL::bigint, 1, '', %(now)s, %(now)s
+  FROM settlement_trade t JOIN settlement_instrument i ON i.id = t.instrument_id
+ WHERE t.id = ANY(%(ids)s)
+UNION ALL
+SELECT t.id, %(payment)s, i.quote_id, t.buyer_id, t.seller_id, t.notional, t.settlement_date, %(pending)s,
+       NULL::bigint, 1, '', %(now)s, %(now)s
+  FROM settlement_trade t JOIN settlement_instrument i ON i.id = t.instrument_id
+ WHERE t.id = ANY(%(ids)s)
+ORDER BY 1, 2
+"""
+
+
+def _history_sql(model: type[Model], where: str) -> str:
+    """INSERT ... SELECT copying live rows into the model's simple-history table as '+' records."""
+    table = model._meta.db_table
+    history_table = model.history.model._meta.db_table  # type: ignore[attr-defined]
+    columns = _quoted(_columns(model))
+    # Identifiers come from model metadata, values travel as parameters.
+    extra = "history_date, history_change_reason, history_type, history_user_id"
+    head = f'INSERT INTO "{history_table}" ({columns}, {extra})'
+    return f"{head} SELECT {columns}, %(now)s, %(reason)s, '+', %(user)s FROM \"{table}\" WHERE {where}"  # noqa: S608
+
+
+def _store_postgresql(trades: list[Trade], *, user_id: int | None, reason: str) -> None:
+    """Set-based write of a batch: trade ids from the sequence in one query, the trades by COPY, and
+    their legs and history rows by INSERT ... SELECT. Four statements whatever the batch size."""
+    now = timezone.now()
+    fields = Trade._meta.concrete_fields
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT nextval(pg_get_serial_sequence('settlement_trade', 'id')) FROM generate_series(1, %s)",
+            [len(trades)],
+        )
+        ids = [row[0] for row in cursor.fetchall()]
+        for trade, pk in zip(trades, ids, strict=True):
+            trade.pk = pk
+            trade.received_at = now
+        raw = cursor.cursor  # psycopg cursor, for COPY; errors mapped to django.db ones (IntegrityError)
+        with (
+            connection.wrap_database_errors,
+            raw.copy(f"COPY settlement_trade ({_quoted(_columns(Trade))}) FROM STDIN") as copy,
+        ):
+            for trade in trades:
+                copy.write_row([getattr(trade, f.attname) for f in fields])
+        params = {
+            "ids": ids,
+            "now": now,
+            "reason": reason,
+            "user": user_id,
+            "delivery": Leg.DELIVERY.value,
+            "payment": Leg.PAYMENT.value,
+            "pending": InstructionStatus.PENDING.value,
+        }
+        cursor.execute(_history_sql(Trade, "id = ANY(%(ids)s)"), params)
+        cursor.execute(_LEGS_SQL, params)
+        cursor.execute(_history_sql(SettlementInstruction, "trade_id = ANY(%(ids)s)"), params)
 
 
 def _reject_inconsistent_duplicates(items: list[TradeInput], hashes: list[str]) -> None:
@@ -163,6 +257,7 @@ def _ingest_once(items: list[TradeInput], actor: Actor) -> IngestResult:
                 seller=item.seller,
                 quantity=item.quantity,
                 price=item.price,
+                notional=item.payment_amount,
                 executed_at=item.executed_at,
                 settlement_date=instrument_settlement_date(item.instrument, item.executed_at),
                 payload_hash=digest,
@@ -170,18 +265,8 @@ def _ingest_once(items: list[TradeInput], actor: Actor) -> IngestResult:
             )
             new_items.append(item)
 
-        user = actor_user(actor)
-        reason = f"ingested by {actor_label(actor)}"
         if new_trades:
-            created = bulk_create_with_history(
-                list(new_trades.values()), Trade, batch_size=2000, default_user=user, default_change_reason=reason
-            )
-            instructions = [
-                leg for trade, item in zip(created, new_items, strict=True) for leg in _build_instructions(trade, item)
-            ]
-            bulk_create_with_history(
-                instructions, SettlementInstruction, batch_size=2000, default_user=user, default_change_reason=reason
-            )
+            _store(list(new_trades.values()), new_items, actor=actor)
 
     trades: list[Trade] = []
     created_flags: list[bool] = []

@@ -68,3 +68,48 @@ def test_ingest_records_who_submitted(alice, bob, btc_usd, staff_user):
     assert trade.submitted_by == staff_user
     record = trade.history.get()
     assert record.history_user == staff_user and record.history_type == "+"
+
+
+def _legs(source: str) -> list[tuple]:
+    return sorted(
+        SettlementInstruction.objects.filter(trade__source=source).values_list(
+            "trade__external_id",
+            "leg",
+            "asset__code",
+            "payer__code",
+            "payee__code",
+            "amount",
+            "settlement_date",
+            "status",
+            "attempt",
+        )
+    )
+
+
+@pytest.mark.django_db
+def test_set_based_and_orm_writes_store_the_same_rows(alice, bob, btc_usd, monkeypatch):
+    from settlement.services import trades as trades_module
+
+    def batch(source: str) -> list[TradeInput]:
+        return [
+            TradeInput(
+                source=source,
+                external_id=f"X{n}",
+                instrument=btc_usd,
+                buyer=alice if n % 2 else bob,
+                seller=bob if n % 2 else alice,
+                quantity=Decimal("0.3"),
+                price=Decimal("10.05"),
+                executed_at=EXECUTED,
+            )
+            for n in range(5)
+        ]
+
+    trades_ingest(items=batch("copy"), actor=ACTOR)
+    monkeypatch.setattr(trades_module, "_set_based", lambda: False)
+    trades_ingest(items=batch("orm"), actor=ACTOR)
+    assert _legs("copy") == _legs("orm")
+    assert len(_legs("copy")) == 10
+    assert Trade.history.filter(source="copy").count() == Trade.history.filter(source="orm").count() == 5
+    copied = SettlementInstruction.history.filter(trade__source="copy")
+    assert copied.count() == 10 and set(copied.values_list("history_type", flat=True)) == {"+"}

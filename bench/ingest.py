@@ -1,0 +1,210 @@
+#!/usr/bin/env python
+"""Trade-ingest benchmark: POST 100,000 trades in batches over HTTP, then time status updates.
+
+Run by hand (not part of `make test`):
+
+    make bench-ingest            # or: .venv/bin/python bench/ingest.py --trades 100000 --batch 5000
+
+It creates a scratch PostgreSQL database (default `clearhouse_bench`, dropped first), migrates and
+seeds it, serves the API with gunicorn on loopback, posts the trades from client threads, and
+prints trades/s and the p50/p99 latency of single instruction status updates (one transaction each).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+
+def psql(sql: str, url: str) -> None:
+    subprocess.run(["psql", url, "-q", "-c", sql], check=True)
+
+
+def percentile(values: list[float], pct: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(pct / 100 * (len(ordered) - 1)))]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--trades", type=int, default=100_000)
+    parser.add_argument("--batch", type=int, default=5_000)
+    parser.add_argument("--clients", type=int, default=2, help="concurrent client threads")
+    parser.add_argument("--workers", type=int, default=2, help="gunicorn worker processes")
+    parser.add_argument("--participants", type=int, default=200)
+    parser.add_argument("--status-updates", type=int, default=3_000)
+    parser.add_argument("--server", default="postgres://postgres@127.0.0.1:5432")
+    parser.add_argument("--db", default="clearhouse_bench")
+    parser.add_argument("--port", type=int, default=18765)
+    args = parser.parse_args()
+
+    db_url = f"{args.server}/{args.db}"
+    psql(f"DROP DATABASE IF EXISTS {args.db}", f"{args.server}/postgres")
+    psql(f"CREATE DATABASE {args.db}", f"{args.server}/postgres")
+    env = {
+        **os.environ,
+        "DATABASE_URL": db_url,
+        "SECRET_KEY": "bench",
+        "DEBUG": "0",
+        "LOG_LEVEL": "WARNING",
+        "CELERY_TASK_ALWAYS_EAGER": "1",
+    }
+    os.environ.update(env)
+    python = sys.executable
+    subprocess.run([python, "manage.py", "migrate", "-v", "0"], cwd=ROOT, env=env, check=True)
+    subprocess.run([python, "manage.py", "seed_demo"], cwd=ROOT, env=env, check=True, stdout=subprocess.DEVNULL)
+
+    import django
+
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
+    django.setup()
+    from decimal import Decimal
+
+    from rest_framework.authtoken.models import Token
+
+    from settlement.models import Asset, Participant, SettlementInstruction, Trade
+    from settlement.services.actors import SystemActor
+    from settlement.services.ledger import ledger_deposit
+
+    actor = SystemActor("bench")
+    usd, btc = Asset.objects.get(code="USD"), Asset.objects.get(code="BTC")
+    codes = []
+    for n in range(args.participants):
+        p, _ = Participant.objects.get_or_create(code=f"B{n:04d}", defaults={"name": f"Bench {n}"})
+        codes.append(p.code)
+        ledger_deposit(owner=p, asset=usd, amount=Decimal("1000000000"), reference=f"bench:{p.code}:USD", actor=actor)
+        ledger_deposit(owner=p, asset=btc, amount=Decimal("100000"), reference=f"bench:{p.code}:BTC", actor=actor)
+    token = Token.objects.get(user__username="matching-engine").key
+
+    symbols = [("BTC/USD", "65000.00"), ("ETH/USD", "3200.00"), ("AAPL/USD", "190.00"), ("BTC/EUR", "60000.00")]
+    executed = (datetime.now(UTC) - timedelta(minutes=10)).isoformat()
+    bodies = []
+    for start in range(0, args.trades, args.batch):
+        trades = []
+        for i in range(start, min(start + args.batch, args.trades)):
+            symbol, price = symbols[i % len(symbols)]
+            buyer = codes[i % len(codes)]
+            seller = codes[(i * 7 + 1) % len(codes)]
+            if seller == buyer:
+                seller = codes[(i + 1) % len(codes)]
+            trades.append(
+                {
+                    "external_id": f"BENCH-{i:08d}",
+                    "symbol": symbol,
+                    "buyer": buyer,
+                    "seller": seller,
+                    "quantity": "3" if symbol == "AAPL/USD" else "0.015",
+                    "price": price,
+                    "executed_at": executed,
+                }
+            )
+        bodies.append(json.dumps({"trades": trades}).encode())
+
+    server = subprocess.Popen(
+        [
+            str(Path(python).parent / "gunicorn"),
+            "config.wsgi",
+            "-b",
+            f"127.0.0.1:{args.port}",
+            "-w",
+            str(args.workers),
+            "--timeout",
+            "300",
+            "--log-level",
+            "warning",
+        ],
+        cwd=ROOT,
+        env=env,
+    )
+    try:
+        url = f"http://127.0.0.1:{args.port}/api/v1/trades/"
+        for _ in range(100):
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{args.port}/api/schema/", timeout=1)
+                break
+            except OSError:
+                time.sleep(0.2)
+        latencies: list[float] = []
+        failures: list[str] = []
+        queue = list(enumerate(bodies))
+        guard = threading.Lock()
+
+        def client() -> None:
+            while True:
+                with guard:
+                    if not queue:
+                        return
+                    _, body = queue.pop(0)
+                request = urllib.request.Request(
+                    url,
+                    data=body,
+                    method="POST",
+                    headers={"Content-Type": "application/json", "Authorization": f"Token {token}"},
+                )
+                began = time.perf_counter()
+                try:
+                    with urllib.request.urlopen(request, timeout=300) as response:
+                        response.read()
+                except Exception as exc:  # a benchmark reports every failure
+                    failures.append(str(exc))
+                latencies.append(time.perf_counter() - began)
+
+        began = time.perf_counter()
+        threads = [threading.Thread(target=client) for _ in range(args.clients)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        elapsed = time.perf_counter() - began
+    finally:
+        server.terminate()
+        server.wait()
+
+    stored = Trade.objects.count()
+    print(
+        f"ingest: {args.trades} trades in {len(bodies)} batches of {args.batch}, {args.clients} clients, "
+        f"{args.workers} gunicorn workers"
+    )
+    print(f"ingest: {elapsed:.2f} s, {args.trades / elapsed:,.0f} trades/s, stored {stored}, failures {len(failures)}")
+    print(f"ingest: per-batch latency p50 {percentile(latencies, 50):.2f} s, p99 {percentile(latencies, 99):.2f} s")
+    if failures:
+        print("failures:", failures[:3])
+
+    # Status updates: lock -> processing -> settled, one instruction at a time, each its own transaction.
+    from settlement.services.instructions import instruction_lock, instruction_settle, instruction_start_processing
+
+    ids = list(
+        SettlementInstruction.objects.filter(asset__code__in=["USD", "BTC"])
+        .order_by("pk")
+        .values_list("pk", flat=True)[: args.status_updates // 3]
+    )
+    timings: list[float] = []
+    for pk in ids:
+        instruction = SettlementInstruction.objects.get(pk=pk)
+        for service in (instruction_lock, instruction_start_processing, instruction_settle):
+            began = time.perf_counter()
+            instruction = service(instruction=instruction, actor=actor)
+            timings.append((time.perf_counter() - began) * 1000)
+    print(f"status updates: {len(timings)} transitions (lock, processing, settled) on {len(ids)} instructions")
+    print(
+        f"status updates: p50 {percentile(timings, 50):.2f} ms, p99 {percentile(timings, 99):.2f} ms, "
+        f"mean {statistics.fmean(timings):.2f} ms"
+    )
+    if failures or stored != args.trades:
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()
