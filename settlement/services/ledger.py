@@ -191,7 +191,7 @@ def _resolve_lock(
         lock.mark_voided()
     lock.resolved_at = timezone.now()
     stamp_history(lock, actor=actor, reason=reason)
-    lock.save()
+    lock.save(update_fields=("status", "resolved_at"))
     _journal_write(
         kind=journal_kind,
         reference=f"{lock.reference}:{journal_kind}",
