@@ -56,6 +56,8 @@ def system_account_for(*, code: str, asset: Asset) -> LedgerAccount:
 
 
 def _check_balanced(legs: Sequence[Leg]) -> None:
+    if len(legs) < 2:
+        raise UnbalancedJournal("a journal moves value between at least two postings")
     totals: dict[int, Decimal] = defaultdict(Decimal)
     for leg in legs:
         if leg.amount == 0:

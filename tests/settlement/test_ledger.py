@@ -207,3 +207,44 @@ def test_concurrent_overspend_only_affordable_locks_succeed(alice, usd):
     assert balance(alice, usd) == Decimal("5.00")
     assert balance(alice, usd, AccountKind.LOCKED) == Decimal("70.00")
     assert_ledger_consistent()
+
+
+posting_sets = st.lists(
+    st.tuples(st.integers(0, 3), st.decimals(min_value=Decimal("-1000"), max_value=Decimal("1000"), places=2)),
+    min_size=1,
+    max_size=6,
+)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(postings=posting_sets)
+def test_random_journals_are_written_only_when_they_balance_per_asset(alice, bob, usd, btc, postings):
+    """Property: a journal of random postings over accounts in two assets is written iff every
+    asset's postings sum to zero; a refused one leaves no journal and no balance change."""
+    accounts = [
+        account_for(owner=alice, asset=usd, kind=AccountKind.LOCKED),
+        account_for(owner=bob, asset=usd, kind=AccountKind.LOCKED),
+        account_for(owner=alice, asset=btc, kind=AccountKind.LOCKED),
+        account_for(owner=bob, asset=btc, kind=AccountKind.LOCKED),
+    ]
+    for account in accounts:  # overdraft allowed here: this property is about balancing only
+        LedgerAccount.objects.filter(pk=account.pk).update(allow_negative=True)
+        account.allow_negative = True
+    legs = [Leg(accounts[i], amount) for i, amount in postings if amount != 0]
+    sums: dict[int, Decimal] = {}
+    for leg in legs:
+        sums[leg.account.asset_id] = sums.get(leg.account.asset_id, Decimal(0)) + leg.amount
+    balanced = len(legs) >= 2 and all(total == 0 for total in sums.values())
+    with transaction.atomic():
+        before = Journal.objects.count()
+        try:
+            with transaction.atomic():
+                _journal_write(kind=JournalKind.POST, reference="random", legs=legs, actor=ACTOR)
+            written = True
+        except UnbalancedJournal:
+            written = False
+        assert written == balanced
+        assert Journal.objects.count() == before + int(written)
+        if written:
+            assert_ledger_consistent()
+        transaction.set_rollback(True)
