@@ -28,34 +28,31 @@ def sees_everything(user: Any) -> bool:
     return bool(getattr(user, "is_staff", False)) and participant_for_user(user) is None
 
 
-def instructions_visible_to(user: Any) -> QuerySet[SettlementInstruction]:
-    qs = SettlementInstruction.objects.select_related("asset", "payer", "payee", "trade")
+def _scoped(qs: QuerySet, user: Any, *party_fields: str) -> QuerySet:
+    """Everything for staff; for a participant's user the rows where it is one of ``party_fields``."""
     if sees_everything(user):
         return qs
     participant = participant_for_user(user)
     if participant is None:
         return qs.none()
-    return qs.filter(Q(payer=participant) | Q(payee=participant))
+    condition = Q()
+    for name in party_fields:
+        condition |= Q(**{name: participant})
+    return qs.filter(condition)
+
+
+def instructions_visible_to(user: Any) -> QuerySet[SettlementInstruction]:
+    qs = SettlementInstruction.objects.select_related("asset", "payer", "payee", "trade")
+    return _scoped(qs, user, "payer", "payee")
 
 
 def trades_visible_to(user: Any) -> QuerySet[Trade]:
-    qs = Trade.objects.select_related("instrument", "buyer", "seller")
-    if sees_everything(user):
-        return qs
-    participant = participant_for_user(user)
-    if participant is None:
-        return qs.none()
-    return qs.filter(Q(buyer=participant) | Q(seller=participant))
+    return _scoped(Trade.objects.select_related("instrument", "buyer", "seller"), user, "buyer", "seller")
 
 
 def balances_visible_to(user: Any) -> QuerySet[LedgerAccount]:
     qs = LedgerAccount.objects.select_related("asset", "owner").order_by("owner__code", "asset__code", "kind")
-    if sees_everything(user):
-        return qs
-    participant = participant_for_user(user)
-    if participant is None:
-        return qs.none()
-    return qs.filter(owner=participant)
+    return _scoped(qs, user, "owner")
 
 
 def instruction_transitions(instruction: SettlementInstruction) -> QuerySet[TransitionLog]:

@@ -148,11 +148,15 @@ class TradeBatchSerializer(serializers.Serializer):
     trades = TradeInputSerializer(many=True)
 
 
-class InstructionSummarySerializer(serializers.ModelSerializer):
+class _InstructionCodes(serializers.ModelSerializer):
+    """Asset and parties by their codes rather than ids."""
+
     asset = serializers.CharField(source="asset.code")
     payer = serializers.CharField(source="payer.code")
     payee = serializers.CharField(source="payee.code")
 
+
+class InstructionSummarySerializer(_InstructionCodes):
     class Meta:
         model = SettlementInstruction
         fields = ["id", "leg", "asset", "payer", "payee", "amount", "settlement_date", "status"]
@@ -188,10 +192,7 @@ class TransitionSerializer(serializers.ModelSerializer):
         fields = ["id", "from_status", "to_status", "at", "actor_label", "reason", "metadata", "hash"]
 
 
-class InstructionSerializer(serializers.ModelSerializer):
-    asset = serializers.CharField(source="asset.code")
-    payer = serializers.CharField(source="payer.code")
-    payee = serializers.CharField(source="payee.code")
+class InstructionSerializer(_InstructionCodes):
     trade_external_id = serializers.CharField(source="trade.external_id")
     trade_source = serializers.CharField(source="trade.source")
     reference = serializers.CharField(read_only=True)

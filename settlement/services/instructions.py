@@ -75,6 +75,30 @@ def _lock_funds(instruction: SettlementInstruction, *, actor: Actor, expires_at:
     instruction.lock = lock
 
 
+def _hold_and_lock(
+    instruction: SettlementInstruction, *, actor: Actor, reason: str, expires_at: datetime | None
+) -> SettlementInstruction:
+    """Hold the payer's funds and move pending → locked (row already locked by the caller)."""
+    _lock_funds(instruction, actor=actor, expires_at=expires_at)
+    return _apply(
+        instruction,
+        instruction.mark_locked,
+        actor=actor,
+        reason=reason,
+        metadata={"lock": instruction.lock.reference},
+        update_fields=("lock",),
+    )
+
+
+def _settle_locked(
+    instruction: SettlementInstruction, *, actor: Actor, reason: str, metadata: Mapping[str, Any] | None = None
+) -> SettlementInstruction:
+    """Post the held funds to the payee and move processing → settled (row already locked)."""
+    payee_account = account_for(owner=instruction.payee, asset=instruction.asset, kind=AccountKind.AVAILABLE)
+    ledger_post(lock=instruction.lock, to_account=payee_account, actor=actor, reason=f"settle {instruction}")
+    return _apply(instruction, instruction.mark_settled, actor=actor, reason=reason, metadata=metadata)
+
+
 def instruction_lock(
     *, instruction: SettlementInstruction, actor: Actor, reason: str = "lock funds", expires_at: datetime | None = None
 ) -> SettlementInstruction:
@@ -83,15 +107,7 @@ def instruction_lock(
         instruction = _for_update(instruction)
         if instruction.status != S.PENDING:
             raise IllegalTransition(f"instruction {instruction.pk} is {instruction.status}, not pending")
-        _lock_funds(instruction, actor=actor, expires_at=expires_at)
-        return _apply(
-            instruction,
-            instruction.mark_locked,
-            actor=actor,
-            reason=reason,
-            metadata={"lock": instruction.lock.reference},
-            update_fields=("lock",),
-        )
+        return _hold_and_lock(instruction, actor=actor, reason=reason, expires_at=expires_at)
 
 
 def instruction_start_processing(
@@ -114,9 +130,7 @@ def instruction_settle(
         instruction = _for_update(instruction)
         if instruction.status != S.PROCESSING or instruction.lock is None:
             raise IllegalTransition(f"instruction {instruction.pk} is {instruction.status}, not processing")
-        payee_account = account_for(owner=instruction.payee, asset=instruction.asset, kind=AccountKind.AVAILABLE)
-        ledger_post(lock=instruction.lock, to_account=payee_account, actor=actor, reason=f"settle {instruction}")
-        return _apply(instruction, instruction.mark_settled, actor=actor, reason=reason, metadata=metadata)
+        return _settle_locked(instruction, actor=actor, reason=reason, metadata=metadata)
 
 
 def _void_if_pending(instruction: SettlementInstruction, *, actor: Actor, reason: str) -> None:
@@ -217,15 +231,7 @@ def trade_settle_internal(*, trade: Trade, actor: Actor) -> list[SettlementInstr
         try:
             with transaction.atomic():
                 for leg in legs:
-                    _lock_funds(leg, actor=actor, expires_at=None)
-                    _apply(
-                        leg,
-                        leg.mark_locked,
-                        actor=actor,
-                        reason="lock funds (DvP)",
-                        metadata={"lock": leg.lock.reference},
-                        update_fields=("lock",),
-                    )
+                    _hold_and_lock(leg, actor=actor, reason="lock funds (DvP)", expires_at=None)
         except InsufficientFunds as exc:
             legs = _trade_legs_for_update(trade)  # state rolled back to pending with the savepoint
             for leg in legs:
@@ -235,9 +241,7 @@ def trade_settle_internal(*, trade: Trade, actor: Actor) -> list[SettlementInstr
         for leg in legs:
             _apply(leg, leg.mark_processing, actor=actor, reason="internal ledger DvP")
         for leg in legs:
-            payee_account = account_for(owner=leg.payee, asset=leg.asset, kind=AccountKind.AVAILABLE)
-            ledger_post(lock=leg.lock, to_account=payee_account, actor=actor, reason=f"settle {leg}")
-            _apply(leg, leg.mark_settled, actor=actor, reason="settled on the internal ledger (DvP)")
+            _settle_locked(leg, actor=actor, reason="settled on the internal ledger (DvP)")
         return legs
 
 
