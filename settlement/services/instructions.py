@@ -15,7 +15,7 @@ from django_fsm import TransitionNotAllowed
 
 from settlement.choices import AccountKind, InstructionStatus, LockStatus
 from settlement.exceptions import IllegalTransition, InsufficientFunds
-from settlement.models import LedgerLock, SettlementInstruction, Trade
+from settlement.models import LedgerAccount, LedgerLock, SettlementInstruction, Trade
 from settlement.services.actors import Actor, SystemActor, stamp_history
 from settlement.services.audit import LogEntry, transition_log_append
 from settlement.services.ledger import account_for, ledger_lock, ledger_post, ledger_void
@@ -210,12 +210,27 @@ def instruction_reverse(*, instruction: SettlementInstruction, actor: Actor, rea
 
 
 def _trade_legs_for_update(trade: Trade) -> list[SettlementInstruction]:
-    return list(
+    """Lock a trade's legs, then every ledger account they can touch.
+
+    Lock order everywhere: instruction rows → ledger accounts (by pk) → transition-log head. A
+    trade-level service moves value on several legs, and the first leg's log entry takes the head;
+    if the second leg then had to wait for an account another transaction holds while that one
+    waits for the head, the two would deadlock. Taking all accounts first keeps the order.
+    """
+    legs = list(
         SettlementInstruction.objects.select_for_update(of=("self",))
         .select_related("asset", "payer", "payee", "lock")
         .filter(trade=trade)
         .order_by("pk")
     )
+    account_ids = {
+        account_for(owner=party, asset=leg.asset, kind=kind).pk
+        for leg in legs
+        for party in (leg.payer, leg.payee)
+        for kind in (AccountKind.AVAILABLE, AccountKind.LOCKED)
+    }
+    list(LedgerAccount.objects.select_for_update().filter(pk__in=account_ids).order_by("pk").values_list("pk"))
+    return legs
 
 
 def trade_settle_internal(*, trade: Trade, actor: Actor) -> list[SettlementInstruction]:

@@ -14,7 +14,7 @@ refuses the UPDATE and the whole journal rolls back.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
@@ -43,6 +43,25 @@ class Leg:
 def account_for(*, owner: Participant, asset: Asset, kind: str) -> LedgerAccount:
     account, _ = LedgerAccount.objects.get_or_create(owner=owner, asset=asset, kind=kind)
     return account
+
+
+def accounts_ensure(*, pairs: Iterable[tuple[int, int]]) -> None:
+    """Create the available and locked accounts of (participant id, asset id) pairs that lack them.
+
+    Called when trades arrive, so the settlement transactions later only lock existing rows:
+    creating an account inside a settlement would take a unique-index lock outside the
+    instruction → account → log-head lock order. Rows go in sorted order with ON CONFLICT DO
+    NOTHING, so concurrent callers wait for each other in the same order and never deadlock.
+    """
+    keys = sorted(
+        {(owner, asset, kind) for owner, asset in pairs for kind in (AccountKind.AVAILABLE, AccountKind.LOCKED)}
+    )
+    if not keys:
+        return
+    LedgerAccount.objects.bulk_create(
+        [LedgerAccount(owner_id=owner, asset_id=asset, kind=kind) for owner, asset, kind in keys],
+        ignore_conflicts=True,
+    )
 
 
 def system_account_for(*, code: str, asset: Asset) -> LedgerAccount:

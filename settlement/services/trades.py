@@ -23,6 +23,7 @@ from settlement.exceptions import IdempotencyConflict, ValidationFailed
 from settlement.models import Instrument, Participant, SettlementInstruction, Trade
 from settlement.money import quantize
 from settlement.services.actors import Actor, actor_label, actor_user
+from settlement.services.ledger import accounts_ensure
 
 
 @dataclass(frozen=True)
@@ -266,6 +267,14 @@ def _ingest_once(items: list[TradeInput], actor: Actor) -> IngestResult:
             new_items.append(item)
 
         if new_trades:
+            accounts_ensure(
+                pairs=[
+                    (party.pk, asset.pk)
+                    for item in new_items
+                    for party in (item.buyer, item.seller)
+                    for asset in (item.instrument.base, item.instrument.quote)
+                ]
+            )
             _store(list(new_trades.values()), new_items, actor=actor)
 
     trades: list[Trade] = []
