@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from django.contrib import admin, messages
@@ -27,7 +28,22 @@ from settlement.models import (
     TransitionLog,
     WalletAddress,
 )
+from settlement.money import format_amount
 from settlement.services.instructions import instruction_cancel, instruction_retry
+
+
+def amount_column(field: str, precision: Callable[[Any], int], label: str) -> Callable[[Any, Any], str]:
+    """An admin column showing ``field`` at its asset's precision instead of 18 places."""
+
+    @admin.display(description=label, ordering=field)
+    def show(model_admin: Any, obj: Any) -> str:
+        return format_amount(getattr(obj, field), precision(obj))
+
+    return show
+
+
+def _asset_precision(obj: Any) -> int:
+    return obj.asset.precision
 
 
 class ReadOnlyAdminMixin:
@@ -88,17 +104,22 @@ class InstrumentAdmin(SimpleHistoryAdmin):
 
 @admin.register(LedgerAccount)
 class LedgerAccountAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
-    list_display = ["id", "owner", "system_code", "asset", "kind", "balance", "allow_negative"]
+    list_display = ["id", "owner", "system_code", "asset", "kind", "balance_shown", "allow_negative"]
     list_filter = ["kind", "asset", "allow_negative"]
     search_fields = ["owner__code", "system_code", "asset__code"]
     list_select_related = ["owner", "asset"]
+    ordering = ["owner__code", "system_code", "asset__code", "kind"]
+    fields = ["owner", "system_code", "asset", "kind", "balance_shown", "allow_negative", "created_at"]
+    readonly_fields = fields
+    balance_shown = amount_column("balance", _asset_precision, "balance")
 
 
 class PostingInline(ReadOnlyAdminMixin, admin.TabularInline):
     model = Posting
-    fields = ["account", "asset", "amount"]
+    fields = ["account", "asset", "amount_shown"]
     readonly_fields = fields
     extra = 0
+    amount_shown = amount_column("amount", _asset_precision, "amount")
 
 
 @admin.register(Journal)
@@ -112,18 +133,32 @@ class JournalAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
 
 @admin.register(LedgerLock)
 class LedgerLockAdmin(ReadOnlyAdminMixin, SimpleHistoryAdmin):
-    list_display = ["id", "reference", "asset", "amount", "status", "expires_at", "resolved_at"]
+    list_display = ["id", "reference", "asset", "amount_shown", "status", "expires_at", "resolved_at"]
     list_filter = ["status", "asset"]
     search_fields = ["reference"]
     date_hierarchy = "created_at"
+    fields = [
+        "reference",
+        "asset",
+        "available_account",
+        "locked_account",
+        "amount_shown",
+        "status",
+        "expires_at",
+        "created_at",
+        "resolved_at",
+    ]
+    readonly_fields = fields
+    amount_shown = amount_column("amount", _asset_precision, "amount")
 
 
 class InstructionInline(ReadOnlyAdminMixin, admin.TabularInline):
     model = SettlementInstruction
-    fields = ["leg", "asset", "payer", "payee", "amount", "settlement_date", "status"]
+    fields = ["leg", "asset", "payer", "payee", "amount_shown", "settlement_date", "status"]
     readonly_fields = fields
     extra = 0
     show_change_link = True
+    amount_shown = amount_column("amount", _asset_precision, "amount")
 
 
 @admin.register(Trade)
@@ -135,16 +170,36 @@ class TradeAdmin(ReadOnlyAdminMixin, SimpleHistoryAdmin):
         "instrument",
         "buyer",
         "seller",
-        "quantity",
-        "price",
+        "quantity_shown",
+        "price_shown",
+        "notional_shown",
         "executed_at",
         "settlement_date",
     ]
     list_filter = ["instrument", "source", "settlement_date"]
     search_fields = ["external_id", "buyer__code", "seller__code"]
     date_hierarchy = "executed_at"
-    list_select_related = ["instrument", "buyer", "seller"]
+    list_select_related = ["instrument__base", "instrument__quote", "buyer", "seller"]
+    fields = [
+        "source",
+        "external_id",
+        "instrument",
+        "buyer",
+        "seller",
+        "quantity_shown",
+        "price_shown",
+        "notional_shown",
+        "executed_at",
+        "settlement_date",
+        "received_at",
+        "submitted_by",
+        "payload_hash",
+    ]
+    readonly_fields = fields
     inlines = [InstructionInline]
+    quantity_shown = amount_column("quantity", lambda t: t.instrument.base.precision, "quantity")
+    price_shown = amount_column("price", lambda t: t.instrument.price_precision, "price")
+    notional_shown = amount_column("notional", lambda t: t.instrument.quote.precision, "notional")
 
 
 def _transitions_table(entity_type: str, entity_id: int) -> str:
@@ -213,7 +268,7 @@ class SettlementInstructionAdmin(SimpleHistoryAdmin):
         "asset",
         "payer",
         "payee",
-        "amount",
+        "amount_shown",
         "settlement_date",
         "status",
         "attempt",
@@ -229,7 +284,7 @@ class SettlementInstructionAdmin(SimpleHistoryAdmin):
         "asset",
         "payer",
         "payee",
-        "amount",
+        "amount_shown",
         "settlement_date",
         "status",
         "lock",
@@ -242,6 +297,19 @@ class SettlementInstructionAdmin(SimpleHistoryAdmin):
     ]
     fields = readonly_fields
     actions = ["retry_selected", "cancel_selected"]
+    amount_shown = amount_column("amount", _asset_precision, "amount")
+
+    def change_view(self, request: HttpRequest, object_id: str, form_url: str = "", extra_context: Any = None) -> Any:
+        # Everything on the page is read-only: status changes go through the actions, which ask for a
+        # reason. Without a save button nobody can write a no-op history record by accident.
+        extra_context = {
+            **(extra_context or {}),
+            "show_save": False,
+            "show_save_and_continue": False,
+            "show_save_and_add_another": False,
+            "show_delete": False,
+        }
+        return super().change_view(request, object_id, form_url, extra_context)
 
     def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False

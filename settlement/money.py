@@ -42,3 +42,10 @@ def fits_precision(value: Decimal, precision: int) -> bool:
 
 def quantize(value: Decimal, precision: int) -> Decimal:
     return value.quantize(quantum(precision), rounding=ROUNDING)
+
+
+def format_amount(value: Decimal | None, precision: int) -> str:
+    """Render a stored amount at its asset's precision (columns keep 18 places for every asset)."""
+    if value is None:
+        return "-"
+    return format(value.quantize(quantum(precision), rounding=ROUNDING), "f")

@@ -47,7 +47,12 @@ def instructions_visible_to(user: Any) -> QuerySet[SettlementInstruction]:
 
 
 def trades_visible_to(user: Any) -> QuerySet[Trade]:
-    return _scoped(Trade.objects.select_related("instrument", "buyer", "seller"), user, "buyer", "seller")
+    return _scoped(
+        Trade.objects.select_related("instrument__base", "instrument__quote", "buyer", "seller"),
+        user,
+        "buyer",
+        "seller",
+    )
 
 
 def balances_visible_to(user: Any) -> QuerySet[LedgerAccount]:

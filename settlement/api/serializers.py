@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from typing import Any
@@ -11,7 +12,7 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from settlement.models import LedgerAccount, SettlementInstruction, Trade, TransitionLog
-from settlement.money import fits_precision
+from settlement.money import fits_precision, format_amount
 from settlement.selectors import instruction_transitions
 from settlement.services.trades import TradeInput
 
@@ -148,9 +149,26 @@ class TradeBatchSerializer(serializers.Serializer):
     trades = TradeInputSerializer(many=True)
 
 
-class _InstructionCodes(serializers.ModelSerializer):
-    """Asset and parties by their codes rather than ids."""
+class AmountField(serializers.Field):
+    """A stored amount rendered as a string at its asset's precision ("16000.12", not 18 places)."""
 
+    def __init__(self, *, field: str, precision: Callable[[Any], int], **kwargs: Any) -> None:
+        self.field_name_on_object = field
+        self.precision_of = precision
+        super().__init__(source="*", read_only=True, **kwargs)
+
+    def to_representation(self, value: Any) -> str:
+        return format_amount(getattr(value, self.field_name_on_object), self.precision_of(value))
+
+
+def _asset_precision(obj: Any) -> int:
+    return obj.asset.precision
+
+
+class _InstructionCodes(serializers.ModelSerializer):
+    """Asset and parties by their codes rather than ids; amount at the asset's precision."""
+
+    amount = AmountField(field="amount", precision=_asset_precision)
     asset = serializers.CharField(source="asset.code")
     payer = serializers.CharField(source="payer.code")
     payee = serializers.CharField(source="payee.code")
@@ -164,6 +182,9 @@ class InstructionSummarySerializer(_InstructionCodes):
 
 class TradeSerializer(serializers.ModelSerializer):
     symbol = serializers.CharField(source="instrument.symbol")
+    quantity = AmountField(field="quantity", precision=lambda t: t.instrument.base.precision)
+    price = AmountField(field="price", precision=lambda t: t.instrument.price_precision)
+    notional = AmountField(field="notional", precision=lambda t: t.instrument.quote.precision)
     buyer = serializers.CharField(source="buyer.code")
     seller = serializers.CharField(source="seller.code")
     instructions = InstructionSummarySerializer(many=True, read_only=True)
@@ -179,6 +200,7 @@ class TradeSerializer(serializers.ModelSerializer):
             "seller",
             "quantity",
             "price",
+            "notional",
             "executed_at",
             "settlement_date",
             "received_at",
@@ -230,6 +252,7 @@ class InstructionDetailSerializer(InstructionSerializer):
 
 
 class BalanceSerializer(serializers.ModelSerializer):
+    balance = AmountField(field="balance", precision=_asset_precision)
     participant = serializers.SerializerMethodField()
     asset = serializers.CharField(source="asset.code")
 

@@ -8,6 +8,7 @@ from simple_history.models import HistoricalRecords
 
 from settlement.choices import InstructionStatus, Leg
 from settlement.models.ledger import amount_field
+from settlement.money import format_amount
 
 S = InstructionStatus
 
@@ -89,7 +90,7 @@ class SettlementInstruction(ConcurrentTransitionMixin, models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"SI{self.pk} {self.leg} {self.amount} {self.asset_id}"
+        return f"SI{self.pk} {self.leg} {format_amount(self.amount, self.asset.precision)} {self.asset.code}"
 
     @property
     def reference(self) -> str:

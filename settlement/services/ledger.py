@@ -27,7 +27,7 @@ from django.utils import timezone
 from settlement.choices import AccountKind, JournalKind, LockStatus
 from settlement.exceptions import InsufficientFunds, LockNotPending, UnbalancedJournal, ValidationFailed
 from settlement.models import Asset, Journal, LedgerAccount, LedgerLock, Participant, Posting
-from settlement.money import fits_precision
+from settlement.money import fits_precision, format_amount
 from settlement.services.actors import Actor, actor_user, stamp_history
 from settlement.services.audit import LogEntry, transition_log_append
 
@@ -103,8 +103,10 @@ def _journal_write(
     for account_id, delta in deltas.items():
         account = locked[account_id]
         if not account.allow_negative and account.balance + delta < 0:
+            precision = account.asset.precision
             raise InsufficientFunds(
-                f"{account} holds {account.balance}, cannot move {-delta}",
+                f"{account} holds {format_amount(account.balance, precision)}, "
+                f"cannot move {format_amount(-delta, precision)}",
                 detail={"account": account.pk, "balance": str(account.balance), "needed": str(-delta)},
             )
     journal = Journal.objects.create(kind=kind, reference=reference, memo=memo, lock=lock, actor=actor_user(actor))

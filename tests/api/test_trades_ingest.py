@@ -43,7 +43,9 @@ def test_single_trade_is_created_with_two_legs(staff_client, market):
     legs = {leg["leg"]: leg for leg in body["instructions"]}
     assert legs["delivery"]["asset"] == "BTC" and legs["delivery"]["payer"] == "BOB"
     assert legs["payment"]["asset"] == "USD" and legs["payment"]["payer"] == "ALICE"
-    assert legs["payment"]["amount"] == "16000.120000000000000000"  # 0.25 * 64000.50 = 16000.125 -> half-even
+    assert legs["payment"]["amount"] == "16000.12"  # 0.25 * 64000.50 = 16000.125 -> half-even
+    assert legs["delivery"]["amount"] == "0.25000000"
+    assert (body["quantity"], body["price"], body["notional"]) == ("0.25000000", "64000.50", "16000.12")
 
 
 def test_replay_returns_existing_and_creates_nothing(staff_client, market):
