@@ -122,11 +122,21 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_TIMEZONE = "UTC"
-CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 3600}
+# A task a killed worker had taken is redelivered after this many seconds (acks_late); the
+# sweepers below re-dispatch stuck work sooner than that.
+CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": int(os.environ.get("CELERY_VISIBILITY_TIMEOUT", "3600"))}
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 CELERY_BEAT_SCHEDULE = {
     "ledger-void-expired-locks": {
         "task": "settlement.tasks.ledger_void_expired_locks_task",
+        "schedule": timedelta(minutes=1),
+    },
+    "crypto-sweep-stuck": {
+        "task": "settlement.tasks.crypto_sweep_task",
+        "schedule": timedelta(seconds=30),
+    },
+    "webhooks-retry": {
+        "task": "settlement.tasks.webhooks_retry_task",
         "schedule": timedelta(minutes=1),
     },
     "transition-log-verify": {
@@ -182,3 +192,27 @@ CLEARHOUSE_MAX_CLOCK_SKEW_SECONDS = int(os.environ.get("CLEARHOUSE_MAX_CLOCK_SKE
 CLEARHOUSE_MAX_TRADE_AGE_DAYS = int(os.environ.get("CLEARHOUSE_MAX_TRADE_AGE_DAYS", "30"))
 # History is evidence: the admin may show old versions but never restore them.
 SIMPLE_HISTORY_REVERT_DISABLED = True
+
+# --- Chains ---------------------------------------------------------------------------------
+# Chains settled on chain (others settle crypto legs on the internal ledger for now).
+CLEARHOUSE_CHAIN_RAILS = env_list("CLEARHOUSE_CHAIN_RAILS", "ethereum")
+# "local" = the in-process py-evm chain (tests, demo); otherwise a JSON-RPC URL of a node.
+CLEARHOUSE_ETH_RPC_URL = os.environ.get("CLEARHOUSE_ETH_RPC_URL", "local")
+# Keys for house-custodied wallets: JSON {address: private key}, mode 600. Never in the database.
+CLEARHOUSE_KEYSTORE = os.environ.get("CLEARHOUSE_KEYSTORE", str(VAR_DIR / "keystore.json"))
+# Confirmation polling: first check after this many seconds, then backoff up to the cap.
+CLEARHOUSE_CONFIRM_POLL_SECONDS = float(os.environ.get("CLEARHOUSE_CONFIRM_POLL_SECONDS", "2"))
+CLEARHOUSE_BROADCAST_MAX_RETRIES = int(os.environ.get("CLEARHOUSE_BROADCAST_MAX_RETRIES", "5"))
+# An instruction in a non-final state for longer than this is re-dispatched by the sweeper.
+CLEARHOUSE_STUCK_AFTER_SECONDS = int(os.environ.get("CLEARHOUSE_STUCK_AFTER_SECONDS", "120"))
+# Checks in a row a transaction may be unknown to the node before it is rebroadcast.
+CLEARHOUSE_DROPPED_AFTER_CHECKS = int(os.environ.get("CLEARHOUSE_DROPPED_AFTER_CHECKS", "2"))
+# Confirmation polls per dispatch before the sweeper takes over.
+CLEARHOUSE_CONFIRM_MAX_POLLS = int(os.environ.get("CLEARHOUSE_CONFIRM_MAX_POLLS", "40"))
+# Trades per pipeline task (one task locks, signs and broadcasts a batch).
+CLEARHOUSE_CRYPTO_BATCH = int(os.environ.get("CLEARHOUSE_CRYPTO_BATCH", "50"))
+# Webhooks: request timeout and attempts before a notification is given up (ops are told).
+CLEARHOUSE_WEBHOOK_TIMEOUT_SECONDS = float(os.environ.get("CLEARHOUSE_WEBHOOK_TIMEOUT_SECONDS", "5"))
+CLEARHOUSE_WEBHOOK_MAX_ATTEMPTS = int(os.environ.get("CLEARHOUSE_WEBHOOK_MAX_ATTEMPTS", "8"))
+# Test hook for the crash test only: a worker exits hard right after this pipeline step.
+CLEARHOUSE_CRASH_AFTER = os.environ.get("CLEARHOUSE_CRASH_AFTER", "")

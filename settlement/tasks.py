@@ -3,11 +3,28 @@
 from __future__ import annotations
 
 import logging
+import os
+import random
 
 from celery import shared_task
+from django.conf import settings
 
+from rails.base import RailTransientError
+from settlement.dispatch import dispatch_crypto_trades
+from settlement.models import ChainTransfer
+from settlement.models.pipeline import TransferStatus as TS
 from settlement.services.audit import transition_log_verify
+from settlement.services.crypto import (
+    SettlementHalted,
+    crypto_trades_advance,
+    stuck_crypto_work,
+    transfer_broadcast,
+    transfer_check,
+    transfer_give_up,
+    transfer_record_error,
+)
 from settlement.services.instructions import locks_void_expired
+from settlement.services.webhooks import webhook_deliver, webhooks_pending
 
 logger = logging.getLogger(__name__)
 
@@ -25,3 +42,141 @@ def transition_log_verify_task() -> bool:
     if not report.ok:
         logger.error("transition log chain broken after %s rows: %s", report.checked, report.problems[:5])
     return report.ok
+
+
+# --- crypto T+0 pipeline ---------------------------------------------------------------------------
+
+
+def backoff_seconds(attempt: int, *, base: float = 1.0, cap: float = 60.0) -> float:
+    """Exponential backoff with full jitter: uniform in [0, min(cap, base x 2^attempt)], at least
+    a tenth of the window so retries never stampede at zero."""
+    window = min(cap, base * (2**attempt))
+    return random.uniform(window / 10, window)  # noqa: S311 - jitter, not a secret
+
+
+def _crash_point(step: str) -> None:
+    """Crash-test hook: exit the worker process hard right after ``step`` (never set in production)."""
+    if step == settings.CLEARHOUSE_CRASH_AFTER:
+        logger.error("CLEARHOUSE_CRASH_AFTER=%s: worker exits now", step)
+        os._exit(17)
+
+
+def _schedule_checks(transfer_ids: list[int], *, poll: int = 0) -> None:
+    if not transfer_ids:
+        return
+    if settings.CELERY_TASK_ALWAYS_EAGER and poll > 0:
+        return  # in-process mode: no timers; the sweeper (or `manage.py crypto_sweep`) polls again
+    delay = min(settings.CLEARHOUSE_CONFIRM_POLL_SECONDS * (1.5**poll), 30.0)
+    crypto_check_task.apply_async((transfer_ids,), {"poll": poll}, countdown=delay if poll else 0)
+
+
+@shared_task(acks_late=True, bind=True, max_retries=None)
+def crypto_advance_task(self, trade_ids: list[int], rail_attempt: int = 0) -> dict:  # type: ignore[no-untyped-def]
+    """Lock, sign and broadcast a batch of crypto T+0 trades; then watch their transfers."""
+    try:
+        result = crypto_trades_advance(trade_ids=trade_ids)
+    except RailTransientError as exc:  # the chain could not quote a fee: try again later
+        if rail_attempt >= settings.CLEARHOUSE_BROADCAST_MAX_RETRIES:
+            logger.error("chain unreachable for trades %s: %s; the sweeper will retry", trade_ids, exc)
+            return {"error": str(exc)}
+        crypto_advance_task.apply_async(
+            (trade_ids,), {"rail_attempt": rail_attempt + 1}, countdown=backoff_seconds(rail_attempt)
+        )
+        return {"retry": rail_attempt + 1}
+    _crash_point("broadcast")
+    for transfer_id in result.retry:
+        crypto_broadcast_task.apply_async((transfer_id,), {"attempt": 1}, countdown=backoff_seconds(0))
+    _schedule_checks(result.broadcast)
+    return {
+        "broadcast": len(result.broadcast),
+        "retry": len(result.retry),
+        "failed": result.failed,
+        "halted": result.halted,
+    }
+
+
+@shared_task(acks_late=True)
+def crypto_broadcast_task(transfer_id: int, attempt: int = 0) -> str:
+    """(Re)broadcast one stored transaction; transient failures back off exponentially with
+    jitter; after CLEARHOUSE_BROADCAST_MAX_RETRIES the trade fails and is escalated."""
+    transfer = ChainTransfer.objects.filter(pk=transfer_id).first()
+    if transfer is None or transfer.status not in (TS.SIGNED, TS.BROADCAST):
+        return "done"
+    try:
+        transfer_broadcast(transfer=transfer)
+    except SettlementHalted:
+        return "halted"
+    except RailTransientError as exc:
+        transfer_record_error(transfer=transfer, error=f"attempt {attempt}: {exc}")
+        if attempt >= settings.CLEARHOUSE_BROADCAST_MAX_RETRIES:
+            transfer_give_up(transfer=transfer, reason=f"broadcast failed {attempt + 1} times: {exc}")
+            return "gave_up"
+        crypto_broadcast_task.apply_async((transfer_id,), {"attempt": attempt + 1}, countdown=backoff_seconds(attempt))
+        return "retry"
+    _crash_point("broadcast")
+    _schedule_checks([transfer_id])
+    return "broadcast"
+
+
+@shared_task(acks_late=True)
+def crypto_check_task(transfer_ids: list[int], poll: int = 0) -> dict:
+    """Check many broadcast transfers in one go; re-schedule (countdown) those still waiting.
+    No worker is held while waiting for blocks."""
+    outcome: dict[str, int] = {}
+    waiting: list[int] = []
+    for transfer_id in transfer_ids:
+        transfer = ChainTransfer.objects.filter(pk=transfer_id).first()
+        if transfer is None:
+            continue
+        try:
+            state = transfer_check(transfer=transfer).state
+        except RailTransientError as exc:
+            transfer_record_error(transfer=transfer, error=f"check: {exc}")
+            state = "waiting"
+        except SettlementHalted:
+            state = "halted"
+        outcome[state] = outcome.get(state, 0) + 1
+        if state in ("waiting", "rebroadcast", "confirmed"):
+            waiting.append(transfer_id)
+    if waiting and poll + 1 < settings.CLEARHOUSE_CONFIRM_MAX_POLLS:
+        _schedule_checks(waiting, poll=poll + 1)
+    return outcome
+
+
+@shared_task(acks_late=True)
+def crypto_sweep_task(older_than_seconds: int | None = None) -> dict:
+    """Beat: re-dispatch crypto work stuck in a non-final state (lost task, killed worker,
+    broker restart). Every step it triggers is idempotent, so overlapping runs are harmless."""
+    if older_than_seconds is None:
+        older_than_seconds = settings.CLEARHOUSE_STUCK_AFTER_SECONDS
+    stuck = stuck_crypto_work(older_than_seconds=older_than_seconds)
+    dispatch_crypto_trades(stuck.trades)
+    for transfer_id in stuck.signed:
+        crypto_broadcast_task.delay(transfer_id)
+    if stuck.broadcast:
+        crypto_check_task.delay(stuck.broadcast)
+    return {"trades": len(stuck.trades), "signed": len(stuck.signed), "broadcast": len(stuck.broadcast)}
+
+
+# --- webhooks --------------------------------------------------------------------------------------
+
+
+@shared_task(acks_late=True)
+def webhook_deliver_task(notification_id: int, attempt: int = 0) -> str:
+    outcome = webhook_deliver(notification_id=notification_id)
+    if outcome.final:
+        return "delivered" if outcome.delivered else "final"
+    if not settings.CELERY_TASK_ALWAYS_EAGER:
+        webhook_deliver_task.apply_async(
+            (notification_id,), {"attempt": attempt + 1}, countdown=backoff_seconds(attempt, base=2, cap=600)
+        )
+    return "retry"
+
+
+@shared_task(acks_late=True)
+def webhooks_retry_task(older_than_seconds: int = 600) -> int:
+    """Beat: re-dispatch webhooks still pending long after they were created (lost tasks)."""
+    ids = webhooks_pending(older_than_seconds=older_than_seconds)
+    for pk in ids:
+        webhook_deliver_task.delay(pk)
+    return len(ids)

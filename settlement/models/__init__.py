@@ -9,19 +9,24 @@ from settlement.models.participants import (
     ParticipantUser,
     WalletAddress,
 )
+from settlement.models.pipeline import ChainTransfer, Notification, ReviewCase, SettlementHalt
 from settlement.models.trades import SettlementInstruction, Trade
 
 __all__ = [
     "Asset",
     "BankAccount",
+    "ChainTransfer",
     "CustodyAccount",
     "Instrument",
     "Journal",
     "LedgerAccount",
     "LedgerLock",
+    "Notification",
     "Participant",
     "ParticipantUser",
     "Posting",
+    "ReviewCase",
+    "SettlementHalt",
     "SettlementInstruction",
     "Trade",
     "TransitionLog",

@@ -24,7 +24,10 @@ class Participant(models.Model):
     name = models.CharField(max_length=200)
     lei = models.CharField("LEI", max_length=20, blank=True, help_text="Legal Entity Identifier (ISO 17442)")
     is_active = models.BooleanField(default=True)
-    webhook_url = models.URLField(blank=True)
+    webhook_url = models.URLField(blank=True, help_text="Settlement events are POSTed here (JSON, HMAC-signed).")
+    webhook_secret = models.CharField(
+        max_length=128, blank=True, help_text="Shared secret for the X-Clearhouse-Signature HMAC of webhook bodies."
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     history = HistoricalRecords()
 
@@ -64,6 +67,9 @@ class Asset(models.Model):
     settlement_cycle = models.PositiveSmallIntegerField(choices=SettlementCycle.choices, default=SettlementCycle.T0)
     calendar = models.CharField(max_length=16, choices=MarketCalendar.choices, default=MarketCalendar.ALWAYS)
     chain = models.CharField(max_length=16, choices=Chain.choices, blank=True, help_text="Crypto assets only.")
+    required_confirmations = models.PositiveSmallIntegerField(
+        default=1, help_text="Blocks on top of a transfer before it counts as settled (e.g. BTC 2, ETH 12, SOL 32)."
+    )
     is_active = models.BooleanField(default=True)
     history = HistoricalRecords()
 
@@ -110,13 +116,28 @@ class WalletAddress(models.Model):
     chain = models.CharField(max_length=16, choices=Chain.choices)
     address = models.CharField(max_length=128)
     label = models.CharField(max_length=100, blank=True)
+    next_nonce = models.BigIntegerField(default=0, help_text="Next transaction nonce the house will sign with.")
     history = HistoricalRecords()
 
     class Meta:
-        constraints = [models.UniqueConstraint(fields=["chain", "address"], name="wallet_chain_address_unique")]
+        constraints = [
+            models.UniqueConstraint(fields=["chain", "address"], name="wallet_chain_address_unique"),
+            models.UniqueConstraint(fields=["participant", "chain"], name="wallet_one_per_chain"),
+        ]
 
     def __str__(self) -> str:
         return f"{self.chain}:{self.address}"
+
+    def clean(self) -> None:
+        if self.chain == Chain.ETHEREUM:
+            from eth_utils import is_address, is_checksum_address, to_checksum_address
+
+            mixed_case = self.address != self.address.lower() and self.address != self.address.upper()
+            if not is_address(self.address) or (mixed_case and not is_checksum_address(self.address)):
+                raise ValidationError(
+                    {"address": "Invalid Ethereum address (20-byte hex; EIP-55 checksum if mixed case)"}
+                )
+            self.address = to_checksum_address(self.address)
 
 
 class BankAccount(models.Model):

@@ -69,6 +69,14 @@ class SettlementInstruction(ConcurrentTransitionMixin, models.Model):
     lock = models.ForeignKey(
         "settlement.LedgerLock", null=True, blank=True, on_delete=models.PROTECT, related_name="instructions"
     )
+    fee_lock = models.ForeignKey(
+        "settlement.LedgerLock",
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="+",
+        help_text="Network-fee reserve held from the payer for an on-chain transfer.",
+    )
     attempt = models.PositiveIntegerField(default=1, help_text="Incremented by each retry; part of the lock reference.")
     failure_reason = models.TextField(blank=True)
     created_at = models.DateTimeField(auto_now_add=True)

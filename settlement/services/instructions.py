@@ -134,8 +134,10 @@ def instruction_settle(
 
 
 def _void_if_pending(instruction: SettlementInstruction, *, actor: Actor, reason: str) -> None:
-    if instruction.lock is not None and instruction.lock.status == LockStatus.PENDING:
-        ledger_void(lock=instruction.lock, actor=actor, reason=reason)
+    """Release what the instruction holds: its funds lock and any network-fee reserve."""
+    for lock in (instruction.lock, instruction.fee_lock):
+        if lock is not None and lock.status == LockStatus.PENDING:
+            ledger_void(lock=lock, actor=actor, reason=reason)
 
 
 def instruction_fail(

@@ -202,11 +202,21 @@ def _lock_for_update(lock: LedgerLock) -> LedgerLock:
 
 
 def _resolve_lock(
-    *, lock: LedgerLock, target: str, to_account: LedgerAccount, actor: Actor, reason: str, journal_kind: str
+    *,
+    lock: LedgerLock,
+    target: str,
+    to_account: LedgerAccount,
+    actor: Actor,
+    reason: str,
+    journal_kind: str,
+    amount: Decimal | None = None,
 ) -> LedgerLock:
     lock = _lock_for_update(lock)
     if lock.status != LockStatus.PENDING:
         raise LockNotPending(f"lock {lock.reference} is {lock.status}")
+    moved = lock.amount if amount is None else amount
+    if moved < 0 or moved > lock.amount:
+        raise ValidationFailed(f"cannot post {moved} of a lock of {lock.amount}")
     from_status = lock.status
     if target == LockStatus.POSTED:
         lock.mark_posted()
@@ -215,23 +225,36 @@ def _resolve_lock(
     lock.resolved_at = timezone.now()
     stamp_history(lock, actor=actor, reason=reason)
     lock.save(update_fields=("status", "resolved_at"))
+    legs = [Leg(lock.locked_account, -lock.amount)]
+    if moved:
+        legs.append(Leg(to_account, moved))
+    if moved != lock.amount:  # a partial post releases the rest, as a pending transfer does
+        legs.append(Leg(lock.available_account, lock.amount - moved))
     _journal_write(
         kind=journal_kind,
         reference=f"{lock.reference}:{journal_kind}",
-        legs=[Leg(lock.locked_account, -lock.amount), Leg(to_account, lock.amount)],
+        legs=legs,
         actor=actor,
         lock=lock,
         memo=reason,
     )
+    metadata = {"amount": lock.amount, "posted": moved} if target == LockStatus.POSTED else {"amount": lock.amount}
     transition_log_append(
-        entries=[LogEntry("ledgerlock", lock.pk, from_status, lock.status, reason, {"amount": lock.amount})],
+        entries=[LogEntry("ledgerlock", lock.pk, from_status, lock.status, reason, metadata)],
         actor=actor,
     )
     return lock
 
 
-def ledger_post(*, lock: LedgerLock, to_account: LedgerAccount, actor: Actor, reason: str = "post") -> LedgerLock:
-    """Complete a pending lock: locked value goes to ``to_account`` (same asset)."""
+def ledger_post(
+    *, lock: LedgerLock, to_account: LedgerAccount, actor: Actor, reason: str = "post", amount: Decimal | None = None
+) -> LedgerLock:
+    """Complete a pending lock: locked value goes to ``to_account`` (same asset).
+
+    With ``amount`` smaller than the lock, only that much is posted and the rest returns to the
+    owner's available account in the same journal (e.g. a network-fee reserve of which only the
+    actual fee is spent).
+    """
     if to_account.asset_id != lock.asset_id:
         raise ValidationFailed("a lock posts only to an account of its own asset")
     with transaction.atomic():
@@ -242,6 +265,7 @@ def ledger_post(*, lock: LedgerLock, to_account: LedgerAccount, actor: Actor, re
             actor=actor,
             reason=reason,
             journal_kind=JournalKind.POST,
+            amount=amount,
         )
 
 

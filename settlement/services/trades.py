@@ -11,6 +11,7 @@ import hashlib
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
+from functools import partial
 
 from django.db import IntegrityError, connection, transaction
 from django.db.models import Model
@@ -18,7 +19,8 @@ from django.utils import timezone
 from simple_history.utils import bulk_create_with_history
 
 from settlement.calendars import settlement_date
-from settlement.choices import InstructionStatus, Leg, MarketCalendar
+from settlement.choices import AssetKind, InstructionStatus, Leg, MarketCalendar
+from settlement.dispatch import dispatch_crypto_trades
 from settlement.exceptions import IdempotencyConflict, ValidationFailed
 from settlement.models import Instrument, Participant, SettlementInstruction, Trade
 from settlement.money import quantize
@@ -276,6 +278,13 @@ def _ingest_once(items: list[TradeInput], actor: Actor) -> IngestResult:
                 ]
             )
             _store(list(new_trades.values()), new_items, actor=actor)
+            crypto_t0 = [
+                trade.pk
+                for trade, item in zip(new_trades.values(), new_items, strict=True)
+                if item.instrument.base.kind == AssetKind.CRYPTO and item.instrument.base.settlement_cycle == 0
+            ]
+            if crypto_t0:  # T+0 crypto settles now: hand the trades to the pipeline once committed
+                transaction.on_commit(partial(dispatch_crypto_trades, crypto_t0))
 
     trades: list[Trade] = []
     created_flags: list[bool] = []

@@ -1,0 +1,56 @@
+"""The small interface every rail implements, and the errors it raises.
+
+A rail never touches the database: the settlement services persist what a rail returns (the
+signed transaction, its hash, the nonce) *before* asking the rail to broadcast, so a crash at any
+point can be resumed without paying twice.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from decimal import Decimal
+
+
+class RailError(Exception):
+    """Base of everything a rail raises."""
+
+
+class RailTransientError(RailError):
+    """Worth retrying with backoff: timeouts, node unavailable."""
+
+
+class RailTimeout(RailTransientError):
+    pass
+
+
+class RailUnavailable(RailTransientError):
+    pass
+
+
+class RailRejected(RailError):
+    """The network refused the transfer for good (bad signature, insufficient gas, ...)."""
+
+
+@dataclass(frozen=True)
+class SignedTransfer:
+    """A transfer ready to broadcast; safe to store (it contains no key)."""
+
+    tx_hash: str
+    raw: str  # hex of the signed transaction
+    nonce: int
+    fee_cap: Decimal  # the most the network fee can be, in the asset's units
+
+
+@dataclass(frozen=True)
+class TransferStatus:
+    found: bool  # the network knows the transaction (mempool or block)
+    confirmations: int = 0
+    block_number: int | None = None
+    succeeded: bool | None = None  # None until it is in a block
+    fee: Decimal | None = None  # actual network fee once in a block
+    sender_nonce: int | None = None  # next nonce of the sender on the confirmed chain
+
+    def nonce_consumed_by_other(self, nonce: int) -> bool:
+        """Our transaction is unknown but the sender's nonce moved past it: another transaction
+        with the same nonce was confirmed (a double spend of the input)."""
+        return not self.found and self.sender_nonce is not None and self.sender_nonce > nonce

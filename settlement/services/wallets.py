@@ -1,0 +1,53 @@
+"""House-custodied wallets: provisioning (key into the keystore, address into the database) and
+on-chain deposits credited to the ledger so that ledger balance = chain balance."""
+
+from __future__ import annotations
+
+import secrets
+from decimal import Decimal
+
+from django.db import transaction
+
+from rails.crypto.registry import chain_rail
+from rails.crypto.signing import keystore
+from settlement.choices import Chain
+from settlement.exceptions import ValidationFailed
+from settlement.models import Asset, Journal, Participant, WalletAddress
+from settlement.services.actors import Actor, stamp_history
+from settlement.services.ledger import ledger_deposit
+
+
+def wallet_provision(*, participant: Participant, chain: str, actor: Actor) -> WalletAddress:
+    """The participant's wallet on ``chain``; a new key is generated into the keystore if the
+    participant has none. Idempotent."""
+    existing = WalletAddress.objects.filter(participant=participant, chain=chain).first()
+    if existing is not None:
+        return existing
+    if chain != Chain.ETHEREUM:
+        raise ValidationFailed(f"key generation for {chain} wallets is not supported")
+    address = keystore().add("0x" + secrets.token_hex(32))
+    wallet = WalletAddress(participant=participant, chain=chain, address=address, label="house custody")
+    stamp_history(wallet, actor=actor, reason="wallet provisioned")
+    wallet.save()
+    return wallet
+
+
+def chain_deposit_credit(*, wallet: WalletAddress, asset: Asset, amount: Decimal, tx_hash: str, actor: Actor
+                         ) -> Journal:
+    """Credit the ledger for value that arrived in a house wallet on chain (idempotent by tx)."""
+    if asset.chain != wallet.chain:
+        raise ValidationFailed(f"{asset.code} does not live on {wallet.chain}")
+    with transaction.atomic():
+        return ledger_deposit(
+            owner=wallet.participant, asset=asset, amount=amount, reference=f"chain-deposit:{tx_hash}",
+            actor=actor, memo=f"on-chain deposit {tx_hash} to {wallet.address}",
+        )
+
+
+def local_chain_fund(*, wallet: WalletAddress, asset: Asset, amount: Decimal, actor: Actor) -> Journal:
+    """Demo and tests: mint ``amount`` on the local chain into the wallet and credit the ledger."""
+    from rails.simulators.eth_chain import local_chain
+
+    rail = chain_rail(wallet.chain)
+    tx_hash = local_chain().fund(wallet.address, rail.to_base_units(amount))
+    return chain_deposit_credit(wallet=wallet, asset=asset, amount=amount, tx_hash=tx_hash, actor=actor)
