@@ -9,7 +9,13 @@ TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/clearhouse
 TEST_BROKER_URL ?= redis://127.0.0.1:6379/15
 PYTEST_ARGS ?=
 
-.PHONY: demo test lint services bench-ingest clean
+# anvil (local Ethereum JSON-RPC node, from npm) for the multi-process chain tests, bench and demo
+ANVIL = .tools/node_modules/@foundry-rs/anvil-linux-amd64/bin/anvil
+
+.PHONY: demo test lint services bench-ingest bench-crypto clean
+
+$(ANVIL):
+	bash scripts/ensure_anvil.sh >/dev/null
 
 $(STAMP): requirements.txt requirements-dev.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -18,12 +24,13 @@ $(STAMP): requirements.txt requirements-dev.txt
 	touch $(STAMP)
 
 demo: $(STAMP)
+	-bash scripts/ensure_anvil.sh >/dev/null
 	bash scripts/demo.sh
 
 services:
 	bash scripts/ensure_services.sh
 
-test: $(STAMP) services
+test: $(STAMP) $(ANVIL) services
 	$(BIN)/ruff check .
 	DATABASE_URL=$(TEST_DATABASE_URL) CELERY_BROKER_URL=$(TEST_BROKER_URL) SECRET_KEY=test-only-secret \
 		$(BIN)/pytest $(PYTEST_ARGS)
@@ -35,5 +42,8 @@ lint: $(STAMP)
 bench-ingest: $(STAMP) services
 	$(BIN)/python bench/ingest.py
 
+bench-crypto: $(STAMP) $(ANVIL) services
+	$(BIN)/python bench/crypto_settlement.py
+
 clean:
-	rm -rf $(VENV) var .pytest_cache .ruff_cache
+	rm -rf $(VENV) var .tools .pytest_cache .ruff_cache

@@ -32,22 +32,36 @@ def wallet_provision(*, participant: Participant, chain: str, actor: Actor) -> W
     return wallet
 
 
-def chain_deposit_credit(*, wallet: WalletAddress, asset: Asset, amount: Decimal, tx_hash: str, actor: Actor
-                         ) -> Journal:
+def chain_deposit_credit(
+    *, wallet: WalletAddress, asset: Asset, amount: Decimal, tx_hash: str, actor: Actor
+) -> Journal:
     """Credit the ledger for value that arrived in a house wallet on chain (idempotent by tx)."""
     if asset.chain != wallet.chain:
         raise ValidationFailed(f"{asset.code} does not live on {wallet.chain}")
     with transaction.atomic():
         return ledger_deposit(
-            owner=wallet.participant, asset=asset, amount=amount, reference=f"chain-deposit:{tx_hash}",
-            actor=actor, memo=f"on-chain deposit {tx_hash} to {wallet.address}",
+            owner=wallet.participant,
+            asset=asset,
+            amount=amount,
+            reference=f"chain-deposit:{tx_hash}",
+            actor=actor,
+            memo=f"on-chain deposit {tx_hash} to {wallet.address}",
         )
 
 
 def local_chain_fund(*, wallet: WalletAddress, asset: Asset, amount: Decimal, actor: Actor) -> Journal:
-    """Demo and tests: mint ``amount`` on the local chain into the wallet and credit the ledger."""
-    from rails.simulators.eth_chain import local_chain
+    """Demo and tests: pay ``amount`` into the wallet from a development account of the local
+    chain (in-process py-evm, or an anvil node) and credit the ledger for that deposit."""
+    from django.conf import settings
 
     rail = chain_rail(wallet.chain)
-    tx_hash = local_chain().fund(wallet.address, rail.to_base_units(amount))
+    wei = rail.to_base_units(amount)
+    if settings.CLEARHOUSE_ETH_RPC_URL == "local":
+        from rails.simulators.eth_chain import local_chain
+
+        tx_hash = local_chain().fund(wallet.address, wei)
+    else:  # a development node (anvil) with unlocked accounts
+        tx = rail.w3.eth.send_transaction({"from": rail.w3.eth.accounts[0], "to": wallet.address, "value": wei})
+        rail.w3.eth.wait_for_transaction_receipt(tx, timeout=30)
+        tx_hash = tx.to_0x_hex()
     return chain_deposit_credit(wallet=wallet, asset=asset, amount=amount, tx_hash=tx_hash, actor=actor)

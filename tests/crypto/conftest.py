@@ -31,8 +31,14 @@ def chain(settings, tmp_path, db):
 @pytest.fixture
 def eth(db):
     return factories.AssetFactory(
-        code="ETH", name="Ether", kind=AssetKind.CRYPTO, precision=18, settlement_cycle=0,
-        calendar=MarketCalendar.ALWAYS, chain=Chain.ETHEREUM, required_confirmations=1,
+        code="ETH",
+        name="Ether",
+        kind=AssetKind.CRYPTO,
+        precision=18,
+        settlement_cycle=0,
+        calendar=MarketCalendar.ALWAYS,
+        chain=Chain.ETHEREUM,
+        required_confirmations=1,
     )
 
 

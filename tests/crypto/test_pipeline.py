@@ -62,7 +62,11 @@ _seq = iter(range(1, 10_000))
 
 def make_trade(instrument, *, buyer, seller, quantity, price="3000.00", external_id=None):
     return factories.trade(
-        instrument=instrument, buyer=buyer, seller=seller, quantity=quantity, price=price,
+        instrument=instrument,
+        buyer=buyer,
+        seller=seller,
+        quantity=quantity,
+        price=price,
         external_id=external_id or f"T{next(_seq)}",
     )
 
@@ -74,8 +78,9 @@ def statuses(trade):
 def test_trades_from_the_api_settle_on_chain_and_ledger_equals_chain(
     staff_client, funded, chain, eth, eth_usd, usd, alice, bob, django_capture_on_commit_callbacks
 ):
-    trades = post_trades(staff_client, [trade_payload(1), trade_payload(2, quantity="0.25")],
-                         django_capture_on_commit_callbacks)
+    trades = post_trades(
+        staff_client, [trade_payload(1), trade_payload(2, quantity="0.25")], django_capture_on_commit_callbacks
+    )
     for trade in trades:
         assert statuses(trade) == [S.SETTLED, S.SETTLED]
     transfers = list(ChainTransfer.objects.order_by("nonce"))
@@ -136,7 +141,9 @@ def test_insufficient_balance_fails_both_legs_voids_locks_and_notifies(funded, c
     assert not ChainTransfer.objects.exists()
     assert ledger_available(bob, eth) == Decimal("10") and ledger_available(alice, usd) == Decimal("100000.00")
     assert set(Notification.objects.filter(event="failed").values_list("participant__code", flat=True)) == {
-        "ALICE", "BOB"}
+        "ALICE",
+        "BOB",
+    }
     assert TransitionLog.objects.filter(entity_type="instruction", to_status=S.FAILED).count() == 2
     assert_ledger_matches_chain(chain, eth, [alice, bob], funded)
 

@@ -1,0 +1,191 @@
+"""The crypto pipeline through real Celery worker processes on Redis, against anvil (a real
+Ethereum JSON-RPC node on loopback), including a worker killed between broadcast and ledger post."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+from django.conf import settings
+from django.db import connection
+from django.utils import timezone
+
+from config.celery import app
+from rails.crypto import registry
+from rails.crypto.registry import chain_rail
+from rails.simulators.anvil import AnvilNode, anvil_binary
+from settlement.choices import AssetKind, Chain, JournalKind, MarketCalendar
+from settlement.choices import InstructionStatus as S
+from settlement.models import ChainTransfer, Journal, SettlementInstruction, Trade
+from settlement.models.pipeline import TransferStatus as TS
+from settlement.services.wallets import local_chain_fund, wallet_provision
+from settlement.tasks import crypto_sweep_task
+from tests import factories
+from tests.crypto.conftest import ledger_total
+from tests.factories import ACTOR
+
+ROOT = Path(__file__).resolve().parents[2]
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+@pytest.fixture(scope="module")
+def anvil():
+    if anvil_binary() is None:
+        pytest.fail("anvil is not installed: `make test` installs it (scripts/ensure_anvil.sh)")
+    with AnvilNode(block_time=1) as node:  # a block a second, as a real chain keeps producing
+        yield node
+
+
+@pytest.fixture
+def on_anvil(anvil, settings, tmp_path, alice, bob, usd):
+    settings.CLEARHOUSE_KEYSTORE = str(tmp_path / "keystore.json")
+    settings.CLEARHOUSE_ETH_RPC_URL = anvil.url
+    settings.CLEARHOUSE_CHAIN_RAILS = ["ethereum"]
+    registry.reset()
+    assert settings.CELERY_BROKER_URL.startswith("redis://") and not app.conf.task_always_eager
+    with app.connection_for_write() as conn:
+        conn.default_channel.client.flushdb()  # the test broker db only
+    eth = factories.AssetFactory(
+        code="ETH",
+        kind=AssetKind.CRYPTO,
+        precision=18,
+        settlement_cycle=0,
+        calendar=MarketCalendar.ALWAYS,
+        chain=Chain.ETHEREUM,
+        required_confirmations=2,
+    )
+    factories.instrument(eth, usd)
+    wallets = {p.code: wallet_provision(participant=p, chain=Chain.ETHEREUM, actor=ACTOR) for p in (alice, bob)}
+    local_chain_fund(wallet=wallets["BOB"], asset=eth, amount=Decimal("20"), actor=ACTOR)
+    factories.fund(alice, usd, "1000000.00")
+    yield {"eth": eth, "wallets": wallets, "anvil": anvil}
+    registry.reset()
+
+
+def start_worker(*, crash_after: str = "") -> subprocess.Popen:
+    db = connection.settings_dict
+    env = os.environ | {
+        "DATABASE_URL": f"postgres://{db['USER']}@{db['HOST']}:{db['PORT']}/{db['NAME']}",
+        "CELERY_BROKER_URL": settings.CELERY_BROKER_URL,
+        "CLEARHOUSE_ETH_RPC_URL": settings.CLEARHOUSE_ETH_RPC_URL,
+        "CLEARHOUSE_CHAIN_RAILS": "ethereum",
+        "CLEARHOUSE_KEYSTORE": settings.CLEARHOUSE_KEYSTORE,
+        "CLEARHOUSE_CONFIRM_POLL_SECONDS": "0.3",
+        "CLEARHOUSE_CRASH_AFTER": crash_after,
+        "CELERY_VISIBILITY_TIMEOUT": "5",
+    }
+    return subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            "config",
+            "worker",
+            "--pool",
+            "solo",
+            "--loglevel",
+            "WARNING",
+            "--without-heartbeat",
+            "--without-gossip",
+            "--without-mingle",
+        ],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+
+def stop(process: subprocess.Popen) -> None:
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+
+
+def wait_for(predicate, timeout: float = 60.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.2)
+    return False
+
+
+def post(client, n: int, prefix: str) -> list[int]:
+    payload = [
+        {
+            "external_id": f"{prefix}-{i}",
+            "symbol": "ETH/USD",
+            "buyer": "ALICE",
+            "seller": "BOB",
+            "quantity": "0.5",
+            "price": "3000.00",
+            "executed_at": timezone.now().isoformat(),
+        }
+        for i in range(n)
+    ]
+    response = client.post("/api/v1/trades/", payload, format="json")
+    assert response.status_code == 201, response.json()
+    return list(Trade.objects.filter(external_id__startswith=f"{prefix}-").values_list("pk", flat=True))
+
+
+def all_settled(trade_ids) -> bool:
+    legs = SettlementInstruction.objects.filter(trade_id__in=trade_ids)
+    return legs.exists() and not legs.exclude(status=S.SETTLED).exists()
+
+
+def assert_ledger_equals_chain(env, participants):
+    rail = chain_rail("ethereum")
+    for participant in participants:
+        assert ledger_total(participant, env["eth"]) == rail.balance(env["wallets"][participant.code].address)
+
+
+def test_trades_settle_through_a_real_worker_on_anvil(staff_client, on_anvil, alice, bob):
+    worker = start_worker()
+    try:
+        trade_ids = post(staff_client, 6, "W")
+        assert wait_for(lambda: all_settled(trade_ids)), list(
+            SettlementInstruction.objects.values_list("status", flat=True)
+        )
+    finally:
+        stop(worker)
+    transfers = ChainTransfer.objects.all()
+    assert transfers.count() == 6 and set(transfers.values_list("status", flat=True)) == {TS.CONFIRMED}
+    assert sorted(transfers.values_list("nonce", flat=True)) == list(range(6))
+    assert all(t.confirmations >= 2 for t in transfers)
+    assert_ledger_equals_chain(on_anvil, [alice, bob])
+
+
+def test_worker_killed_between_broadcast_and_ledger_post_settles_exactly_once(staff_client, on_anvil, alice, bob):
+    crashing = start_worker(crash_after="broadcast")
+    trade_ids = post(staff_client, 1, "CRASH")
+    assert crashing.wait(timeout=60) == 17  # died right after broadcasting
+    transfer = ChainTransfer.objects.get()
+    assert transfer.status == TS.BROADCAST
+    assert set(SettlementInstruction.objects.values_list("status", flat=True)) == {S.PROCESSING}
+    seller = on_anvil["wallets"]["BOB"].address
+    # the transaction is on chain (mined with the next block)
+    assert wait_for(lambda: on_anvil["anvil"].w3.eth.get_transaction_count(seller) == 1, timeout=10)
+    # restart: the unacked task comes back after the visibility timeout, and beat's sweeper
+    # also re-dispatches the stuck transfer; both paths must end in one settlement
+    worker = start_worker()
+    try:
+        crypto_sweep_task.delay(older_than_seconds=0)
+        assert wait_for(lambda: all_settled(trade_ids))
+        time.sleep(6)  # let the redelivered task run too
+    finally:
+        stop(worker)
+    assert ChainTransfer.objects.count() == 1
+    assert on_anvil["anvil"].w3.eth.get_transaction_count(seller) == 1
+    for leg in SettlementInstruction.objects.all():
+        assert Journal.objects.filter(lock=leg.lock, kind=JournalKind.POST).count() == 1
+    assert_ledger_equals_chain(on_anvil, [alice, bob])
