@@ -15,21 +15,26 @@ from settlement.exceptions import DomainError
 from settlement.models import (
     Asset,
     BankAccount,
+    ChainTransfer,
     CustodyAccount,
     Instrument,
     Journal,
     LedgerAccount,
     LedgerLock,
+    Notification,
     Participant,
     ParticipantUser,
     Posting,
+    ReviewCase,
+    SettlementHalt,
     SettlementInstruction,
     Trade,
     TransitionLog,
     WalletAddress,
 )
 from settlement.money import format_amount
-from settlement.services.instructions import instruction_cancel, instruction_retry
+from settlement.services.crypto import case_resolve, halt_lift
+from settlement.services.instructions import instruction_cancel, instruction_retry, trade_reverse
 
 
 def amount_column(field: str, precision: Callable[[Any], int], label: str) -> Callable[[Any, Any], str]:
@@ -227,19 +232,21 @@ def _reason_action(
     title: str,
     service: Any,
     action_name: str,
+    kwarg: str = "instruction",
 ) -> HttpResponse | None:
-    """Ask for a reason, then apply ``service`` to each selected instruction and report per row."""
+    """Ask for a reason, then apply ``service`` to each selected row and report per row."""
     reason = (request.POST.get("reason") or "").strip()
     if "apply" in request.POST and reason:
         done, refused = 0, []
-        for instruction in queryset.order_by("pk"):
+        for obj in queryset.order_by("pk"):
             try:
-                service(instruction=instruction, actor=request.user, reason=reason)
+                service(**{kwarg: obj}, actor=request.user, reason=reason)
                 done += 1
             except DomainError as exc:
-                refused.append(f"#{instruction.pk}: {exc.message}")
+                refused.append(f"#{obj.pk}: {exc.message}")
         if done:
-            modeladmin.message_user(request, f"{title}: {done} instruction(s) done.", messages.SUCCESS)
+            noun = modeladmin.model._meta.verbose_name_plural
+            modeladmin.message_user(request, f"{title}: {done} {noun} done.", messages.SUCCESS)
         for line in refused:
             modeladmin.message_user(request, f"{title} refused for {line}", messages.ERROR)
         return None
@@ -296,7 +303,7 @@ class SettlementInstructionAdmin(SimpleHistoryAdmin):
         "transitions",
     ]
     fields = readonly_fields
-    actions = ["retry_selected", "cancel_selected"]
+    actions = ["retry_selected", "cancel_selected", "reverse_selected"]
     amount_shown = amount_column("amount", _asset_precision, "amount")
 
     def change_view(self, request: HttpRequest, object_id: str, form_url: str = "", extra_context: Any = None) -> Any:
@@ -337,6 +344,163 @@ class SettlementInstructionAdmin(SimpleHistoryAdmin):
         return _reason_action(
             self, request, queryset, title="Cancel", service=instruction_cancel, action_name="cancel_selected"
         )
+
+    @admin.action(description="Reverse the settled trades of the selected instructions (asks for a reason)")
+    def reverse_selected(self, request: HttpRequest, queryset: QuerySet) -> HttpResponse | None:
+        # one reversal per trade (both legs, compensating journals), however many legs are selected
+        first_legs = queryset.order_by("trade_id", "pk").distinct("trade_id")
+        trades = SettlementInstruction.objects.filter(pk__in=[leg.pk for leg in first_legs])
+
+        def reverse_trade(*, instruction: SettlementInstruction, actor: Any, reason: str) -> None:
+            trade_reverse(trade=instruction.trade, actor=actor, reason=reason)
+
+        return _reason_action(
+            self,
+            request,
+            trades if "apply" in request.POST else queryset,
+            title="Reverse",
+            service=reverse_trade,
+            action_name="reverse_selected",
+        )
+
+
+class _ReadOnlyPage:
+    """Change pages without save or delete buttons: changes go through audited actions."""
+
+    def change_view(self, request: HttpRequest, object_id: str, form_url: str = "", extra_context: Any = None) -> Any:
+        extra_context = {
+            **(extra_context or {}),
+            "show_save": False,
+            "show_save_and_continue": False,
+            "show_save_and_add_another": False,
+            "show_delete": False,
+        }
+        return super().change_view(request, object_id, form_url, extra_context)  # type: ignore[misc]
+
+
+@admin.register(ChainTransfer)
+class ChainTransferAdmin(ReadOnlyAdminMixin, SimpleHistoryAdmin):
+    list_display = [
+        "id",
+        "instruction",
+        "chain",
+        "status",
+        "nonce",
+        "tx_hash",
+        "confirmations",
+        "block_number",
+        "broadcast_count",
+        "fee_shown",
+        "updated_at",
+    ]
+    list_filter = ["status", "chain"]
+    search_fields = ["tx_hash", "from_address", "to_address", "instruction__trade__external_id"]
+    list_select_related = ["instruction__asset"]
+    readonly_fields = [
+        "instruction",
+        "attempt",
+        "chain",
+        "from_address",
+        "to_address",
+        "amount_shown",
+        "nonce",
+        "tx_hash",
+        "status",
+        "confirmations",
+        "block_number",
+        "broadcast_count",
+        "unseen_checks",
+        "fee_cap_shown",
+        "fee_shown",
+        "last_error",
+        "created_at",
+        "updated_at",
+        "transitions",
+    ]
+    fields = readonly_fields
+    amount_shown = amount_column("amount", lambda t: t.instruction.asset.precision, "amount")
+    fee_shown = amount_column("fee", lambda t: t.instruction.asset.precision, "fee")
+    fee_cap_shown = amount_column("fee_cap", lambda t: t.instruction.asset.precision, "fee cap")
+
+    @admin.display(description="transition log")
+    def transitions(self, obj: ChainTransfer) -> str:
+        return _transitions_table("chaintransfer", obj.pk)
+
+
+@admin.register(SettlementHalt)
+class SettlementHaltAdmin(_ReadOnlyPage, SimpleHistoryAdmin):
+    list_display = ["id", "asset", "is_open", "opened_at", "opened_by", "lifted_at", "lifted_by", "reason"]
+    list_filter = ["asset", ("lifted_at", admin.EmptyFieldListFilter)]
+    readonly_fields = ["asset", "reason", "opened_at", "opened_by", "lifted_at", "lifted_by", "lift_reason"]
+    fields = readonly_fields
+    actions = ["lift_selected"]
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    @admin.display(boolean=True, description="open")
+    def is_open(self, obj: SettlementHalt) -> bool:
+        return obj.lifted_at is None
+
+    @admin.action(description="Lift selected halts: the asset settles again (asks for a reason)")
+    def lift_selected(self, request: HttpRequest, queryset: QuerySet) -> HttpResponse | None:
+        return _reason_action(
+            self, request, queryset, title="Lift halt", service=halt_lift, action_name="lift_selected", kwarg="halt"
+        )
+
+
+@admin.register(ReviewCase)
+class ReviewCaseAdmin(_ReadOnlyPage, SimpleHistoryAdmin):
+    list_display = ["id", "kind", "status", "instruction", "asset", "opened_at", "reason", "resolved_by"]
+    list_filter = ["status", "kind", "asset"]
+    search_fields = ["reason", "instruction__trade__external_id"]
+    readonly_fields = [
+        "kind",
+        "status",
+        "instruction",
+        "asset",
+        "reason",
+        "opened_at",
+        "resolved_at",
+        "resolved_by",
+        "resolution",
+    ]
+    fields = readonly_fields
+    actions = ["resolve_selected"]
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    @admin.action(description="Resolve selected cases (asks for the resolution)")
+    def resolve_selected(self, request: HttpRequest, queryset: QuerySet) -> HttpResponse | None:
+        def resolve(*, case: ReviewCase, actor: Any, reason: str) -> None:
+            case_resolve(case=case, actor=actor, resolution=reason)
+
+        return _reason_action(
+            self, request, queryset, title="Resolve", service=resolve, action_name="resolve_selected", kwarg="case"
+        )
+
+
+@admin.register(Notification)
+class NotificationAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+    list_display = [
+        "id",
+        "created_at",
+        "audience",
+        "participant",
+        "event",
+        "message",
+        "delivery_status",
+        "delivery_attempts",
+    ]
+    list_filter = ["audience", "event", "delivery_status"]
+    search_fields = ["message", "participant__code"]
 
 
 @admin.register(TransitionLog)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from datetime import date, datetime
+from functools import partial
 from typing import Any
 
 from django.db import transaction
@@ -13,7 +14,8 @@ from django.db.models import Q
 from django.utils import timezone
 from django_fsm import TransitionNotAllowed
 
-from settlement.choices import AccountKind, InstructionStatus, LockStatus
+from settlement.choices import AccountKind, AssetKind, InstructionStatus, LockStatus
+from settlement.dispatch import dispatch_crypto_trades
 from settlement.exceptions import IllegalTransition, InsufficientFunds
 from settlement.models import LedgerAccount, LedgerLock, SettlementInstruction, Trade
 from settlement.services.actors import Actor, SystemActor, stamp_history
@@ -159,11 +161,15 @@ def instruction_fail(
 
 
 def instruction_retry(*, instruction: SettlementInstruction, actor: Actor, reason: str) -> SettlementInstruction:
-    """failed → pending, as a new attempt (the next lock gets a new reference)."""
+    """failed → pending, as a new attempt (the next lock gets a new reference). A crypto T+0
+    trade goes back to the pipeline once its legs are all pending again (after commit)."""
     with transaction.atomic():
         instruction = _for_update(instruction)
         if instruction.status == S.FAILED:
             instruction.attempt += 1
+        base = instruction.trade.instrument.base
+        if base.kind == AssetKind.CRYPTO and base.settlement_cycle == 0:
+            transaction.on_commit(partial(dispatch_crypto_trades, [instruction.trade_id]))
         return _apply(
             instruction,
             instruction.mark_retry,
