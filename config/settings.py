@@ -125,6 +125,9 @@ CELERY_TIMEZONE = "UTC"
 # A task a killed worker had taken is redelivered after this many seconds (acks_late); the
 # sweepers below re-dispatch stuck work sooner than that.
 CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": int(os.environ.get("CELERY_VISIBILITY_TIMEOUT", "3600"))}
+# Confirmation checks are short and settle trades: their own queue, so they never wait behind
+# big lock/sign/broadcast batches (workers consume both: `celery worker -Q celery,crypto.watch`).
+CELERY_TASK_ROUTES = {"settlement.tasks.crypto_check_task": {"queue": "crypto.watch"}}
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 CELERY_BEAT_SCHEDULE = {
     "ledger-void-expired-locks": {
