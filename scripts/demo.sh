@@ -8,6 +8,33 @@ PY=.venv/bin/python
 export DEBUG=${DEBUG:-1}
 ADDR=${DEMO_ADDR:-127.0.0.1:8000}
 
+mkdir -p var
+# Exact decimals need PostgreSQL (SQLite stores NUMERIC as floating point: 18-decimal ETH amounts
+# would round). With PostgreSQL on 127.0.0.1 the demo uses a fresh `clearhouse_demo` database and
+# settles ETH on a fresh local Ethereum node (anvil). Otherwise: SQLite, crypto on the ledger only.
+if [ -z "${DATABASE_URL:-}" ] && bash scripts/ensure_services.sh >/dev/null 2>&1 \
+   && psql -h 127.0.0.1 -U postgres -q -c "DROP DATABASE IF EXISTS clearhouse_demo" postgres 2>/dev/null \
+   && psql -h 127.0.0.1 -U postgres -q -c "CREATE DATABASE clearhouse_demo" postgres; then
+  export DATABASE_URL=postgres://postgres@127.0.0.1:5432/clearhouse_demo
+  echo "Database: PostgreSQL (clearhouse_demo, recreated)"
+fi
+if [ -n "${DATABASE_URL:-}" ] && ANVIL=$(bash scripts/ensure_anvil.sh 2>/dev/null); then
+  ETH_PORT=${DEMO_ETH_PORT:-8545}
+  "$ANVIL" --host 127.0.0.1 --port "$ETH_PORT" --silent &
+  anvil_pid=$!
+  trap 'kill $anvil_pid 2>/dev/null || true' EXIT INT TERM
+  export CLEARHOUSE_ETH_RPC_URL="http://127.0.0.1:$ETH_PORT"
+  for _ in $(seq 1 50); do
+    $PY -c "import urllib.request as u; u.urlopen(u.Request('$CLEARHOUSE_ETH_RPC_URL', b'{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"eth_chainId\",\"params\":[]}', {'Content-Type': 'application/json'}), timeout=1)" 2>/dev/null && break
+    sleep 0.2
+  done
+  echo "Ethereum: anvil on $CLEARHOUSE_ETH_RPC_URL (ETH trades settle on chain)"
+else
+  export CLEARHOUSE_CHAIN_RAILS=""
+  anvil_pid=""
+  echo "Ethereum: no PostgreSQL or anvil here; ETH legs settle on the internal ledger"
+fi
+
 $PY manage.py migrate --noinput
 seed_out=$($PY manage.py seed_demo)
 echo "$seed_out"
@@ -15,7 +42,7 @@ token=$(echo "$seed_out" | sed -n 's/^Matching-engine API token: //p')
 
 $PY manage.py runserver --noreload "$ADDR" &
 server=$!
-trap 'kill $server 2>/dev/null || true' EXIT INT TERM
+trap 'kill $server $anvil_pid 2>/dev/null || true' EXIT INT TERM
 for _ in $(seq 1 60); do
   if $PY -c "import urllib.request; urllib.request.urlopen('http://$ADDR/api/schema/', timeout=1)" 2>/dev/null; then break; fi
   sleep 0.5

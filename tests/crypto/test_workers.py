@@ -94,6 +94,8 @@ def start_worker(*, crash_after: str = "") -> subprocess.Popen:
             "--without-heartbeat",
             "--without-gossip",
             "--without-mingle",
+            "-Q",
+            "celery,crypto.watch",
         ],
         cwd=ROOT,
         env=env,

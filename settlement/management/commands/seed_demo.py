@@ -14,6 +14,7 @@ from django.db import transaction
 from rest_framework.authtoken.models import Token
 from stdnum.iso7064 import mod_97_10
 
+from rails.crypto.registry import chain_rail
 from settlement.choices import AssetKind, Chain, MarketCalendar
 from settlement.models import (
     Asset,
@@ -26,6 +27,7 @@ from settlement.models import (
 )
 from settlement.services.actors import SystemActor
 from settlement.services.ledger import ledger_deposit
+from settlement.services.wallets import local_chain_fund, wallet_provision
 
 ASSETS = [
     # code, name, kind, precision, cycle, calendar, chain
@@ -57,7 +59,7 @@ FUNDING = {
     "USD": Decimal("50000000"),
     "EUR": Decimal("20000000"),
     "BTC": Decimal("500"),
-    "ETH": Decimal("8000"),
+    "ETH": Decimal("1000"),  # on chain when an Ethereum rail is configured (anvil in the demo)
     "SOL": Decimal("200000"),
     "AAPL": Decimal("200000"),
     "MSFT": Decimal("200000"),
@@ -86,6 +88,7 @@ class Command(BaseCommand):
 
     def handle(self, *args: Any, **options: Any) -> None:
         actor = SystemActor("seed-demo")
+        eth_on_chain = chain_rail(Chain.ETHEREUM) is not None
         with transaction.atomic():
             assets = {}
             for code, name, kind, precision, cycle, calendar, chain in ASSETS:
@@ -98,6 +101,7 @@ class Command(BaseCommand):
                         "settlement_cycle": cycle,
                         "calendar": calendar,
                         "chain": chain,
+                        "required_confirmations": 1,
                     },
                 )
             for symbol, base, quote, price_precision in INSTRUMENTS:
@@ -112,13 +116,16 @@ class Command(BaseCommand):
                 )
                 participant.full_clean()
                 if created:
-                    self._endpoints(participant, index, assets)
+                    self._endpoints(participant, index, assets, eth_on_chain=eth_on_chain, actor=actor)
                 user, _ = users.objects.get_or_create(username=f"{code.lower()}-api")
                 ParticipantUser.objects.get_or_create(user=user, defaults={"participant": participant})
                 Token.objects.get_or_create(user=user)
                 share = Decimal("0.001") if code == "ECHO" else Decimal(1)
                 for asset_code, amount in FUNDING.items():
                     asset = assets[asset_code]
+                    if asset_code == "ETH" and eth_on_chain:
+                        self._fund_on_chain(participant, asset, amount * share, created=created, actor=actor)
+                        continue
                     ledger_deposit(
                         owner=participant,
                         asset=asset,
@@ -143,7 +150,18 @@ class Command(BaseCommand):
         self.stdout.write(f"Admin login: {DEMO_ADMIN[0]} / {DEMO_ADMIN[1]}")
         self.stdout.write(f"Matching-engine API token: {token.key}")
 
-    def _endpoints(self, participant: Participant, index: int, assets: dict[str, Asset]) -> None:
+    def _fund_on_chain(
+        self, participant: Participant, asset: Asset, amount: Decimal, *, created: bool, actor: SystemActor
+    ) -> None:
+        """Pay ETH into the participant's house wallet on the chain and credit the ledger for it,
+        once (the chain keeps its state between demo runs, like the database)."""
+        if created:
+            wallet = participant.wallets.get(chain=Chain.ETHEREUM)
+            local_chain_fund(wallet=wallet, asset=asset, amount=amount, actor=actor)
+
+    def _endpoints(
+        self, participant: Participant, index: int, assets: dict[str, Asset], *, eth_on_chain: bool, actor: SystemActor
+    ) -> None:
         accounts = [
             BankAccount(
                 participant=participant,
@@ -166,8 +184,10 @@ class Command(BaseCommand):
         custody = CustodyAccount(participant=participant, custodian_bic="IRVTUS3NXXX", account_id=f"DEMO-{index:04d}")
         custody.full_clean()
         custody.save()
+        if eth_on_chain:  # a house wallet whose key is in the keystore: trades settle on chain
+            wallet_provision(participant=participant, chain=Chain.ETHEREUM, actor=actor)
         for chain, address in [
-            (Chain.ETHEREUM, "0x" + f"{index + 1:040x}"),
+            *([] if eth_on_chain else [(Chain.ETHEREUM, "0x" + f"{index + 1:040x}")]),
             (Chain.BITCOIN, f"bcrt1qdemo{index:032d}"),
             (Chain.SOLANA, f"Demo{index:040d}"),
         ]:
