@@ -27,14 +27,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-
-def psql(sql: str, url: str) -> None:
-    subprocess.run(["psql", url, "-q", "-c", sql], check=True)
-
-
-def percentile(values: list[float], pct: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(pct / 100 * (len(ordered) - 1)))]
+from bench.common import percentile, psql  # noqa: E402
 
 
 def main() -> None:

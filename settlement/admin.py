@@ -64,6 +64,27 @@ class ReadOnlyAdminMixin:
         return False
 
 
+class ActionOnlyAdminMixin:
+    """Rows that change only through audited admin actions (which ask for a reason): no add, no
+    delete, and change pages without save buttons, so nobody writes a no-op history record."""
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def change_view(self, request: HttpRequest, object_id: str, form_url: str = "", extra_context: Any = None) -> Any:
+        extra_context = {
+            **(extra_context or {}),
+            "show_save": False,
+            "show_save_and_continue": False,
+            "show_save_and_add_another": False,
+            "show_delete": False,
+        }
+        return super().change_view(request, object_id, form_url, extra_context)  # type: ignore[misc]
+
+
 class WalletInline(admin.TabularInline):
     model = WalletAddress
     extra = 0
@@ -267,7 +288,7 @@ def _reason_action(
 
 
 @admin.register(SettlementInstruction)
-class SettlementInstructionAdmin(SimpleHistoryAdmin):
+class SettlementInstructionAdmin(ActionOnlyAdminMixin, SimpleHistoryAdmin):
     list_display = [
         "id",
         "trade_link",
@@ -305,24 +326,6 @@ class SettlementInstructionAdmin(SimpleHistoryAdmin):
     fields = readonly_fields
     actions = ["retry_selected", "cancel_selected", "reverse_selected"]
     amount_shown = amount_column("amount", _asset_precision, "amount")
-
-    def change_view(self, request: HttpRequest, object_id: str, form_url: str = "", extra_context: Any = None) -> Any:
-        # Everything on the page is read-only: status changes go through the actions, which ask for a
-        # reason. Without a save button nobody can write a no-op history record by accident.
-        extra_context = {
-            **(extra_context or {}),
-            "show_save": False,
-            "show_save_and_continue": False,
-            "show_save_and_add_another": False,
-            "show_delete": False,
-        }
-        return super().change_view(request, object_id, form_url, extra_context)
-
-    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
 
     @admin.display(description="trade")
     def trade_link(self, obj: SettlementInstruction) -> str:
@@ -362,20 +365,6 @@ class SettlementInstructionAdmin(SimpleHistoryAdmin):
             service=reverse_trade,
             action_name="reverse_selected",
         )
-
-
-class _ReadOnlyPage:
-    """Change pages without save or delete buttons: changes go through audited actions."""
-
-    def change_view(self, request: HttpRequest, object_id: str, form_url: str = "", extra_context: Any = None) -> Any:
-        extra_context = {
-            **(extra_context or {}),
-            "show_save": False,
-            "show_save_and_continue": False,
-            "show_save_and_add_another": False,
-            "show_delete": False,
-        }
-        return super().change_view(request, object_id, form_url, extra_context)  # type: ignore[misc]
 
 
 @admin.register(ChainTransfer)
@@ -428,18 +417,12 @@ class ChainTransferAdmin(ReadOnlyAdminMixin, SimpleHistoryAdmin):
 
 
 @admin.register(SettlementHalt)
-class SettlementHaltAdmin(_ReadOnlyPage, SimpleHistoryAdmin):
+class SettlementHaltAdmin(ActionOnlyAdminMixin, SimpleHistoryAdmin):
     list_display = ["id", "asset", "is_open", "opened_at", "opened_by", "lifted_at", "lifted_by", "reason"]
     list_filter = ["asset", ("lifted_at", admin.EmptyFieldListFilter)]
     readonly_fields = ["asset", "reason", "opened_at", "opened_by", "lifted_at", "lifted_by", "lift_reason"]
     fields = readonly_fields
     actions = ["lift_selected"]
-
-    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
 
     @admin.display(boolean=True, description="open")
     def is_open(self, obj: SettlementHalt) -> bool:
@@ -453,7 +436,7 @@ class SettlementHaltAdmin(_ReadOnlyPage, SimpleHistoryAdmin):
 
 
 @admin.register(ReviewCase)
-class ReviewCaseAdmin(_ReadOnlyPage, SimpleHistoryAdmin):
+class ReviewCaseAdmin(ActionOnlyAdminMixin, SimpleHistoryAdmin):
     list_display = ["id", "kind", "status", "instruction", "asset", "opened_at", "reason", "resolved_by"]
     list_filter = ["status", "kind", "asset"]
     search_fields = ["reason", "instruction__trade__external_id"]
@@ -470,12 +453,6 @@ class ReviewCaseAdmin(_ReadOnlyPage, SimpleHistoryAdmin):
     ]
     fields = readonly_fields
     actions = ["resolve_selected"]
-
-    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
 
     @admin.action(description="Resolve selected cases (asks for the resolution)")
     def resolve_selected(self, request: HttpRequest, queryset: QuerySet) -> HttpResponse | None:

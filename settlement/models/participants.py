@@ -82,6 +82,11 @@ class Asset(models.Model):
     def __str__(self) -> str:
         return self.code
 
+    @property
+    def is_crypto_t0(self) -> bool:
+        """Trades with this base asset settle at once through the crypto pipeline."""
+        return self.kind == AssetKind.CRYPTO and self.settlement_cycle == SettlementCycle.T0
+
     def clean(self) -> None:
         if self.kind == AssetKind.CRYPTO and not self.chain:
             raise ValidationError({"chain": "A crypto asset needs its chain."})

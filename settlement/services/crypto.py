@@ -62,11 +62,6 @@ class WalletMissing(DomainError):
     code = "wallet_missing"
 
 
-def is_crypto_t0(trade: Trade) -> bool:
-    base = trade.instrument.base
-    return base.kind == AssetKind.CRYPTO and base.settlement_cycle == 0
-
-
 def on_chain(asset: Asset) -> bool:
     return asset.kind == AssetKind.CRYPTO and chain_rail(asset.chain) is not None
 
@@ -505,12 +500,11 @@ def transfer_confirm(*, transfer: ChainTransfer, status: ChainStatus, actor: Act
                 ],
                 actor=actor,
             )
+        attempt_of = {leg.pk: leg.attempt for leg in legs}
         current = {
             t.instruction_id: t
-            for t in ChainTransfer.objects.filter(
-                instruction__in=legs, attempt__in={leg.attempt for leg in legs}, status=TS.CONFIRMED
-            )
-            if any(t.instruction_id == leg.pk and t.attempt == leg.attempt for leg in legs)
+            for t in ChainTransfer.objects.filter(instruction__in=legs, status=TS.CONFIRMED)
+            if t.attempt == attempt_of[t.instruction_id]
         }
         if any(on_chain(leg.asset) and leg.pk not in current for leg in legs):
             return False  # another chain leg is still on its way
@@ -668,18 +662,14 @@ def stuck_crypto_work(*, older_than_seconds: int, limit: int = 1000) -> StuckWor
         .values_list("trade_id", flat=True)
         .distinct()[:limit]
     )
-    signed = list(
-        ChainTransfer.objects.filter(status=TS.SIGNED, updated_at__lt=cutoff)
-        .exclude(open_case)
-        .order_by()
-        .values_list("pk", flat=True)
-        .distinct()[:limit]
-    )
-    broadcast = list(
-        ChainTransfer.objects.filter(status=TS.BROADCAST, updated_at__lt=cutoff)
-        .exclude(open_case)
-        .order_by()
-        .values_list("pk", flat=True)
-        .distinct()[:limit]
-    )
-    return StuckWork(trades=trades, signed=signed, broadcast=broadcast)
+
+    def idle_transfers(status: str) -> list[int]:
+        return list(
+            ChainTransfer.objects.filter(status=status, updated_at__lt=cutoff)
+            .exclude(open_case)
+            .order_by()
+            .values_list("pk", flat=True)
+            .distinct()[:limit]
+        )
+
+    return StuckWork(trades=trades, signed=idle_transfers(TS.SIGNED), broadcast=idle_transfers(TS.BROADCAST))

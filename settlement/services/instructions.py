@@ -14,7 +14,7 @@ from django.db.models import Q
 from django.utils import timezone
 from django_fsm import TransitionNotAllowed
 
-from settlement.choices import AccountKind, AssetKind, InstructionStatus, LockStatus
+from settlement.choices import AccountKind, InstructionStatus, LockStatus
 from settlement.dispatch import dispatch_crypto_trades
 from settlement.exceptions import IllegalTransition, InsufficientFunds
 from settlement.models import LedgerAccount, LedgerLock, SettlementInstruction, Trade
@@ -167,8 +167,7 @@ def instruction_retry(*, instruction: SettlementInstruction, actor: Actor, reaso
         instruction = _for_update(instruction)
         if instruction.status == S.FAILED:
             instruction.attempt += 1
-        base = instruction.trade.instrument.base
-        if base.kind == AssetKind.CRYPTO and base.settlement_cycle == 0:
+        if instruction.trade.instrument.base.is_crypto_t0:
             transaction.on_commit(partial(dispatch_crypto_trades, [instruction.trade_id]))
         return _apply(
             instruction,

@@ -19,7 +19,7 @@ from django.utils import timezone
 from simple_history.utils import bulk_create_with_history
 
 from settlement.calendars import settlement_date
-from settlement.choices import AssetKind, InstructionStatus, Leg, MarketCalendar
+from settlement.choices import InstructionStatus, Leg, MarketCalendar
 from settlement.dispatch import dispatch_crypto_trades
 from settlement.exceptions import IdempotencyConflict, ValidationFailed
 from settlement.models import Instrument, Participant, SettlementInstruction, Trade
@@ -281,7 +281,7 @@ def _ingest_once(items: list[TradeInput], actor: Actor) -> IngestResult:
             crypto_t0 = [
                 trade.pk
                 for trade, item in zip(new_trades.values(), new_items, strict=True)
-                if item.instrument.base.kind == AssetKind.CRYPTO and item.instrument.base.settlement_cycle == 0
+                if item.instrument.base.is_crypto_t0
             ]
             if crypto_t0:  # T+0 crypto settles now: hand the trades to the pipeline once committed
                 transaction.on_commit(partial(dispatch_crypto_trades, crypto_t0))
