@@ -201,6 +201,12 @@ SIMPLE_HISTORY_REVERT_DISABLED = True
 CLEARHOUSE_CHAIN_RAILS = env_list("CLEARHOUSE_CHAIN_RAILS", "ethereum")
 # "local" = the in-process py-evm chain (tests, demo); otherwise a JSON-RPC URL of a node.
 CLEARHOUSE_ETH_RPC_URL = os.environ.get("CLEARHOUSE_ETH_RPC_URL", "local")
+# Bitcoin node (bitcoind JSON-RPC URL with credentials) and Solana RPC URL; "local" = a node
+# simulator served on a loopback port inside this process (tests; see rails/simulators/).
+CLEARHOUSE_BTC_RPC_URL = os.environ.get("CLEARHOUSE_BTC_RPC_URL", "local")
+CLEARHOUSE_BTC_NETWORK = os.environ.get("CLEARHOUSE_BTC_NETWORK", "regtest")
+CLEARHOUSE_SOL_RPC_URL = os.environ.get("CLEARHOUSE_SOL_RPC_URL", "local")
+CLEARHOUSE_RPC_TIMEOUT_SECONDS = float(os.environ.get("CLEARHOUSE_RPC_TIMEOUT_SECONDS", "10"))
 # Keys for house-custodied wallets: JSON {address: private key}, mode 600. Never in the database.
 CLEARHOUSE_KEYSTORE = os.environ.get("CLEARHOUSE_KEYSTORE", str(VAR_DIR / "keystore.json"))
 # Confirmation polling: first check after this many seconds, then backoff up to the cap.

@@ -7,8 +7,9 @@ point can be resumed without paying twice.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from decimal import Decimal
+from typing import Any
 
 
 class RailError(Exception):
@@ -39,6 +40,10 @@ class SignedTransfer:
     raw: str  # hex of the signed transaction
     nonce: int
     fee_cap: Decimal  # the most the network fee can be, in the asset's units
+    # Rail-specific wallet state after this transaction (Bitcoin: the change output the next
+    # transaction of the wallet spends). Stored with the wallet in the same database transaction
+    # as the signed transfer; Ethereum and Solana keep none.
+    state_after: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -49,8 +54,12 @@ class TransferStatus:
     succeeded: bool | None = None  # None until it is in a block
     fee: Decimal | None = None  # actual network fee once in a block
     sender_nonce: int | None = None  # next nonce of the sender on the confirmed chain
+    conflicted: bool = False  # an input of ours was spent by another transaction (UTXO chains)
+    expired: bool = False  # unknown and can never land any more (Solana: blockhash expired)
 
-    def nonce_consumed_by_other(self, nonce: int) -> bool:
-        """Our transaction is unknown but the sender's nonce moved past it: another transaction
-        with the same nonce was confirmed (a double spend of the input)."""
-        return not self.found and self.sender_nonce is not None and self.sender_nonce > nonce
+    def double_spent(self, nonce: int) -> bool:
+        """Our transaction is unknown and what it spends was consumed by another transaction:
+        the sender's nonce moved past ours (account chains) or an input was spent elsewhere."""
+        if self.found:
+            return False
+        return self.conflicted or (self.sender_nonce is not None and self.sender_nonce > nonce)

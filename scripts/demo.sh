@@ -29,6 +29,24 @@ if [ -n "${DATABASE_URL:-}" ] && ANVIL=$(bash scripts/ensure_anvil.sh 2>/dev/nul
     sleep 0.2
   done
   echo "Ethereum: anvil on $CLEARHOUSE_ETH_RPC_URL (ETH trades settle on chain)"
+  # Bitcoin and Solana: node simulators (real transactions, simulated network) on loopback
+  BTC_PORT=${DEMO_BTC_PORT:-18443}
+  SOL_PORT=${DEMO_SOL_PORT:-18899}
+  $PY manage.py run_node_simulator bitcoin --port "$BTC_PORT" &
+  btc_pid=$!
+  $PY manage.py run_node_simulator solana --port "$SOL_PORT" &
+  sol_pid=$!
+  anvil_pid="$anvil_pid $btc_pid $sol_pid"
+  trap 'kill $anvil_pid 2>/dev/null || true' EXIT INT TERM
+  export CLEARHOUSE_BTC_RPC_URL="http://127.0.0.1:$BTC_PORT" CLEARHOUSE_SOL_RPC_URL="http://127.0.0.1:$SOL_PORT"
+  export CLEARHOUSE_CHAIN_RAILS=ethereum,bitcoin,solana
+  for url in "$CLEARHOUSE_BTC_RPC_URL" "$CLEARHOUSE_SOL_RPC_URL"; do
+    for _ in $(seq 1 50); do
+      $PY -c "import urllib.request as u; u.urlopen(u.Request('$url', b'{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"getSlot\",\"params\":[]}', {'Content-Type': 'application/json'}), timeout=1)" 2>/dev/null && break
+      sleep 0.2
+    done
+  done
+  echo "Bitcoin: node simulator on $CLEARHOUSE_BTC_RPC_URL; Solana: LiteSVM node simulator on $CLEARHOUSE_SOL_RPC_URL"
 else
   export CLEARHOUSE_CHAIN_RAILS=""
   anvil_pid=""

@@ -136,7 +136,7 @@ def crypto_check_task(transfer_ids: list[int], poll: int = 0) -> dict:
         except SettlementHalted:
             state = "halted"
         outcome[state] = outcome.get(state, 0) + 1
-        if state in ("waiting", "rebroadcast", "confirmed"):
+        if state in ("waiting", "rebroadcast", "resigned", "confirmed"):
             waiting.append(transfer_id)
     if waiting and poll + 1 < settings.CLEARHOUSE_CONFIRM_MAX_POLLS:
         _schedule_checks(waiting, poll=poll + 1)

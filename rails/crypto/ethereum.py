@@ -8,6 +8,7 @@ stay equal to on-chain balances.
 from __future__ import annotations
 
 from decimal import Decimal
+from typing import Any
 
 import requests
 from eth_account import Account
@@ -74,7 +75,15 @@ class EthereumRail:
         return self._chain_id
 
     def sign_transfer(
-        self, *, from_address: str, to_address: str, amount: Decimal, nonce: int, fee_cap: Decimal
+        self,
+        *,
+        from_address: str,
+        to_address: str,
+        amount: Decimal,
+        nonce: int,
+        fee_cap: Decimal,
+        state: dict[str, Any] | None = None,
+        reference: str = "",
     ) -> SignedTransfer:
         max_fee = self.to_base_units(fee_cap) // TRANSFER_GAS
         transaction = {
@@ -113,7 +122,7 @@ class EthereumRail:
                 return Web3.keccak(hexstr=raw).to_0x_hex()
             raise RailRejected(f"{type(exc).__name__}: {exc}") from exc
 
-    def status(self, *, tx_hash: str, sender: str) -> TransferStatus:
+    def status(self, *, tx_hash: str, sender: str, raw: str = "") -> TransferStatus:
         sender_nonce = self.confirmed_nonce(sender)
         try:
             receipt = _call(self.w3.eth.get_transaction_receipt, tx_hash)

@@ -122,6 +122,9 @@ class WalletAddress(models.Model):
     address = models.CharField(max_length=128)
     label = models.CharField(max_length=100, blank=True)
     next_nonce = models.BigIntegerField(default=0, help_text="Next transaction nonce the house will sign with.")
+    chain_state = models.JSONField(
+        default=dict, blank=True, help_text="Rail state after the last signed transfer (Bitcoin: the change output)."
+    )
     history = HistoricalRecords()
 
     class Meta:
@@ -143,6 +146,21 @@ class WalletAddress(models.Model):
                     {"address": "Invalid Ethereum address (20-byte hex; EIP-55 checksum if mixed case)"}
                 )
             self.address = to_checksum_address(self.address)
+        elif self.chain == Chain.BITCOIN:
+            from rails.crypto.bitcoin import BitcoinRail, select_network
+
+            select_network(settings.CLEARHOUSE_BTC_NETWORK)
+            if not BitcoinRail.valid_address(self.address):
+                raise ValidationError(
+                    {
+                        "address": f"Invalid Bitcoin address for {settings.CLEARHOUSE_BTC_NETWORK} (Base58Check or bech32)"
+                    }
+                )
+        elif self.chain == Chain.SOLANA:
+            from rails.crypto.solana import SolanaRail
+
+            if not SolanaRail.valid_address(self.address):
+                raise ValidationError({"address": "Invalid Solana address (a base58 32-byte public key)"})
 
 
 class BankAccount(models.Model):

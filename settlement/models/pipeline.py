@@ -37,6 +37,12 @@ class ChainTransfer(ConcurrentTransitionMixin, models.Model):
     nonce = models.BigIntegerField()
     tx_hash = models.CharField(max_length=130, unique=True)
     raw_tx = models.TextField(help_text="Signed transaction (contains no key).")
+    wallet_state_before = models.JSONField(
+        default=dict, blank=True, help_text="The sender wallet's rail state this transaction spent from."
+    )
+    resign_count = models.PositiveIntegerField(
+        default=0, help_text="Times replaced by a new signature after the previous one expired unlanded (Solana)."
+    )
     fee_cap = amount_field()
     fee = amount_field(null=True, blank=True)
     status = FSMField(max_length=16, choices=TransferStatus.choices, default=TransferStatus.SIGNED, protected=True)
@@ -53,7 +59,12 @@ class ChainTransfer(ConcurrentTransitionMixin, models.Model):
         ordering = ["-id"]
         constraints = [
             models.UniqueConstraint(fields=["instruction", "attempt"], name="chain_transfer_attempt_unique"),
-            models.UniqueConstraint(fields=["chain", "from_address", "nonce"], name="chain_transfer_nonce_unique"),
+            # a failed transfer never reached the chain and gave its nonce back: it may be reused
+            models.UniqueConstraint(
+                fields=["chain", "from_address", "nonce"],
+                condition=~models.Q(status=TransferStatus.FAILED),
+                name="chain_transfer_nonce_unique",
+            ),
         ]
         indexes = [models.Index(fields=["status", "updated_at"], name="chain_transfer_status_idx")]
 

@@ -24,7 +24,7 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from rails.base import RailError, RailTransientError
+from rails.base import RailError, RailRejected, RailTransientError
 from rails.base import TransferStatus as ChainStatus
 from rails.crypto.registry import chain_rail
 from settlement.choices import AssetKind, InstructionStatus, LockStatus
@@ -325,8 +325,10 @@ def _sign_leg(leg: SettlementInstruction, *, actor: Actor) -> ChainTransfer:
         amount=leg.amount,
         nonce=nonce,
         fee_cap=leg.fee_lock.amount,
+        state=sender.chain_state,
+        reference=f"{leg.reference}:a{leg.attempt}",
     )
-    WalletAddress.objects.filter(pk=sender.pk).update(next_nonce=nonce + 1)
+    WalletAddress.objects.filter(pk=sender.pk).update(next_nonce=nonce + 1, chain_state=signed.state_after)
     transfer = ChainTransfer(
         instruction=leg,
         attempt=leg.attempt,
@@ -338,6 +340,7 @@ def _sign_leg(leg: SettlementInstruction, *, actor: Actor) -> ChainTransfer:
         tx_hash=signed.tx_hash,
         raw_tx=signed.raw,
         fee_cap=signed.fee_cap,
+        wallet_state_before=sender.chain_state,
     )
     stamp_history(transfer, actor=actor, reason="signed")
     transfer.save()
@@ -399,7 +402,9 @@ def transfer_give_up(*, transfer: ChainTransfer, reason: str, actor: Actor = PIP
     if the chain cannot be asked, escalate and leave everything as it is."""
     try:
         seen: bool | None = (
-            chain_rail(transfer.chain).status(tx_hash=transfer.tx_hash, sender=transfer.from_address).found
+            chain_rail(transfer.chain)
+            .status(tx_hash=transfer.tx_hash, sender=transfer.from_address, raw=transfer.raw_tx)
+            .found
         )
     except RailError:
         seen = None
@@ -429,7 +434,7 @@ def _transfer_fail(transfer: ChainTransfer, *, reason: str, actor: Actor) -> Non
     )
     WalletAddress.objects.filter(
         chain=transfer.chain, address=transfer.from_address, next_nonce=transfer.nonce + 1
-    ).update(next_nonce=transfer.nonce)
+    ).update(next_nonce=transfer.nonce, chain_state=transfer.wallet_state_before)
 
 
 # --- step 4: confirmations and settlement ----------------------------------------------------------
@@ -437,7 +442,7 @@ def _transfer_fail(transfer: ChainTransfer, *, reason: str, actor: Actor) -> Non
 
 @dataclass(frozen=True)
 class CheckOutcome:
-    state: str  # settled | confirmed | waiting | rebroadcast | double_spend | reverted | done
+    state: str  # settled | confirmed | waiting | rebroadcast | resigned | double_spend | reverted | done
     confirmations: int = 0
 
 
@@ -447,7 +452,9 @@ def transfer_check(*, transfer: ChainTransfer, actor: Actor = PIPELINE) -> Check
     transfer = ChainTransfer.objects.select_related("instruction__asset", "instruction__trade").get(pk=transfer.pk)
     if transfer.status != TS.BROADCAST:
         return CheckOutcome("done")
-    status: ChainStatus = chain_rail(transfer.chain).status(tx_hash=transfer.tx_hash, sender=transfer.from_address)
+    status: ChainStatus = chain_rail(transfer.chain).status(
+        tx_hash=transfer.tx_hash, sender=transfer.from_address, raw=transfer.raw_tx
+    )
     asset = transfer.instruction.asset
     if status.found and status.block_number is not None:
         if status.succeeded is False:
@@ -462,9 +469,13 @@ def transfer_check(*, transfer: ChainTransfer, actor: Actor = PIPELINE) -> Check
         return CheckOutcome("waiting", status.confirmations)
     if status.found:  # in the mempool
         return CheckOutcome("waiting")
-    if status.nonce_consumed_by_other(transfer.nonce):
+    if status.double_spent(transfer.nonce):
         transfer_double_spent(transfer=transfer, sender_nonce=status.sender_nonce or 0, actor=actor)
         return CheckOutcome("double_spend")
+    if status.expired:  # can never land any more: safe to sign a replacement
+        transfer_resign(transfer=transfer, actor=actor)
+        transfer_broadcast(transfer=transfer, actor=actor)
+        return CheckOutcome("resigned")
     # Unknown to the node: dropped from the mempool, or its block was reorganised away.
     unseen = transfer.unseen_checks + 1
     ChainTransfer.objects.filter(pk=transfer.pk).update(unseen_checks=unseen, confirmations=0, block_number=None)
@@ -472,6 +483,45 @@ def transfer_check(*, transfer: ChainTransfer, actor: Actor = PIPELINE) -> Check
         transfer_broadcast(transfer=transfer, actor=actor)
         return CheckOutcome("rebroadcast")
     return CheckOutcome("waiting")
+
+
+def transfer_resign(*, transfer: ChainTransfer, actor: Actor = PIPELINE) -> ChainTransfer:
+    """Replace a signed transaction the chain can no longer accept (Solana: its blockhash expired
+    and the cluster never saw it) with a new signature for the same transfer, nonce and
+    reference. Only called once the rail says the old one can never land, so at most one of the
+    two versions can ever move value."""
+    with transaction.atomic():
+        transfer = (
+            ChainTransfer.objects.select_for_update(of=("self",))
+            .select_related("instruction__fee_lock")
+            .get(pk=transfer.pk)
+        )
+        if transfer.status not in (TS.SIGNED, TS.BROADCAST):
+            return transfer
+        leg = transfer.instruction
+        signed = chain_rail(transfer.chain).sign_transfer(
+            from_address=transfer.from_address,
+            to_address=transfer.to_address,
+            amount=transfer.amount,
+            nonce=transfer.nonce,
+            fee_cap=leg.fee_lock.amount,
+            state=transfer.wallet_state_before,
+            reference=f"{leg.reference}:a{leg.attempt}",
+        )
+        previous = transfer.tx_hash
+        transfer.tx_hash, transfer.raw_tx, transfer.fee_cap = signed.tx_hash, signed.raw, signed.fee_cap
+        transfer.resign_count += 1
+        transfer.unseen_checks = 0
+        reason = f"re-signed: {previous} expired without landing"
+        stamp_history(transfer, actor=actor, reason=reason[:100])
+        transfer.save()
+        transition_log_append(
+            entries=[
+                LogEntry("chaintransfer", transfer.pk, transfer.status, transfer.status, reason, {"tx": signed.tx_hash})
+            ],
+            actor=actor,
+        )
+        return transfer
 
 
 def transfer_confirm(*, transfer: ChainTransfer, status: ChainStatus, actor: Actor = PIPELINE) -> bool:
@@ -564,8 +614,8 @@ def transfer_double_spent(*, transfer: ChainTransfer, sender_nonce: int, actor: 
     """
     asset = transfer.instruction.asset
     reason = (
-        f"double spend: nonce {transfer.nonce} of {transfer.from_address} was used by another "
-        f"transaction; ours ({transfer.tx_hash}) can never confirm"
+        f"double spend: what transfer #{transfer.nonce} of {transfer.from_address} spends was used by "
+        f"another transaction; ours ({transfer.tx_hash}) can never confirm"
     )
     with transaction.atomic():
         legs = _trade_legs_for_update(transfer.instruction.trade)
@@ -576,6 +626,9 @@ def transfer_double_spent(*, transfer: ChainTransfer, sender_nonce: int, actor: 
         WalletAddress.objects.filter(
             chain=transfer.chain, address=transfer.from_address, next_nonce__lt=sender_nonce
         ).update(next_nonce=sender_nonce)
+        # UTXO chains: the change output our next transaction would spend is gone with ours;
+        # the next signature starts again from what the node lists as unspent.
+        WalletAddress.objects.filter(chain=transfer.chain, address=transfer.from_address).update(chain_state={})
         halt_open(asset=asset, reason=reason, actor=actor)
         case_open(
             kind=CaseKind.INVESTIGATION,
@@ -620,6 +673,8 @@ def crypto_trades_advance(*, trade_ids: list[int], actor: Actor = PIPELINE) -> A
             result.halted += 1
         except WalletMissing as exc:
             escalate(legs[0], reason=exc.message)
+        except RailRejected as exc:  # the chain cannot take this transfer as built (e.g. wallet short on chain)
+            escalate(legs[0], reason=f"could not sign: {exc}")
     # nonce order per sender, so a node never sees a gap
     for transfer in sorted(to_send, key=lambda t: (t.from_address, t.nonce)):
         if transfer.status == TS.BROADCAST:

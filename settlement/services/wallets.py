@@ -3,13 +3,12 @@ on-chain deposits credited to the ledger so that ledger balance = chain balance.
 
 from __future__ import annotations
 
-import secrets
 from decimal import Decimal
 
 from django.db import transaction
 
 from rails.crypto.registry import chain_rail
-from rails.crypto.signing import keystore
+from rails.crypto.signing import keystore, new_private_key
 from settlement.choices import Chain
 from settlement.exceptions import ValidationFailed
 from settlement.models import Asset, Journal, Participant, WalletAddress
@@ -23,9 +22,9 @@ def wallet_provision(*, participant: Participant, chain: str, actor: Actor) -> W
     existing = WalletAddress.objects.filter(participant=participant, chain=chain).first()
     if existing is not None:
         return existing
-    if chain != Chain.ETHEREUM:
+    if chain not in Chain.values:
         raise ValidationFailed(f"key generation for {chain} wallets is not supported")
-    address = keystore().add("0x" + secrets.token_hex(32))
+    address = keystore().add(new_private_key(chain), chain)
     wallet = WalletAddress(participant=participant, chain=chain, address=address, label="house custody")
     stamp_history(wallet, actor=actor, reason="wallet provisioned")
     wallet.save()
@@ -51,10 +50,17 @@ def chain_deposit_credit(
 
 def local_chain_fund(*, wallet: WalletAddress, asset: Asset, amount: Decimal, actor: Actor) -> Journal:
     """Demo and tests: pay ``amount`` into the wallet from a development account of the local
-    chain (in-process py-evm, or an anvil node) and credit the ledger for that deposit."""
+    chain (in-process py-evm, an anvil node, or the Bitcoin/Solana node simulator's faucet) and
+    credit the ledger for that deposit."""
     from django.conf import settings
 
     rail = chain_rail(wallet.chain)
+    if wallet.chain == Chain.BITCOIN:
+        tx_hash = rail.rpc("sim_fund", wallet.address, str(amount))
+        return chain_deposit_credit(wallet=wallet, asset=asset, amount=amount, tx_hash=tx_hash, actor=actor)
+    if wallet.chain == Chain.SOLANA:
+        tx_hash = rail.rpc(_SimFund(wallet.address, amount))
+        return chain_deposit_credit(wallet=wallet, asset=asset, amount=amount, tx_hash=tx_hash, actor=actor)
     wei = rail.to_base_units(amount)
     if settings.CLEARHOUSE_ETH_RPC_URL == "local":
         from rails.simulators.eth_chain import local_chain
@@ -65,3 +71,15 @@ def local_chain_fund(*, wallet: WalletAddress, asset: Asset, amount: Decimal, ac
         rail.w3.eth.wait_for_transaction_receipt(tx, timeout=30)
         tx_hash = tx.to_0x_hex()
     return chain_deposit_credit(wallet=wallet, asset=asset, amount=amount, tx_hash=tx_hash, actor=actor)
+
+
+class _SimFund:
+    """JSON body of the Solana simulator's faucet call (exact decimal amount, unlike RequestAirdrop)."""
+
+    def __init__(self, address: str, amount: Decimal) -> None:
+        self.address, self.amount = address, amount
+
+    def to_json(self) -> str:
+        import json
+
+        return json.dumps({"jsonrpc": "2.0", "id": 1, "method": "sim_fund", "params": [self.address, str(self.amount)]})

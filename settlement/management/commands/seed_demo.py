@@ -88,7 +88,7 @@ class Command(BaseCommand):
 
     def handle(self, *args: Any, **options: Any) -> None:
         actor = SystemActor("seed-demo")
-        eth_on_chain = chain_rail(Chain.ETHEREUM) is not None
+        on_chain = {chain for chain in Chain.values if chain_rail(chain) is not None}
         with transaction.atomic():
             assets = {}
             for code, name, kind, precision, cycle, calendar, chain in ASSETS:
@@ -116,14 +116,14 @@ class Command(BaseCommand):
                 )
                 participant.full_clean()
                 if created:
-                    self._endpoints(participant, index, assets, eth_on_chain=eth_on_chain, actor=actor)
+                    self._endpoints(participant, index, assets, on_chain=on_chain, actor=actor)
                 user, _ = users.objects.get_or_create(username=f"{code.lower()}-api")
                 ParticipantUser.objects.get_or_create(user=user, defaults={"participant": participant})
                 Token.objects.get_or_create(user=user)
                 share = Decimal("0.001") if code == "ECHO" else Decimal(1)
                 for asset_code, amount in FUNDING.items():
                     asset = assets[asset_code]
-                    if asset_code == "ETH" and eth_on_chain:
+                    if asset.chain in on_chain:
                         self._fund_on_chain(participant, asset, amount * share, created=created, actor=actor)
                         continue
                     ledger_deposit(
@@ -153,14 +153,14 @@ class Command(BaseCommand):
     def _fund_on_chain(
         self, participant: Participant, asset: Asset, amount: Decimal, *, created: bool, actor: SystemActor
     ) -> None:
-        """Pay ETH into the participant's house wallet on the chain and credit the ledger for it,
-        once (the chain keeps its state between demo runs, like the database)."""
+        """Pay into the participant's house wallet on the asset's chain and credit the ledger for
+        it, once (the chain keeps its state between demo runs, like the database)."""
         if created:
-            wallet = participant.wallets.get(chain=Chain.ETHEREUM)
+            wallet = participant.wallets.get(chain=asset.chain)
             local_chain_fund(wallet=wallet, asset=asset, amount=amount, actor=actor)
 
     def _endpoints(
-        self, participant: Participant, index: int, assets: dict[str, Asset], *, eth_on_chain: bool, actor: SystemActor
+        self, participant: Participant, index: int, assets: dict[str, Asset], *, on_chain: set[str], actor: SystemActor
     ) -> None:
         accounts = [
             BankAccount(
@@ -184,11 +184,14 @@ class Command(BaseCommand):
         custody = CustodyAccount(participant=participant, custodian_bic="IRVTUS3NXXX", account_id=f"DEMO-{index:04d}")
         custody.full_clean()
         custody.save()
-        if eth_on_chain:  # a house wallet whose key is in the keystore: trades settle on chain
-            wallet_provision(participant=participant, chain=Chain.ETHEREUM, actor=actor)
-        for chain, address in [
-            *([] if eth_on_chain else [(Chain.ETHEREUM, "0x" + f"{index + 1:040x}")]),
-            (Chain.BITCOIN, f"bcrt1qdemo{index:032d}"),
-            (Chain.SOLANA, f"Demo{index:040d}"),
-        ]:
-            WalletAddress.objects.create(participant=participant, chain=chain, address=address, label="demo")
+        # house wallets whose keys are in the keystore: trades on these chains settle on chain
+        for chain in sorted(on_chain):
+            wallet_provision(participant=participant, chain=chain, actor=actor)
+        placeholders = {  # display-only addresses for chains that settle on the internal ledger
+            Chain.ETHEREUM: "0x" + f"{index + 1:040x}",
+            Chain.BITCOIN: f"bcrt1qdemo{index:032d}",
+            Chain.SOLANA: f"Demo{index:040d}",
+        }
+        for chain, address in placeholders.items():
+            if chain not in on_chain:
+                WalletAddress.objects.create(participant=participant, chain=chain, address=address, label="demo")

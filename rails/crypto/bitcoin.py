@@ -1,0 +1,227 @@
+"""Bitcoin rail: python-bitcoinlib builds and signs real transactions and talks to the node with
+its own JSON-RPC client (``bitcoin.rpc.RawProxy``), against bitcoind or the local simulator.
+
+Transfers are legacy P2PKH transactions (one payment output, one change output back to the
+sender). A house wallet spends a chain of its own change outputs: the wallet's stored state is
+the outpoint of its latest change (``state_after``), so many transfers can be signed before the
+first is broadcast, and a rebroadcast always sends the very same bytes. When a wallet has no
+change yet (first spend, or after its chain was broken by a double spend) the rail spends what
+the node lists as unspent for the address.
+
+The network fee is fixed at signing (fee rate from ``estimatesmartfee`` times the transaction's
+size, never more than the reserve held on the ledger) and reported by ``status``.
+"""
+
+from __future__ import annotations
+
+import http.client
+from decimal import ROUND_CEILING, Decimal
+from typing import Any
+from urllib.parse import urlparse
+
+from bitcoin import SelectParams
+from bitcoin.core import COIN, CMutableTransaction, CMutableTxIn, CMutableTxOut, COutPoint, b2lx, b2x, lx
+from bitcoin.core.key import CPubKey
+from bitcoin.core.script import SIGHASH_ALL, CScript, SignatureHash
+from bitcoin.rpc import JSONRPCError, RawProxy
+from bitcoin.wallet import CBitcoinAddress, CBitcoinAddressError, P2PKHBitcoinAddress
+
+from rails.base import RailRejected, RailTimeout, RailUnavailable, SignedTransfer, TransferStatus
+from rails.crypto.signing import keystore
+
+SATS = 8
+MAX_INPUTS = 5
+# P2PKH sizes in bytes: 10 overhead, 148 per input, 34 per output
+MAX_SIZE = 10 + 148 * MAX_INPUTS + 34 * 2
+NOT_FOUND = -5
+ALREADY_CONFIRMED = -27
+CONFLICTS = ("missingorspent", "mempool-conflict", "already spent")
+
+_network: str | None = None
+
+
+def select_network(network: str) -> None:
+    """python-bitcoinlib keeps the network (address prefixes) process-wide."""
+    global _network
+    if _network != network:
+        SelectParams(network)
+        _network = network
+
+
+def address_for_secret(secret: bytes) -> str:
+    from bitcoin.wallet import CBitcoinSecret
+    from django.conf import settings
+
+    select_network(settings.CLEARHOUSE_BTC_NETWORK)
+    return str(P2PKHBitcoinAddress.from_pubkey(CBitcoinSecret.from_secret_bytes(secret).pub))
+
+
+def _size(inputs: int, outputs: int) -> int:
+    return 10 + 148 * inputs + 34 * outputs
+
+
+class BitcoinRail:
+    chain = "bitcoin"
+
+    def __init__(self, url: str, *, network: str = "regtest", timeout: float = 10) -> None:
+        select_network(network)
+        self.url = url
+        self.timeout = timeout
+        self.network = network
+
+    # --- transport -------------------------------------------------------------------------------
+    def rpc(self, method: str, *params: Any) -> Any:
+        """One JSON-RPC call on a fresh connection (RawProxy is not thread safe)."""
+        parsed = urlparse(self.url)
+        proxy = RawProxy(service_url=self.url, timeout=self.timeout) if parsed.username else _open_proxy(self)
+        try:
+            return proxy._call(method, *params)
+        except JSONRPCError:
+            raise
+        except TimeoutError as exc:
+            raise RailTimeout(f"bitcoin node: {method} timed out") from exc
+        except (ConnectionError, OSError, http.client.HTTPException, ValueError) as exc:
+            raise RailUnavailable(f"bitcoin node: {method} failed: {exc}") from exc
+        finally:
+            proxy.close()
+
+    # --- units and addresses -----------------------------------------------------------------------
+    @staticmethod
+    def valid_address(address: str) -> bool:
+        try:
+            CBitcoinAddress(address)
+        except (CBitcoinAddressError, ValueError):
+            return False
+        return True
+
+    @staticmethod
+    def to_base_units(amount: Decimal) -> int:
+        sats = amount.scaleb(SATS)
+        if sats != sats.to_integral_value():
+            raise ValueError(f"{amount} BTC is finer than one satoshi")
+        return int(sats)
+
+    @staticmethod
+    def from_base_units(sats: int) -> Decimal:
+        return Decimal(sats).scaleb(-SATS)
+
+    def _fee_rate(self) -> Decimal:
+        """Satoshis per byte the node suggests for confirmation within two blocks."""
+        estimate = self.rpc("estimatesmartfee", 2)
+        per_kvb = Decimal(str(estimate.get("feerate") or "0.0001"))
+        return (per_kvb * COIN / 1000).quantize(Decimal(1), rounding=ROUND_CEILING)
+
+    def fee_reserve(self) -> Decimal:
+        """Most a transfer may cost now: twice the suggested rate for the largest transfer we build."""
+        return self.from_base_units(int(self._fee_rate() * 2 * MAX_SIZE))
+
+    # --- signing -----------------------------------------------------------------------------------
+    def _inputs(self, address: str, state: dict[str, Any]) -> list[tuple[str, int, int]]:
+        if state.get("txid"):
+            return [(state["txid"], int(state["vout"]), int(state["value"]))]
+        unspent = self.rpc("listunspent", 0, 9_999_999, [address])
+        coins = sorted(
+            ((u["txid"], int(u["vout"]), self.to_base_units(Decimal(str(u["amount"])))) for u in unspent),
+            key=lambda coin: -coin[2],
+        )
+        return coins[:MAX_INPUTS]
+
+    def sign_transfer(
+        self,
+        *,
+        from_address: str,
+        to_address: str,
+        amount: Decimal,
+        nonce: int,
+        fee_cap: Decimal,
+        state: dict[str, Any] | None = None,
+        reference: str = "",
+    ) -> SignedTransfer:
+        coins = self._inputs(from_address, state or {})
+        value = self.to_base_units(amount)
+        fee = int(self._fee_rate() * _size(len(coins), 2))
+        if fee > self.to_base_units(fee_cap):
+            raise RailRejected(f"network fee {self.from_base_units(fee)} BTC exceeds the reserve {fee_cap}")
+        total = sum(coin[2] for coin in coins)
+        change = total - value - fee
+        if change < 0:
+            raise RailRejected(
+                f"{from_address} can spend {self.from_base_units(total)} BTC on chain, "
+                f"needs {self.from_base_units(value + fee)}"
+            )
+        sender_script = CBitcoinAddress(from_address).to_scriptPubKey()
+        outputs = [CMutableTxOut(value, CBitcoinAddress(to_address).to_scriptPubKey())]
+        if change > 0:
+            outputs.append(CMutableTxOut(change, sender_script))
+        tx = CMutableTransaction([CMutableTxIn(COutPoint(lx(txid), vout)) for txid, vout, _ in coins], outputs)
+        for index in range(len(coins)):
+            digest = SignatureHash(sender_script, tx, index, SIGHASH_ALL)
+            signature, pubkey = keystore().sign_bitcoin_digest(from_address, digest)
+            if P2PKHBitcoinAddress.from_pubkey(CPubKey(pubkey)) != CBitcoinAddress(from_address):
+                raise RailRejected(f"the key held for {from_address} does not match the address")
+            tx.vin[index].scriptSig = CScript([signature + bytes([SIGHASH_ALL]), pubkey])
+        txid = b2lx(tx.GetTxid())
+        return SignedTransfer(
+            tx_hash=txid,
+            raw=b2x(tx.serialize()),
+            nonce=nonce,
+            fee_cap=self.from_base_units(fee),
+            state_after={"txid": txid, "vout": 1, "value": change} if change > 0 else {},
+        )
+
+    # --- network -----------------------------------------------------------------------------------
+    def broadcast(self, raw: str) -> str:
+        from bitcoin.core import CTransaction, x
+
+        txid = b2lx(CTransaction.deserialize(x(raw)).GetTxid())
+        try:
+            return str(self.rpc("sendrawtransaction", raw))
+        except JSONRPCError as exc:
+            message = str(exc.error.get("message", "")).lower()
+            if exc.error.get("code") == ALREADY_CONFIRMED or "already" in message:
+                return txid
+            if any(marker in message for marker in CONFLICTS):
+                return txid  # an input is gone (ours confirmed earlier, or a double spend): status() decides
+            raise RailRejected(f"bitcoin node refused the transaction: {exc.error}") from exc
+
+    def status(self, *, tx_hash: str, sender: str, raw: str = "") -> TransferStatus:
+        try:
+            info = self.rpc("getrawtransaction", tx_hash, 2)
+        except JSONRPCError as exc:
+            if exc.error.get("code") != NOT_FOUND:
+                raise RailUnavailable(f"bitcoin node: {exc.error}") from exc
+            return TransferStatus(found=False, conflicted=bool(raw) and self._inputs_spent_elsewhere(raw))
+        confirmations = int(info.get("confirmations") or 0)
+        fee = info.get("fee")
+        return TransferStatus(
+            found=True,
+            confirmations=confirmations,
+            block_number=info.get("blockheight") if confirmations else None,
+            succeeded=True if confirmations else None,
+            fee=Decimal(str(fee)) if fee is not None else None,
+        )
+
+    def _inputs_spent_elsewhere(self, raw: str) -> bool:
+        """Our transaction is unknown: is any outpoint it spends known to the chain and spent?"""
+        from bitcoin.core import CTransaction, x
+
+        for txin in CTransaction.deserialize(x(raw)).vin:
+            prev = b2lx(txin.prevout.hash)
+            try:
+                self.rpc("getrawtransaction", prev, 1)
+            except JSONRPCError:
+                continue  # the funding transaction itself is gone (reorg): not a double spend
+            if self.rpc("gettxout", prev, txin.prevout.n, True) is None:
+                return True
+        return False
+
+    def balance(self, address: str) -> Decimal:
+        unspent = self.rpc("listunspent", 0, 9_999_999, [address])
+        return sum((Decimal(str(u["amount"])) for u in unspent), Decimal(0))
+
+
+def _open_proxy(rail: BitcoinRail) -> RawProxy:
+    """RawProxy insists on credentials (bitcoind cookie); the simulator takes any."""
+    parsed = urlparse(rail.url)
+    url = f"{parsed.scheme}://rpc:rpc@{parsed.hostname}:{parsed.port}{parsed.path}"
+    return RawProxy(service_url=url, timeout=rail.timeout)

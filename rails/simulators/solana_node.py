@@ -1,0 +1,188 @@
+"""A stand-in for a Solana validator's JSON-RPC, executing transactions in LiteSVM (the in-process
+Solana VM shipped with solders).
+
+What is real: transactions are real Solana transactions (system-program transfers signed with
+ed25519 by solders), executed by the real system program in LiteSVM: signature checks, fees
+(5,000 lamports per signature), rent-exemption rules and balances are Solana's own. What is
+simulated: there is no cluster, no leader schedule and no gossip; every accepted transaction
+lands in its own slot, and the recent blockhash stays valid until it is expired on purpose.
+
+RPCs with Solana's names and shapes: ``sendTransaction`` (base64), ``getSignatureStatuses``,
+``getLatestBlockhash``, ``isBlockhashValid``, ``getBalance``, ``getSlot``, ``getFeeForMessage``.
+Controls: ``sim_fund``, ``sim_expire_blockhash``, ``sim_reorg``, ``sim_advance``, ``sim_inject``.
+
+Extra fault switches: ``double_spend`` (just before our transaction lands, someone holding the
+key moves the sender's whole balance away, so ours executes and fails for lack of funds, its
+fee still charged: the account-model shape of spending the same funds twice) and ``expire``
+(the blockhash our transaction carries is expired before it arrives, so it can never land).
+"""
+
+from __future__ import annotations
+
+import base64
+from dataclasses import dataclass
+from decimal import Decimal
+
+from solders.account import Account
+from solders.keypair import Keypair
+from solders.litesvm import LiteSVM
+from solders.pubkey import Pubkey
+from solders.transaction import Transaction
+from solders.transaction_metadata import FailedTransactionMetadata
+
+from rails.simulators.jsonrpc import COMMON_FAULTS, JsonRpcSimulator, RpcError
+
+LAMPORTS = 10**9
+FEE_PER_SIGNATURE = 5000
+FINALIZED_AFTER = 32
+_NOT_LANDED = "not-landed"
+
+
+@dataclass
+class _Landed:
+    signature: str
+    slot: int
+    err: str | None
+    before: list[tuple[Pubkey, Account | None]]  # account states before it ran (for reorgs)
+
+
+class SolanaNodeSimulator(JsonRpcSimulator):
+    FAULTS = (*COMMON_FAULTS, "double_spend", "expire")
+    SEND_METHODS = ("sendTransaction",)
+
+    def __init__(self, **kwargs: object) -> None:
+        super().__init__(**kwargs)  # type: ignore[arg-type]
+        # our own dedupe by signature (below) instead of LiteSVM's, so a reorged transaction can land again
+        self.svm = LiteSVM().with_transaction_history(0)
+        self.slot = 1
+        self.svm.warp_to_slot(self.slot)
+        self.landed: dict[str, _Landed] = {}
+        self.order: list[str] = []
+        self.attacker = Keypair()
+
+    def _context(self) -> dict:
+        return {"slot": self.slot, "apiVersion": "2.0.0"}
+
+    def _advance(self) -> None:
+        self.slot += 1
+        self.svm.warp_to_slot(self.slot)
+
+    def _run(self, tx: Transaction) -> _Landed | str | None:
+        """Execute ``tx`` in its own slot. None when it cannot land (blockhash unknown)."""
+        keys = list(tx.message.account_keys)
+        before = [(key, self.svm.get_account(key)) for key in keys]
+        result = self.svm.send_transaction(tx)
+        err = None
+        if isinstance(result, FailedTransactionMetadata):
+            err = str(result.err())
+            if any(m in err for m in ("BlockhashNotFound", "AlreadyProcessed")):
+                return None
+            if any(m in err for m in ("InsufficientFundsForFee", "AccountNotFound")):
+                return _NOT_LANDED  # the fee payer cannot pay: the cluster drops it, nothing lands
+        self._advance()
+        landed = _Landed(signature=str(tx.signatures[0]), slot=self.slot - 1, err=err, before=before)
+        self.landed[landed.signature] = landed
+        self.order.append(landed.signature)
+        return landed
+
+    # --- Solana RPCs -----------------------------------------------------------------------------
+    def rpc_getSlot(self, config: dict | None = None) -> int:
+        return self.slot
+
+    def rpc_getLatestBlockhash(self, config: dict | None = None) -> dict:
+        return {
+            "context": self._context(),
+            "value": {"blockhash": str(self.svm.latest_blockhash()), "lastValidBlockHeight": self.slot + 150},
+        }
+
+    def rpc_isBlockhashValid(self, blockhash: str, config: dict | None = None) -> dict:
+        return {"context": self._context(), "value": blockhash == str(self.svm.latest_blockhash())}
+
+    def rpc_getFeeForMessage(self, message: str, config: dict | None = None) -> dict:
+        return {"context": self._context(), "value": FEE_PER_SIGNATURE}
+
+    def rpc_getBalance(self, pubkey: str, config: dict | None = None) -> dict:
+        return {"context": self._context(), "value": int(self.svm.get_balance(Pubkey.from_string(pubkey)) or 0)}
+
+    def rpc_sendTransaction(self, encoded: str, config: dict | None = None) -> str:
+        encoding = (config or {}).get("encoding", "base58")
+        if encoding != "base64":
+            raise RpcError(-32602, "only base64 encoded transactions are accepted")
+        try:
+            tx = Transaction.from_bytes(base64.b64decode(encoded))
+        except Exception as exc:
+            raise RpcError(-32602, f"failed to deserialize transaction: {exc}") from exc
+        signature = str(tx.signatures[0])
+        if signature in self.landed:
+            return signature  # already processed; skipPreflight clients get the signature back
+        if self.take("expire"):
+            self.svm.expire_blockhash()
+        if self.take("double_spend"):
+            self._drain(tx.message.account_keys[0])
+        if self.take("drop"):
+            return signature
+        outcome = self._run(tx)
+        if outcome is None:
+            raise RpcError(-32002, "Transaction simulation failed: Blockhash not found")
+        return signature
+
+    def _drain(self, victim: Pubkey) -> None:
+        """Someone holding the victim's key sweeps its balance elsewhere (simulated directly)."""
+        account = self.svm.get_account(victim)
+        if account is None:
+            return
+        self.svm.set_account(
+            victim,
+            Account(lamports=0, data=account.data, owner=account.owner, executable=account.executable),
+        )
+        self.svm.airdrop(self.attacker.pubkey(), account.lamports)
+
+    def rpc_getSignatureStatuses(self, signatures: list[str], config: dict | None = None) -> dict:
+        out: list[dict | None] = []
+        for signature in signatures:
+            landed = self.landed.get(signature)
+            if landed is None:
+                out.append(None)
+                continue
+            depth = self.slot - landed.slot
+            out.append(
+                {
+                    "slot": landed.slot,
+                    "confirmations": None if depth >= FINALIZED_AFTER else depth,
+                    "err": landed.err,
+                    "status": {"Ok": None} if landed.err is None else {"Err": landed.err},
+                    "confirmationStatus": "finalized" if depth >= FINALIZED_AFTER else "confirmed",
+                }
+            )
+        return {"context": self._context(), "value": out}
+
+    # --- simulator controls ------------------------------------------------------------------------
+    def rpc_sim_fund(self, pubkey: str, sol: Decimal | str) -> str:
+        lamports = int(Decimal(str(sol)) * LAMPORTS)
+        self.svm.airdrop(Pubkey.from_string(pubkey), lamports)
+        self._advance()
+        return f"airdrop:{pubkey}:{lamports}:{self.slot}"
+
+    def rpc_sim_expire_blockhash(self) -> str:
+        self.svm.expire_blockhash()
+        return str(self.svm.latest_blockhash())
+
+    def rpc_sim_advance(self, slots: int = 1) -> int:
+        for _ in range(int(slots)):
+            self._advance()
+        return self.slot
+
+    def rpc_sim_reorg(self, depth: int = 1) -> int:
+        """The last ``depth`` landed transactions vanish (their slots are skipped by the winning
+        fork); account states go back to what they were before them."""
+        for _ in range(min(int(depth), len(self.order))):
+            landed = self.landed.pop(self.order.pop())
+            for key, account in reversed(landed.before):
+                if account is None:
+                    account = Account(lamports=0, data=b"", owner=Pubkey.default(), executable=False)
+                self.svm.set_account(key, account)
+        return len(self.order)
+
+    def balance_lamports(self, pubkey: str) -> int:
+        with self.lock:
+            return int(self.svm.get_balance(Pubkey.from_string(pubkey)) or 0)
