@@ -153,7 +153,8 @@ class WalletAddress(models.Model):
             if not BitcoinRail.valid_address(self.address):
                 raise ValidationError(
                     {
-                        "address": f"Invalid Bitcoin address for {settings.CLEARHOUSE_BTC_NETWORK} (Base58Check or bech32)"
+                        "address": f"Invalid Bitcoin address for {settings.CLEARHOUSE_BTC_NETWORK} "
+                        "(Base58Check or bech32)"
                     }
                 )
         elif self.chain == Chain.SOLANA:

@@ -9,6 +9,7 @@ Workers in other processes reach it exactly like a node: point ``CLEARHOUSE_BTC_
 
 from __future__ import annotations
 
+import contextlib
 import signal
 import threading
 from typing import Any
@@ -37,8 +38,6 @@ class Command(BaseCommand):
         self.stdout.flush()
         stop = threading.Event()
         signal.signal(signal.SIGTERM, lambda *_: stop.set())
-        try:
+        with contextlib.suppress(KeyboardInterrupt):
             stop.wait()
-        except KeyboardInterrupt:
-            pass
         simulator.stop()
