@@ -2,8 +2,8 @@
 
 Keys come from a keystore file (``CLEARHOUSE_KEYSTORE``: JSON ``{"<address>": "<private key hex>"}``
 for Ethereum, Bitcoin and Solana addresses alike, readable by the service user only) and are kept
-in process memory. They are never stored in the database, never logged and never returned: callers get signed bytes, not keys. A production
-deployment points the same interface at an HSM or a signing service.
+in process memory. They are never stored in the database, never logged and never returned:
+callers get signed bytes, not keys. A production deployment points the same interface at an HSM or a signing service.
 """
 
 from __future__ import annotations
