@@ -142,6 +142,10 @@ CELERY_BEAT_SCHEDULE = {
         "task": "settlement.tasks.webhooks_retry_task",
         "schedule": timedelta(minutes=1),
     },
+    "netting-close-windows": {
+        "task": "netting.tasks.netting_close_windows_task",
+        "schedule": timedelta(minutes=1),
+    },
     "transition-log-verify": {
         "task": "settlement.tasks.transition_log_verify_task",
         "schedule": crontab(minute=17),
@@ -207,6 +211,20 @@ CLEARHOUSE_BTC_RPC_URL = os.environ.get("CLEARHOUSE_BTC_RPC_URL", "local")
 CLEARHOUSE_BTC_NETWORK = os.environ.get("CLEARHOUSE_BTC_NETWORK", "regtest")
 CLEARHOUSE_SOL_RPC_URL = os.environ.get("CLEARHOUSE_SOL_RPC_URL", "local")
 CLEARHOUSE_RPC_TIMEOUT_SECONDS = float(os.environ.get("CLEARHOUSE_RPC_TIMEOUT_SECONDS", "10"))
+# Netting window length in minutes per asset class (fiat, security, crypto for T+n crypto).
+CLEARHOUSE_NETTING_WINDOW_MINUTES = {
+    "default": float(os.environ.get("CLEARHOUSE_NETTING_WINDOW_MINUTES", "15")),
+    "fiat": float(
+        os.environ.get(
+            "CLEARHOUSE_NETTING_WINDOW_MINUTES_FIAT", os.environ.get("CLEARHOUSE_NETTING_WINDOW_MINUTES", "15")
+        )
+    ),
+    "security": float(
+        os.environ.get(
+            "CLEARHOUSE_NETTING_WINDOW_MINUTES_SECURITY", os.environ.get("CLEARHOUSE_NETTING_WINDOW_MINUTES", "15")
+        )
+    ),
+}
 # Keys for house-custodied wallets: JSON {address: private key}, mode 600. Never in the database.
 CLEARHOUSE_KEYSTORE = os.environ.get("CLEARHOUSE_KEYSTORE", str(VAR_DIR / "keystore.json"))
 # Confirmation polling: first check after this many seconds, then backoff up to the cap.

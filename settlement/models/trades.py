@@ -77,6 +77,14 @@ class SettlementInstruction(ConcurrentTransitionMixin, models.Model):
         related_name="+",
         help_text="Network-fee reserve held from the payer for an on-chain transfer.",
     )
+    netting_window = models.ForeignKey(
+        "netting.NettingWindow",
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="legs",
+        help_text="The netting window this leg settles in (fiat and securities); empty for gross T+0 crypto.",
+    )
     attempt = models.PositiveIntegerField(default=1, help_text="Incremented by each retry; part of the lock reference.")
     failure_reason = models.TextField(blank=True)
     created_at = models.DateTimeField(auto_now_add=True)

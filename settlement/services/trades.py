@@ -18,6 +18,7 @@ from django.db.models import Model
 from django.utils import timezone
 from simple_history.utils import bulk_create_with_history
 
+from netting.services import asset_class_of, netting_assign_legs, netting_windows_for
 from settlement.calendars import settlement_date
 from settlement.choices import InstructionStatus, Leg, MarketCalendar
 from settlement.dispatch import dispatch_crypto_trades
@@ -111,14 +112,18 @@ def _set_based() -> bool:
     return connection.vendor == "postgresql"
 
 
-def _store(trades: list[Trade], items: list[TradeInput], *, actor: Actor) -> None:
+def _store(trades: list[Trade], items: list[TradeInput], *, actor: Actor, window_ids: list[int | None]) -> None:
     user = actor_user(actor)
     reason = f"ingested by {actor_label(actor)}"
     if _set_based():
-        _store_postgresql(trades, user_id=user.pk if user else None, reason=reason)
+        _store_postgresql(trades, user_id=user.pk if user else None, reason=reason, window_ids=window_ids)
         return
     created = bulk_create_with_history(trades, Trade, batch_size=2000, default_user=user, default_change_reason=reason)
-    instructions = [leg for trade, item in zip(created, items, strict=True) for leg in _build_instructions(trade, item)]
+    instructions = []
+    for trade, item, window_id in zip(created, items, window_ids, strict=True):
+        for leg in _build_instructions(trade, item):
+            leg.netting_window_id = window_id
+            instructions.append(leg)
     bulk_create_with_history(
         instructions, SettlementInstruction, batch_size=2000, default_user=user, default_change_reason=reason
     )
@@ -163,7 +168,7 @@ def _history_sql(model: type[Model], where: str) -> str:
     return f"{head} SELECT {columns}, %(now)s, %(reason)s, '+', %(user)s FROM \"{table}\" WHERE {where}"  # noqa: S608
 
 
-def _store_postgresql(trades: list[Trade], *, user_id: int | None, reason: str) -> None:
+def _store_postgresql(trades: list[Trade], *, user_id: int | None, reason: str, window_ids: list[int | None]) -> None:
     """Set-based write of a batch: trade ids from the sequence in one query, the trades by COPY, and
     their legs and history rows by INSERT ... SELECT. Four statements whatever the batch size."""
     now = timezone.now()
@@ -195,6 +200,7 @@ def _store_postgresql(trades: list[Trade], *, user_id: int | None, reason: str) 
         }
         cursor.execute(_history_sql(Trade, "id = ANY(%(ids)s)"), params)
         cursor.execute(_LEGS_SQL, params)
+        netting_assign_legs(trade_ids=ids, window_ids=window_ids)  # before history: it records the window
         cursor.execute(_history_sql(SettlementInstruction, "trade_id = ANY(%(ids)s)"), params)
 
 
@@ -277,7 +283,14 @@ def _ingest_once(items: list[TradeInput], actor: Actor) -> IngestResult:
                     for asset in (item.instrument.base, item.instrument.quote)
                 ]
             )
-            _store(list(new_trades.values()), new_items, actor=actor)
+            # everything but T+0 crypto settles netted: legs go in their class's open window
+            classes = [
+                None if item.instrument.base.is_crypto_t0 else asset_class_of(item.instrument.base)
+                for item in new_items
+            ]
+            windows = netting_windows_for({c for c in classes if c is not None})
+            window_ids = [None if c is None else windows[c] for c in classes]
+            _store(list(new_trades.values()), new_items, actor=actor, window_ids=window_ids)
             crypto_t0 = [
                 trade.pk
                 for trade, item in zip(new_trades.values(), new_items, strict=True)
