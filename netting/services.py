@@ -17,6 +17,7 @@ from django.utils import timezone
 
 from netting.models import AssetClass, NetDebitCap, NetObligation, NettingWindow, WindowStatus
 from settlement.models import Asset, SettlementInstruction
+from settlement.money import format_amount
 from settlement.services.actors import Actor, SystemActor, actor_label, stamp_history
 from settlement.services.audit import LogEntry, transition_log_append
 
@@ -83,7 +84,8 @@ def netting_assign_legs(*, trade_ids: list[int], window_ids: list[int | None]) -
 
 
 _OBLIGATIONS_SQL = """
-INSERT INTO netting_netobligation (window_id, participant_id, asset_id, settlement_date, pays, receives, net, legs, held)
+INSERT INTO netting_netobligation
+    (window_id, participant_id, asset_id, settlement_date, pays, receives, net, legs, held)
 SELECT %(window)s, participant_id, asset_id, settlement_date,
        SUM(pays), SUM(receives), SUM(receives) - SUM(pays), SUM(legs), FALSE
 FROM (
@@ -146,17 +148,18 @@ def window_close(*, window: NettingWindow, actor: Actor = NETTING) -> NettingWin
             net = {row[0]: (int(row[1]), Decimal(row[2]), Decimal(row[3])) for row in cursor.fetchall()}
             cursor.execute(_HOLD_SQL, params)
             held_ids = [row[0] for row in cursor.fetchall()]
-        codes = dict(Asset.objects.filter(pk__in=list(gross)).values_list("pk", "code"))
+        assets = {a.pk: a for a in Asset.objects.filter(pk__in=list(gross))}
         summary = {}
         for asset_id, (legs, value) in gross.items():
             payments, net_value, total = net.get(asset_id, (0, Decimal(0), Decimal(0)))
             if total != 0:  # cannot happen: every leg has a payer and a payee
                 raise RuntimeError(f"obligations of window {window.pk} do not sum to zero for asset {asset_id}")
-            summary[codes[asset_id]] = {
+            asset = assets[asset_id]
+            summary[asset.code] = {
                 "gross_legs": legs,
-                "gross_value": str(value),
+                "gross_value": format_amount(value, asset.precision),
                 "net_payments": payments,
-                "net_value": str(net_value),
+                "net_value": format_amount(net_value, asset.precision),
             }
         window.summary = summary
         window.gross_legs = sum(legs for legs, _ in gross.values())
@@ -195,7 +198,9 @@ def _escalate_held(window: NettingWindow, held_ids: list[int]) -> None:
     for obligations in by_participant.values():
         first = obligations[0]
         detail = ", ".join(
-            f"owes {-o.net} {o.asset.code} (cap {caps[(o.participant_id, o.asset_id)]})" for o in obligations
+            f"owes {format_amount(-o.net, o.asset.precision)} {o.asset.code} "
+            f"(cap {format_amount(caps[(o.participant_id, o.asset_id)], o.asset.precision)})"
+            for o in obligations
         )
         case_open(
             kind=CaseKind.ESCALATION,
