@@ -63,3 +63,23 @@ class TransferStatus:
         if self.found:
             return False
         return self.conflicted or (self.sender_nonce is not None and self.sender_nonce > nonce)
+
+
+class BaseUnits:
+    """Conversion between an asset amount and the chain's integer base unit (wei, satoshi,
+    lamport); an amount finer than one base unit is refused, never rounded."""
+
+    decimals: int
+    symbol: str
+    base_unit: str
+
+    @classmethod
+    def to_base_units(cls, amount: Decimal) -> int:
+        units = amount.scaleb(cls.decimals)
+        if units != units.to_integral_value():
+            raise ValueError(f"{amount} {cls.symbol} is finer than one {cls.base_unit}")
+        return int(units)
+
+    @classmethod
+    def from_base_units(cls, units: int) -> Decimal:
+        return Decimal(units).scaleb(-cls.decimals)

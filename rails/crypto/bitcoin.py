@@ -26,7 +26,7 @@ from bitcoin.core.script import SIGHASH_ALL, CScript, SignatureHash
 from bitcoin.rpc import JSONRPCError, RawProxy
 from bitcoin.wallet import CBitcoinAddress, CBitcoinAddressError, P2PKHBitcoinAddress
 
-from rails.base import RailRejected, RailTimeout, RailUnavailable, SignedTransfer, TransferStatus
+from rails.base import BaseUnits, RailRejected, RailTimeout, RailUnavailable, SignedTransfer, TransferStatus
 from rails.crypto.signing import keystore
 
 SATS = 8
@@ -60,7 +60,10 @@ def _size(inputs: int, outputs: int) -> int:
     return 10 + 148 * inputs + 34 * outputs
 
 
-class BitcoinRail:
+class BitcoinRail(BaseUnits):
+    decimals = SATS
+    symbol = "BTC"
+    base_unit = "satoshi"
     chain = "bitcoin"
 
     def __init__(self, url: str, *, network: str = "regtest", timeout: float = 10) -> None:
@@ -93,17 +96,6 @@ class BitcoinRail:
         except (CBitcoinAddressError, ValueError):
             return False
         return True
-
-    @staticmethod
-    def to_base_units(amount: Decimal) -> int:
-        sats = amount.scaleb(SATS)
-        if sats != sats.to_integral_value():
-            raise ValueError(f"{amount} BTC is finer than one satoshi")
-        return int(sats)
-
-    @staticmethod
-    def from_base_units(sats: int) -> Decimal:
-        return Decimal(sats).scaleb(-SATS)
 
     def _fee_rate(self) -> Decimal:
         """Satoshis per byte the node suggests for confirmation within two blocks."""

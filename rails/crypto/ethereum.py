@@ -16,7 +16,7 @@ from eth_utils import is_address, to_checksum_address
 from web3 import Web3
 from web3.exceptions import TransactionNotFound, Web3RPCError
 
-from rails.base import RailRejected, RailTimeout, RailUnavailable, SignedTransfer, TransferStatus
+from rails.base import BaseUnits, RailRejected, RailTimeout, RailUnavailable, SignedTransfer, TransferStatus
 from rails.crypto.signing import keystore
 
 WEI = 18
@@ -36,7 +36,10 @@ def _call(fn, *args, **kwargs):  # type: ignore[no-untyped-def]
         raise RailUnavailable(str(exc)) from exc
 
 
-class EthereumRail:
+class EthereumRail(BaseUnits):
+    decimals = WEI
+    symbol = "ETH"
+    base_unit = "wei"
     chain = "ethereum"
 
     def __init__(self, w3: Web3) -> None:
@@ -46,17 +49,6 @@ class EthereumRail:
     @staticmethod
     def valid_address(address: str) -> bool:
         return bool(is_address(address))
-
-    @staticmethod
-    def to_base_units(amount: Decimal) -> int:
-        wei = amount.scaleb(WEI)
-        if wei != wei.to_integral_value():
-            raise ValueError(f"{amount} ETH is finer than one wei")
-        return int(wei)
-
-    @staticmethod
-    def from_base_units(wei: int) -> Decimal:
-        return Decimal(wei).scaleb(-WEI)
 
     def confirmed_nonce(self, address: str) -> int:
         return int(_call(self.w3.eth.get_transaction_count, to_checksum_address(address), "latest"))

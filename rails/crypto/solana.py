@@ -38,7 +38,7 @@ from solders.system_program import ID as SYSTEM_PROGRAM_ID
 from solders.system_program import TransferParams, transfer
 from solders.transaction import Transaction
 
-from rails.base import RailRejected, RailTimeout, RailUnavailable, SignedTransfer, TransferStatus
+from rails.base import BaseUnits, RailRejected, RailTimeout, RailUnavailable, SignedTransfer, TransferStatus
 from rails.crypto.signing import keystore
 
 LAMPORT_DECIMALS = 9
@@ -46,7 +46,10 @@ FEE_PER_SIGNATURE = 5000
 MEMO_PROGRAM = Pubkey.from_string("MemoSq4gqABAXKb96qnH8TysNcWxMyWCqXgDLGmfcHr")
 
 
-class SolanaRail:
+class SolanaRail(BaseUnits):
+    decimals = LAMPORT_DECIMALS
+    symbol = "SOL"
+    base_unit = "lamport"
     chain = "solana"
 
     def __init__(self, url: str, *, timeout: float = 10) -> None:
@@ -80,17 +83,6 @@ class SolanaRail:
         except ValueError:
             return False
         return True
-
-    @staticmethod
-    def to_base_units(amount: Decimal) -> int:
-        lamports = amount.scaleb(LAMPORT_DECIMALS)
-        if lamports != lamports.to_integral_value():
-            raise ValueError(f"{amount} SOL is finer than one lamport")
-        return int(lamports)
-
-    @staticmethod
-    def from_base_units(lamports: int) -> Decimal:
-        return Decimal(lamports).scaleb(-LAMPORT_DECIMALS)
 
     def fee_reserve(self) -> Decimal:
         return self.from_base_units(FEE_PER_SIGNATURE)
