@@ -31,6 +31,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.common import percentile, psql  # noqa: E402
+from config.celery import worker_argv  # noqa: E402
 
 
 def main() -> None:
@@ -124,25 +125,7 @@ def main() -> None:
 
     workers = [
         subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "celery",
-                "-A",
-                "config",
-                "worker",
-                "--pool",
-                "solo",
-                "--loglevel",
-                "WARNING",
-                "--without-heartbeat",
-                "--without-gossip",
-                "--without-mingle",
-                "-Q",
-                "celery,crypto.watch",
-                "-n",
-                f"bench{i}@%h",
-            ],
+            worker_argv(sys.executable, f"bench{i}"),
             cwd=ROOT,
             env=env,
         )

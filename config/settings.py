@@ -146,6 +146,18 @@ CELERY_BEAT_SCHEDULE = {
         "task": "netting.tasks.netting_close_windows_task",
         "schedule": timedelta(minutes=1),
     },
+    "netting-payments-sweep": {
+        "task": "netting.tasks.netted_sweep_task",
+        "schedule": timedelta(seconds=30),
+    },
+    "rail-reports-fetch": {
+        "task": "netting.tasks.rail_reports_fetch_task",
+        "schedule": timedelta(seconds=15),
+    },
+    "custody-buy-in-check": {
+        "task": "netting.tasks.custody_buy_in_check_task",
+        "schedule": crontab(minute=5),
+    },
     "transition-log-verify": {
         "task": "settlement.tasks.transition_log_verify_task",
         "schedule": crontab(minute=17),
@@ -225,6 +237,35 @@ CLEARHOUSE_NETTING_WINDOW_MINUTES = {
         )
     ),
 }
+# --- Fiat and custody rails ------------------------------------------------------------------
+# Bank network and custodian endpoints: an HTTP URL, or "local" = the simulator served on a
+# loopback port inside this process (tests). See rails/simulators/bank.py and custodian.py.
+CLEARHOUSE_BANK_URL = os.environ.get("CLEARHOUSE_BANK_URL", "local")
+CLEARHOUSE_CUSTODIAN_URL = os.environ.get("CLEARHOUSE_CUSTODIAN_URL", "local")
+CLEARHOUSE_RAIL_TIMEOUT_SECONDS = float(os.environ.get("CLEARHOUSE_RAIL_TIMEOUT_SECONDS", "5"))
+# The house's own accounts: the central settlement account at the bank (per currency) and at
+# the custodian. Pay-ins go to them, pay-outs leave from them.
+CLEARHOUSE_HOUSE_NAME = os.environ.get("CLEARHOUSE_HOUSE_NAME", "Clearhouse Central Settlement")
+CLEARHOUSE_HOUSE_BANK_ACCOUNTS = {
+    "USD": {"aba": "021000021", "account": "4400123456", "country": "US"},
+    "EUR": {"iban": "DE12500105170648489890", "bic": "INGDDEFFXXX", "country": "DE"},
+    "GBP": {"iban": "GB29NWBK60161331926819", "bic": "NWBKGB2LXXX", "country": "GB"},
+}
+CLEARHOUSE_HOUSE_CUSTODY_ACCOUNT = {"bic": "DTCYUS33XXX", "account": "CCP-0001"}
+# Payment method choice and fallback (rails/fiat/routing.py): USD above ``ach_max`` or urgent
+# goes by wire, EUR within SEPA by SEPA, anything else by SWIFT. A rejection whose ISO reason
+# code is in ``reroute_reasons`` is retried by the next method of ``fallback``, at most
+# ``max_attempts`` attempts in all; any other rejection goes to manual review.
+CLEARHOUSE_FIAT_ROUTING = {
+    "ach_max": os.environ.get("CLEARHOUSE_ACH_MAX", "1000000.00"),
+    "fallback": {"ach": "wire", "sepa": "swift"},
+    "reroute_reasons": ["AM02", "AG01", "AG03", "CNOR", "RR04", "TM01", "MS03", "NARR"],
+    "max_attempts": 3,
+}
+# Sends of one message without an answer (timeouts) before the payment goes to manual review.
+CLEARHOUSE_RAIL_MAX_SENDS = int(os.environ.get("CLEARHOUSE_RAIL_MAX_SENDS", "6"))
+# Business days a custody delivery may fail before a buy-in case is opened.
+CLEARHOUSE_BUY_IN_AFTER_DAYS = int(os.environ.get("CLEARHOUSE_BUY_IN_AFTER_DAYS", "4"))
 # Keys for house-custodied wallets: JSON {address: private key}, mode 600. Never in the database.
 CLEARHOUSE_KEYSTORE = os.environ.get("CLEARHOUSE_KEYSTORE", str(VAR_DIR / "keystore.json"))
 # Confirmation polling: first check after this many seconds, then backoff up to the cap.

@@ -1,10 +1,15 @@
 from __future__ import annotations
 
 from django.contrib import admin
+from django.db.models import QuerySet
+from django.http import HttpRequest, HttpResponse
+from django.urls import reverse
+from django.utils.html import format_html
 from simple_history.admin import SimpleHistoryAdmin
 
-from netting.models import NetDebitCap, NetObligation, NettingWindow
-from settlement.admin import ReadOnlyAdminMixin
+from netting.models import NetDebitCap, NetObligation, NettedInstruction, NettingWindow, RailAttempt, RailReport
+from netting.payments import netted_release, netted_retry
+from settlement.admin import ActionOnlyAdminMixin, ReadOnlyAdminMixin, _reason_action, _transitions_table
 
 
 class ObligationInline(ReadOnlyAdminMixin, admin.TabularInline):
@@ -51,3 +56,139 @@ class NetDebitCapAdmin(SimpleHistoryAdmin):
     list_display = ("participant", "asset", "cap")
     list_filter = ("asset",)
     search_fields = ("participant__code",)
+
+
+class RailAttemptInline(ReadOnlyAdminMixin, admin.TabularInline):
+    model = RailAttempt
+    fields = (
+        "number",
+        "method",
+        "message_type",
+        "message_id",
+        "status",
+        "sends",
+        "reason_code",
+        "reason_text",
+        "created_at",
+        "accepted_at",
+        "resolved_at",
+    )
+    readonly_fields = fields
+    extra = 0
+    show_change_link = True
+
+
+@admin.register(NettedInstruction)
+class NettedInstructionAdmin(ActionOnlyAdminMixin, SimpleHistoryAdmin):
+    """The settlement plan's payments. Ops release held ones and retry those in review; every
+    attempt (method, message, answer) is listed below the payment."""
+
+    list_display = (
+        "id",
+        "window",
+        "participant",
+        "direction",
+        "asset",
+        "amount",
+        "settlement_date",
+        "status",
+        "method",
+        "attempts",
+        "failing_since",
+    )
+    list_filter = ("status", "direction", "method", "asset", "settlement_date")
+    search_fields = ("=id", "participant__code")
+    list_select_related = ("window", "participant", "asset")
+    readonly_fields = (
+        "window",
+        "obligation",
+        "participant",
+        "asset",
+        "settlement_date",
+        "direction",
+        "amount",
+        "status",
+        "method",
+        "lock",
+        "attempts",
+        "next_attempt_at",
+        "failing_since",
+        "failure_reason",
+        "created_at",
+        "updated_at",
+        "legs_link",
+        "transitions",
+    )
+    fields = readonly_fields
+    inlines = [RailAttemptInline]
+    actions = ["release_selected", "retry_selected"]
+
+    @admin.display(description="legs")
+    def legs_link(self, obj: NettedInstruction) -> str:
+        ids = ",".join(str(pk) for pk in obj.legs().values_list("pk", flat=True)[:500])
+        url = reverse("admin:settlement_settlementinstruction_changelist")
+        return format_html('<a href="{}?id__in={}">{} legs</a>', url, ids, obj.legs().count())
+
+    @admin.display(description="transition log")
+    def transitions(self, obj: NettedInstruction) -> str:
+        return _transitions_table("nettedinstruction", obj.pk)
+
+    @admin.action(description="Release selected held payments (asks for a reason)")
+    def release_selected(self, request: HttpRequest, queryset: QuerySet) -> HttpResponse | None:
+        return _reason_action(
+            self, request, queryset, title="Release", service=netted_release, action_name="release_selected", kwarg="ni"
+        )
+
+    @admin.action(description="Retry selected payments in review (asks for a reason)")
+    def retry_selected(self, request: HttpRequest, queryset: QuerySet) -> HttpResponse | None:
+        return _reason_action(
+            self, request, queryset, title="Retry", service=netted_retry, action_name="retry_selected", kwarg="ni"
+        )
+
+
+@admin.register(RailAttempt)
+class RailAttemptAdmin(ReadOnlyAdminMixin, SimpleHistoryAdmin):
+    list_display = (
+        "message_id",
+        "instruction",
+        "method",
+        "message_type",
+        "status",
+        "sends",
+        "reason_code",
+        "created_at",
+    )
+    list_filter = ("method", "status", "reason_code")
+    search_fields = ("message_id", "end_to_end_id")
+    readonly_fields = (
+        "instruction",
+        "number",
+        "method",
+        "message_type",
+        "message_id",
+        "end_to_end_id",
+        "status",
+        "sends",
+        "reason_code",
+        "reason_text",
+        "created_at",
+        "accepted_at",
+        "resolved_at",
+        "payload",
+        "transitions",
+    )
+    fields = readonly_fields
+
+    @admin.display(description="transition log")
+    def transitions(self, obj: RailAttempt) -> str:
+        return _transitions_table("railattempt", obj.pk)
+
+
+@admin.register(RailReport)
+class RailReportAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+    """Reports received from the networks, raw, with what applying them did."""
+
+    list_display = ("network", "sequence", "kind", "received_at", "applied", "outcome")
+    list_filter = ("network", "kind", "applied")
+    readonly_fields = ("network", "sequence", "kind", "received_at", "applied", "outcome", "content")
+    fields = readonly_fields

@@ -2,6 +2,13 @@ from __future__ import annotations
 
 from celery import shared_task
 
+from netting.payments import (
+    attempt_send,
+    custody_buy_in_check,
+    netted_advance,
+    netted_sweep,
+    rail_reports_fetch,
+)
 from netting.services import windows_close_due
 
 
@@ -10,3 +17,32 @@ def netting_close_windows_task() -> list[int]:
     """Beat, every minute: close the windows past their time. Safe to run twice (a closed window
     is left alone; the window row lock makes two concurrent runs take turns)."""
     return windows_close_due()
+
+
+@shared_task(acks_late=True)
+def netted_advance_task(ids: list[int]) -> dict[str, int]:
+    """Lock, build and send the messages of a batch of netted instructions. Safe to run twice:
+    each instruction is re-read under its row lock and a resend reuses the message id."""
+    return netted_advance(ids=ids)
+
+
+@shared_task(acks_late=True)
+def attempt_send_task(attempt_id: int) -> str:
+    return attempt_send(attempt_id=attempt_id)
+
+
+@shared_task(acks_late=True)
+def rail_reports_fetch_task() -> dict[str, dict[str, int]]:
+    """Beat: fetch and apply the bank's and the custodian's new reports (stored once each)."""
+    return {network: rail_reports_fetch(network=network) for network in ("bank", "custodian")}
+
+
+@shared_task(acks_late=True)
+def netted_sweep_task() -> int:
+    """Beat: re-dispatch netted instructions that are pending, due for a resend or stuck."""
+    return netted_sweep()
+
+
+@shared_task(acks_late=True)
+def custody_buy_in_check_task() -> int:
+    return custody_buy_in_check()

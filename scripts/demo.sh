@@ -47,6 +47,23 @@ if [ -n "${DATABASE_URL:-}" ] && ANVIL=$(bash scripts/ensure_anvil.sh 2>/dev/nul
     done
   done
   echo "Bitcoin: node simulator on $CLEARHOUSE_BTC_RPC_URL; Solana: LiteSVM node simulator on $CLEARHOUSE_SOL_RPC_URL"
+  # Fiat and securities: the bank network and custodian simulators (ISO 20022 / NACHA / sese),
+  # on the test clock (a payment settles at once instead of waiting for its T+1/T+2 date)
+  BANK_PORT=${DEMO_BANK_PORT:-18600}
+  CUSTODY_PORT=${DEMO_CUSTODY_PORT:-18601}
+  $PY manage.py run_network_simulator bank --port "$BANK_PORT" --instant &
+  anvil_pid="$anvil_pid $!"
+  $PY manage.py run_network_simulator custodian --port "$CUSTODY_PORT" --instant &
+  anvil_pid="$anvil_pid $!"
+  trap 'kill $anvil_pid 2>/dev/null || true' EXIT INT TERM
+  export CLEARHOUSE_BANK_URL="http://127.0.0.1:$BANK_PORT" CLEARHOUSE_CUSTODIAN_URL="http://127.0.0.1:$CUSTODY_PORT"
+  for url in "$CLEARHOUSE_BANK_URL" "$CLEARHOUSE_CUSTODIAN_URL"; do
+    for _ in $(seq 1 50); do
+      $PY -c "import urllib.request as u; u.urlopen('$url/reports', timeout=1)" 2>/dev/null && break
+      sleep 0.2
+    done
+  done
+  echo "Bank network simulator on $CLEARHOUSE_BANK_URL; custodian simulator on $CLEARHOUSE_CUSTODIAN_URL"
 else
   export CLEARHOUSE_CHAIN_RAILS=""
   anvil_pid=""
@@ -67,6 +84,10 @@ for _ in $(seq 1 60); do
 done
 
 $PY manage.py demo_traffic --url "http://$ADDR" --token "$token" --trades "${DEMO_TRADES:-300}"
+if [ -n "${CLEARHOUSE_BANK_URL:-}" ]; then
+  # fiat and equity legs: close the netting windows, pay the plan through the bank and custodian
+  $PY manage.py settle_windows
+fi
 $PY manage.py settle_due
 $PY manage.py verify_transition_log
 

@@ -62,7 +62,12 @@ def btc() -> Asset:
 
 def aapl() -> Asset:
     return AssetFactory(
-        code="AAPL", kind=AssetKind.SECURITY, precision=0, settlement_cycle=1, calendar=MarketCalendar.NYSE
+        code="AAPL",
+        kind=AssetKind.SECURITY,
+        precision=0,
+        settlement_cycle=1,
+        calendar=MarketCalendar.NYSE,
+        isin="US0378331005",
     )
 
 

@@ -7,6 +7,7 @@ from django.db import models
 from schwifty import BIC, IBAN
 from schwifty.exceptions import SchwiftyException
 from simple_history.models import HistoricalRecords
+from stdnum import isin as stdnum_isin
 from stdnum import lei as stdnum_lei
 from stdnum.exceptions import ValidationError as StdnumError
 from stdnum.us import rtn as stdnum_rtn
@@ -70,6 +71,7 @@ class Asset(models.Model):
     required_confirmations = models.PositiveSmallIntegerField(
         default=1, help_text="Blocks on top of a transfer before it counts as settled (e.g. BTC 2, ETH 12, SOL 32)."
     )
+    isin = models.CharField("ISIN", max_length=12, blank=True, help_text="Securities: ISO 6166 identifier.")
     is_active = models.BooleanField(default=True)
     history = HistoricalRecords()
 
@@ -92,6 +94,13 @@ class Asset(models.Model):
             raise ValidationError({"chain": "A crypto asset needs its chain."})
         if self.kind != AssetKind.CRYPTO and self.chain:
             raise ValidationError({"chain": "Only crypto assets live on a chain."})
+        if self.isin:
+            if self.kind != AssetKind.SECURITY:
+                raise ValidationError({"isin": "Only securities have an ISIN."})
+            try:
+                self.isin = stdnum_isin.validate(self.isin)
+            except StdnumError as exc:
+                raise ValidationError({"isin": f"Invalid ISIN: {exc}"}) from exc
 
 
 class Instrument(models.Model):

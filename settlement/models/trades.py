@@ -126,6 +126,11 @@ class SettlementInstruction(ConcurrentTransitionMixin, models.Model):
     def mark_settled(self) -> None:
         pass
 
+    @transition(field=status, source=S.PENDING, target=S.SETTLED)
+    def mark_settled_netted(self) -> None:
+        """A netted leg: settled when every payment of its window and date has settled (its value
+        moved through the central settlement account, not on its own)."""
+
     @transition(field=status, source=[S.PENDING, S.LOCKED, S.PROCESSING], target=S.FAILED)
     def mark_failed(self) -> None:
         pass

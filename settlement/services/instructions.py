@@ -9,7 +9,7 @@ from datetime import date, datetime
 from functools import partial
 from typing import Any
 
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import Q
 from django.utils import timezone
 from django_fsm import TransitionNotAllowed
@@ -183,6 +183,11 @@ def instruction_cancel(*, instruction: SettlementInstruction, actor: Actor, reas
     """pending/locked/failed → cancelled; a held lock is voided."""
     with transaction.atomic():
         instruction = _for_update(instruction)
+        if instruction.netting_window_id and instruction.netting_window.status == "closed":
+            raise IllegalTransition(
+                f"instruction {instruction.pk} is netted in window {instruction.netting_window_id}: its value moves "
+                "with the window's payments; reverse it once settled"
+            )
         if instruction.status in (S.PENDING, S.LOCKED, S.FAILED):
             _void_if_pending(instruction, actor=actor, reason=f"void: {reason}")
         return _apply(instruction, instruction.mark_cancelled, actor=actor, reason=reason)
@@ -315,14 +320,13 @@ def locks_void_expired(*, now: datetime | None = None, limit: int = 500) -> int:
 def trades_settle_due_internal(*, on_date: date, actor: Actor, limit: int = 10_000) -> dict[str, int]:
     """Settle on the internal ledger every trade whose legs are pending and due by ``on_date``.
 
-    Stand-in for the rails until they exist: each trade is its own DvP transaction.
+    For trades without a rail: each trade is its own DvP transaction. On PostgreSQL, legs in a
+    netting window are left to the window's settlement plan (``netting.payments``).
     """
-    trade_ids = list(
-        Trade.objects.filter(settlement_date__lte=on_date, instructions__status=S.PENDING)
-        .order_by("pk")
-        .values_list("pk", flat=True)
-        .distinct()[:limit]
-    )
+    due = Trade.objects.filter(settlement_date__lte=on_date, instructions__status=S.PENDING)
+    if connection.vendor == "postgresql":  # netted legs settle with their window's payments
+        due = due.filter(instructions__netting_window__isnull=True)
+    trade_ids = list(due.order_by("pk").values_list("pk", flat=True).distinct()[:limit])
     outcome = {"settled": 0, "failed": 0}
     for trade in Trade.objects.filter(pk__in=trade_ids).order_by("pk"):
         legs = trade_settle_internal(trade=trade, actor=actor)

@@ -64,12 +64,14 @@ def accounts_ensure(*, pairs: Iterable[tuple[int, int]]) -> None:
     )
 
 
-def system_account_for(*, code: str, asset: Asset) -> LedgerAccount:
+def system_account_for(*, code: str, asset: Asset, allow_negative: bool = True) -> LedgerAccount:
+    """A house account (no owner). Funding and fee accounts may go negative; the central
+    settlement account may not (``allow_negative=False`` when it is first created)."""
     account, _ = LedgerAccount.objects.get_or_create(
         owner=None,
         system_code=code,
         asset=asset,
-        defaults={"kind": AccountKind.SYSTEM, "allow_negative": True},
+        defaults={"kind": AccountKind.SYSTEM, "allow_negative": allow_negative},
     )
     return account
 
@@ -152,6 +154,40 @@ def ledger_deposit(
         )
 
 
+def _lock_between(
+    *,
+    available: LedgerAccount,
+    locked: LedgerAccount,
+    amount: Decimal,
+    reference: str,
+    actor: Actor,
+    expires_at: datetime | None,
+    memo: str,
+) -> LedgerLock:
+    existing = LedgerLock.objects.filter(reference=reference).first()
+    if existing is not None:
+        return existing
+    lock = LedgerLock(
+        reference=reference,
+        asset=available.asset,
+        available_account=available,
+        locked_account=locked,
+        amount=amount,
+        expires_at=expires_at or timezone.now() + settings.CLEARHOUSE_LOCK_TTL,
+    )
+    stamp_history(lock, actor=actor, reason="lock")
+    lock.save()
+    _journal_write(
+        kind=JournalKind.LOCK,
+        reference=f"{reference}:lock",
+        legs=[Leg(available, -amount), Leg(locked, amount)],
+        actor=actor,
+        lock=lock,
+        memo=memo,
+    )
+    return lock
+
+
 def ledger_lock(
     *,
     owner: Participant,
@@ -167,30 +203,33 @@ def ledger_lock(
     """
     _validate_amount(asset, amount)
     with transaction.atomic():
-        existing = LedgerLock.objects.filter(reference=reference).first()
-        if existing is not None:
-            return existing
-        available = account_for(owner=owner, asset=asset, kind=AccountKind.AVAILABLE)
-        locked = account_for(owner=owner, asset=asset, kind=AccountKind.LOCKED)
-        lock = LedgerLock(
-            reference=reference,
-            asset=asset,
-            available_account=available,
-            locked_account=locked,
+        return _lock_between(
+            available=account_for(owner=owner, asset=asset, kind=AccountKind.AVAILABLE),
+            locked=account_for(owner=owner, asset=asset, kind=AccountKind.LOCKED),
             amount=amount,
-            expires_at=expires_at or timezone.now() + settings.CLEARHOUSE_LOCK_TTL,
-        )
-        stamp_history(lock, actor=actor, reason="lock")
-        lock.save()
-        _journal_write(
-            kind=JournalKind.LOCK,
-            reference=f"{reference}:lock",
-            legs=[Leg(available, -amount), Leg(locked, amount)],
+            reference=reference,
             actor=actor,
-            lock=lock,
+            expires_at=expires_at,
             memo=f"lock {amount} {asset.code} of {owner.code}",
         )
-        return lock
+
+
+def ledger_lock_system(
+    *, code: str, asset: Asset, amount: Decimal, reference: str, actor: Actor, expires_at: datetime | None = None
+) -> LedgerLock:
+    """Lock ``amount`` of a house account that may not go negative (``code`` and ``code:locked``),
+    e.g. the central settlement account before a pay-out leaves it. Idempotent by ``reference``."""
+    _validate_amount(asset, amount)
+    with transaction.atomic():
+        return _lock_between(
+            available=system_account_for(code=code, asset=asset, allow_negative=False),
+            locked=system_account_for(code=f"{code}:locked", asset=asset, allow_negative=False),
+            amount=amount,
+            reference=reference,
+            actor=actor,
+            expires_at=expires_at,
+            memo=f"lock {amount} {asset.code} of {code}",
+        )
 
 
 def _lock_for_update(lock: LedgerLock) -> LedgerLock:

@@ -157,15 +157,16 @@ ORDER BY 1, 2
 """
 
 
-def _history_sql(model: type[Model], where: str) -> str:
-    """INSERT ... SELECT copying live rows into the model's simple-history table as '+' records."""
+def history_insert_sql(model: type[Model], where: str, history_type: str = "+") -> str:
+    """INSERT ... SELECT copying live rows into the model's simple-history table as '+' (created)
+    or '~' (changed) records."""
     table = model._meta.db_table
     history_table = model.history.model._meta.db_table  # type: ignore[attr-defined]
     columns = _quoted(_columns(model))
     # Identifiers come from model metadata, values travel as parameters.
     extra = "history_date, history_change_reason, history_type, history_user_id"
     head = f'INSERT INTO "{history_table}" ({columns}, {extra})'
-    return f"{head} SELECT {columns}, %(now)s, %(reason)s, '+', %(user)s FROM \"{table}\" WHERE {where}"  # noqa: S608
+    return f"{head} SELECT {columns}, %(now)s, %(reason)s, '{history_type}', %(user)s FROM \"{table}\" WHERE {where}"  # noqa: S608
 
 
 def _store_postgresql(trades: list[Trade], *, user_id: int | None, reason: str, window_ids: list[int | None]) -> None:
@@ -198,10 +199,10 @@ def _store_postgresql(trades: list[Trade], *, user_id: int | None, reason: str, 
             "payment": Leg.PAYMENT.value,
             "pending": InstructionStatus.PENDING.value,
         }
-        cursor.execute(_history_sql(Trade, "id = ANY(%(ids)s)"), params)
+        cursor.execute(history_insert_sql(Trade, "id = ANY(%(ids)s)"), params)
         cursor.execute(_LEGS_SQL, params)
         netting_assign_legs(trade_ids=ids, window_ids=window_ids)  # before history: it records the window
-        cursor.execute(_history_sql(SettlementInstruction, "trade_id = ANY(%(ids)s)"), params)
+        cursor.execute(history_insert_sql(SettlementInstruction, "trade_id = ANY(%(ids)s)"), params)
 
 
 def _reject_inconsistent_duplicates(items: list[TradeInput], hashes: list[str]) -> None:

@@ -15,7 +15,7 @@ from django.conf import settings
 from django.db import connection
 from django.utils import timezone
 
-from config.celery import app
+from config.celery import app, worker_argv
 from rails.crypto import registry
 from rails.crypto.registry import chain_rail
 from rails.simulators.anvil import AnvilNode, anvil_binary
@@ -79,24 +79,8 @@ def start_worker(*, crash_after: str = "") -> subprocess.Popen:
         "CLEARHOUSE_CRASH_AFTER": crash_after,
         "CELERY_VISIBILITY_TIMEOUT": "5",
     }
-    return subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "celery",
-            "-A",
-            "config",
-            "worker",
-            "--pool",
-            "solo",
-            "--loglevel",
-            "WARNING",
-            "--without-heartbeat",
-            "--without-gossip",
-            "--without-mingle",
-            "-Q",
-            "celery,crypto.watch",
-        ],
+    return subprocess.Popen(  # noqa: S603 - our own interpreter and arguments
+        worker_argv(sys.executable, "test-worker"),
         cwd=ROOT,
         env=env,
         stdout=subprocess.DEVNULL,

@@ -43,6 +43,7 @@ def test_instruction_transition_table_is_exactly_the_documented_one():
         (S.PENDING, S.LOCKED),
         (S.LOCKED, S.PROCESSING),
         (S.PROCESSING, S.SETTLED),
+        (S.PENDING, S.SETTLED),  # a netted leg, when its window's payments have all settled
         (S.PENDING, S.FAILED),
         (S.LOCKED, S.FAILED),
         (S.PROCESSING, S.FAILED),

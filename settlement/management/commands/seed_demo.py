@@ -8,6 +8,7 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Any
 
+from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand
 from django.db import transaction
@@ -74,6 +75,7 @@ IBANS = [
 BICS = ["COBADEFFXXX", "BUKBGB22XXX", "PSSTFRPPXXX", "ABNANL2AXXX", "UBSWCHZH80A"]
 ABA = ["021000021", "026009593", "111000025", "121000248", "011000138"]
 
+ISINS = {"AAPL": "US0378331005", "MSFT": "US5949181045"}
 DEMO_ADMIN = ("demo", "demo-password")
 ENGINE_USER = "matching-engine"
 
@@ -102,6 +104,7 @@ class Command(BaseCommand):
                         "calendar": calendar,
                         "chain": chain,
                         "required_confirmations": 1,
+                        "isin": ISINS.get(code, ""),
                     },
                 )
             for symbol, base, quote, price_precision in INSTRUMENTS:
@@ -140,6 +143,7 @@ class Command(BaseCommand):
             if created:
                 admin.set_password(DEMO_ADMIN[1])
                 admin.save()
+            self._open_at_networks()
             engine, _ = users.objects.get_or_create(username=ENGINE_USER, defaults={"is_staff": True})
             token, _ = Token.objects.get_or_create(user=engine)
         self.stdout.write(
@@ -149,6 +153,35 @@ class Command(BaseCommand):
         )
         self.stdout.write(f"Admin login: {DEMO_ADMIN[0]} / {DEMO_ADMIN[1]}")
         self.stdout.write(f"Matching-engine API token: {token.key}")
+
+    def _open_at_networks(self) -> None:
+        """Open every participant's bank and custody accounts at the bank and custodian simulators
+        the settings point at (when they run as processes), funded as on the ledger."""
+        from rails.network import network_client
+
+        if settings.CLEARHOUSE_BANK_URL == "local" or settings.CLEARHOUSE_CUSTODIAN_URL == "local":
+            return
+        bank, custodian = network_client("bank"), network_client("custodian")
+        for account in BankAccount.objects.select_related("participant", "currency"):
+            share = Decimal("0.001") if account.participant.code == "ECHO" else Decimal(1)
+            bank.session.post(
+                f"{bank.url}/sim/open_account",
+                json={
+                    "account": account.iban or account.account_number,
+                    "currency": account.currency.code,
+                    "name": account.holder_name,
+                    "balance": str(FUNDING[account.currency.code] * share),
+                },
+                timeout=5,
+            ).raise_for_status()
+        for custody in CustodyAccount.objects.select_related("participant"):
+            share = Decimal("0.001") if custody.participant.code == "ECHO" else Decimal(1)
+            for code, isin in ISINS.items():
+                custodian.session.post(
+                    f"{custodian.url}/sim/open_account",
+                    json={"account": custody.account_id, "isin": isin, "quantity": str(FUNDING[code] * share)},
+                    timeout=5,
+                ).raise_for_status()
 
     def _fund_on_chain(
         self, participant: Participant, asset: Asset, amount: Decimal, *, created: bool, actor: SystemActor

@@ -1,0 +1,793 @@
+"""Settling a closed window's plan through the central settlement account (CSA).
+
+Each non-zero net obligation becomes a ``NettedInstruction``: a pay-in (participant → CSA) or a
+pay-out (CSA → participant), created set-based when the window closes. Then, per instruction:
+
+1. **lock** - pay-in: the participant's funds are locked on the ledger; pay-out: the CSA's. A
+   pay-out waits until the participant's own pay-ins of the window and date have settled
+   (delivery versus payment on the net: nobody receives before delivering what they owe) and
+   until the CSA holds the value (its ledger account may not go negative).
+2. **attempt** - the payment method is chosen (``rails.fiat.routing``; securities go to the
+   custodian; assets without an external rail are a book transfer), the message is built and
+   stored with its ids *before* it is sent, then handed to the network. No answer → the same
+   message is sent again later (the network deduplicates by message id, so it pays once).
+3. **report** - status reports, booking notifications and custody confirmations are fetched,
+   stored raw and applied: settled → the lock posts (pay-in to the CSA, pay-out to the
+   participant); rejected → the next method when the reason allows it, else manual review.
+4. **legs** - when every instruction of a window and settlement date has settled, every trade
+   leg of that window and date settles (both legs of a trade are in the same window and date,
+   so delivery and payment settle together). Netting then settling moves each participant's
+   balance by exactly the sum of its legs: the same final ledger as settling every leg gross.
+
+Lock order: netted instruction rows → netting window row → ledger accounts → transition-log head.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import date, timedelta
+from functools import partial
+
+from django.conf import settings
+from django.db import connection, transaction
+from django.db.models import Max, Q
+from django.utils import timezone
+from django_fsm import TransitionNotAllowed
+
+from netting.models import (
+    AttemptStatus,
+    Direction,
+    NettedInstruction,
+    NettedStatus,
+    NettingWindow,
+    RailAttempt,
+    RailMethod,
+    RailReport,
+)
+from rails.base import RailRejected, RailTransientError
+from rails.fiat.routing import AccountDetails, NoRoute, method_choose, method_fallback
+from settlement.calendars import is_business_day
+from settlement.choices import AccountKind, AssetKind, InstructionStatus, LockStatus
+from settlement.exceptions import IllegalTransition, InsufficientFunds
+from settlement.models import SettlementInstruction
+from settlement.models.pipeline import CaseKind
+from settlement.money import format_amount
+from settlement.services.actors import Actor, SystemActor, actor_user, stamp_history
+from settlement.services.audit import LogEntry, transition_log_append
+from settlement.services.ledger import (
+    account_for,
+    ledger_lock,
+    ledger_lock_system,
+    ledger_post,
+    ledger_void,
+    system_account_for,
+)
+
+logger = logging.getLogger(__name__)
+PLAN = SystemActor("settlement-plan")
+CSA = "central-settlement"
+N = NettedStatus
+A = AttemptStatus
+
+
+def _apply(
+    ni: NettedInstruction,
+    method: object,
+    *,
+    actor: Actor,
+    reason: str,
+    metadata: dict | None = None,
+    update_fields: tuple[str, ...] = (),
+) -> None:
+    from_status = ni.status
+    try:
+        method()  # type: ignore[operator]
+    except TransitionNotAllowed as exc:
+        raise IllegalTransition(f"{ni} is {from_status}: cannot {method.__name__}") from exc  # type: ignore[attr-defined]
+    stamp_history(ni, actor=actor, reason=reason)
+    ni.save(update_fields=("status", "updated_at", *update_fields))
+    transition_log_append(
+        entries=[LogEntry("nettedinstruction", ni.pk, from_status, ni.status, reason, metadata or {})], actor=actor
+    )
+
+
+def _apply_attempt(
+    attempt: RailAttempt, method: object, *, actor: Actor, reason: str, update_fields: tuple[str, ...] = ()
+) -> None:
+    from_status = attempt.status
+    method()  # type: ignore[operator]
+    stamp_history(attempt, actor=actor, reason=reason)
+    attempt.save(update_fields=("status", *update_fields))
+    transition_log_append(
+        entries=[
+            LogEntry("railattempt", attempt.pk, from_status, attempt.status, reason, {"message": attempt.message_id})
+        ],
+        actor=actor,
+    )
+
+
+# --- the plan ----------------------------------------------------------------------------------
+
+_PLAN_SQL = """
+INSERT INTO netting_nettedinstruction
+    (window_id, obligation_id, participant_id, asset_id, settlement_date, direction, amount, status, method,
+     lock_id, attempts, locks_taken, next_attempt_at, failing_since, failure_reason, created_at, updated_at)
+SELECT window_id, id, participant_id, asset_id, settlement_date,
+       CASE WHEN net < 0 THEN 'pay_in' ELSE 'pay_out' END, ABS(net), 'pending', '',
+       NULL, 0, 0, NULL, NULL, '', %(now)s, %(now)s
+FROM netting_netobligation WHERE window_id = %(window)s AND net <> 0
+"""
+
+
+def plan_create(*, window: NettingWindow, actor: Actor) -> list[int]:
+    """The settlement plan of a window being closed (runs in ``window_close``'s transaction): one
+    netted instruction per non-zero obligation, held ones held. Returns the pay-in ids to start."""
+    from settlement.services.trades import history_insert_sql
+
+    now = timezone.now()
+    params = {"window": window.pk, "now": now, "reason": "settlement plan", "user": actor_user(actor)}
+    params["user"] = params["user"].pk if params["user"] else None
+    with connection.cursor() as cursor:
+        cursor.execute(_PLAN_SQL, params)
+        cursor.execute(history_insert_sql(NettedInstruction, "window_id = %(window)s"), params)
+    for ni in NettedInstruction.objects.filter(window=window, obligation__held=True):
+        _apply(ni, ni.mark_held, actor=actor, reason="over the participant's net debit cap: held for review")
+    return list(
+        NettedInstruction.objects.filter(window=window, status=N.PENDING)
+        .order_by("direction", "pk")
+        .values_list("pk", flat=True)
+    )
+
+
+# --- dispatch -------------------------------------------------------------------------------------
+
+
+def dispatch_netted(ids: Iterable[int]) -> None:
+    """Enqueue work on netted instructions (called after commit; the sweeper covers a lost enqueue)."""
+    from netting.tasks import netted_advance_task
+
+    ids = sorted(set(ids))
+    size = settings.CLEARHOUSE_CRYPTO_BATCH
+    for start in range(0, len(ids), size):
+        chunk = ids[start : start + size]
+        try:
+            netted_advance_task.delay(chunk)
+        except Exception:  # broker unreachable: the sweeper picks them up
+            logger.exception("could not enqueue netted instructions %s..%s", chunk[0], chunk[-1])
+
+
+def _after_commit_dispatch(ids: list[int]) -> None:
+    if ids:
+        transaction.on_commit(partial(dispatch_netted, ids))
+
+
+# --- bank and custody details ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Route:
+    method: str
+    participant: AccountDetails
+    participant_name: str
+
+
+def _participant_route(ni: NettedInstruction) -> Route:
+    from settlement.models import BankAccount, CustodyAccount
+
+    asset = ni.asset
+    if asset.kind == AssetKind.SECURITY:
+        custody = CustodyAccount.objects.filter(participant=ni.participant).order_by("pk").first()
+        if custody is None:
+            raise NoRoute(f"{ni.participant.code} has no custody account on file")
+        details = AccountDetails(bic=custody.custodian_bic, account=custody.account_id)
+        return Route(RailMethod.CUSTODY, details, ni.participant.name)
+    if asset.kind != AssetKind.FIAT:
+        return Route(RailMethod.LEDGER, AccountDetails(), ni.participant.name)
+    bank = BankAccount.objects.filter(participant=ni.participant, currency=asset).order_by("pk").first()
+    if bank is None:
+        raise NoRoute(f"{ni.participant.code} has no {asset.code} bank account on file")
+    details = AccountDetails(iban=bank.iban, bic=bank.bic, aba=bank.aba_routing, account=bank.account_number)
+    # A pay-out leaves once the pay-ins have landed, on the settlement date itself: it must arrive
+    # that day. A pay-in submitted on the settlement date or later is late already.
+    urgent = ni.direction == Direction.PAY_OUT or ni.settlement_date <= timezone.localdate()
+    method = ni.method or method_choose(currency=asset.code, amount=ni.amount, urgent=urgent, account=details)
+    return Route(method, details, bank.holder_name)
+
+
+# --- ledger side ----------------------------------------------------------------------------------
+
+
+def _csa_account(ni: NettedInstruction):  # type: ignore[no-untyped-def]
+    return system_account_for(code=CSA, asset=ni.asset, allow_negative=False)
+
+
+def _lock_funds(ni: NettedInstruction, *, actor: Actor) -> None:
+    """Pay-in: lock the participant's funds; pay-out: lock the CSA's. Raises InsufficientFunds."""
+    if ni.lock is not None and ni.lock.status == LockStatus.PENDING:
+        return  # kept from before a review (value may be in flight)
+    reference = f"{ni.reference}:L{ni.locks_taken + 1}"
+    if ni.direction == Direction.PAY_IN:
+        lock = ledger_lock(
+            owner=ni.participant,
+            asset=ni.asset,
+            amount=ni.amount,
+            reference=reference,
+            actor=actor,
+            expires_at=timezone.now() + timedelta(days=3650),
+        )
+    else:
+        lock = ledger_lock_system(
+            code=CSA,
+            asset=ni.asset,
+            amount=ni.amount,
+            reference=reference,
+            actor=actor,
+            expires_at=timezone.now() + timedelta(days=3650),
+        )
+    ni.lock = lock
+    ni.locks_taken += 1
+
+
+def _settle(ni: NettedInstruction, *, actor: Actor, reason: str, metadata: dict | None = None) -> None:
+    """Post the lock (pay-in → CSA, pay-out → participant), mark settled, complete the group.
+    Caller holds the instruction row; the window row is locked here, before any account."""
+    NettingWindow.objects.select_for_update().filter(pk=ni.window_id).values_list("pk").first()
+    if ni.direction == Direction.PAY_IN:
+        target = _csa_account(ni)
+    else:
+        target = account_for(owner=ni.participant, asset=ni.asset, kind=AccountKind.AVAILABLE)
+    ledger_post(lock=ni.lock, to_account=target, actor=actor, reason=f"{reason}: {ni}")
+    _apply(ni, ni.mark_settled, actor=actor, reason=reason, metadata=metadata, update_fields=("next_attempt_at",))
+    if ni.direction == Direction.PAY_IN:  # pay-outs of the group may now go
+        _after_commit_dispatch(
+            list(
+                NettedInstruction.objects.filter(
+                    window_id=ni.window_id,
+                    settlement_date=ni.settlement_date,
+                    direction=Direction.PAY_OUT,
+                    status=N.PENDING,
+                ).values_list("pk", flat=True)
+            )
+        )
+    _group_complete(window_id=ni.window_id, settlement_date=ni.settlement_date, actor=actor)
+
+
+def _group_complete(*, window_id: int, settlement_date: date, actor: Actor) -> int:
+    """Settle every leg of the window and date once all its netted instructions have settled.
+    The window row is locked by the caller, so the last of two concurrent settlements sees the
+    other's committed row and completes the group."""
+    open_left = (
+        NettedInstruction.objects.filter(window_id=window_id, settlement_date=settlement_date)
+        .exclude(status=N.SETTLED)
+        .exists()
+    )
+    if open_left:
+        return 0
+    return legs_settle_netted(window_id=window_id, settlement_date=settlement_date, actor=actor)
+
+
+def legs_settle_netted(*, window_id: int, settlement_date: date, actor: Actor, chunk: int = 5000) -> int:
+    """pending → settled for every leg of a completed window and date, in chunks: the FSM
+    transition runs on each leg, the rows are written by one UPDATE per chunk, history and the
+    transition log in bulk."""
+    from settlement.services.trades import history_insert_sql
+
+    ids = list(
+        SettlementInstruction.objects.filter(
+            netting_window_id=window_id, settlement_date=settlement_date, status=InstructionStatus.PENDING
+        )
+        .order_by("pk")
+        .values_list("pk", flat=True)
+    )
+    reason = f"settled through the central settlement account (window {window_id}, {settlement_date})"
+    user = actor_user(actor)
+    for start in range(0, len(ids), chunk):
+        legs = list(
+            SettlementInstruction.objects.select_for_update()
+            .filter(pk__in=ids[start : start + chunk], status=InstructionStatus.PENDING)
+            .only("pk", "status")
+            .order_by("pk")
+        )
+        for leg in legs:
+            leg.mark_settled_netted()  # the FSM's rule (pending → settled) checked per leg
+        leg_ids = [leg.pk for leg in legs]
+        now = timezone.now()
+        SettlementInstruction.objects.filter(pk__in=leg_ids, status=InstructionStatus.PENDING).update(
+            status=InstructionStatus.SETTLED, updated_at=now
+        )
+        with connection.cursor() as cursor:
+            cursor.execute(
+                history_insert_sql(SettlementInstruction, "id = ANY(%(ids)s)", history_type="~"),
+                {"ids": leg_ids, "now": now, "reason": reason[:100], "user": user.pk if user else None},
+            )
+        transition_log_append(
+            entries=[
+                LogEntry(
+                    "instruction",
+                    pk,
+                    InstructionStatus.PENDING,
+                    InstructionStatus.SETTLED,
+                    reason,
+                    {"window": window_id},
+                )
+                for pk in leg_ids
+            ],
+            actor=actor,
+        )
+    return len(ids)
+
+
+# --- review -----------------------------------------------------------------------------------------
+
+
+def _review(ni: NettedInstruction, *, actor: Actor, reason: str, release_funds: bool) -> None:
+    """To manual review with a case. ``release_funds`` only when the network said no for good: a
+    payment that merely went unanswered may still be made, so its lock stays."""
+    from settlement.services.crypto import case_open
+
+    if release_funds and ni.lock is not None and ni.lock.status == LockStatus.PENDING:
+        ledger_void(lock=ni.lock, actor=actor, reason=f"void: {reason}")
+    ni.failure_reason = reason
+    _apply(ni, ni.mark_review, actor=actor, reason=reason, update_fields=("failure_reason", "next_attempt_at"))
+    case_open(
+        kind=CaseKind.ESCALATION,
+        reason=f"{ni} of {ni.participant.code} ({ni.get_direction_display()}), window {ni.window_id}: {reason}",
+        dedupe_key=f"netted:{ni.pk}:{ni.attempts}:{reason[:60]}",
+        asset=ni.asset,
+    )
+
+
+# --- advancing an instruction ----------------------------------------------------------------------
+
+
+def _latest_attempt(ni: NettedInstruction) -> RailAttempt | None:
+    return RailAttempt.objects.filter(instruction=ni).order_by("-number").first()
+
+
+def _lock_step(ni: NettedInstruction, *, actor: Actor) -> str:
+    if ni.direction == Direction.PAY_OUT:
+        owes = (
+            NettedInstruction.objects.filter(
+                window_id=ni.window_id,
+                settlement_date=ni.settlement_date,
+                participant_id=ni.participant_id,
+                direction=Direction.PAY_IN,
+            )
+            .exclude(status=N.SETTLED)
+            .exists()
+        )
+        if owes:
+            return "waiting"
+    try:
+        route = _participant_route(ni)
+    except NoRoute as exc:
+        _review(ni, actor=actor, reason=str(exc), release_funds=False)
+        return "review"
+    try:
+        with transaction.atomic():
+            _lock_funds(ni, actor=actor)
+    except InsufficientFunds as exc:
+        if ni.direction == Direction.PAY_OUT:
+            return "waiting"  # the CSA does not hold it yet: other pay-ins are still on their way
+        _review(ni, actor=actor, reason=f"insufficient funds for the pay-in: {exc.message}", release_funds=False)
+        return "review"
+    ni.method = route.method
+    _apply(
+        ni,
+        ni.mark_locked,
+        actor=actor,
+        reason=f"funds locked; method {route.method}",
+        metadata={"lock": ni.lock.reference},
+        update_fields=("lock", "locks_taken", "method"),
+    )
+    return "locked"
+
+
+def _advance_locked(ni: NettedInstruction, *, actor: Actor) -> int | str:
+    """What to do with a locked instruction: an attempt id to send, or an outcome."""
+    if ni.method == RailMethod.LEDGER:
+        _settle(ni, actor=actor, reason="book transfer on the internal ledger")
+        return "settled"
+    if ni.next_attempt_at is not None and ni.next_attempt_at > timezone.now():
+        return "waiting"
+    attempt = _latest_attempt(ni)
+    if attempt is None or attempt.status == A.REJECTED:
+        try:
+            attempt = _attempt_create(ni, actor=actor)
+        except NoRoute as exc:
+            _review(ni, actor=actor, reason=str(exc), release_funds=True)
+            return "review"
+    elif attempt.status in (A.ACCEPTED, A.FAILING):
+        _apply(ni, ni.mark_submitted, actor=actor, reason="accepted by the network")
+        return "submitted"
+    elif attempt.sends >= settings.CLEARHOUSE_RAIL_MAX_SENDS:
+        _review(
+            ni,
+            actor=actor,
+            reason=f"no answer from the network after {attempt.sends} sends of {attempt.message_id}",
+            release_funds=False,
+        )
+        return "review"
+    return attempt.pk
+
+
+def netted_advance(*, ids: list[int], actor: Actor = PLAN) -> dict[str, int]:
+    """Move each instruction as far as it can go now (lock, attempt, send). Safe to run twice:
+    each step re-reads the row under its lock, and a resend carries the same message id."""
+    outcome: Counter[str] = Counter()
+    for pk in ids:
+        outcome[_advance_one(pk, actor=actor)] += 1
+    return dict(outcome)
+
+
+def _advance_one(pk: int, *, actor: Actor) -> str:
+    with transaction.atomic():
+        ni = (
+            NettedInstruction.objects.select_for_update(skip_locked=True, of=("self",))
+            .select_related("asset", "participant", "lock")
+            .filter(pk=pk)
+            .first()
+        )
+        if ni is None:
+            return "busy"
+        if ni.status == N.PENDING:
+            step = _lock_step(ni, actor=actor)
+            if step != "locked":
+                return step
+        if ni.status != N.LOCKED:
+            return str(ni.status)
+        todo = _advance_locked(ni, actor=actor)
+    if isinstance(todo, str):
+        return todo
+    return attempt_send(attempt_id=todo, actor=actor)
+
+
+# --- attempts ---------------------------------------------------------------------------------------
+
+
+def _attempt_create(ni: NettedInstruction, *, actor: Actor) -> RailAttempt:
+    from netting.messages import build_message
+
+    route = _participant_route(ni)
+    number = ni.attempts + 1
+    message_id = f"CH{ni.pk}A{number}"
+    end_to_end_id = f"N{ni.pk}-{number}"
+    message = build_message(ni=ni, route=route, message_id=message_id, end_to_end_id=end_to_end_id)
+    attempt = RailAttempt(
+        instruction=ni,
+        number=number,
+        method=route.method,
+        message_type=message.message_type,
+        message_id=message_id,
+        end_to_end_id=end_to_end_id,
+        payload=message.payload,
+    )
+    stamp_history(attempt, actor=actor, reason=f"{route.method} attempt {number}")
+    attempt.save()
+    ni.attempts = number
+    ni.save(update_fields=("attempts", "updated_at"))
+    return attempt
+
+
+def _network_of(method: str) -> str:
+    return "custodian" if method == RailMethod.CUSTODY else "bank"
+
+
+def _backoff(sends: int) -> timedelta:
+    window = min(300.0, 2.0 * (2**sends))
+    return timedelta(seconds=random.uniform(window / 10, window))  # noqa: S311 - jitter
+
+
+def attempt_send(*, attempt_id: int, actor: Actor = PLAN) -> str:
+    """Send (or resend) an attempt's stored message. The row says SENDING before the call, so a
+    crash after it is resent by the sweeper; the network keeps one payment per message id."""
+    from netting.messages import CONTENT_TYPES
+    from rails.network import network_client
+
+    attempt = RailAttempt.objects.get(pk=attempt_id)
+    RailAttempt.objects.filter(pk=attempt_id).update(sends=attempt.sends + 1)
+    client = network_client(_network_of(attempt.method))
+    try:
+        client.submit(
+            message_id=attempt.message_id,
+            payload=attempt.payload,
+            content_type=CONTENT_TYPES.get(attempt.message_type, "application/xml"),
+        )
+    except RailTransientError as exc:
+        return _attempt_no_answer(attempt_id, error=str(exc), actor=actor)
+    except RailRejected as exc:
+        code, _, text = str(exc).partition(": ")
+        return attempt_event(attempt_id=attempt_id, event="rejected", code=code, text=text, actor=actor)
+    return attempt_event(attempt_id=attempt_id, event="accepted", actor=actor)
+
+
+def _attempt_no_answer(attempt_id: int, *, error: str, actor: Actor) -> str:
+    with transaction.atomic():
+        ni = NettedInstruction.objects.select_for_update().get(rail_attempts__pk=attempt_id)
+        attempt = RailAttempt.objects.select_for_update().get(pk=attempt_id)
+        if attempt.status not in (A.SENDING, A.TIMED_OUT):
+            return str(attempt.status)  # answered meanwhile (a report came first)
+        _apply_attempt(attempt, attempt.mark_timed_out, actor=actor, reason=f"no answer: {error}")
+        ni.next_attempt_at = timezone.now() + _backoff(attempt.sends)
+        ni.save(update_fields=("next_attempt_at", "updated_at"))
+        return "timeout"
+
+
+@dataclass(frozen=True)
+class RailEvent:
+    end_to_end_id: str
+    event: str  # accepted, settled, rejected, failing
+    code: str = ""
+    text: str = ""
+    on: date | None = None
+
+
+def attempt_event(
+    *, attempt_id: int, event: str, code: str = "", text: str = "", on: date | None = None, actor: Actor = PLAN
+) -> str:
+    """Apply what the network said about an attempt. Every branch is idempotent: the same
+    report applied twice (duplicate delivery) changes nothing the second time."""
+    with transaction.atomic():
+        ni = (
+            NettedInstruction.objects.select_for_update(of=("self",))
+            .select_related("asset", "participant", "lock")
+            .get(rail_attempts__pk=attempt_id)
+        )
+        attempt = RailAttempt.objects.select_for_update().get(pk=attempt_id)
+        if event == "accepted":
+            return _on_accepted(ni, attempt, actor=actor)
+        if event == "settled":
+            return _on_settled(ni, attempt, actor=actor)
+        if event == "rejected":
+            return _on_rejected(ni, attempt, code=code, text=text, actor=actor)
+        if event == "failing":
+            return _on_failing(ni, attempt, code=code, text=text, on=on, actor=actor)
+        raise ValueError(f"unknown rail event {event!r}")
+
+
+def _on_accepted(ni: NettedInstruction, attempt: RailAttempt, *, actor: Actor) -> str:
+    if attempt.status not in (A.SENDING, A.TIMED_OUT):
+        return "duplicate"
+    attempt.accepted_at = timezone.now()
+    _apply_attempt(attempt, attempt.mark_accepted, actor=actor, reason="accepted", update_fields=("accepted_at",))
+    if ni.status == N.LOCKED and ni.attempts == attempt.number:
+        ni.next_attempt_at = None
+        _apply(ni, ni.mark_submitted, actor=actor, reason=f"{attempt.method} message {attempt.message_id} accepted")
+    return "submitted"
+
+
+def _on_settled(ni: NettedInstruction, attempt: RailAttempt, *, actor: Actor) -> str:
+    if attempt.status == A.SETTLED:
+        return "duplicate"
+    if attempt.status == A.REJECTED or ni.status == N.SETTLED or ni.lock is None or ni.lock.status != "pending":
+        # The network says an attempt we count as rejected, or a second one, was paid: value
+        # would be moved twice or outside the plan. Never book it silently.
+        from settlement.services.crypto import case_open
+
+        case_open(
+            kind=CaseKind.INVESTIGATION,
+            reason=f"{attempt.message_id} reported settled but {ni} is {ni.status} / attempt {attempt.status}",
+            dedupe_key=f"netted-unexpected:{attempt.pk}",
+            asset=ni.asset,
+        )
+        return "investigate"
+    attempt.resolved_at = timezone.now()
+    _apply_attempt(attempt, attempt.mark_settled, actor=actor, reason="settled", update_fields=("resolved_at",))
+    ni.next_attempt_at = None
+    ni.failing_since = None
+    ni.save(update_fields=("failing_since",))
+    _settle(
+        ni,
+        actor=actor,
+        reason=f"settled by {attempt.method} ({attempt.message_id})",
+        metadata={"message": attempt.message_id},
+    )
+    return "settled"
+
+
+def _on_rejected(ni: NettedInstruction, attempt: RailAttempt, *, code: str, text: str, actor: Actor) -> str:
+    if attempt.status in (A.REJECTED, A.SETTLED):
+        return "duplicate"
+    attempt.reason_code = code[:8]
+    attempt.reason_text = text[:255]
+    attempt.resolved_at = timezone.now()
+    _apply_attempt(
+        attempt,
+        attempt.mark_rejected,
+        actor=actor,
+        reason=f"rejected {code} {text}".strip(),
+        update_fields=("reason_code", "reason_text", "resolved_at"),
+    )
+    if ni.attempts != attempt.number or ni.status not in (N.LOCKED, N.SUBMITTED):
+        return "rejected"
+    route = _participant_route(ni)
+    fallback = method_fallback(method=attempt.method, reason_code=code, attempts=ni.attempts, account=route.participant)
+    if fallback is None:
+        _review(ni, actor=actor, reason=f"rejected by {attempt.method}: {code} {text}".strip(), release_funds=True)
+        return "review"
+    ni.method = fallback
+    ni.next_attempt_at = None
+    reason = f"{attempt.method} rejected {code}; rerouted to {fallback}"
+    if ni.status == N.SUBMITTED:
+        _apply(ni, ni.mark_rerouted, actor=actor, reason=reason, update_fields=("method", "next_attempt_at"))
+    else:
+        ni.save(update_fields=("method", "next_attempt_at", "updated_at"))
+    _after_commit_dispatch([ni.pk])
+    return "rerouted"
+
+
+def _on_failing(
+    ni: NettedInstruction, attempt: RailAttempt, *, code: str, text: str, on: date | None, actor: Actor
+) -> str:
+    if attempt.status in (A.SETTLED, A.REJECTED):
+        return "duplicate"
+    if attempt.status != A.FAILING:
+        attempt.reason_code = code[:8]
+        attempt.reason_text = text[:255]
+        _apply_attempt(
+            attempt,
+            attempt.mark_failing,
+            actor=actor,
+            reason=f"failing {code} {text}".strip(),
+            update_fields=("reason_code", "reason_text"),
+        )
+    if ni.failing_since is None:
+        ni.failing_since = on or timezone.localdate()
+        ni.failure_reason = f"delivery failing: {code} {text}".strip()
+        ni.save(update_fields=("failing_since", "failure_reason", "updated_at"))
+    if ni.status == N.LOCKED:
+        _apply(ni, ni.mark_submitted, actor=actor, reason="accepted by the custodian (failing)")
+    return "failing"
+
+
+# --- reports -----------------------------------------------------------------------------------------
+
+
+def rail_reports_fetch(*, network: str, actor: Actor = PLAN) -> dict[str, int]:
+    """Fetch the network's new reports, store them raw (once per sequence number) and apply the
+    ones not applied yet, in order."""
+    from rails.network import network_client
+
+    after = RailReport.objects.filter(network=network).aggregate(m=Max("sequence"))["m"] or 0
+    reports = network_client(network).reports(after=after)
+    RailReport.objects.bulk_create(
+        [RailReport(network=network, sequence=r.sequence, kind=r.kind, content=r.content) for r in reports],
+        ignore_conflicts=True,
+    )
+    outcome: Counter[str] = Counter()
+    for pk in (
+        RailReport.objects.filter(network=network, applied=False).order_by("sequence").values_list("pk", flat=True)
+    ):
+        for key, count in report_apply(report_id=pk, actor=actor).items():
+            outcome[key] += count
+    return dict(outcome)
+
+
+def report_apply(*, report_id: int, actor: Actor = PLAN) -> dict[str, int]:
+    from netting.messages import report_events
+
+    outcome: Counter[str] = Counter()
+    with transaction.atomic():
+        report = RailReport.objects.select_for_update(skip_locked=True).filter(pk=report_id, applied=False).first()
+        if report is None:
+            return {}
+        notes = []
+        for event in report_events(kind=report.kind, content=report.content):
+            attempt_id = (
+                RailAttempt.objects.filter(end_to_end_id=event.end_to_end_id).values_list("pk", flat=True).first()
+            )
+            if attempt_id is None:
+                outcome["unknown"] += 1
+                notes.append(f"{event.end_to_end_id or '?'}: not ours")
+                continue
+            result = attempt_event(
+                attempt_id=attempt_id, event=event.event, code=event.code, text=event.text, on=event.on, actor=actor
+            )
+            outcome[result] += 1
+            notes.append(f"{event.end_to_end_id}: {result}")
+        report.applied = True
+        report.outcome = "; ".join(notes)[:255]
+        report.save(update_fields=("applied", "outcome"))
+    return dict(outcome)
+
+
+# --- operations --------------------------------------------------------------------------------------
+
+
+def netted_release(*, ni: NettedInstruction, actor: Actor, reason: str) -> NettedInstruction:
+    """Ops: release a payment held over the net debit cap."""
+    with transaction.atomic():
+        ni = NettedInstruction.objects.select_for_update().get(pk=ni.pk)
+        _apply(ni, ni.mark_released, actor=actor, reason=reason)
+        _after_commit_dispatch([ni.pk])
+        return ni
+
+
+def netted_retry(*, ni: NettedInstruction, actor: Actor, reason: str) -> NettedInstruction:
+    """Ops: take a payment out of review and try again (a kept lock is reused, the method is
+    chosen again; an unanswered message is resent as it was)."""
+    with transaction.atomic():
+        ni = NettedInstruction.objects.select_for_update().get(pk=ni.pk)
+        latest = _latest_attempt(ni)
+        if latest is None or latest.status == A.REJECTED:
+            ni.method = ""
+        ni.next_attempt_at = None
+        _apply(ni, ni.mark_retry, actor=actor, reason=reason, update_fields=("method", "next_attempt_at"))
+        _after_commit_dispatch([ni.pk])
+        return ni
+
+
+def netted_sweep(*, limit: int = 2000) -> int:
+    """Beat: re-dispatch pending instructions and locked ones due for a (re)send or stuck."""
+    now = timezone.now()
+    stale = now - timedelta(seconds=settings.CLEARHOUSE_STUCK_AFTER_SECONDS)
+    ids = list(
+        NettedInstruction.objects.filter(
+            Q(status=N.PENDING)
+            | Q(status=N.LOCKED, next_attempt_at__lte=now)
+            | Q(status=N.LOCKED, next_attempt_at__isnull=True, updated_at__lt=stale)
+        )
+        .order_by("pk")
+        .values_list("pk", flat=True)[:limit]
+    )
+    dispatch_netted(ids)
+    return len(ids)
+
+
+def business_days_between(calendar: str, start: date, end: date) -> int:
+    days, day = 0, start
+    while day < end:
+        day += timedelta(days=1)
+        if is_business_day(calendar, day):
+            days += 1
+    return days
+
+
+def custody_fails(*, today: date | None = None) -> list[dict]:
+    """The fail report: every custody delivery failing now, with its age in business days."""
+    today = today or timezone.localdate()
+    rows = []
+    for ni in (
+        NettedInstruction.objects.filter(method=RailMethod.CUSTODY, failing_since__isnull=False)
+        .exclude(status=N.SETTLED)
+        .select_related("participant", "asset")
+        .order_by("failing_since", "pk")
+    ):
+        age = business_days_between(ni.asset.calendar, ni.failing_since, today)
+        rows.append(
+            {
+                "instruction": ni.pk,
+                "participant": ni.participant.code,
+                "asset": ni.asset.code,
+                "quantity": format_amount(ni.amount, ni.asset.precision),
+                "failing_since": ni.failing_since.isoformat(),
+                "business_days": age,
+                "buy_in_due": age >= settings.CLEARHOUSE_BUY_IN_AFTER_DAYS,
+                "reason": ni.failure_reason,
+            }
+        )
+    return rows
+
+
+def custody_buy_in_check(*, today: date | None = None) -> int:
+    """Beat: open a buy-in case for each delivery failing for the configured business days."""
+    from settlement.services.crypto import case_open
+
+    opened = 0
+    for row in custody_fails(today=today):
+        if row["buy_in_due"]:
+            case_open(
+                kind=CaseKind.ESCALATION,
+                reason=(
+                    f"buy-in due: {row['participant']} has failed to deliver {row['quantity']} {row['asset']} "
+                    f"since {row['failing_since']} ({row['business_days']} business days; netted instruction "
+                    f"N{row['instruction']})"
+                ),
+                dedupe_key=f"buy-in:{row['instruction']}",
+            )
+            opened += 1
+    return opened

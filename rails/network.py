@@ -1,0 +1,142 @@
+"""HTTP client of a message network: a bank network (fiat) or a custodian (securities).
+
+The protocol is the one the simulators in ``rails/simulators/network.py`` serve and a real
+gateway adapter would sit behind:
+
+* ``POST /messages`` with the message as the body (``application/xml`` for ISO 20022,
+  ``text/plain`` for NACHA) and the message id in ``X-Message-Id``. 202 = accepted (also for a
+  message id the network already has: a resend never pays twice), 400 = the message is refused
+  as a whole (schema, layout) with the reason in the JSON body.
+* ``GET /reports?after=N`` returns ``{"reports": [{"sequence", "kind", "content"}, ...]}``:
+  status reports (pain.002, pacs.002), booking notifications (camt.054), custody confirmations
+  (sese.025) and fail advices, in sequence order; the same report may come twice.
+* ``GET /statement?account=...&date=YYYY-MM-DD`` returns the camt.053 of that account and day.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+from datetime import date
+from typing import Any
+
+import requests
+
+from rails.base import RailRejected, RailTimeout, RailUnavailable
+
+
+@dataclass(frozen=True)
+class Report:
+    sequence: int
+    kind: str
+    content: str
+
+
+class NetworkClient:
+    def __init__(self, url: str, *, timeout: float = 5.0) -> None:
+        self.url = url.rstrip("/")
+        self.timeout = timeout
+        self.session = requests.Session()
+
+    def _call(self, method: str, path: str, **kwargs: Any) -> requests.Response:
+        try:
+            response = self.session.request(method, f"{self.url}{path}", timeout=self.timeout, **kwargs)
+        except requests.Timeout as exc:
+            raise RailTimeout(f"{self.url}{path}: no answer within {self.timeout}s") from exc
+        except requests.ConnectionError as exc:
+            raise RailUnavailable(f"{self.url}{path}: {exc}") from exc
+        if response.status_code >= 500:
+            raise RailUnavailable(f"{self.url}{path}: HTTP {response.status_code}")
+        return response
+
+    def submit(self, *, message_id: str, payload: str, content_type: str) -> dict[str, Any]:
+        """Hand a message to the network. Returns its acknowledgement; ``RailRejected`` when the
+        network refuses the message as a whole; transient errors when it did not answer."""
+        response = self._call(
+            "POST",
+            "/messages",
+            data=payload.encode(),
+            headers={"Content-Type": content_type, "X-Message-Id": message_id},
+        )
+        if response.status_code == 400:
+            body = response.json()
+            raise RailRejected(f"{body.get('code', 'FF01')}: {body.get('error', response.text)}")
+        if response.status_code not in (200, 202):
+            raise RailUnavailable(f"unexpected HTTP {response.status_code} from {self.url}")
+        return response.json()
+
+    def reports(self, *, after: int, limit: int = 1000) -> list[Report]:
+        response = self._call("GET", "/reports", params={"after": after, "limit": limit})
+        return [Report(int(r["sequence"]), r["kind"], r["content"]) for r in response.json()["reports"]]
+
+    def statement(self, *, account: str, on: date) -> str:
+        response = self._call("GET", "/statement", params={"account": account, "date": on.isoformat()})
+        if response.status_code != 200:
+            raise RailRejected(f"statement of {account} for {on}: HTTP {response.status_code} {response.text}")
+        return response.text
+
+
+# --- which network answers where ------------------------------------------------------------------
+
+_clients: dict[str, NetworkClient] = {}
+_simulators: dict[str, Any] = {}
+_lock = threading.Lock()
+
+
+def _url(network: str) -> str:
+    from django.conf import settings
+
+    return {"bank": settings.CLEARHOUSE_BANK_URL, "custodian": settings.CLEARHOUSE_CUSTODIAN_URL}[network]
+
+
+def network_simulator(network: str) -> Any:
+    """A simulator for ``network`` with the house's accounts open (the accounts the settings name)."""
+    from django.conf import settings
+
+    if network == "bank":
+        from rails.simulators.bank import BankSimulator
+
+        house = settings.CLEARHOUSE_HOUSE_BANK_ACCOUNTS
+        simulator: Any = BankSimulator(ach_settlement_account=house.get("USD", {}).get("account", ""))
+        for currency, account in house.items():
+            simulator.open_account(
+                account.get("iban") or account["account"], currency=currency, name=settings.CLEARHOUSE_HOUSE_NAME
+            )
+        return simulator
+    from rails.simulators.custodian import CustodianSimulator
+
+    simulator = CustodianSimulator()
+    simulator.open_account(settings.CLEARHOUSE_HOUSE_CUSTODY_ACCOUNT["account"])
+    return simulator
+
+
+def local_network(network: str) -> Any:
+    """The process-wide simulator of ``network`` serving on a loopback port (URL "local")."""
+    with _lock:
+        if network not in _simulators:
+            simulator = network_simulator(network)
+            simulator.serve()
+            _simulators[network] = simulator
+        return _simulators[network]
+
+
+def network_client(network: str) -> NetworkClient:
+    from django.conf import settings
+
+    url = _url(network)
+    if url == "local":
+        url = local_network(network).url
+    key = f"{network}:{url}"
+    with _lock:
+        if key not in _clients:
+            _clients[key] = NetworkClient(url, timeout=settings.CLEARHOUSE_RAIL_TIMEOUT_SECONDS)
+        return _clients[key]
+
+
+def reset() -> None:
+    """Forget clients and stop local simulators (tests start each with fresh networks)."""
+    with _lock:
+        _clients.clear()
+        for simulator in _simulators.values():
+            simulator.stop()
+        _simulators.clear()

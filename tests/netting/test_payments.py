@@ -1,0 +1,316 @@
+"""Netted settlement end to end: windows close, the plan pays through the central settlement
+account over the bank and custodian simulators (real message formats, validated), at T+1/T+2,
+and every failure path: rejection → next method → review, timeouts, duplicates, custody fails."""
+
+from __future__ import annotations
+
+import random
+from collections import defaultdict
+from decimal import Decimal
+
+import pytest
+from django.utils import timezone
+
+from netting.models import (
+    AttemptStatus,
+    Direction,
+    NetDebitCap,
+    NettedInstruction,
+    NettedStatus,
+    NettingWindow,
+    RailAttempt,
+    RailReport,
+    WindowStatus,
+)
+from netting.payments import CSA, custody_buy_in_check, custody_fails, netted_release, netted_retry
+from netting.services import window_close
+from rails.formats import iso20022, nacha
+from settlement.choices import InstructionStatus
+from settlement.models import LedgerAccount, ReviewCase, SettlementInstruction, TransitionLog
+from settlement.services.trades import TradeInput, trades_ingest
+from tests.factories import ACTOR
+from tests.netting.conftest import START, FiatMarket, balances, pump, settle_day
+
+pytestmark = pytest.mark.django_db
+_seq = iter(range(1, 1_000_000))
+
+
+def ingest(instrument, rows) -> list:
+    items = [
+        TradeInput(
+            source="fiat-tests",
+            external_id=f"F{next(_seq)}",
+            instrument=instrument,
+            buyer=buyer,
+            seller=seller,
+            quantity=Decimal(quantity),
+            price=Decimal(price),
+            executed_at=timezone.now(),
+        )
+        for buyer, seller, quantity, price in rows
+    ]
+    return trades_ingest(items=items, actor=ACTOR).trades
+
+
+def close_all() -> list[NettingWindow]:
+    return [window_close(window=w, actor=ACTOR) for w in NettingWindow.objects.filter(status=WindowStatus.OPEN)]
+
+
+def expected_gross(parties, trades) -> dict[tuple[str, str], Decimal]:
+    """Every participant's balance if each leg were settled gross."""
+    expected: dict[tuple[str, str], Decimal] = defaultdict(Decimal)
+    for party in parties:
+        for code in ("USD", "EUR", "AAPL"):
+            expected[(party.code, code)] = Decimal(START[code])
+    for trade in trades:
+        for leg in SettlementInstruction.objects.filter(trade=trade).select_related("asset", "payer", "payee"):
+            expected[(leg.payer.code, leg.asset.code)] -= leg.amount
+            expected[(leg.payee.code, leg.asset.code)] += leg.amount
+    return dict(expected)
+
+
+def validate_payload(attempt: RailAttempt) -> None:
+    if attempt.message_type == "nacha":
+        nacha.parse_ach_file(attempt.payload)
+    else:
+        iso20022.validate(attempt.payload.encode(), attempt.message_type)
+
+
+def test_day_of_fiat_and_equity_trades_settles_net_at_t1_t2_with_the_gross_ledger(fiat_market: FiatMarket):
+    m = fiat_market
+    rng = random.Random(7)
+    rows_aapl, rows_fx = [], []
+    for _ in range(40):
+        buyer, seller = rng.sample(m.parties, 2)
+        rows_aapl.append((buyer, seller, str(rng.randint(1, 50)), f"{rng.randint(15000, 25000) / 100:.2f}"))
+    for _ in range(20):
+        buyer, seller = rng.sample(m.parties, 2)
+        rows_fx.append((buyer, seller, f"{rng.randint(100, 50000)}.00", f"1.{rng.randint(500, 1500):04d}"))
+    trades = ingest(m.aapl_usd, rows_aapl) + ingest(m.eur_usd, rows_fx)
+    expected = expected_gross(m.parties, trades)
+    windows = close_all()
+    assert {w.asset_class for w in windows} == {"fiat", "security"}
+    assert all(w.net_payments < w.gross_legs for w in windows)
+
+    pump()
+    # Pay-ins are out (validated messages, stored before sending); nothing settles before T+1.
+    attempts = list(RailAttempt.objects.all())
+    assert attempts and {a.method for a in attempts} >= {"ach", "sepa", "custody"}
+    for attempt in attempts:
+        validate_payload(attempt)
+    assert not SettlementInstruction.objects.filter(status=InstructionStatus.SETTLED).exists()
+    assert not NettedInstruction.objects.filter(status=NettedStatus.SETTLED).exists()
+
+    usd_date = SettlementInstruction.objects.filter(asset=m.aapl).values_list("settlement_date", flat=True)[0]
+    eur_date = SettlementInstruction.objects.filter(asset=m.eur).values_list("settlement_date", flat=True)[0]
+    assert eur_date > usd_date  # EUR/USD is T+2 on TARGET, AAPL/USD T+1 on NYSE
+    settle_day(m, usd_date)
+    # The equity window settled (securities and its USD); the FX window waits for its T+2.
+    aapl_legs = SettlementInstruction.objects.filter(trade__instrument=m.aapl_usd)
+    assert set(aapl_legs.values_list("status", flat=True)) == {InstructionStatus.SETTLED}
+    fx_legs = SettlementInstruction.objects.filter(trade__instrument=m.eur_usd)
+    assert set(fx_legs.values_list("status", flat=True)) == {InstructionStatus.PENDING}
+    settle_day(m, eur_date)
+    assert set(fx_legs.values_list("status", flat=True)) == {InstructionStatus.SETTLED}
+    assert set(NettedInstruction.objects.values_list("status", flat=True)) == {NettedStatus.SETTLED}
+
+    # Final ledger equals gross settlement; the central settlement account is empty again.
+    assert balances(m.parties, [m.usd, m.eur, m.aapl]) == expected
+    for csa in LedgerAccount.objects.filter(system_code__startswith=CSA):
+        assert csa.balance == 0, csa
+    # Ledger equals the outside world: bank balances and custody positions.
+    for party in m.parties:
+        assert m.bank.balance(m.bank_key(party, "USD")) == expected[(party.code, "USD")]
+        assert m.bank.balance(m.bank_key(party, "EUR")) == expected[(party.code, "EUR")]
+        assert m.custodian.position(m.safekeeping(party), m.aapl.isin) == expected[(party.code, "AAPL")]
+    # Trace: a netted instruction to its legs, a leg to its two netted instructions.
+    ni = NettedInstruction.objects.filter(asset=m.usd).first()
+    assert ni.legs().exists()
+    leg = aapl_legs.filter(leg="payment").first()
+    covering = NettedInstruction.objects.filter(
+        window=leg.netting_window,
+        asset=leg.asset,
+        settlement_date=leg.settlement_date,
+        participant__in=[leg.payer, leg.payee],
+    )
+    assert all(leg in n.legs() for n in covering)
+    # Every leg's settlement is in the transition log, and every report is stored raw once.
+    assert (
+        TransitionLog.objects.filter(entity_type="instruction", to_status="settled").count()
+        == aapl_legs.count() + fx_legs.count()
+    )
+    assert RailReport.objects.filter(applied=False).count() == 0
+
+
+def _one_usd_trade(m: FiatMarket, quantity: str = "10", price: str = "100.00"):
+    """F0 buys AAPL from F1: F0 pays USD in, F1 delivers AAPL in; then pay-outs."""
+    trades = ingest(m.aapl_usd, [(m.parties[0], m.parties[1], quantity, price)])
+    close_all()
+    return trades, SettlementInstruction.objects.filter(trade=trades[0]).first().settlement_date
+
+
+def _pay_in(m: FiatMarket, code: str = "USD") -> NettedInstruction:
+    return NettedInstruction.objects.get(asset__code=code, direction=Direction.PAY_IN)
+
+
+def test_ach_rejected_for_the_method_is_rerouted_to_wire_and_settles(fiat_market: FiatMarket):
+    m = fiat_market
+    m.bank.inject("reject", code="AM02")  # amount not allowed for ACH
+    _, day = _one_usd_trade(m)
+    pump()
+    ni = _pay_in(m)
+    attempts = list(ni.rail_attempts.order_by("number"))
+    assert [(a.method, a.status, a.reason_code) for a in attempts] == [
+        ("ach", AttemptStatus.REJECTED, "AM02"),
+        ("wire", AttemptStatus.ACCEPTED, ""),
+    ]
+    validate_payload(attempts[1])
+    settle_day(m, day)
+    ni.refresh_from_db()
+    assert ni.status == NettedStatus.SETTLED and ni.method == "wire"
+    assert m.bank.balance(m.bank_key(m.parties[0], "USD")) == Decimal("999000.00")
+
+
+def test_closed_account_goes_to_manual_review_and_releases_the_funds(fiat_market: FiatMarket):
+    m = fiat_market
+    _, day = _one_usd_trade(m)
+    m.bank.close_account(m.bank_key(m.parties[0], "USD"))
+    pump()
+    settle_day(m, day)
+    ni = _pay_in(m)
+    assert ni.status == NettedStatus.REVIEW
+    assert "AC04" in ni.failure_reason
+    assert [a.status for a in ni.rail_attempts.all()] == [AttemptStatus.REJECTED]  # no point in another method
+    assert ni.lock.status == "voided"
+    assert ReviewCase.objects.filter(reason__contains="AC04").exists()
+    # Nobody was paid out of a window whose pay-in failed to arrive for that asset.
+    usd_out = NettedInstruction.objects.get(asset__code="USD", direction=Direction.PAY_OUT)
+    assert usd_out.status == NettedStatus.PENDING
+    assert SettlementInstruction.objects.filter(status=InstructionStatus.SETTLED).count() == 0
+    # Ops reopen the account and retry: it settles, and so does the rest of the window.
+    m.bank.accounts[m.bank_key(m.parties[0], "USD")].closed = False
+    netted_retry(ni=ni, actor=ACTOR, reason="account reopened by the bank")
+    pump()
+    settle_day(m, m.bank.add_business_days(day, 1))  # a new ACH takes a business day
+    ni.refresh_from_db()
+    assert ni.status == NettedStatus.SETTLED
+    assert set(SettlementInstruction.objects.values_list("status", flat=True)) == {InstructionStatus.SETTLED}
+
+
+def test_insufficient_funds_at_the_bank_goes_to_review(fiat_market: FiatMarket):
+    m = fiat_market
+    key = m.bank_key(m.parties[0], "USD")
+    m.bank.accounts[key].balance = Decimal("5.00")
+    _, day = _one_usd_trade(m)
+    pump()
+    settle_day(m, day)
+    ni = _pay_in(m)
+    assert ni.status == NettedStatus.REVIEW and "AM04" in ni.failure_reason
+    assert ni.rail_attempts.get().reason_code == "AM04"
+
+
+def test_timeouts_are_retried_with_the_same_message_and_pay_once(fiat_market: FiatMarket):
+    m = fiat_market
+    m.bank.hang_seconds = 0.2
+    from django.test import override_settings
+
+    with override_settings(CLEARHOUSE_RAIL_TIMEOUT_SECONDS=0.1):
+        m.bank.inject("timeout")  # first send: nothing received
+        m.bank.inject("timeout_after_accept")  # second send: received, answer lost
+        _, day = _one_usd_trade(m)
+        from netting.payments import netted_advance
+
+        netted_advance(ids=[_pay_in(m).pk])
+        ni = _pay_in(m)
+        attempt = ni.rail_attempts.get()
+        assert attempt.status == AttemptStatus.TIMED_OUT and ni.status == NettedStatus.LOCKED
+        assert ni.next_attempt_at is not None  # queued for retry with backoff
+        pump()
+    ni.refresh_from_db()
+    attempt.refresh_from_db()
+    assert attempt.sends == 2 and ni.rail_attempts.count() == 1  # resent once; the bank kept one
+    assert ni.status == NettedStatus.SUBMITTED
+    settle_day(m, day)
+    ni.refresh_from_db()
+    assert ni.status == NettedStatus.SETTLED
+    assert m.bank.balance(m.bank_key(m.parties[0], "USD")) == Decimal("999000.00")  # debited once
+    assert sum(1 for p in m.bank.payments if p.end_to_end_id == attempt.end_to_end_id) == 1
+
+
+def test_duplicate_report_delivery_is_applied_once(fiat_market: FiatMarket):
+    m = fiat_market
+    m.bank.inject("duplicate", times=50)
+    m.custodian.inject("duplicate", times=50)
+    _, day = _one_usd_trade(m)
+    pump()
+    settle_day(m, day)
+    assert RailReport.objects.filter(network="bank").count() > len(
+        {r.content for r in RailReport.objects.filter(network="bank")}
+    )
+    assert "duplicate" in " ".join(RailReport.objects.values_list("outcome", flat=True))
+    assert set(NettedInstruction.objects.values_list("status", flat=True)) == {NettedStatus.SETTLED}
+    for csa in LedgerAccount.objects.filter(system_code__startswith=CSA):
+        assert csa.balance == 0
+    assert balances(m.parties[:2], [m.usd, m.aapl]) == {
+        ("F0", "USD"): Decimal("999000.00"),
+        ("F0", "AAPL"): Decimal("10010"),
+        ("F1", "USD"): Decimal("1001000.00"),
+        ("F1", "AAPL"): Decimal("9990"),
+    }
+
+
+def test_custody_fail_is_reported_escalated_for_buy_in_and_settles_when_securities_arrive(fiat_market: FiatMarket):
+    m = fiat_market
+    seller_account = m.safekeeping(m.parties[1])
+    m.custodian.holdings[seller_account][m.aapl.isin] = Decimal("3")  # sells 10, holds 3 at the custodian
+    _, day = _one_usd_trade(m)
+    pump()
+    settle_day(m, day)
+    delivery = NettedInstruction.objects.get(asset=m.aapl, direction=Direction.PAY_IN)
+    assert delivery.status == NettedStatus.SUBMITTED and delivery.failing_since == day
+    assert delivery.rail_attempts.get().status == AttemptStatus.FAILING
+    # The buyer paid, but receives nothing before the seller delivers (no partial: NPAR).
+    assert NettedInstruction.objects.get(asset=m.aapl, direction=Direction.PAY_OUT).status == NettedStatus.PENDING
+    assert m.custodian.position(seller_account, m.aapl.isin) == Decimal("3")
+    report = custody_fails(today=day)
+    assert [(r["participant"], r["quantity"], r["business_days"]) for r in report] == [("F1", "10", 0)]
+    later = m.custodian.add_business_days(day, 5)
+    assert custody_buy_in_check(today=later) == 1
+    assert ReviewCase.objects.filter(reason__startswith="buy-in due: F1").exists()
+    # The seller's securities arrive: the custodian settles at its next run, then the pay-out.
+    m.custodian.holdings[seller_account][m.aapl.isin] = Decimal("10")
+    pump()
+    delivery.refresh_from_db()
+    assert delivery.status == NettedStatus.SETTLED
+    assert set(SettlementInstruction.objects.values_list("status", flat=True)) == {InstructionStatus.SETTLED}
+    assert m.custodian.position(m.safekeeping(m.parties[0]), m.aapl.isin) == Decimal("10010")
+
+
+def test_a_message_the_network_refuses_as_a_whole_goes_to_review(fiat_market: FiatMarket):
+    from rails.base import RailRejected
+    from rails.network import network_client
+
+    client = network_client("bank")
+    with pytest.raises(RailRejected, match="FF01"):
+        client.submit(message_id="BAD1", payload="<Document>not a payment</Document>", content_type="application/xml")
+    with pytest.raises(RailRejected, match="FF01"):
+        client.submit(message_id="BAD2", payload="101 not a nacha file", content_type="text/plain")
+    assert "BAD1" not in fiat_market.bank.received and not fiat_market.bank.payments
+
+
+def test_cap_breach_holds_the_pay_in_until_released(fiat_market: FiatMarket):
+    m = fiat_market
+    NetDebitCap.objects.create(participant=m.parties[0], asset=m.usd, cap=Decimal("500.00"))
+    _, day = _one_usd_trade(m)
+    ni = _pay_in(m)
+    assert ni.status == NettedStatus.HELD
+    pump()
+    settle_day(m, day)
+    ni.refresh_from_db()
+    assert ni.status == NettedStatus.HELD and not ni.rail_attempts.exists()
+    netted_release(ni=ni, actor=ACTOR, reason="limit raised by risk")
+    pump()
+    settle_day(m, m.bank.add_business_days(day, 1))  # a new ACH takes a business day
+    ni.refresh_from_db()
+    assert ni.status == NettedStatus.SETTLED
+    assert set(SettlementInstruction.objects.values_list("status", flat=True)) == {InstructionStatus.SETTLED}
