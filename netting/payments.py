@@ -97,17 +97,14 @@ def _apply(
 
 def _apply_attempt(
     attempt: RailAttempt, method: object, *, actor: Actor, reason: str, update_fields: tuple[str, ...] = ()
-) -> None:
+) -> LogEntry:
+    """Run an attempt's transition and save it; returns its log entry for the caller to append
+    *after* any ledger work (lock order: accounts before the transition-log head)."""
     from_status = attempt.status
     method()  # type: ignore[operator]
     stamp_history(attempt, actor=actor, reason=reason)
     attempt.save(update_fields=("status", *update_fields))
-    transition_log_append(
-        entries=[
-            LogEntry("railattempt", attempt.pk, from_status, attempt.status, reason, {"message": attempt.message_id})
-        ],
-        actor=actor,
-    )
+    return LogEntry("railattempt", attempt.pk, from_status, attempt.status, reason, {"message": attempt.message_id})
 
 
 # --- the plan ----------------------------------------------------------------------------------
@@ -232,7 +229,14 @@ def _lock_funds(ni: NettedInstruction, *, actor: Actor) -> None:
     ni.locks_taken += 1
 
 
-def _settle(ni: NettedInstruction, *, actor: Actor, reason: str, metadata: dict | None = None) -> None:
+def _settle(
+    ni: NettedInstruction,
+    *,
+    actor: Actor,
+    reason: str,
+    metadata: dict | None = None,
+    log_first: list[LogEntry] | None = None,
+) -> None:
     """Post the lock (pay-in → CSA, pay-out → participant), mark settled, complete the group.
     Caller holds the instruction row; the window row is locked here, before any account."""
     NettingWindow.objects.select_for_update().filter(pk=ni.window_id).values_list("pk").first()
@@ -241,6 +245,8 @@ def _settle(ni: NettedInstruction, *, actor: Actor, reason: str, metadata: dict 
     else:
         target = account_for(owner=ni.participant, asset=ni.asset, kind=AccountKind.AVAILABLE)
     ledger_post(lock=ni.lock, to_account=target, actor=actor, reason=f"{reason}: {ni}")
+    if log_first:
+        transition_log_append(entries=log_first, actor=actor)
     _apply(ni, ni.mark_settled, actor=actor, reason=reason, metadata=metadata, update_fields=("next_attempt_at",))
     if ni.direction == Direction.PAY_IN:  # pay-outs of the group may now go
         _after_commit_dispatch(
@@ -324,13 +330,17 @@ def legs_settle_netted(*, window_id: int, settlement_date: date, actor: Actor, c
 # --- review -----------------------------------------------------------------------------------------
 
 
-def _review(ni: NettedInstruction, *, actor: Actor, reason: str, release_funds: bool) -> None:
+def _review(
+    ni: NettedInstruction, *, actor: Actor, reason: str, release_funds: bool, log_first: list[LogEntry] | None = None
+) -> None:
     """To manual review with a case. ``release_funds`` only when the network said no for good: a
     payment that merely went unanswered may still be made, so its lock stays."""
     from settlement.services.crypto import case_open
 
     if release_funds and ni.lock is not None and ni.lock.status == LockStatus.PENDING:
         ledger_void(lock=ni.lock, actor=actor, reason=f"void: {reason}")
+    if log_first:
+        transition_log_append(entries=log_first, actor=actor)
     ni.failure_reason = reason
     _apply(ni, ni.mark_review, actor=actor, reason=reason, update_fields=("failure_reason", "next_attempt_at"))
     case_open(
@@ -511,7 +521,8 @@ def _attempt_no_answer(attempt_id: int, *, error: str, actor: Actor) -> str:
         attempt = RailAttempt.objects.select_for_update().get(pk=attempt_id)
         if attempt.status not in (A.SENDING, A.TIMED_OUT):
             return str(attempt.status)  # answered meanwhile (a report came first)
-        _apply_attempt(attempt, attempt.mark_timed_out, actor=actor, reason=f"no answer: {error}")
+        entry = _apply_attempt(attempt, attempt.mark_timed_out, actor=actor, reason=f"no answer: {error}")
+        transition_log_append(entries=[entry], actor=actor)
         ni.next_attempt_at = timezone.now() + _backoff(attempt.sends)
         ni.save(update_fields=("next_attempt_at", "updated_at"))
         return "timeout"
@@ -553,7 +564,10 @@ def _on_accepted(ni: NettedInstruction, attempt: RailAttempt, *, actor: Actor) -
     if attempt.status not in (A.SENDING, A.TIMED_OUT):
         return "duplicate"
     attempt.accepted_at = timezone.now()
-    _apply_attempt(attempt, attempt.mark_accepted, actor=actor, reason="accepted", update_fields=("accepted_at",))
+    entry = _apply_attempt(
+        attempt, attempt.mark_accepted, actor=actor, reason="accepted", update_fields=("accepted_at",)
+    )
+    transition_log_append(entries=[entry], actor=actor)
     if ni.status == N.LOCKED and ni.attempts == attempt.number:
         ni.next_attempt_at = None
         _apply(ni, ni.mark_submitted, actor=actor, reason=f"{attempt.method} message {attempt.message_id} accepted")
@@ -576,7 +590,7 @@ def _on_settled(ni: NettedInstruction, attempt: RailAttempt, *, actor: Actor) ->
         )
         return "investigate"
     attempt.resolved_at = timezone.now()
-    _apply_attempt(attempt, attempt.mark_settled, actor=actor, reason="settled", update_fields=("resolved_at",))
+    entry = _apply_attempt(attempt, attempt.mark_settled, actor=actor, reason="settled", update_fields=("resolved_at",))
     ni.next_attempt_at = None
     ni.failing_since = None
     ni.save(update_fields=("failing_since",))
@@ -585,6 +599,7 @@ def _on_settled(ni: NettedInstruction, attempt: RailAttempt, *, actor: Actor) ->
         actor=actor,
         reason=f"settled by {attempt.method} ({attempt.message_id})",
         metadata={"message": attempt.message_id},
+        log_first=[entry],
     )
     return "settled"
 
@@ -595,7 +610,7 @@ def _on_rejected(ni: NettedInstruction, attempt: RailAttempt, *, code: str, text
     attempt.reason_code = code[:8]
     attempt.reason_text = text[:255]
     attempt.resolved_at = timezone.now()
-    _apply_attempt(
+    entry = _apply_attempt(
         attempt,
         attempt.mark_rejected,
         actor=actor,
@@ -603,12 +618,20 @@ def _on_rejected(ni: NettedInstruction, attempt: RailAttempt, *, code: str, text
         update_fields=("reason_code", "reason_text", "resolved_at"),
     )
     if ni.attempts != attempt.number or ni.status not in (N.LOCKED, N.SUBMITTED):
+        transition_log_append(entries=[entry], actor=actor)
         return "rejected"
     route = _participant_route(ni)
     fallback = method_fallback(method=attempt.method, reason_code=code, attempts=ni.attempts, account=route.participant)
     if fallback is None:
-        _review(ni, actor=actor, reason=f"rejected by {attempt.method}: {code} {text}".strip(), release_funds=True)
+        _review(
+            ni,
+            actor=actor,
+            reason=f"rejected by {attempt.method}: {code} {text}".strip(),
+            release_funds=True,
+            log_first=[entry],
+        )
         return "review"
+    transition_log_append(entries=[entry], actor=actor)
     ni.method = fallback
     ni.next_attempt_at = None
     reason = f"{attempt.method} rejected {code}; rerouted to {fallback}"
@@ -628,13 +651,14 @@ def _on_failing(
     if attempt.status != A.FAILING:
         attempt.reason_code = code[:8]
         attempt.reason_text = text[:255]
-        _apply_attempt(
+        entry = _apply_attempt(
             attempt,
             attempt.mark_failing,
             actor=actor,
             reason=f"failing {code} {text}".strip(),
             update_fields=("reason_code", "reason_text"),
         )
+        transition_log_append(entries=[entry], actor=actor)
     if ni.failing_since is None:
         ni.failing_since = on or timezone.localdate()
         ni.failure_reason = f"delivery failing: {code} {text}".strip()
@@ -668,30 +692,28 @@ def rail_reports_fetch(*, network: str, actor: Actor = PLAN) -> dict[str, int]:
 
 
 def report_apply(*, report_id: int, actor: Actor = PLAN) -> dict[str, int]:
+    """Apply a stored report. Each event runs in its own transaction (a report may speak of many
+    payments; one transaction per payment keeps the lock order), and every event is idempotent,
+    so a report applied again after a crash, or by two fetchers at once, changes nothing twice."""
     from netting.messages import report_events
 
+    report = RailReport.objects.filter(pk=report_id, applied=False).first()
+    if report is None:
+        return {}
     outcome: Counter[str] = Counter()
-    with transaction.atomic():
-        report = RailReport.objects.select_for_update(skip_locked=True).filter(pk=report_id, applied=False).first()
-        if report is None:
-            return {}
-        notes = []
-        for event in report_events(kind=report.kind, content=report.content):
-            attempt_id = (
-                RailAttempt.objects.filter(end_to_end_id=event.end_to_end_id).values_list("pk", flat=True).first()
-            )
-            if attempt_id is None:
-                outcome["unknown"] += 1
-                notes.append(f"{event.end_to_end_id or '?'}: not ours")
-                continue
-            result = attempt_event(
-                attempt_id=attempt_id, event=event.event, code=event.code, text=event.text, on=event.on, actor=actor
-            )
-            outcome[result] += 1
-            notes.append(f"{event.end_to_end_id}: {result}")
-        report.applied = True
-        report.outcome = "; ".join(notes)[:255]
-        report.save(update_fields=("applied", "outcome"))
+    notes = []
+    for event in report_events(kind=report.kind, content=report.content):
+        attempt_id = RailAttempt.objects.filter(end_to_end_id=event.end_to_end_id).values_list("pk", flat=True).first()
+        if attempt_id is None:
+            outcome["unknown"] += 1
+            notes.append(f"{event.end_to_end_id or '?'}: not ours")
+            continue
+        result = attempt_event(
+            attempt_id=attempt_id, event=event.event, code=event.code, text=event.text, on=event.on, actor=actor
+        )
+        outcome[result] += 1
+        notes.append(f"{event.end_to_end_id}: {result}")
+    RailReport.objects.filter(pk=report_id).update(applied=True, outcome="; ".join(notes)[:255])
     return dict(outcome)
 
 
