@@ -238,8 +238,10 @@ def _settle(
     log_first: list[LogEntry] | None = None,
 ) -> None:
     """Post the lock (pay-in → CSA, pay-out → participant), mark settled, complete the group.
-    Caller holds the instruction row; the window row is locked here, before any account."""
-    NettingWindow.objects.select_for_update().filter(pk=ni.window_id).values_list("pk").first()
+    Caller holds the instruction row; the window row is locked here, before any account
+    (FOR NO KEY UPDATE: rows that merely reference the window, checked by their foreign key at
+    commit, must not wait for it)."""
+    NettingWindow.objects.select_for_update(no_key=True).filter(pk=ni.window_id).values_list("pk").first()
     if ni.direction == Direction.PAY_IN:
         target = _csa_account(ni)
     else:

@@ -8,7 +8,6 @@ can try many trade sets quickly; the same plan code pays fiat and securities ove
 
 from __future__ import annotations
 
-from collections import defaultdict
 from decimal import Decimal
 
 import pytest
