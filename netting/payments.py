@@ -250,18 +250,30 @@ def _settle(
     if log_first:
         transition_log_append(entries=log_first, actor=actor)
     _apply(ni, ni.mark_settled, actor=actor, reason=reason, metadata=metadata, update_fields=("next_attempt_at",))
-    if ni.direction == Direction.PAY_IN:  # pay-outs of the group may now go
-        _after_commit_dispatch(
-            list(
-                NettedInstruction.objects.filter(
-                    window_id=ni.window_id,
-                    settlement_date=ni.settlement_date,
-                    direction=Direction.PAY_OUT,
-                    status=N.PENDING,
-                ).values_list("pk", flat=True)
-            )
-        )
+    if ni.direction == Direction.PAY_IN:
+        _release_pay_outs(ni)
     _group_complete(window_id=ni.window_id, settlement_date=ni.settlement_date, actor=actor)
+
+
+def _release_pay_outs(ni: NettedInstruction) -> None:
+    """After a pay-in settled: the participant's own pay-outs may go (it has delivered), and when
+    it was the asset's last pay-in of the window and date, every pay-out of that asset may (the
+    CSA holds all of it). Pay-outs funded earlier by part of the pay-ins are the sweeper's. The
+    window row is locked, so of two last pay-ins settling at once the later one sees the other."""
+    group = NettedInstruction.objects.filter(
+        window_id=ni.window_id, settlement_date=ni.settlement_date, direction=Direction.PAY_OUT, status=N.PENDING
+    )
+    ids = list(group.filter(participant_id=ni.participant_id).values_list("pk", flat=True))
+    last = (
+        not NettedInstruction.objects.filter(
+            window_id=ni.window_id, settlement_date=ni.settlement_date, asset_id=ni.asset_id, direction=Direction.PAY_IN
+        )
+        .exclude(status=N.SETTLED)
+        .exists()
+    )
+    if last:
+        ids += list(group.filter(asset_id=ni.asset_id).values_list("pk", flat=True))
+    _after_commit_dispatch(ids)
 
 
 def _group_complete(*, window_id: int, settlement_date: date, actor: Actor) -> int:
@@ -673,9 +685,11 @@ def _on_failing(
 # --- reports -----------------------------------------------------------------------------------------
 
 
-def rail_reports_fetch(*, network: str, actor: Actor = PLAN) -> dict[str, int]:
+def rail_reports_fetch(*, network: str, actor: Actor = PLAN, dispatch: bool = False) -> dict[str, int]:
     """Fetch the network's new reports, store them raw (once per sequence number) and apply the
-    ones not applied yet, in order."""
+    ones not applied yet: here, in order, or (``dispatch``) spread over the workers in chunks -
+    applying is idempotent and order-tolerant (a settlement seen before its acceptance settles,
+    the acceptance is then a duplicate), so chunks may run in parallel."""
     from rails.network import network_client
 
     after = RailReport.objects.filter(network=network).aggregate(m=Max("sequence"))["m"] or 0
@@ -684,10 +698,21 @@ def rail_reports_fetch(*, network: str, actor: Actor = PLAN) -> dict[str, int]:
         [RailReport(network=network, sequence=r.sequence, kind=r.kind, content=r.content) for r in reports],
         ignore_conflicts=True,
     )
+    unapplied = RailReport.objects.filter(network=network, applied=False)
+    if dispatch:  # only the new ones: ones a lost task left behind are the sweeper's (netted_sweep)
+        unapplied = unapplied.filter(sequence__gt=after)
+    pending = list(unapplied.order_by("sequence").values_list("pk", flat=True))
+    if dispatch:
+        from netting.tasks import reports_apply_task
+
+        for start in range(0, len(pending), 50):
+            try:
+                reports_apply_task.delay(pending[start : start + 50])
+            except Exception:  # broker down: the next fetch finds them unapplied
+                logger.exception("could not enqueue report application")
+        return {"dispatched": len(pending)}
     outcome: Counter[str] = Counter()
-    for pk in (
-        RailReport.objects.filter(network=network, applied=False).order_by("sequence").values_list("pk", flat=True)
-    ):
+    for pk in pending:
         for key, count in report_apply(report_id=pk, actor=actor).items():
             outcome[key] += count
     return dict(outcome)
@@ -746,7 +771,8 @@ def netted_retry(*, ni: NettedInstruction, actor: Actor, reason: str) -> NettedI
 
 
 def netted_sweep(*, limit: int = 2000) -> int:
-    """Beat: re-dispatch pending instructions and locked ones due for a (re)send or stuck."""
+    """Beat: re-dispatch pending instructions, locked ones due for a (re)send or stuck, and
+    reports left unapplied (a worker died holding them)."""
     now = timezone.now()
     stale = now - timedelta(seconds=settings.CLEARHOUSE_STUCK_AFTER_SECONDS)
     ids = list(
@@ -759,6 +785,16 @@ def netted_sweep(*, limit: int = 2000) -> int:
         .values_list("pk", flat=True)[:limit]
     )
     dispatch_netted(ids)
+    stale_reports = list(
+        RailReport.objects.filter(applied=False, received_at__lt=stale)
+        .order_by("pk")
+        .values_list("pk", flat=True)[:limit]
+    )
+    if stale_reports:
+        from netting.tasks import reports_apply_task
+
+        for start in range(0, len(stale_reports), 50):
+            reports_apply_task.delay(stale_reports[start : start + 50])
     return len(ids)
 
 

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import logging
+
 from celery import shared_task
 
 from netting.payments import (
@@ -8,8 +10,12 @@ from netting.payments import (
     netted_advance,
     netted_sweep,
     rail_reports_fetch,
+    report_apply,
 )
 from netting.services import windows_close_due
+from rails.base import RailError
+
+logger = logging.getLogger(__name__)
 
 
 @shared_task(acks_late=True)
@@ -33,8 +39,25 @@ def attempt_send_task(attempt_id: int) -> str:
 
 @shared_task(acks_late=True)
 def rail_reports_fetch_task() -> dict[str, dict[str, int]]:
-    """Beat: fetch and apply the bank's and the custodian's new reports (stored once each)."""
-    return {network: rail_reports_fetch(network=network) for network in ("bank", "custodian")}
+    """Beat: fetch the bank's and the custodian's new reports (stored once each) and hand them
+    to the workers to apply. A network that does not answer is tried again at the next beat."""
+    outcome = {}
+    for network in ("bank", "custodian"):
+        try:
+            outcome[network] = rail_reports_fetch(network=network, dispatch=True)
+        except RailError as exc:
+            logger.warning("reports of %s not fetched: %s", network, exc)
+    return outcome
+
+
+@shared_task(acks_late=True)
+def reports_apply_task(report_ids: list[int]) -> dict[str, int]:
+    """Apply stored reports; an applied one is skipped, every event is idempotent."""
+    total: dict[str, int] = {}
+    for pk in report_ids:
+        for key, count in report_apply(report_id=pk).items():
+            total[key] = total.get(key, 0) + count
+    return total
 
 
 @shared_task(acks_late=True)

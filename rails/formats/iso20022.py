@@ -369,6 +369,15 @@ def _schema(name: str) -> xmlschema.XMLSchema:
     return xmlschema.XMLSchema(str(XSD_DIR / f"{name}.xsd"))
 
 
+@cache
+def _fast_schema(name: str) -> etree.XMLSchema:
+    """libxml2's validator for the same XSD: ~40x faster than xmlschema, so valid messages (the
+    hot path: every message built or received) are checked with it, and xmlschema is asked only
+    to explain an invalid one."""
+    _schema(name)  # same "no XSD" error
+    return etree.XMLSchema(etree.parse(str(XSD_DIR / f"{name}.xsd")))
+
+
 def _strip_namespaces(text: str) -> str:
     return re.sub(r"\{[^}]*\}", "", text)
 
@@ -385,7 +394,13 @@ def _validate_document(document: Any, schema: str) -> None:
         for el in target.iter():
             if _is_element(el):
                 el.tag = f"{{{iso}}}{_local(el)}"
+    if _fast_schema(schema).validate(target):
+        return
+    # Invalid: ask xmlschema for the first error, with the element path and line it names.
     error = next(iter(_schema(schema).iter_errors(target)), None)
+    if error is None:  # the two validators disagree: trust the stricter one and say what libxml2 saw
+        last = _fast_schema(schema).error_log.last_error
+        raise FormatError(f"invalid {schema}: {last.message}", path=last.path or "", line=last.line)
     if error is not None:
         raise FormatError(
             f"invalid {schema}: {_strip_namespaces(error.reason or str(error))}",

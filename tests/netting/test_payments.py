@@ -314,3 +314,36 @@ def test_cap_breach_holds_the_pay_in_until_released(fiat_market: FiatMarket):
     ni.refresh_from_db()
     assert ni.status == NettedStatus.SETTLED
     assert set(SettlementInstruction.objects.values_list("status", flat=True)) == {InstructionStatus.SETTLED}
+
+
+def test_netting_admin_pages_render_and_release_needs_a_reason(fiat_market: FiatMarket, client, django_user_model):
+    from django.contrib import admin
+    from django.urls import reverse
+
+    m = fiat_market
+    NetDebitCap.objects.create(participant=m.parties[0], asset=m.usd, cap=Decimal("500.00"))
+    m.bank.inject("reject", code="AM02")
+    _one_usd_trade(m)
+    pump()
+    user = django_user_model.objects.create_superuser("ops", "ops@example.com", "pw")
+    client.force_login(user)
+    for model in admin.site._registry:
+        if model._meta.app_label != "netting":
+            continue
+        info = (model._meta.app_label, model._meta.model_name)
+        assert client.get(reverse("admin:{}_{}_changelist".format(*info))).status_code == 200, model
+        obj = model.objects.first()
+        if obj is not None:
+            page = client.get(reverse("admin:{}_{}_change".format(*info), args=[obj.pk]))
+            assert page.status_code == 200, model
+    held = _pay_in(m)
+    url = reverse("admin:netting_nettedinstruction_changelist")
+    form = {"action": "release_selected", "_selected_action": [held.pk], "apply": "1"}
+    client.post(url, {**form, "reason": ""})
+    held.refresh_from_db()
+    assert held.status == NettedStatus.HELD  # no reason, no release
+    client.post(url, {**form, "reason": "risk raised the cap"})
+    held.refresh_from_db()
+    assert held.status == NettedStatus.PENDING
+    entry = TransitionLog.objects.filter(entity_type="nettedinstruction", entity_id=held.pk).last()
+    assert entry.reason == "risk raised the cap" and entry.actor_label == "ops"
