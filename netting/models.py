@@ -179,7 +179,10 @@ class NettedInstruction(ConcurrentTransitionMixin, models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"N{self.pk} {self.get_direction_display().split(' ')[0]} {self.amount} {self.asset_id}"
+        from settlement.money import format_amount
+
+        amount = format_amount(self.amount, self.asset.precision)
+        return f"N{self.pk} {self.get_direction_display().split(' ')[0]} {amount} {self.asset.code}"
 
     @property
     def reference(self) -> str:

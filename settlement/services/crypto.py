@@ -129,17 +129,22 @@ def case_open(
     instruction: SettlementInstruction | None = None,
     asset: Asset | None = None,
 ) -> ReviewCase:
-    """Open a manual-review case (once per ``dedupe_key``) and tell operations."""
-    case, created = ReviewCase.objects.get_or_create(
-        dedupe_key=dedupe_key[:200],
-        defaults={"kind": kind, "reason": reason, "instruction": instruction, "asset": asset},
-    )
-    if created:
-        notify(event=f"case_{kind}", instruction=instruction, message=reason, dedupe_key=f"case:{case.pk}", ops=True)
-        transition_log_append(
-            entries=[LogEntry("reviewcase", case.pk, "", "open", reason, {"kind": kind})], actor=PIPELINE
+    """Open a manual-review case (once per ``dedupe_key``) and tell operations. Its own atomic
+    block: callers outside a transaction (a pipeline step that just caught a rail error) get the
+    case, its notification and its log entry together or not at all."""
+    with transaction.atomic():
+        case, created = ReviewCase.objects.get_or_create(
+            dedupe_key=dedupe_key[:200],
+            defaults={"kind": kind, "reason": reason, "instruction": instruction, "asset": asset},
         )
-        logger.warning("review case %s opened (%s): %s", case.pk, kind, reason)
+        if created:
+            notify(
+                event=f"case_{kind}", instruction=instruction, message=reason, dedupe_key=f"case:{case.pk}", ops=True
+            )
+            transition_log_append(
+                entries=[LogEntry("reviewcase", case.pk, "", "open", reason, {"kind": kind})], actor=PIPELINE
+            )
+            logger.warning("review case %s opened (%s): %s", case.pk, kind, reason)
     return case
 
 

@@ -23,6 +23,7 @@ PRICES = {
     "BTC/EUR": "60000",
     "AAPL/USD": "190",
     "MSFT/USD": "410",
+    "EUR/USD": "1.08",
 }
 
 
@@ -37,6 +38,8 @@ def random_trade(
     )
     if instrument.base.precision == 0:
         quantity = Decimal(rng.randint(1, 500))
+    elif instrument.base.kind == "fiat":  # FX: a currency amount
+        quantity = Decimal(rng.randint(1_000, 500_000))
     else:
         quantity = (Decimal(rng.randint(1, 2000)) / 1000).quantize(
             Decimal(1).scaleb(-min(3, instrument.base.precision))

@@ -48,6 +48,7 @@ INSTRUMENTS = [
     ("BTC/EUR", "BTC", "EUR", 2),
     ("AAPL/USD", "AAPL", "USD", 2),
     ("MSFT/USD", "MSFT", "USD", 2),
+    ("EUR/USD", "EUR", "USD", 4),
 ]
 PARTICIPANTS = [
     ("ALPHA", "Alpha Securities LLC"),
