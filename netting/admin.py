@@ -9,6 +9,7 @@ from simple_history.admin import SimpleHistoryAdmin
 
 from netting.models import NetDebitCap, NetObligation, NettedInstruction, NettingWindow, RailAttempt, RailReport
 from netting.payments import netted_release, netted_retry
+from netting.selectors import liquidity_position
 from settlement.admin import ActionOnlyAdminMixin, ReadOnlyAdminMixin, _reason_action, _transitions_table
 
 
@@ -51,9 +52,37 @@ class NetObligationAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
 
 @admin.register(NetDebitCap)
 class NetDebitCapAdmin(SimpleHistoryAdmin):
-    """Caps are liquidity limits set by operations (every change kept in history)."""
+    """Caps are liquidity limits set by operations (every change kept in history); next to each,
+    the participant's liquidity position in that asset."""
 
-    list_display = ("participant", "asset", "cap")
+    list_display = ("participant", "asset", "cap", "available", "locked", "open_pay_ins", "latest_net", "headroom")
+    list_select_related = ("participant", "asset")
+
+    def _position(self, obj: NetDebitCap, key: str) -> str:
+        from settlement.money import format_amount
+
+        return format_amount(liquidity_position(obj)[key], obj.asset.precision)
+
+    @admin.display(description="available")
+    def available(self, obj: NetDebitCap) -> str:
+        return self._position(obj, "available")
+
+    @admin.display(description="locked")
+    def locked(self, obj: NetDebitCap) -> str:
+        return self._position(obj, "locked")
+
+    @admin.display(description="open pay-ins")
+    def open_pay_ins(self, obj: NetDebitCap) -> str:
+        return self._position(obj, "open_pay_ins")
+
+    @admin.display(description="latest net obligation")
+    def latest_net(self, obj: NetDebitCap) -> str:
+        return self._position(obj, "latest_net")
+
+    @admin.display(description="headroom (cap - open pay-ins)")
+    def headroom(self, obj: NetDebitCap) -> str:
+        return self._position(obj, "headroom")
+
     list_filter = ("asset",)
     search_fields = ("participant__code",)
 

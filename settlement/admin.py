@@ -321,10 +321,23 @@ class SettlementInstructionAdmin(ActionOnlyAdminMixin, SimpleHistoryAdmin):
         "created_at",
         "updated_at",
         "reference",
+        "netting_window",
+        "netted_in",
         "transitions",
     ]
     fields = readonly_fields
     actions = ["retry_selected", "cancel_selected", "reverse_selected"]
+
+    @admin.display(description="netted instructions")
+    def netted_in(self, obj: SettlementInstruction) -> str:
+        from netting.selectors import netted_instructions_for_leg
+
+        links = [
+            format_html('<a href="{}">{}</a>', reverse("admin:netting_nettedinstruction_change", args=[ni.pk]), ni)
+            for ni in netted_instructions_for_leg(obj).select_related("asset")
+        ]
+        return format_html_join(", ", "{}", ((link,) for link in links)) or "-"
+
     amount_shown = amount_column("amount", _asset_precision, "amount")
 
     @admin.display(description="trade")

@@ -23,6 +23,7 @@ from netting.models import (
     WindowStatus,
 )
 from netting.payments import CSA, custody_buy_in_check, custody_fails, netted_release, netted_retry
+from netting.selectors import netted_instructions_for_leg
 from netting.services import window_close
 from rails.formats import iso20022, nacha
 from settlement.choices import InstructionStatus
@@ -127,12 +128,8 @@ def test_day_of_fiat_and_equity_trades_settles_net_at_t1_t2_with_the_gross_ledge
     ni = NettedInstruction.objects.filter(asset=m.usd).first()
     assert ni.legs().exists()
     leg = aapl_legs.filter(leg="payment").first()
-    covering = NettedInstruction.objects.filter(
-        window=leg.netting_window,
-        asset=leg.asset,
-        settlement_date=leg.settlement_date,
-        participant__in=[leg.payer, leg.payee],
-    )
+    covering = netted_instructions_for_leg(leg)
+    assert covering.count() == 2  # the payer's pay-in and the payee's pay-out of USD
     assert all(leg in n.legs() for n in covering)
     # Every leg's settlement is in the transition log, and every report is stored raw once.
     assert (
