@@ -59,6 +59,9 @@ def main() -> None:
     parser.add_argument("--broker", default="redis://127.0.0.1:6379/12")
     parser.add_argument("--port", type=int, default=18650)
     parser.add_argument("--timeout", type=float, default=900)
+    parser.add_argument(
+        "--profile", action="store_true", help="no workers: run everything in this process under cProfile, print top"
+    )
     args = parser.parse_args()
 
     db_url = f"{args.server}/{args.db}"
@@ -72,7 +75,7 @@ def main() -> None:
         "DEBUG": "0",
         "LOG_LEVEL": "WARNING",
         "CELERY_BROKER_URL": args.broker,
-        "CELERY_TASK_ALWAYS_EAGER": "0",
+        "CELERY_TASK_ALWAYS_EAGER": "1" if args.profile else "0",
         "CLEARHOUSE_BANK_URL": bank_url,
         "CLEARHOUSE_CRYPTO_BATCH": str(args.batch),
     }
@@ -164,9 +167,17 @@ def main() -> None:
     print(f"ingested {args.trades} EUR/USD trades")
 
     workers = [
-        subprocess.Popen(worker_argv(sys.executable, f"fiat{i}"), cwd=ROOT, env=env) for i in range(args.workers)
+        subprocess.Popen(worker_argv(sys.executable, f"fiat{i}"), cwd=ROOT, env=env)
+        for i in range(0 if args.profile else args.workers)
     ]
-    time.sleep(4)
+    profiler = None
+    if args.profile:
+        import cProfile
+
+        profiler = cProfile.Profile()
+        profiler.enable()
+    else:
+        time.sleep(4)
     try:
         window = NettingWindow.objects.get(asset_class="fiat", status=WindowStatus.OPEN)
         closed_at = time.monotonic()
@@ -178,7 +189,7 @@ def main() -> None:
         deadline = time.monotonic() + args.timeout
         total = NettedInstruction.objects.filter(window=window).count()
         while time.monotonic() < deadline:
-            rail_reports_fetch(network="bank", actor=actor, dispatch=True)  # the workers apply them
+            rail_reports_fetch(network="bank", actor=actor, dispatch=not args.profile)  # the workers apply them
             left = NettedInstruction.objects.filter(window=window).exclude(status=NettedStatus.SETTLED).count()
             if left == 0:
                 break
@@ -190,6 +201,11 @@ def main() -> None:
         for worker in workers:
             worker.wait(timeout=30)
 
+    if profiler is not None:
+        import pstats
+
+        profiler.disable()
+        pstats.Stats(profiler).sort_stats("cumulative").print_stats(45)
     by_status = dict(
         NettedInstruction.objects.filter(window=window).values_list("status").annotate(n=Count("pk")).order_by()
     )

@@ -556,6 +556,13 @@ def attempt_event(
 ) -> str:
     """Apply what the network said about an attempt. Every branch is idempotent: the same
     report applied twice (duplicate delivery) changes nothing the second time."""
+    # Most repeats (the acceptance after the submit call already said so, the status report after
+    # the booking settled it) are recognised without taking a lock; the locked re-check decides.
+    seen = RailAttempt.objects.filter(pk=attempt_id).values_list("status", flat=True).first()
+    if (event == "accepted" and seen not in (A.SENDING, A.TIMED_OUT)) or (
+        event in ("settled", "rejected") and seen in (A.SETTLED, A.REJECTED) and event[:3] == str(seen)[:3]
+    ):
+        return "duplicate"
     with transaction.atomic():
         ni = (
             NettedInstruction.objects.select_for_update(of=("self",))
