@@ -344,3 +344,51 @@ def test_netting_admin_pages_render_and_release_needs_a_reason(fiat_market: Fiat
     assert held.status == NettedStatus.PENDING
     entry = TransitionLog.objects.filter(entity_type="nettedinstruction", entity_id=held.pk).last()
     assert entry.reason == "risk raised the cap" and entry.actor_label == "ops"
+
+
+class WorkerDied(BaseException):
+    """A worker process killed between two steps (not an error the code may catch)."""
+
+
+@pytest.mark.parametrize("dies", ["before_send", "after_send"])
+def test_a_worker_dying_around_the_send_is_recovered_by_the_sweeper_and_pays_once(
+    fiat_market: FiatMarket, monkeypatch, dies
+):
+    from datetime import timedelta
+
+    import netting.payments as payments
+    from rails.network import NetworkClient
+
+    m = fiat_market
+    _, day = _one_usd_trade(m)
+    ni = _pay_in(m)
+    real_submit = NetworkClient.submit
+
+    def dying_submit(self, **kwargs):
+        if dies == "after_send":
+            real_submit(self, **kwargs)
+        raise WorkerDied
+
+    monkeypatch.setattr(NetworkClient, "submit", dying_submit)
+    with pytest.raises(WorkerDied):
+        payments.netted_advance(ids=[ni.pk])
+    monkeypatch.setattr(NetworkClient, "submit", real_submit)
+    attempt = ni.rail_attempts.get()
+    assert attempt.status == AttemptStatus.SENDING  # stored before the send, so nothing is lost
+    assert len(m.bank.payments) == (1 if dies == "after_send" else 0)
+
+    # The sweeper finds the stuck instruction and resends the same message.
+    NettedInstruction.objects.filter(pk=ni.pk).update(updated_at=timezone.now() - timedelta(hours=1))
+    swept: list[int] = []
+    monkeypatch.setattr(payments, "dispatch_netted", lambda ids: swept.extend(ids))
+    payments.netted_sweep()
+    assert ni.pk in swept
+    payments.netted_advance(ids=swept)
+    attempt.refresh_from_db()
+    assert attempt.status == AttemptStatus.ACCEPTED and attempt.sends == 2
+    assert ni.rail_attempts.count() == 1
+    settle_day(m, day)
+    ni.refresh_from_db()
+    assert ni.status == NettedStatus.SETTLED
+    assert [p.end_to_end_id for p in m.bank.payments if p.message_id == attempt.message_id] == [attempt.end_to_end_id]
+    assert m.bank.balance(m.bank_key(m.parties[0], "USD")) == Decimal("999000.00")  # debited once
