@@ -10,7 +10,7 @@ from netting.payments import (
     netted_advance,
     netted_sweep,
     rail_reports_fetch,
-    report_apply,
+    reports_apply,
 )
 from netting.services import windows_close_due
 from rails.base import RailError
@@ -52,12 +52,9 @@ def rail_reports_fetch_task() -> dict[str, dict[str, int]]:
 
 @shared_task(acks_late=True)
 def reports_apply_task(report_ids: list[int]) -> dict[str, int]:
-    """Apply stored reports; an applied one is skipped, every event is idempotent."""
-    total: dict[str, int] = {}
-    for pk in report_ids:
-        for key, count in report_apply(report_id=pk).items():
-            total[key] = total.get(key, 0) + count
-    return total
+    """Apply stored reports (confirmations settle as one batch); an applied one is skipped,
+    every event is idempotent."""
+    return reports_apply(report_ids=report_ids)
 
 
 @shared_task(acks_late=True)
