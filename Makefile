@@ -12,7 +12,7 @@ PYTEST_ARGS ?=
 # anvil (local Ethereum JSON-RPC node, from npm) for the multi-process chain tests, bench and demo
 ANVIL = .tools/node_modules/@foundry-rs/anvil-linux-amd64/bin/anvil
 
-.PHONY: demo test lint services bench-ingest bench-crypto clean
+.PHONY: demo test lint services bench-ingest bench-crypto bench-netting bench-fiat clean
 
 $(ANVIL):
 	bash scripts/ensure_anvil.sh >/dev/null
@@ -44,6 +44,12 @@ bench-ingest: $(STAMP) services
 
 bench-crypto: $(STAMP) $(ANVIL) services
 	$(BIN)/python bench/crypto_settlement.py
+
+bench-netting: $(STAMP) services
+	$(BIN)/python bench/netting.py --trades 100000 --trades 1000000
+
+bench-fiat: $(STAMP) services
+	$(BIN)/python bench/fiat_settlement.py --participants 1000 --trades 20000
 
 clean:
 	rm -rf $(VENV) var .tools .pytest_cache .ruff_cache
