@@ -392,3 +392,15 @@ def test_a_worker_dying_around_the_send_is_recovered_by_the_sweeper_and_pays_onc
     assert ni.status == NettedStatus.SETTLED
     assert [p.end_to_end_id for p in m.bank.payments if p.message_id == attempt.message_id] == [attempt.end_to_end_id]
     assert m.bank.balance(m.bank_key(m.parties[0], "USD")) == Decimal("999000.00")  # debited once
+
+
+def test_custodian_rejecting_an_unknown_safekeeping_account_goes_to_review(fiat_market: FiatMarket):
+    m = fiat_market
+    m.custodian.accounts.discard(m.safekeeping(m.parties[1]))  # the seller's account is unknown there
+    _one_usd_trade(m)
+    pump()
+    delivery = NettedInstruction.objects.get(asset=m.aapl, direction=Direction.PAY_IN)
+    assert delivery.status == NettedStatus.REVIEW and "SAFE" in delivery.failure_reason
+    assert delivery.rail_attempts.get().status == AttemptStatus.REJECTED
+    assert delivery.lock.status == "voided"  # the custodian said no for good: the securities are free again
+    assert ReviewCase.objects.filter(reason__contains="SAFE").exists()
