@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from datetime import date
+from decimal import Decimal
 from typing import Any
 
 from django.conf import settings
@@ -147,6 +148,8 @@ class Event:
     code: str = ""
     text: str = ""
     on: date | None = None
+    amount: Decimal | None = None  # what the booking / confirmation says moved
+    side: str = ""  # CRDT / DBIT on the house's account
 
 
 _STATUS_EVENTS = {
@@ -173,13 +176,13 @@ def report_events(*, kind: str, content: str) -> list[Event]:
     if kind == "camt.054":
         ours = house_accounts()
         return [
-            Event(b.end_to_end_id, "settled", on=b.value_date)
+            Event(b.end_to_end_id, "settled", on=b.value_date, amount=b.amount, side=b.credit_debit)
             for b in iso20022.parse_camt054(data)
             if b.account in ours and b.end_to_end_id and b.status == "BOOK"
         ]
     if kind == "sese.025":
         confirmation = sese.parse_sese025(data)
-        return [Event(confirmation.reference, "settled", on=confirmation.settlement_date)]
+        return [Event(confirmation.reference, "settled", on=confirmation.settlement_date, amount=confirmation.quantity)]
     if kind == "custody.fail":
         advice = json.loads(content)
         return [

@@ -218,12 +218,12 @@ class NettedInstruction(ConcurrentTransitionMixin, models.Model):
 
     @transition(
         field=status,
-        source=[NettedStatus.SUBMITTED, NettedStatus.LOCKED, NettedStatus.REVIEW],
+        source=[NettedStatus.SUBMITTED, NettedStatus.LOCKED, NettedStatus.REVIEW, NettedStatus.PENDING],
         target=NettedStatus.SETTLED,
     )
     def mark_settled(self) -> None:
-        """From review too: a payment put to review after the network stopped answering may still
-        have been made; the network's confirmation is final."""
+        """From review (and pending again after a retry) too: a payment whose network stopped
+        answering may still have been made; the network's confirmation is final."""
 
     @transition(
         field=status,
@@ -261,6 +261,9 @@ class RailAttempt(ConcurrentTransitionMixin, models.Model):
     payload = models.TextField(help_text="The message exactly as sent.")
     status = FSMField(max_length=16, choices=AttemptStatus.choices, default=AttemptStatus.SENDING, protected=True)
     sends = models.PositiveIntegerField(default=0, help_text="How many times the message went out.")
+    max_sends = models.PositiveIntegerField(
+        default=0, help_text="Sends allowed before review (0: the setting); raised when ops retry from review."
+    )
     reason_code = models.CharField(max_length=8, blank=True)
     reason_text = models.CharField(max_length=255, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
@@ -293,7 +296,11 @@ class RailAttempt(ConcurrentTransitionMixin, models.Model):
     def mark_rejected(self) -> None:
         pass
 
-    @transition(field=status, source=[AttemptStatus.ACCEPTED, AttemptStatus.FAILING], target=AttemptStatus.FAILING)
+    @transition(
+        field=status,
+        source=[AttemptStatus.SENDING, AttemptStatus.TIMED_OUT, AttemptStatus.ACCEPTED, AttemptStatus.FAILING],
+        target=AttemptStatus.FAILING,
+    )
     def mark_failing(self) -> None:
         pass
 

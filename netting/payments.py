@@ -34,7 +34,7 @@ from functools import partial
 
 from django.conf import settings
 from django.db import connection, transaction
-from django.db.models import Max, Q
+from django.db.models import F, Max, Q
 from django.utils import timezone
 from django_fsm import TransitionNotAllowed
 
@@ -428,7 +428,7 @@ def _advance_locked(ni: NettedInstruction, *, actor: Actor) -> int | str:
     elif attempt.status in (A.ACCEPTED, A.FAILING):
         _apply(ni, ni.mark_submitted, actor=actor, reason="accepted by the network")
         return "submitted"
-    elif attempt.sends >= settings.CLEARHOUSE_RAIL_MAX_SENDS:
+    elif attempt.sends >= (attempt.max_sends or settings.CLEARHOUSE_RAIL_MAX_SENDS):
         _review(
             ni,
             actor=actor,
@@ -448,20 +448,31 @@ def netted_advance(*, ids: list[int], actor: Actor = PLAN) -> dict[str, int]:
     return dict(outcome)
 
 
+def _locked_row(pk: int) -> NettedInstruction | None:
+    return (
+        NettedInstruction.objects.select_for_update(skip_locked=True, of=("self",))
+        .select_related("asset", "participant", "lock")
+        .filter(pk=pk)
+        .first()
+    )
+
+
 def _advance_one(pk: int, *, actor: Actor) -> str:
+    # The lock step commits on its own: it ends by appending to the transition log, and what
+    # follows (a book transfer's settlement, a release after a refusal) moves ledger accounts,
+    # which must never be locked after the log head in one transaction.
     with transaction.atomic():
-        ni = (
-            NettedInstruction.objects.select_for_update(skip_locked=True, of=("self",))
-            .select_related("asset", "participant", "lock")
-            .filter(pk=pk)
-            .first()
-        )
+        ni = _locked_row(pk)
         if ni is None:
             return "busy"
         if ni.status == N.PENDING:
             step = _lock_step(ni, actor=actor)
             if step != "locked":
                 return step
+    with transaction.atomic():
+        ni = _locked_row(pk)
+        if ni is None:
+            return "busy"
         if ni.status != N.LOCKED:
             return str(ni.status)
         todo = _advance_locked(ni, actor=actor)
@@ -513,7 +524,7 @@ def attempt_send(*, attempt_id: int, actor: Actor = PLAN) -> str:
     from rails.network import network_client
 
     attempt = RailAttempt.objects.get(pk=attempt_id)
-    RailAttempt.objects.filter(pk=attempt_id).update(sends=attempt.sends + 1)
+    RailAttempt.objects.filter(pk=attempt_id).update(sends=F("sends") + 1)
     client = network_client(_network_of(attempt.method))
     try:
         client.submit(
@@ -598,18 +609,14 @@ def _on_accepted(ni: NettedInstruction, attempt: RailAttempt, *, actor: Actor) -
 def _on_settled(ni: NettedInstruction, attempt: RailAttempt, *, actor: Actor) -> str:
     if attempt.status == A.SETTLED:
         return "duplicate"
-    if attempt.status == A.REJECTED or ni.status == N.SETTLED or ni.lock is None or ni.lock.status != "pending":
-        # The network says an attempt we count as rejected, or a second one, was paid: value
-        # would be moved twice or outside the plan. Never book it silently.
-        from settlement.services.crypto import case_open
-
-        case_open(
-            kind=CaseKind.INVESTIGATION,
-            reason=f"{attempt.message_id} reported settled but {ni} is {ni.status} / attempt {attempt.status}",
-            dedupe_key=f"netted-unexpected:{attempt.pk}",
-            asset=ni.asset,
-        )
-        return "investigate"
+    if (
+        attempt.status == A.REJECTED
+        or ni.attempts != attempt.number
+        or ni.status == N.SETTLED
+        or ni.lock is None
+        or ni.lock.status != LockStatus.PENDING
+    ):
+        return _investigate(attempt, ni, f"but {ni} is {ni.status} / attempt {attempt.status}")
     attempt.resolved_at = timezone.now()
     entry = _apply_attempt(attempt, attempt.mark_settled, actor=actor, reason="settled", update_fields=("resolved_at",))
     ni.next_attempt_at = None
@@ -638,9 +645,25 @@ def _on_rejected(ni: NettedInstruction, attempt: RailAttempt, *, code: str, text
         reason=f"rejected {code} {text}".strip(),
         update_fields=("reason_code", "reason_text", "resolved_at"),
     )
-    if ni.attempts != attempt.number or ni.status not in (N.LOCKED, N.SUBMITTED):
+    if ni.attempts != attempt.number or ni.status == N.SETTLED:
         transition_log_append(entries=[entry], actor=actor)
         return "rejected"
+    if ni.status == N.REVIEW:  # in review after timeouts: now the network has said no for good
+        from settlement.services.crypto import case_open
+
+        reason = f"rejected by {attempt.method}: {code} {text}".strip()
+        if ni.lock is not None and ni.lock.status == LockStatus.PENDING:
+            ledger_void(lock=ni.lock, actor=actor, reason=f"void: {reason}")
+        transition_log_append(entries=[entry], actor=actor)
+        ni.failure_reason = reason
+        ni.save(update_fields=("failure_reason", "updated_at"))
+        case_open(
+            kind=CaseKind.ESCALATION,
+            reason=f"{ni} of {ni.participant.code}, window {ni.window_id}: {reason} (funds released)",
+            dedupe_key=f"netted:{ni.pk}:{ni.attempts}:{reason[:60]}",
+            asset=ni.asset,
+        )
+        return "review"
     route = _participant_route(ni)
     fallback = method_fallback(method=attempt.method, reason_code=code, attempts=ni.attempts, account=route.participant)
     if fallback is None:
@@ -656,7 +679,7 @@ def _on_rejected(ni: NettedInstruction, attempt: RailAttempt, *, code: str, text
     ni.method = fallback
     ni.next_attempt_at = None
     reason = f"{attempt.method} rejected {code}; rerouted to {fallback}"
-    if ni.status == N.SUBMITTED:
+    if ni.status == N.SUBMITTED:  # (locked or pending: the next advance sends by the new method)
         _apply(ni, ni.mark_rerouted, actor=actor, reason=reason, update_fields=("method", "next_attempt_at"))
     else:
         ni.save(update_fields=("method", "next_attempt_at", "updated_at"))
@@ -724,74 +747,112 @@ def rail_reports_fetch(*, network: str, actor: Actor = PLAN, dispatch: bool = Fa
     return dict(outcome)
 
 
-def attempts_settle(*, attempt_ids: list[int], actor: Actor = PLAN) -> dict[int, str]:
+def attempts_settle(
+    *, attempt_ids: list[int], actor: Actor = PLAN, mismatched: dict[int, str] | None = None
+) -> dict[int, str]:
     """Settle many attempts the networks confirmed, in one transaction: the batch form of
     ``attempt_event(event="settled")``, for report application at volume. Lock order as
     everywhere: instruction rows (by pk) → window rows → every ledger account the posts touch (by
-    pk) → transition-log head, taken once for the whole batch instead of once per payment."""
+    pk) → transition-log head, taken once for the whole batch instead of once per payment.
+
+    A confirmation that cannot be booked - of an attempt we count as rejected, of a second
+    attempt of one instruction, of an instruction already settled or without its funds, or whose
+    amount/side differ from the instruction (``mismatched``: attempt id → what differs) - is not
+    booked: it opens an investigation case, after the batch's log append."""
     results: dict[int, str] = {}
+    mismatched = mismatched or {}
     if not attempt_ids:
         return results
+    investigate: list[tuple[RailAttempt, NettedInstruction, str]] = []
     with transaction.atomic():
-        nis = list(
-            NettedInstruction.objects.select_for_update(of=("self",))
+        attempts = list(RailAttempt.objects.filter(pk__in=attempt_ids).order_by("pk"))
+        nis = {
+            ni.pk: ni
+            for ni in NettedInstruction.objects.select_for_update(of=("self",))
             .select_related("asset", "participant", "lock")
-            .filter(rail_attempts__pk__in=attempt_ids)
+            .filter(pk__in={a.instruction_id for a in attempts})
             .order_by("pk")
-        )
-        attempts = {a.pk: a for a in RailAttempt.objects.select_for_update().filter(pk__in=attempt_ids).order_by("pk")}
-        by_ni = {a.instruction_id: a for a in attempts.values()}
-        eligible = []
-        for ni in nis:
-            attempt = by_ni[ni.pk]
+        }
+        attempts = list(RailAttempt.objects.select_for_update().filter(pk__in=attempt_ids).order_by("pk"))
+        eligible: list[tuple[NettedInstruction, RailAttempt]] = []
+        taken: set[int] = set()
+        settleable = (N.LOCKED, N.SUBMITTED, N.REVIEW, N.PENDING)
+        for attempt in attempts:
+            ni = nis[attempt.instruction_id]
             if attempt.status == A.SETTLED:
                 results[attempt.pk] = "duplicate"
+            elif attempt.pk in mismatched:
+                investigate.append((attempt, ni, mismatched[attempt.pk]))
             elif (
-                attempt.status == A.REJECTED or ni.status == N.SETTLED or ni.lock is None or ni.lock.status != "pending"
+                attempt.status == A.REJECTED
+                or ni.pk in taken
+                or ni.status not in settleable
+                or ni.lock is None
+                or ni.lock.status != LockStatus.PENDING
             ):
-                results[attempt.pk] = _on_settled(ni, attempt, actor=actor)  # opens the investigation case
+                investigate.append((attempt, ni, f"but {ni} is {ni.status} / attempt {attempt.status}"))
             else:
                 eligible.append((ni, attempt))
-        if not eligible:
-            return results
-        windows = sorted({ni.window_id for ni, _ in eligible})
-        list(NettingWindow.objects.select_for_update(no_key=True).filter(pk__in=windows).order_by("pk").values("pk"))
-        targets = {
-            ni.pk: _csa_account(ni)
-            if ni.direction == Direction.PAY_IN
-            else account_for(owner=ni.participant, asset=ni.asset, kind=AccountKind.AVAILABLE)
-            for ni, _ in eligible
-        }
-        account_ids = {t.pk for t in targets.values()} | {ni.lock.locked_account_id for ni, _ in eligible}
-        list(LedgerAccount.objects.select_for_update().filter(pk__in=account_ids).order_by("pk").values("pk"))
+                taken.add(ni.pk)
         entries: list[LogEntry] = []
-        now = timezone.now()
-        for ni, attempt in eligible:
-            reason = f"settled by {attempt.method} ({attempt.message_id})"
-            ledger_post(lock=ni.lock, to_account=targets[ni.pk], actor=actor, reason=f"{reason}: {ni}")
-            attempt.resolved_at = now
-            entries.append(
-                _apply_attempt(
-                    attempt, attempt.mark_settled, actor=actor, reason="settled", update_fields=("resolved_at",)
+        if eligible:
+            windows = sorted({ni.window_id for ni, _ in eligible})
+            list(
+                NettingWindow.objects.select_for_update(no_key=True).filter(pk__in=windows).order_by("pk").values("pk")
+            )
+            targets = {
+                ni.pk: _csa_account(ni)
+                if ni.direction == Direction.PAY_IN
+                else account_for(owner=ni.participant, asset=ni.asset, kind=AccountKind.AVAILABLE)
+                for ni, _ in eligible
+            }
+            account_ids = {t.pk for t in targets.values()} | {ni.lock.locked_account_id for ni, _ in eligible}
+            list(LedgerAccount.objects.select_for_update().filter(pk__in=account_ids).order_by("pk").values("pk"))
+            now = timezone.now()
+            for ni, attempt in eligible:
+                reason = f"settled by {attempt.method} ({attempt.message_id})"
+                ledger_post(lock=ni.lock, to_account=targets[ni.pk], actor=actor, reason=f"{reason}: {ni}")
+                attempt.resolved_at = now
+                entries.append(
+                    _apply_attempt(
+                        attempt, attempt.mark_settled, actor=actor, reason="settled", update_fields=("resolved_at",)
+                    )
                 )
-            )
-            from_status = ni.status
-            ni.mark_settled()
-            ni.next_attempt_at = None
-            ni.failing_since = None
-            stamp_history(ni, actor=actor, reason=reason)
-            ni.save(update_fields=("status", "updated_at", "next_attempt_at", "failing_since"))
-            entries.append(
-                LogEntry("nettedinstruction", ni.pk, from_status, ni.status, reason, {"message": attempt.message_id})
-            )
-            results[attempt.pk] = "settled"
-        transition_log_append(entries=entries, actor=actor)
+                from_status = ni.status
+                ni.mark_settled()
+                ni.next_attempt_at = None
+                ni.failing_since = None
+                stamp_history(ni, actor=actor, reason=reason)
+                ni.save(update_fields=("status", "updated_at", "next_attempt_at", "failing_since"))
+                entries.append(
+                    LogEntry(
+                        "nettedinstruction", ni.pk, from_status, ni.status, reason, {"message": attempt.message_id}
+                    )
+                )
+                results[attempt.pk] = "settled"
+        if entries:
+            transition_log_append(entries=entries, actor=actor)
         for ni, _ in eligible:
             if ni.direction == Direction.PAY_IN:
                 _release_pay_outs(ni)
         for window_id, settlement_date in sorted({(ni.window_id, ni.settlement_date) for ni, _ in eligible}):
             _group_complete(window_id=window_id, settlement_date=settlement_date, actor=actor)
+        for attempt, ni, why in investigate:
+            results[attempt.pk] = _investigate(attempt, ni, why)
     return results
+
+
+def _investigate(attempt: RailAttempt, ni: NettedInstruction, why: str) -> str:
+    """The network says a payment was made that we cannot book as it is: never book it silently."""
+    from settlement.services.crypto import case_open
+
+    case_open(
+        kind=CaseKind.INVESTIGATION,
+        reason=f"{attempt.message_id} ({attempt.end_to_end_id}) reported settled {why}",
+        dedupe_key=f"netted-unexpected:{attempt.pk}",
+        asset=ni.asset,
+    )
+    return "investigate"
 
 
 def reports_apply(*, report_ids: list[int], actor: Actor = PLAN) -> dict[str, int]:
@@ -811,10 +872,28 @@ def reports_apply(*, report_ids: list[int], actor: Actor = PLAN) -> dict[str, in
             if event.event == "settled" and event.end_to_end_id in attempt_of
         }
     )
-    settled = attempts_settle(attempt_ids=to_settle, actor=actor)
+    expected = {
+        pk: (amount, direction)
+        for pk, amount, direction in RailAttempt.objects.filter(pk__in=to_settle).values_list(
+            "pk", "instruction__amount", "instruction__direction"
+        )
+    }
+    mismatched: dict[int, str] = {}
+    for items in events.values():
+        for event in items:
+            attempt_id = attempt_of.get(event.end_to_end_id)
+            if event.event != "settled" or attempt_id not in expected:
+                continue
+            amount, direction = expected[attempt_id]
+            side = "CRDT" if direction == Direction.PAY_IN else "DBIT"  # on the house's account
+            if event.amount is not None and event.amount != amount:
+                mismatched[attempt_id] = f"for {event.amount} but the instruction is for {amount}"
+            elif event.side and event.side != side:
+                mismatched[attempt_id] = f"as a {event.side} on the house account, expected {side}"
+    settled = attempts_settle(attempt_ids=to_settle, actor=actor, mismatched=mismatched)
     outcome: Counter[str] = Counter()
     for report in reports:
-        notes = []
+        notes, failed = [], False
         for event in events[report.pk]:
             attempt_id = attempt_of.get(event.end_to_end_id)
             if attempt_id is None:
@@ -822,12 +901,22 @@ def reports_apply(*, report_ids: list[int], actor: Actor = PLAN) -> dict[str, in
             elif event.event == "settled":
                 result = settled.pop(attempt_id, "duplicate")  # a second confirmation in the batch
             else:
-                result = attempt_event(
-                    attempt_id=attempt_id, event=event.event, code=event.code, text=event.text, on=event.on, actor=actor
-                )
+                try:
+                    result = attempt_event(
+                        attempt_id=attempt_id,
+                        event=event.event,
+                        code=event.code,
+                        text=event.text,
+                        on=event.on,
+                        actor=actor,
+                    )
+                except Exception:  # one bad event must not hold up the rest; this report stays unapplied
+                    logger.exception("report %s: applying %s failed", report.pk, event)
+                    result, failed = "error", True
             outcome[result] += 1
             notes.append(f"{event.end_to_end_id or '?'}: {result}")
-        RailReport.objects.filter(pk=report.pk).update(applied=True, outcome="; ".join(notes)[:255])
+        if not failed:
+            RailReport.objects.filter(pk=report.pk).update(applied=True, outcome="; ".join(notes)[:255])
     return dict(outcome)
 
 
@@ -851,6 +940,9 @@ def netted_retry(*, ni: NettedInstruction, actor: Actor, reason: str) -> NettedI
         latest = _latest_attempt(ni)
         if latest is None or latest.status == A.REJECTED:
             ni.method = ""
+        elif latest.status in (A.SENDING, A.TIMED_OUT):  # a fresh budget of sends for the same message
+            latest.max_sends = latest.sends + settings.CLEARHOUSE_RAIL_MAX_SENDS
+            latest.save(update_fields=("max_sends",))
         ni.next_attempt_at = None
         _apply(ni, ni.mark_retry, actor=actor, reason=reason, update_fields=("method", "next_attempt_at"))
         _after_commit_dispatch([ni.pk])
@@ -899,8 +991,7 @@ def custody_fails(*, today: date | None = None) -> list[dict]:
     today = today or timezone.localdate()
     rows = []
     for ni in (
-        NettedInstruction.objects.filter(method=RailMethod.CUSTODY, failing_since__isnull=False)
-        .exclude(status=N.SETTLED)
+        NettedInstruction.objects.filter(method=RailMethod.CUSTODY, failing_since__isnull=False, status=N.SUBMITTED)
         .select_related("participant", "asset")
         .order_by("failing_since", "pk")
     ):
@@ -909,6 +1000,8 @@ def custody_fails(*, today: date | None = None) -> list[dict]:
             {
                 "instruction": ni.pk,
                 "participant": ni.participant.code,
+                # a pay-in is the participant's delivery to the house; a pay-out the house's to it
+                "deliverer": ni.participant.code if ni.direction == Direction.PAY_IN else "the house",
                 "asset": ni.asset.code,
                 "quantity": format_amount(ni.amount, ni.asset.precision),
                 "failing_since": ni.failing_since.isoformat(),
@@ -921,20 +1014,25 @@ def custody_fails(*, today: date | None = None) -> list[dict]:
 
 
 def custody_buy_in_check(*, today: date | None = None) -> int:
-    """Beat: open a buy-in case for each delivery failing for the configured business days."""
+    """Beat: open a buy-in case for each delivery failing for the configured business days.
+    Returns how many cases were opened now (not the ones already open)."""
+    from settlement.models import ReviewCase
     from settlement.services.crypto import case_open
 
     opened = 0
     for row in custody_fails(today=today):
-        if row["buy_in_due"]:
-            case_open(
-                kind=CaseKind.ESCALATION,
-                reason=(
-                    f"buy-in due: {row['participant']} has failed to deliver {row['quantity']} {row['asset']} "
-                    f"since {row['failing_since']} ({row['business_days']} business days; netted instruction "
-                    f"N{row['instruction']})"
-                ),
-                dedupe_key=f"buy-in:{row['instruction']}",
-            )
-            opened += 1
+        key = f"buy-in:{row['instruction']}"
+        if not row["buy_in_due"] or ReviewCase.objects.filter(dedupe_key=key).exists():
+            continue
+        receiver = row["participant"] if row["deliverer"] == "the house" else "the house"
+        case_open(
+            kind=CaseKind.ESCALATION,
+            reason=(
+                f"buy-in due: {row['deliverer']} has failed to deliver {row['quantity']} {row['asset']} to {receiver} "
+                f"since {row['failing_since']} ({row['business_days']} business days; netted instruction "
+                f"N{row['instruction']})"
+            ),
+            dedupe_key=key,
+        )
+        opened += 1
     return opened

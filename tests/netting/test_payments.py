@@ -404,3 +404,82 @@ def test_custodian_rejecting_an_unknown_safekeeping_account_goes_to_review(fiat_
     assert delivery.rail_attempts.get().status == AttemptStatus.REJECTED
     assert delivery.lock.status == "voided"  # the custodian said no for good: the securities are free again
     assert ReviewCase.objects.filter(reason__contains="SAFE").exists()
+
+
+def test_confirmations_that_cannot_be_booked_open_an_investigation_and_move_nothing(fiat_market: FiatMarket):
+    from datetime import datetime
+
+    from netting.payments import attempts_settle, reports_apply
+
+    m = fiat_market
+    m.bank.inject("reject", code="AM02")
+    _one_usd_trade(m)
+    pump(rounds=2)
+    ni = _pay_in(m)
+    rejected, wire = ni.rail_attempts.order_by("number")
+    assert (rejected.status, wire.status) == (AttemptStatus.REJECTED, AttemptStatus.ACCEPTED)
+    # A booking for the right payment but the wrong amount is not booked.
+    xml = iso20022.build_camt054(
+        message_id="FAKE1",
+        created_at=datetime.now(tz=timezone.get_current_timezone()),
+        account="4400123456",
+        currency="USD",
+        bookings=[
+            iso20022.Booking(
+                entry_ref="X1",
+                account="4400123456",
+                amount=Decimal("999.00"),
+                currency="USD",
+                credit_debit="CRDT",
+                booking_date=timezone.localdate(),
+                value_date=timezone.localdate(),
+                end_to_end_id=wire.end_to_end_id,
+            )
+        ],
+    )
+    report = RailReport.objects.create(network="bank", sequence=10_000, kind="camt.054", content=xml.decode())
+    assert reports_apply(report_ids=[report.pk]) == {"investigate": 1}
+    # The network says both the rejected ACH attempt and the wire were paid: only the wire books.
+    assert attempts_settle(attempt_ids=[rejected.pk, wire.pk]) == {rejected.pk: "investigate", wire.pk: "settled"}
+    ni.refresh_from_db()
+    assert ni.status == NettedStatus.SETTLED and ni.lock.status == "posted"
+    assert ReviewCase.objects.filter(kind="investigation").count() == 2
+    assert LedgerAccount.objects.get(system_code=CSA, asset=m.usd).balance == Decimal("1000.00")  # once
+
+
+def test_retry_from_review_after_timeouts_gets_a_new_send_budget_and_a_late_refusal_releases(
+    fiat_market: FiatMarket, settings
+):
+    from netting.payments import attempt_event, netted_advance
+
+    m = fiat_market
+    settings.CLEARHOUSE_RAIL_MAX_SENDS = 2
+    m.bank.inject("unavailable", times=2)
+    _, day = _one_usd_trade(m)
+    for _ in range(3):
+        NettedInstruction.objects.update(next_attempt_at=None)
+        netted_advance(ids=[_pay_in(m).pk])
+    ni = _pay_in(m)
+    assert ni.status == NettedStatus.REVIEW and ni.lock.status == "pending"  # unanswered: funds kept
+    netted_retry(ni=ni, actor=ACTOR, reason="bank back up")
+    netted_advance(ids=[ni.pk])
+    ni.refresh_from_db()
+    assert ni.status == NettedStatus.SUBMITTED  # resent, not straight back to review
+    settle_day(m, day)
+    ni.refresh_from_db()
+    assert ni.status == NettedStatus.SETTLED
+
+    # A refusal arriving for a payment already in review (after timeouts) releases its funds.
+    m.bank.inject("unavailable", times=2)
+    ingest(m.aapl_usd, [(m.parties[2], m.parties[3], "1", "50.00")])
+    close_all()
+    other = NettedInstruction.objects.get(participant=m.parties[2], asset=m.usd, direction=Direction.PAY_IN)
+    for _ in range(3):
+        NettedInstruction.objects.update(next_attempt_at=None)
+        netted_advance(ids=[other.pk])
+    other.refresh_from_db()
+    assert other.status == NettedStatus.REVIEW
+    attempt = other.rail_attempts.get()
+    assert attempt_event(attempt_id=attempt.pk, event="rejected", code="AC04", text="closed") == "review"
+    other.refresh_from_db()
+    assert other.lock.status == "voided" and "AC04" in other.failure_reason
