@@ -1,1 +1,74 @@
-"""Reconciliation of internal records against external confirmations: filled in by its issue."""
+"""Reconciliation: what the outside world says happened, kept as it came.
+
+``ImportedFile`` is one file or page from an external source, with its raw content; its
+(source, sha256) is the natural key, so importing the same file again changes nothing.
+``ExternalRecord`` is one line of it (a bank booking, a payment status, a custody confirmation,
+a chain transaction, a CSV row), with the natural key the source gives it (entry reference, end
+to end id + status, transaction hash, ...): the same line arriving in another file is recognised
+and not counted twice. Matching these against the ledger comes with the rest of its issue.
+"""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.db import models
+
+from settlement.models.ledger import amount_field
+
+
+class Source(models.TextChoices):
+    CAMT053 = "camt053", "Bank statement (camt.053)"
+    CAMT054 = "camt054", "Bank notification (camt.054)"
+    PAIN002 = "pain002", "Payment status report (pain.002 / pacs.002)"
+    SESE025 = "sese025", "Custody confirmation (sese.025)"
+    CHAIN = "chain", "Chain transaction list (JSON)"
+    CSV = "csv", "Generic CSV (documented column mapping)"
+
+
+class ImportedFile(models.Model):
+    source = models.CharField(max_length=16, choices=Source.choices)
+    name = models.CharField(max_length=255)
+    sha256 = models.CharField(max_length=64)
+    content = models.TextField(help_text="The file exactly as received.")
+    records = models.PositiveIntegerField(default=0, help_text="New records this file brought.")
+    repeated = models.PositiveIntegerField(default=0, help_text="Lines already known from an earlier file.")
+    imported_at = models.DateTimeField(auto_now_add=True)
+    imported_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    imported_by_label = models.CharField(max_length=150, blank=True)
+
+    class Meta:
+        ordering = ["-id"]
+        constraints = [models.UniqueConstraint(fields=["source", "sha256"], name="recon_file_unique")]
+
+    def __str__(self) -> str:
+        return f"{self.get_source_display()}: {self.name}"
+
+
+class ExternalRecord(models.Model):
+    source = models.CharField(max_length=16, choices=Source.choices)
+    natural_key = models.CharField(max_length=255, help_text="The source's own identity of this line.")
+    file = models.ForeignKey(ImportedFile, on_delete=models.PROTECT, related_name="lines")
+    line = models.PositiveIntegerField(help_text="Position in the file (1-based), for people.")
+    reference = models.CharField(
+        max_length=255, blank=True, db_index=True, help_text="End-to-end id / tx hash / our reference, if carried."
+    )
+    account = models.CharField(max_length=64, blank=True)
+    counterparty = models.CharField(max_length=140, blank=True)
+    asset_code = models.CharField(max_length=16)
+    amount = amount_field(help_text="Signed: positive = credit / received, negative = debit / sent.")
+    value_date = models.DateField(null=True, blank=True)
+    status = models.CharField(max_length=16, blank=True, help_text="BOOK, ACSC, RJCT, confirmed, ...")
+    reason_code = models.CharField(max_length=8, blank=True)
+    detail = models.JSONField(default=dict, blank=True, help_text="Everything else the line said.")
+
+    class Meta:
+        ordering = ["file", "line"]
+        constraints = [
+            models.UniqueConstraint(fields=["source", "natural_key"], name="recon_record_unique"),
+        ]
+        indexes = [models.Index(fields=["asset_code", "value_date"], name="recon_record_asset_date_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.source} {self.natural_key} {self.amount} {self.asset_code}"
