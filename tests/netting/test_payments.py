@@ -483,3 +483,25 @@ def test_retry_from_review_after_timeouts_gets_a_new_send_budget_and_a_late_refu
     assert attempt_event(attempt_id=attempt.pk, event="rejected", code="AC04", text="closed") == "review"
     other.refresh_from_db()
     assert other.lock.status == "voided" and "AC04" in other.failure_reason
+
+
+def test_end_of_day_bank_statements_are_fetched_and_imported_once(fiat_market: FiatMarket):
+    from reconciliation.models import ExternalRecord, ImportedFile
+    from reconciliation.services import bank_statements_fetch
+
+    m = fiat_market
+    _, day = _one_usd_trade(m)
+    pump()
+    settle_day(m, day)
+    outcomes = bank_statements_fetch(on=day)
+    usd = next(o for o in outcomes if "USD" in o.file.name)
+    # the house USD account: the buyer's pay-in credited, the seller's pay-out debited
+    rows = sorted(ExternalRecord.objects.filter(file=usd.file).values_list("amount", flat=True))
+    assert rows == [Decimal("-1000.00"), Decimal("1000.00")]
+    refs = set(ExternalRecord.objects.filter(file=usd.file).values_list("reference", flat=True))
+    assert refs == set(RailAttempt.objects.filter(method__in=["ach", "wire"]).values_list("end_to_end_id", flat=True))
+    records = ExternalRecord.objects.count()
+    again = bank_statements_fetch(on=day)  # the bank generates the statement anew (new creation time)
+    assert [o.created for o in again] == [0] * len(again)  # every line already known: nothing twice
+    assert ExternalRecord.objects.count() == records
+    assert ImportedFile.objects.count() == 2 * len(outcomes)  # both deliveries kept as received

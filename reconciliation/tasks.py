@@ -1,0 +1,18 @@
+from __future__ import annotations
+
+from datetime import timedelta
+
+from celery import shared_task
+from django.utils import timezone
+
+from reconciliation.services import bank_statements_fetch
+
+
+@shared_task(acks_late=True)
+def bank_statements_fetch_task(day: str | None = None) -> list[int]:
+    """Beat, after the bank's end of day: import yesterday's statements of the house accounts.
+    Safe to run twice: a statement already imported is recognised by its content."""
+    from datetime import date
+
+    on = date.fromisoformat(day) if day else timezone.localdate() - timedelta(days=1)
+    return [outcome.file.pk for outcome in bank_statements_fetch(on=on)]
