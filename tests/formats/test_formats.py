@@ -1,7 +1,7 @@
 """Message formats of the fiat and custody rails: XSD validity, round trips, real samples, rejections.
 
-Plain pytest: no database, no Django. The real samples live in /work/shared/conformance (see its
-README.md and SOURCES.md); the tests that need them are skipped when that folder is absent.
+Plain pytest: no database, no Django. The real samples are copied into tests/data/conformance
+(origins and licenses in its SOURCES.md).
 """
 
 from __future__ import annotations
@@ -25,10 +25,11 @@ from rails.formats.iso20022 import (
     Statement,
 )
 
-CONFORMANCE = Path("/work/shared/conformance")
+CONFORMANCE = Path(__file__).resolve().parents[1] / "data" / "conformance"
 SAMPLES = CONFORMANCE / "iso20022" / "samples"
 NACHA_DIR = CONFORMANCE / "nacha"
-needs_samples = pytest.mark.skipif(not CONFORMANCE.is_dir(), reason="conformance data not available")
+assert CONFORMANCE.is_dir(), f"conformance samples missing: {CONFORMANCE}"
+needs_samples = pytest.mark.usefixtures()  # (the samples are in the repository: nothing to skip)
 
 NOW = datetime(2025, 3, 10, 9, 0, tzinfo=timezone(timedelta(hours=-4)))
 OUR_IBAN = "DE89370400440532013000"

@@ -17,7 +17,7 @@ from reconciliation.models import ExternalRecord, ImportedFile, Source
 from tests.factories import ACTOR
 
 pytestmark = pytest.mark.django_db
-CONFORMANCE = Path(__file__).resolve().parents[2].parent / "shared" / "conformance" / "iso20022" / "samples"
+CONFORMANCE = Path(__file__).resolve().parents[1] / "data" / "conformance" / "iso20022" / "samples"
 DAY = date(2026, 11, 24)
 
 
