@@ -29,7 +29,6 @@ CONFORMANCE = Path(__file__).resolve().parents[1] / "data" / "conformance"
 SAMPLES = CONFORMANCE / "iso20022" / "samples"
 NACHA_DIR = CONFORMANCE / "nacha"
 assert CONFORMANCE.is_dir(), f"conformance samples missing: {CONFORMANCE}"
-needs_samples = pytest.mark.usefixtures()  # (the samples are in the repository: nothing to skip)
 
 NOW = datetime(2025, 3, 10, 9, 0, tzinfo=timezone(timedelta(hours=-4)))
 OUR_IBAN = "DE89370400440532013000"
@@ -449,7 +448,6 @@ def test_not_xml_wrong_message_and_doctype_are_rejected():
 # Real samples
 
 
-@needs_samples
 def test_every_iso_sample_is_detected():
     expected = {
         "camt053/prowide_camt.053.001.07_with_AppHdr.xml": "camt.053.001.07",
@@ -462,7 +460,6 @@ def test_every_iso_sample_is_detected():
         assert iso20022.detect(sample(name)) == message
 
 
-@needs_samples
 def test_camt053_samples():
     (all_types,) = iso20022.parse_camt053(sample("camt053/genkgo_camt053.v2.all-balance-types.xml"))
     assert (all_types.opening_balance, all_types.closing_balance) == (Decimal("1.01"), Decimal("4.04"))
@@ -512,7 +509,6 @@ def test_camt053_samples():
     assert (prowide.opening_balance, prowide.closing_balance) == (Decimal("234234.00"), Decimal("234299.00"))
 
 
-@needs_samples
 def test_camt054_samples():
     for name in ("genkgo_camt054.v2.xml", "genkgo_camt054.v8.xml"):
         (booking,) = iso20022.parse_camt054(sample(f"camt054/{name}"))
@@ -533,7 +529,6 @@ def test_camt054_samples():
     assert (credit.amount, credit.currency, credit.value_date) == (Decimal("1500.00"), "CHF", date(2019, 4, 25))
 
 
-@needs_samples
 def test_status_report_samples():
     (accepted,) = iso20022.parse_status_report(
         sample("pacs002/fedwire_CustomerCreditTransfer_Scenario1_Step2_pacs.002_ACSC.xml")
@@ -557,7 +552,6 @@ def test_status_report_samples():
         assert (status.status, status.reason_code) == ("RJCT", "AC01")
 
 
-@needs_samples
 def test_credit_transfer_samples():
     message_id, (wire,) = iso20022.parse_pacs008(
         sample("pacs008/fedwire_CustomerCreditTransfer_Scenario1_Step1_pacs.008.xml")
@@ -577,14 +571,12 @@ def test_credit_transfer_samples():
     assert transfers[5].amount == Decimal("1.00") and transfers[5].creditor.bic == "AABBCCDDXXX"  # EqvtAmt
 
 
-@needs_samples
 def test_prowide_pacs008_v07_is_rejected_for_its_control_sum():
     with pytest.raises(FormatError, match="CtrlSum 10000 does not equal") as info:
         iso20022.parse_pacs008(sample("pacs008/prowide_pacs.008.001.07_with_AppHdr.xml"))
     assert info.value.path == "/message/Document/FIToFICstmrCdtTrf/GrpHdr/CtrlSum" and info.value.line == 31
 
 
-@needs_samples
 def test_malformed_iso_samples_are_rejected():
     wrong = sample("malformed/genkgo_camt053.v2.wrong.xml")
     with pytest.raises(FormatError, match="Tag 'Stmt' expected") as info:
@@ -678,7 +670,6 @@ def test_ach_return_code_mapping():
     assert [nacha.iso_to_ach_return(c) for c in ("AM04", "AC04", "AC01", "NARR")] == ["R01", "R02", "R03", ""]
 
 
-@needs_samples
 def test_real_ach_files_are_read():
     read = {path.name: nacha.read_ach_file(path.read_text()) for path in sorted(NACHA_DIR.glob("*.ach"))}
     assert len(read) == 7
@@ -716,7 +707,6 @@ def test_real_ach_files_are_read():
     assert all(not f.warnings for name, f in read.items() if name != "20110805A.ach")
 
 
-@needs_samples
 @pytest.mark.parametrize(
     ("name", "expected"),
     [
