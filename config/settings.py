@@ -158,6 +158,10 @@ CELERY_BEAT_SCHEDULE = {
         "task": "netting.tasks.custody_buy_in_check_task",
         "schedule": crontab(minute=5),
     },
+    "rail-reports-record": {
+        "task": "reconciliation.tasks.rail_reports_record_task",
+        "schedule": timedelta(minutes=5),
+    },
     "bank-statements-fetch": {
         "task": "reconciliation.tasks.bank_statements_fetch_task",
         "schedule": crontab(hour=1, minute=30),

@@ -325,6 +325,7 @@ class RailReport(models.Model):
     received_at = models.DateTimeField(auto_now_add=True)
     applied = models.BooleanField(default=False)
     outcome = models.CharField(max_length=255, blank=True)
+    recorded = models.BooleanField(default=False, help_text="Imported into reconciliation's external records.")
 
     class Meta:
         ordering = ["network", "sequence"]

@@ -5,7 +5,7 @@ from datetime import timedelta
 from celery import shared_task
 from django.utils import timezone
 
-from reconciliation.services import bank_statements_fetch
+from reconciliation.services import bank_statements_fetch, rail_reports_record
 
 
 @shared_task(acks_late=True)
@@ -16,3 +16,9 @@ def bank_statements_fetch_task(day: str | None = None) -> list[int]:
 
     on = date.fromisoformat(day) if day else timezone.localdate() - timedelta(days=1)
     return [outcome.file.pk for outcome in bank_statements_fetch(on=on)]
+
+
+@shared_task(acks_late=True)
+def rail_reports_record_task() -> dict[str, int]:
+    """Beat: record the rails' fetched reports as external records (each once)."""
+    return rail_reports_record()

@@ -505,3 +505,27 @@ def test_end_of_day_bank_statements_are_fetched_and_imported_once(fiat_market: F
     assert [o.created for o in again] == [0] * len(again)  # every line already known: nothing twice
     assert ExternalRecord.objects.count() == records
     assert ImportedFile.objects.count() == 2 * len(outcomes)  # both deliveries kept as received
+
+
+def test_the_rails_reports_become_external_records_once(fiat_market: FiatMarket):
+    from reconciliation.models import ExternalRecord, Source
+    from reconciliation.services import rail_reports_record
+
+    m = fiat_market
+    m.bank.inject("duplicate", times=3)  # some reports delivered twice
+    _, day = _one_usd_trade(m)
+    pump()
+    settle_day(m, day)
+    first = rail_reports_record()
+    assert first["refused"] == 0 and first["reports"] == RailReport.objects.exclude(kind="custody.fail").count()
+    ours = set(RailAttempt.objects.values_list("end_to_end_id", flat=True))
+    bookings = ExternalRecord.objects.filter(source=Source.CAMT054, account="4400123456")
+    assert set(bookings.values_list("reference", flat=True)) == ours - set(
+        RailAttempt.objects.filter(method="custody").values_list("end_to_end_id", flat=True)
+    )
+    assert set(ExternalRecord.objects.filter(source=Source.SESE025).values_list("reference", flat=True)) == set(
+        RailAttempt.objects.filter(method="custody").values_list("end_to_end_id", flat=True)
+    )
+    records = ExternalRecord.objects.count()
+    assert rail_reports_record() == {"records": 0, "reports": 0, "refused": 0}
+    assert ExternalRecord.objects.count() == records
