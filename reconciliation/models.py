@@ -72,3 +72,77 @@ class ExternalRecord(models.Model):
 
     def __str__(self) -> str:
         return f"{self.source} {self.natural_key} {self.amount} {self.asset_code}"
+
+
+class InternalRecord(models.Model):
+    """What the outside world should show for something we did: a booking on a house account
+    for a bank payment, a custody movement for a delivery. Snapshotted set-based from the rails'
+    tables before each run (``natural_key`` = "attempt:<id>")."""
+
+    natural_key = models.CharField(max_length=64, unique=True)
+    rail = models.CharField(max_length=16, help_text="bank / custodian")
+    reference = models.CharField(max_length=255, db_index=True)
+    account = models.CharField(max_length=64, help_text="The account the movement must show on.")
+    asset_code = models.CharField(max_length=16)
+    amount = amount_field(help_text="Signed, as that account sees it.")
+    value_date = models.DateField()
+    state = models.CharField(max_length=16, help_text="The attempt's status when snapshotted.")
+    since = models.DateTimeField(help_text="When the network took it: the grace period counts from here.")
+    updated_at = models.DateTimeField()
+
+    def __str__(self) -> str:
+        return f"{self.natural_key} {self.amount} {self.asset_code}"
+
+
+class ReconciliationRun(models.Model):
+    started_at = models.DateTimeField(auto_now_add=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    started_by = models.CharField(max_length=150)
+    totals = models.JSONField(default=dict, blank=True, help_text="internal, external, matched, breaks by kind")
+
+    class Meta:
+        ordering = ["-id"]
+
+    def __str__(self) -> str:
+        return f"run #{self.pk} {self.started_at:%Y-%m-%d %H:%M}"
+
+
+class BreakKind(models.TextChoices):
+    AMOUNT = "amount", "Amount differs"
+    CURRENCY = "currency", "Currency differs"
+    DATE = "date", "Value date differs"
+    DUPLICATE = "duplicate", "Booked more than once"
+    MISSING = "missing", "Missing confirmation"
+    UNEXPECTED = "unexpected", "Unexpected settlement"
+
+
+class Severity(models.TextChoices):
+    LOW = "low", "Low"
+    MEDIUM = "medium", "Medium"
+    HIGH = "high", "High"
+    CRITICAL = "critical", "Critical"
+
+
+class Break(models.Model):
+    """A discrepancy or an unmatched record found by a run. ``dedupe_key`` makes a later run of
+    the same period find it again instead of opening it twice."""
+
+    dedupe_key = models.CharField(max_length=255, unique=True)
+    kind = models.CharField(max_length=16, choices=BreakKind.choices)
+    severity = models.CharField(max_length=16, choices=Severity.choices)
+    internal = models.ForeignKey(InternalRecord, null=True, blank=True, on_delete=models.PROTECT, related_name="+")
+    reference = models.CharField(max_length=255, blank=True)
+    account = models.CharField(max_length=64, blank=True)
+    asset_code = models.CharField(max_length=16, blank=True)
+    expected = amount_field(null=True, blank=True)
+    found = amount_field(null=True, blank=True)
+    difference = amount_field(null=True, blank=True)
+    external_ids = models.JSONField(default=list, blank=True)
+    first_run = models.ForeignKey(ReconciliationRun, on_delete=models.PROTECT, related_name="+")
+    last_run = models.ForeignKey(ReconciliationRun, on_delete=models.PROTECT, related_name="breaks")
+
+    class Meta:
+        ordering = ["-id"]
+
+    def __str__(self) -> str:
+        return f"{self.get_kind_display()} {self.reference} ({self.severity})"

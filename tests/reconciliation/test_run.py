@@ -1,0 +1,98 @@
+"""The reconciliation run end to end: a day of netted settlements through the bank and custodian
+simulators, with injected faults (missing confirmation, amount off by 0.02, unexpected credit,
+duplicate statement line); the run finds exactly those, with their severities, once."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+
+import pytest
+from django.db.models import F
+from django.utils import timezone
+
+from netting.models import NettedInstruction, NettingWindow, RailAttempt, WindowStatus
+from netting.services import window_close
+from rails.formats import iso20022
+from reconciliation.engine import reconciliation_run
+from reconciliation.importers import external_import
+from reconciliation.models import Break, ExternalRecord, Source
+from reconciliation.services import rail_reports_record
+from settlement.services.trades import TradeInput, trades_ingest
+from tests.factories import ACTOR
+from tests.netting.conftest import FiatMarket, fiat_market, pump, settle_day  # noqa: F401 - fixture
+
+pytestmark = pytest.mark.django_db
+HOUSE_USD = "4400123456"
+
+
+def camt054(reference: str, amount: str, entry_ref: str) -> bytes:
+    booking = iso20022.Booking(
+        entry_ref=entry_ref,
+        account=HOUSE_USD,
+        amount=Decimal(amount),
+        currency="USD",
+        credit_debit="CRDT",
+        booking_date=timezone.localdate(),
+        value_date=timezone.localdate(),
+        end_to_end_id=reference,
+    )
+    return iso20022.build_camt054(
+        message_id=f"N{entry_ref}", created_at=datetime.now(UTC), account=HOUSE_USD, currency="USD", bookings=[booking]
+    )
+
+
+def test_a_day_with_four_faults_gives_exactly_four_breaks_once(fiat_market: FiatMarket):  # noqa: F811
+    m = fiat_market
+    p = m.parties
+    trades_ingest(
+        items=[
+            TradeInput("rec", f"R{n}", m.aapl_usd, buyer, seller, Decimal(q), Decimal(px), timezone.now())
+            for n, (buyer, seller, q, px) in enumerate([(p[0], p[1], "10", "100.00"), (p[2], p[3], "5", "50.00")])
+        ],
+        actor=ACTOR,
+    )
+    for window in NettingWindow.objects.filter(status=WindowStatus.OPEN):
+        window_close(window=window, actor=ACTOR)
+    pump()
+    day = NettedInstruction.objects.values_list("settlement_date", flat=True).first()
+    settle_day(m, day)
+    rail_reports_record()
+    clean = reconciliation_run(actor=ACTOR, grace=timedelta(0))
+    assert clean.totals["breaks"] == {} and clean.totals["matched"] == RailAttempt.objects.count()
+
+    usd = {
+        ni.participant.code + ni.direction: ni.rail_attempts.get()
+        for ni in NettedInstruction.objects.filter(asset=m.usd).select_related("participant")
+    }
+    # 1. the bank never confirmed F1's pay-out
+    ExternalRecord.objects.filter(reference=usd["F1pay_out"].end_to_end_id).delete()
+    # 2. F0's pay-in was booked 0.02 too high
+    ExternalRecord.objects.filter(reference=usd["F0pay_in"].end_to_end_id, account=HOUSE_USD).update(
+        amount=F("amount") + Decimal("0.02")
+    )
+    # 3. a credit nobody expected
+    external_import(source=Source.CAMT054, name="x", content=camt054("SOMEONE-ELSE", "250.00", "UNEXP1"), actor=ACTOR)
+    # 4. F2's pay-in appears twice in the statement (a second entry for the same payment)
+    external_import(
+        source=Source.CAMT054, name="y", content=camt054(usd["F2pay_in"].end_to_end_id, "250.00", "DUP1"), actor=ACTOR
+    )
+
+    run = reconciliation_run(actor=ACTOR, grace=timedelta(0))
+    breaks = {(b.kind, b.reference): b for b in Break.objects.all()}
+    assert set(breaks) == {
+        ("missing", usd["F1pay_out"].end_to_end_id),
+        ("amount", usd["F0pay_in"].end_to_end_id),
+        ("unexpected", "SOMEONE-ELSE"),
+        ("duplicate", usd["F2pay_in"].end_to_end_id),
+    }
+    assert breaks[("amount", usd["F0pay_in"].end_to_end_id)].difference == Decimal("0.02")
+    assert breaks[("amount", usd["F0pay_in"].end_to_end_id)].severity == "low"
+    assert breaks[("missing", usd["F1pay_out"].end_to_end_id)].severity == "medium"  # 1,000.00
+    assert breaks[("unexpected", "SOMEONE-ELSE")].found == Decimal("250.00")
+    assert run.totals["breaks"] == {"missing": 1, "amount": 1, "unexpected": 1, "duplicate": 1}
+
+    again = reconciliation_run(actor=ACTOR, grace=timedelta(0))
+    assert Break.objects.count() == 4  # found again, not opened twice
+    assert set(Break.objects.values_list("last_run", flat=True)) == {again.pk}
+    assert set(Break.objects.values_list("first_run", flat=True)) == {run.pk}
