@@ -25,7 +25,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.common import psql  # noqa: E402
+from bench.common import backend_peak, psql  # noqa: E402
 
 _TRADES_SQL = """
 INSERT INTO settlement_trade (source, external_id, instrument_id, buyer_id, seller_id, quantity, price, notional,
@@ -117,24 +117,14 @@ def main() -> None:
         closed = window_close(window=window)
         seconds = time.perf_counter() - started
         obligations = NetObligation.objects.filter(window=closed).count()
-        backend_peak = _backend_peak_kib(backend)
+        peak = backend_peak(backend)
         print(
             f"{size:>9,} trades ({closed.gross_legs:,} legs): window closed in {seconds:.2f} s; "
             f"{obligations:,} obligations, {closed.net_payments:,} net payments "
             f"(reduction {closed.reduction:.1%}); data generation {generated:.1f} s (untimed); "
             f"python peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MiB; "
-            f"postgres backend peak {backend_peak}"
+            f"postgres backend peak {peak}"
         )
-
-
-def _backend_peak_kib(pid: int) -> str:
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmHWM"):
-                return f"{int(line.split()[1]) / 1024:.0f} MiB"
-    except OSError:
-        pass
-    return "n/a"
 
 
 if __name__ == "__main__":
