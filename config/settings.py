@@ -162,6 +162,10 @@ CELERY_BEAT_SCHEDULE = {
         "task": "reconciliation.tasks.rail_reports_record_task",
         "schedule": timedelta(minutes=5),
     },
+    "reconciliation-hourly": {
+        "task": "reconciliation.tasks.reconciliation_run_task",
+        "schedule": crontab(minute=0, hour="*/1"),
+    },
     "bank-statements-fetch": {
         "task": "reconciliation.tasks.bank_statements_fetch_task",
         "schedule": crontab(hour=1, minute=30),

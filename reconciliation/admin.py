@@ -10,7 +10,7 @@ from django.template.response import TemplateResponse
 from django.urls import path, reverse
 
 from reconciliation.importers import ImportRejected, external_import
-from reconciliation.models import ExternalRecord, ImportedFile, Source
+from reconciliation.models import Break, ExternalRecord, ImportedFile, InternalRecord, ReconciliationRun, Source
 from settlement.admin import ReadOnlyAdminMixin
 
 
@@ -128,3 +128,62 @@ class ExternalRecordAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
         "detail",
     )
     fields = readonly_fields
+
+
+@admin.register(ReconciliationRun)
+class ReconciliationRunAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+    list_display = ("id", "started_at", "finished_at", "started_by", "matched", "breaks")
+    readonly_fields = ("started_at", "finished_at", "started_by", "totals")
+    fields = readonly_fields
+
+    @admin.display(description="matched")
+    def matched(self, obj: ReconciliationRun) -> int:
+        return obj.totals.get("matched", 0)
+
+    @admin.display(description="breaks by kind")
+    def breaks(self, obj: ReconciliationRun) -> str:
+        return ", ".join(f"{k} {n}" for k, n in sorted(obj.totals.get("breaks", {}).items())) or "none"
+
+
+@admin.register(Break)
+class BreakAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+    """Breaks found by the runs (the resolution workflow comes with the rest of reconciliation)."""
+
+    list_display = (
+        "id",
+        "kind",
+        "severity",
+        "reference",
+        "account",
+        "asset_code",
+        "expected",
+        "found",
+        "difference",
+        "first_run",
+        "last_run",
+    )
+    list_filter = ("kind", "severity", "asset_code")
+    search_fields = ("reference", "account")
+    readonly_fields = (
+        "dedupe_key",
+        "kind",
+        "severity",
+        "internal",
+        "reference",
+        "account",
+        "asset_code",
+        "expected",
+        "found",
+        "difference",
+        "external_ids",
+        "first_run",
+        "last_run",
+    )
+    fields = readonly_fields
+
+
+@admin.register(InternalRecord)
+class InternalRecordAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+    list_display = ("natural_key", "rail", "reference", "account", "asset_code", "amount", "value_date", "state")
+    list_filter = ("rail", "state", "asset_code")
+    search_fields = ("reference", "natural_key")

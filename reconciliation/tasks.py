@@ -22,3 +22,14 @@ def bank_statements_fetch_task(day: str | None = None) -> list[int]:
 def rail_reports_record_task() -> dict[str, int]:
     """Beat: record the rails' fetched reports as external records (each once)."""
     return rail_reports_record()
+
+
+@shared_task(acks_late=True)
+def reconciliation_run_task() -> int:
+    """Beat, hourly (``0 */1 * * *``, editable in the admin): record the rails' new reports, then
+    run the reconciliation. Running twice finds the same breaks and opens none twice."""
+    from reconciliation.engine import reconciliation_run
+    from reconciliation.services import RECON
+
+    rail_reports_record()
+    return reconciliation_run(actor=RECON).pk

@@ -96,3 +96,23 @@ def test_a_day_with_four_faults_gives_exactly_four_breaks_once(fiat_market: Fiat
     assert Break.objects.count() == 4  # found again, not opened twice
     assert set(Break.objects.values_list("last_run", flat=True)) == {again.pk}
     assert set(Break.objects.values_list("first_run", flat=True)) == {run.pk}
+
+
+def test_run_and_break_pages_render(fiat_market: FiatMarket, client, django_user_model):  # noqa: F811
+    from django.contrib import admin
+    from django.urls import reverse
+
+    from reconciliation.tasks import reconciliation_run_task
+
+    external_import(source=Source.CAMT054, name="x", content=camt054("NOBODY", "12.00", "U1"), actor=ACTOR)
+    run_id = reconciliation_run_task()
+    assert Break.objects.get().kind == "unexpected" and Break.objects.get().first_run_id == run_id
+    client.force_login(django_user_model.objects.create_superuser("ops", "ops@example.com", "pw"))
+    for model in admin.site._registry:
+        if model._meta.app_label != "reconciliation":
+            continue
+        info = (model._meta.app_label, model._meta.model_name)
+        assert client.get(reverse("admin:{}_{}_changelist".format(*info))).status_code == 200, model
+        obj = model.objects.first()
+        if obj is not None:
+            assert client.get(reverse("admin:{}_{}_change".format(*info), args=[obj.pk])).status_code == 200, model
