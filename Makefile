@@ -12,7 +12,7 @@ PYTEST_ARGS ?=
 # anvil (local Ethereum JSON-RPC node, from npm) for the multi-process chain tests, bench and demo
 ANVIL = .tools/node_modules/@foundry-rs/anvil-linux-amd64/bin/anvil
 
-.PHONY: demo test lint services bench-ingest bench-crypto bench-netting bench-fiat clean
+.PHONY: demo test lint services bench-ingest bench-crypto bench-netting bench-fiat bench-recon clean
 
 $(ANVIL):
 	bash scripts/ensure_anvil.sh >/dev/null
@@ -50,6 +50,9 @@ bench-netting: $(STAMP) services
 
 bench-fiat: $(STAMP) services
 	$(BIN)/python bench/fiat_settlement.py --participants 1000 --trades 20000
+
+bench-recon: $(STAMP) services
+	$(BIN)/python bench/reconciliation.py --records 1000000
 
 clean:
 	rm -rf $(VENV) var .tools .pytest_cache .ruff_cache
