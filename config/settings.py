@@ -278,6 +278,9 @@ CLEARHOUSE_FIAT_ROUTING = {
 CLEARHOUSE_RAIL_MAX_SENDS = int(os.environ.get("CLEARHOUSE_RAIL_MAX_SENDS", "6"))
 # Business days a custody delivery may fail before a buy-in case is opened.
 CLEARHOUSE_BUY_IN_AFTER_DAYS = int(os.environ.get("CLEARHOUSE_BUY_IN_AFTER_DAYS", "4"))
+# Reconciliation: a bank booking short by at most this much (a correspondent bank's fee) is
+# resolved automatically; anything larger goes to the admin queue.
+CLEARHOUSE_RECON_FEE_SCHEDULE = {"USD": "25.00", "EUR": "20.00", "GBP": "20.00"}
 # Keys for house-custodied wallets: JSON {address: private key}, mode 600. Never in the database.
 CLEARHOUSE_KEYSTORE = os.environ.get("CLEARHOUSE_KEYSTORE", str(VAR_DIR / "keystore.json"))
 # Confirmation polling: first check after this many seconds, then backoff up to the cap.

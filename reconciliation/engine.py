@@ -104,14 +104,14 @@ _TOTALS = _CLASSIFIED + "SELECT kind, COUNT(*) FROM classified GROUP BY kind"  #
 _BREAKS_TAIL = """
 INSERT INTO reconciliation_break
     (dedupe_key, kind, severity, internal_id, reference, account, asset_code, expected, found, difference,
-     external_ids, first_run_id, last_run_id)
+     external_ids, first_run_id, last_run_id, status, resolution)
 SELECT kind || ':' || COALESCE(natural_key, account || ':' || reference || ':' || ids[1]::text),
        kind,
        (ARRAY['low', 'medium', 'high', 'critical'])[LEAST(4, 1 +
            CASE WHEN v < 100 THEN 0 WHEN v < 10000 THEN 1 WHEN v < 1000000 THEN 2 ELSE 3 END +
            CASE WHEN since < %(aged)s THEN 1 ELSE 0 END)],
        internal_id, reference, account, asset_code, expected, found, found - expected,
-       to_jsonb(COALESCE(ids, ARRAY[]::bigint[])), %(run)s, %(run)s
+       to_jsonb(COALESCE(ids, ARRAY[]::bigint[])), %(run)s, %(run)s, 'open', ''
 FROM (
     SELECT *, ABS(CASE WHEN kind IN ('missing', 'unexpected', 'currency') THEN COALESCE(found, expected)
                        ELSE found - expected END) AS v
@@ -164,12 +164,81 @@ def reconciliation_run(
             cursor.execute(_TOTALS, params)
             counts = {kind: int(n) for kind, n in cursor.fetchall()}
             cursor.execute(_BREAKS, params)
+        _record_new_breaks(run, actor=actor)
+        resolved = _auto_resolve(run, actor=actor)
         run.totals = {
             "expected": sum(n for kind, n in counts.items() if kind != "unexpected"),
             "matched": counts.get("ok", 0),
             "awaiting": counts.get("awaiting", 0),
             "breaks": {k: n for k, n in counts.items() if k not in ("ok", "awaiting")},
+            "auto_resolved": resolved,
         }
         run.finished_at = timezone.now()
         run.save(update_fields=("totals", "finished_at"))
         return run
+
+
+def _record_new_breaks(run: ReconciliationRun, *, actor: Actor) -> None:
+    """History rows and transition-log entries for the breaks this run opened (set-based)."""
+    from reconciliation.models import Break
+    from settlement.services.audit import LogEntry, transition_log_append
+    from settlement.services.trades import history_insert_sql
+
+    params = {"run": run.pk, "now": timezone.now(), "reason": f"found by run {run.pk}", "user": None}
+    with connection.cursor() as cursor:
+        cursor.execute(history_insert_sql(Break, "first_run_id = %(run)s"), params)
+    new = list(Break.objects.filter(first_run=run).values_list("pk", "kind", "severity"))
+    if new:
+        transition_log_append(
+            entries=[
+                LogEntry("break", pk, "", "open", f"found by run {run.pk}", {"kind": kind, "severity": severity})
+                for pk, kind, severity in new
+            ],
+            actor=actor,
+        )
+
+
+_AUTO_RESOLVE = """
+UPDATE reconciliation_break b SET status = 'resolved', resolution = r.why
+FROM (
+    SELECT id, 'no longer found by run ' || %(run)s || ' (e.g. a late confirmation arrived)' AS why
+    FROM reconciliation_break
+    WHERE status IN ('open', 'investigating') AND last_run_id <> %(run)s
+    UNION ALL
+    SELECT id,
+           'correspondent bank fee of ' || ROUND(ABS(difference), 2) || ' ' || asset_code || ' within the fee schedule'
+    FROM reconciliation_break
+    JOIN unnest(%(fee_assets)s::text[], %(fee_caps)s::numeric[]) AS f(asset, cap) ON f.asset = asset_code
+    WHERE status = 'open' AND kind = 'amount' AND difference < 0 AND ABS(difference) <= f.cap
+) r
+WHERE b.id = r.id
+RETURNING b.id, r.why
+"""
+
+
+def _auto_resolve(run: ReconciliationRun, *, actor: Actor) -> int:
+    """Known patterns resolve themselves: a break this run no longer finds (the late confirmation
+    arrived, the duplicate was reversed), and an amount short by a correspondent bank's fee within
+    ``CLEARHOUSE_RECON_FEE_SCHEDULE``. Everything else stays in the admin queue."""
+    from reconciliation.models import Break
+    from settlement.services.audit import LogEntry, transition_log_append
+    from settlement.services.trades import history_insert_sql
+
+    fees = settings.CLEARHOUSE_RECON_FEE_SCHEDULE
+    with connection.cursor() as cursor:
+        cursor.execute(
+            _AUTO_RESOLVE,
+            {"run": run.pk, "fee_assets": list(fees), "fee_caps": [Decimal(v) for v in fees.values()]},
+        )
+        resolved = cursor.fetchall()
+        if resolved:
+            cursor.execute(
+                history_insert_sql(Break, "id = ANY(%(ids)s)", history_type="~"),
+                {"ids": [pk for pk, _ in resolved], "now": timezone.now(), "reason": "auto-resolved", "user": None},
+            )
+    if resolved:
+        transition_log_append(
+            entries=[LogEntry("break", pk, "open", "resolved", why, {"run": run.pk}) for pk, why in resolved],
+            actor=actor,
+        )
+    return len(resolved)

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 from django.conf import settings
 from django.db import models
+from django_fsm import ConcurrentTransitionMixin, FSMField, transition
+from simple_history.models import HistoricalRecords
 
 from settlement.models.ledger import amount_field
 
@@ -123,9 +125,18 @@ class Severity(models.TextChoices):
     CRITICAL = "critical", "Critical"
 
 
-class Break(models.Model):
-    """A discrepancy or an unmatched record found by a run. ``dedupe_key`` makes a later run of
-    the same period find it again instead of opening it twice."""
+class BreakStatus(models.TextChoices):
+    OPEN = "open", "Open"
+    INVESTIGATING = "investigating", "Investigating"
+    AWAITING_APPROVAL = "awaiting_approval", "Awaiting a second person's approval"
+    RESOLVED = "resolved", "Resolved"
+    WRITTEN_OFF = "written_off", "Written off"
+
+
+class Break(ConcurrentTransitionMixin, models.Model):
+    """A discrepancy or an unmatched record found by a run - a case with a lifecycle.
+    ``dedupe_key`` makes a later run of the same period find it again instead of opening it
+    twice; a break a later run no longer finds (a late confirmation arrived) resolves itself."""
 
     dedupe_key = models.CharField(max_length=255, unique=True)
     kind = models.CharField(max_length=16, choices=BreakKind.choices)
@@ -140,9 +151,79 @@ class Break(models.Model):
     external_ids = models.JSONField(default=list, blank=True)
     first_run = models.ForeignKey(ReconciliationRun, on_delete=models.PROTECT, related_name="+")
     last_run = models.ForeignKey(ReconciliationRun, on_delete=models.PROTECT, related_name="breaks")
+    status = FSMField(max_length=20, choices=BreakStatus.choices, default=BreakStatus.OPEN, protected=True)
+    resolution = models.TextField(blank=True)
+    history = HistoricalRecords()
 
     class Meta:
         ordering = ["-id"]
+        indexes = [models.Index(fields=["status", "severity"], name="recon_break_status_idx")]
 
     def __str__(self) -> str:
         return f"{self.get_kind_display()} {self.reference} ({self.severity})"
+
+    @transition(field=status, source=BreakStatus.OPEN, target=BreakStatus.INVESTIGATING)
+    def mark_investigating(self) -> None:
+        pass
+
+    @transition(
+        field=status, source=[BreakStatus.OPEN, BreakStatus.INVESTIGATING], target=BreakStatus.AWAITING_APPROVAL
+    )
+    def mark_proposed(self) -> None:
+        pass
+
+    @transition(field=status, source=BreakStatus.AWAITING_APPROVAL, target=BreakStatus.INVESTIGATING)
+    def mark_proposal_rejected(self) -> None:
+        pass
+
+    @transition(
+        field=status,
+        source=[BreakStatus.OPEN, BreakStatus.INVESTIGATING, BreakStatus.AWAITING_APPROVAL],
+        target=BreakStatus.RESOLVED,
+    )
+    def mark_resolved(self) -> None:
+        pass
+
+    @transition(field=status, source=BreakStatus.AWAITING_APPROVAL, target=BreakStatus.WRITTEN_OFF)
+    def mark_written_off(self) -> None:
+        pass
+
+
+class ProposalAction(models.TextChoices):
+    ADJUST = "adjust", "Post an adjusting journal"
+    WRITE_OFF = "write_off", "Write off"
+
+
+class BreakProposal(models.Model):
+    """An adjusting journal or a write-off proposed for a break; it is posted only when a second
+    person (not the proposer) approves it (four-eyes)."""
+
+    brk = models.ForeignKey(Break, on_delete=models.PROTECT, related_name="proposals")
+    action = models.CharField(max_length=16, choices=ProposalAction.choices)
+    debit_account = models.ForeignKey("settlement.LedgerAccount", on_delete=models.PROTECT, related_name="+")
+    credit_account = models.ForeignKey("settlement.LedgerAccount", on_delete=models.PROTECT, related_name="+")
+    amount = amount_field()
+    reason = models.TextField()
+    proposed_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    proposed_at = models.DateTimeField(auto_now_add=True)
+    decided_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    decided_at = models.DateTimeField(null=True, blank=True)
+    approved = models.BooleanField(null=True)
+    decision_reason = models.TextField(blank=True)
+    journal = models.ForeignKey("settlement.Journal", null=True, blank=True, on_delete=models.PROTECT, related_name="+")
+    history = HistoricalRecords()
+
+    class Meta:
+        ordering = ["-id"]
+        constraints = [
+            models.CheckConstraint(condition=models.Q(amount__gt=0), name="recon_proposal_amount_positive"),
+            models.CheckConstraint(
+                condition=models.Q(decided_by__isnull=True) | ~models.Q(decided_by=models.F("proposed_by")),
+                name="recon_proposal_four_eyes",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.get_action_display()} {self.amount} for break {self.brk_id}"

@@ -40,6 +40,7 @@ class JournalKind(models.TextChoices):
     LOCK = "lock", "Lock (available → locked)"
     POST = "post", "Post (locked → counterparty)"
     VOID = "void", "Void (locked → available)"
+    ADJUST = "adjust", "Adjustment (reconciliation, approved by a second person)"
 
 
 class LockStatus(models.TextChoices):

@@ -319,3 +319,25 @@ def ledger_void(*, lock: LedgerLock, actor: Actor, reason: str) -> LedgerLock:
             reason=reason,
             journal_kind=JournalKind.VOID,
         )
+
+
+def ledger_adjust(
+    *, debit: LedgerAccount, credit: LedgerAccount, amount: Decimal, reference: str, actor: Actor, memo: str
+) -> Journal:
+    """A correcting journal between two accounts of one asset (reconciliation adjustments and
+    write-offs, posted only once a second person approved them). Idempotent by ``reference``;
+    the no-overdraft rule holds as for every journal."""
+    if debit.asset_id != credit.asset_id:
+        raise ValidationFailed("an adjustment moves one asset between two of its accounts")
+    _validate_amount(debit.asset, amount)
+    with transaction.atomic():
+        existing = Journal.objects.filter(reference=reference).first()
+        if existing is not None:
+            return existing
+        return _journal_write(
+            kind=JournalKind.ADJUST,
+            reference=reference,
+            legs=[Leg(debit, -amount), Leg(credit, amount)],
+            actor=actor,
+            memo=memo[:255],
+        )

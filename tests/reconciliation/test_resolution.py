@@ -1,0 +1,177 @@
+"""Breaks as cases: known patterns resolve themselves; people investigate, confirm, escalate,
+and adjust or write off only with a second person's approval (four-eyes), every step audited."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+
+import pytest
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from rails.formats import iso20022
+from reconciliation.engine import reconciliation_run
+from reconciliation.importers import external_import
+from reconciliation.models import Break, InternalRecord, Source
+from reconciliation.resolution import break_confirm, break_escalate, break_propose, proposal_decide
+from settlement.exceptions import IllegalTransition, ValidationFailed
+from settlement.models import Journal, ReviewCase, TransitionLog
+from settlement.services.ledger import account_for, system_account_for
+from tests import factories
+from tests.factories import ACTOR
+
+pytestmark = pytest.mark.django_db
+HOUSE_USD = "4400123456"
+
+
+def book(reference: str, amount: str, entry_ref: str) -> None:
+    booking = iso20022.Booking(
+        entry_ref=entry_ref,
+        account=HOUSE_USD,
+        amount=Decimal(amount),
+        currency="USD",
+        credit_debit="CRDT",
+        booking_date=timezone.localdate(),
+        value_date=timezone.localdate(),
+        end_to_end_id=reference,
+    )
+    xml = iso20022.build_camt054(
+        message_id=f"M{entry_ref}", created_at=datetime.now(UTC), account=HOUSE_USD, currency="USD", bookings=[booking]
+    )
+    external_import(source=Source.CAMT054, name=entry_ref, content=xml, actor=ACTOR)
+
+
+def expect(reference: str, amount: str) -> None:
+    InternalRecord.objects.create(
+        natural_key=f"test:{reference}",
+        rail="bank",
+        reference=reference,
+        account=HOUSE_USD,
+        asset_code="USD",
+        amount=Decimal(amount),
+        value_date=timezone.localdate(),
+        state="settled",
+        since=timezone.now() - timedelta(days=1),
+        updated_at=timezone.now(),
+    )
+
+
+def run():
+    return reconciliation_run(actor=ACTOR, grace=timedelta(hours=1))
+
+
+def test_a_late_confirmation_and_a_correspondent_fee_resolve_themselves():
+    expect("LATE-1", "1000.00")
+    expect("FEE-1", "1000.00")
+    expect("FEE-2", "1000.00")
+    book("FEE-1", "985.00", "F1")  # 15.00 kept by a correspondent: within the USD schedule (25.00)
+    book("FEE-2", "960.00", "F2")  # 40.00 short: not a fee, stays for people
+    first = run()
+    breaks = {b.reference: b for b in Break.objects.all()}
+    assert (breaks["LATE-1"].kind, breaks["LATE-1"].status) == ("missing", "open")
+    assert (breaks["FEE-1"].status, breaks["FEE-2"].status) == ("resolved", "open")
+    assert "correspondent bank fee of 15.00 USD" in breaks["FEE-1"].resolution
+    assert first.totals["auto_resolved"] == 1
+    book("LATE-1", "1000.00", "L1")  # the confirmation arrives late
+    run()
+    late = Break.objects.get(reference="LATE-1")
+    assert late.status == "resolved" and "no longer found" in late.resolution
+    assert Break.objects.get(reference="FEE-2").status == "open"
+    assert TransitionLog.objects.filter(entity_type="break", entity_id=late.pk, to_status="resolved").exists()
+
+
+def test_adjusting_needs_a_second_person_and_posts_once(django_user_model):
+    usd = factories.usd()
+    alice_ops = django_user_model.objects.create_user("alice-ops")
+    bob_ops = django_user_model.objects.create_user("bob-ops")
+    book("NOBODY-1", "250.00", "U1")
+    run()
+    brk = Break.objects.get(kind="unexpected")
+    suspense = system_account_for(code="reconciliation-suspense", asset=usd)
+    csa = system_account_for(code="central-settlement", asset=usd, allow_negative=False)
+    with pytest.raises(ValidationFailed, match="reason"):
+        break_propose(
+            brk=brk,
+            actor=alice_ops,
+            action="adjust",
+            debit_account=suspense,
+            credit_account=csa,
+            amount=Decimal("250.00"),
+            reason=" ",
+        )
+    proposal = break_propose(
+        brk=brk,
+        actor=alice_ops,
+        action="adjust",
+        debit_account=suspense,
+        credit_account=csa,
+        amount=Decimal("250.00"),
+        reason="bank credited the CSA for a payment we never sent",
+    )
+    brk.refresh_from_db()
+    assert brk.status == "awaiting_approval"
+    with pytest.raises(ValidationFailed, match="four-eyes"):
+        proposal_decide(proposal=proposal, actor=alice_ops, approve=True, reason="looks right")
+    assert not Journal.objects.filter(kind="adjust").exists()  # nothing moved without approval
+    with pytest.raises(IntegrityError), transaction.atomic():  # the database says so too
+        type(proposal).objects.filter(pk=proposal.pk).update(decided_by=alice_ops)
+    proposal_decide(proposal=proposal, actor=bob_ops, approve=True, reason="checked against the bank statement")
+    with pytest.raises(IllegalTransition):
+        proposal_decide(proposal=proposal, actor=bob_ops, approve=True, reason="again")
+    brk.refresh_from_db()
+    csa.refresh_from_db()
+    assert brk.status == "resolved" and csa.balance == Decimal("250.00")
+    journal = Journal.objects.get(kind="adjust")
+    assert sorted(p.amount for p in journal.postings.all()) == [Decimal("-250.00"), Decimal("250.00")]
+    actors = list(
+        TransitionLog.objects.filter(entity_type="break", entity_id=brk.pk).values_list("actor_label", flat=True)
+    )
+    assert "alice-ops" in actors and "bob-ops" in actors
+
+
+def test_write_off_rejected_then_approved_and_other_actions(django_user_model):
+    usd = factories.usd()
+    carol = factories.ParticipantFactory(code="CAROL")
+    factories.fund(carol, usd, "100.00")
+    ops1 = django_user_model.objects.create_user("ops1")
+    ops2 = django_user_model.objects.create_user("ops2")
+    expect("SMALL-1", "10.00")
+    expect("ESC-1", "5000.00")
+    expect("OK-1", "7.00")
+    run()
+    small = Break.objects.get(reference="SMALL-1")
+    write_offs = system_account_for(code="write-offs", asset=usd)
+    carol_account = account_for(owner=carol, asset=usd, kind="available")
+    proposal = break_propose(
+        brk=small,
+        actor=ops1,
+        action="write_off",
+        debit_account=write_offs,
+        credit_account=carol_account,
+        amount=Decimal("10.00"),
+        reason="never confirmed; refund the participant",
+    )
+    proposal_decide(proposal=proposal, actor=ops2, approve=False, reason="wait one more day")
+    small.refresh_from_db()
+    assert small.status == "investigating" and not Journal.objects.filter(kind="adjust").exists()
+    again = break_propose(
+        brk=small,
+        actor=ops1,
+        action="write_off",
+        debit_account=write_offs,
+        credit_account=carol_account,
+        amount=Decimal("10.00"),
+        reason="still nothing after a day",
+    )
+    proposal_decide(proposal=again, actor=ops2, approve=True, reason="agreed")
+    small.refresh_from_db()
+    carol_account.refresh_from_db()
+    assert small.status == "written_off" and carol_account.balance == Decimal("110.00")
+
+    escalated = break_escalate(brk=Break.objects.get(reference="ESC-1"), actor=ops1, reason="large and old")
+    assert (
+        escalated.status == "investigating" and ReviewCase.objects.filter(dedupe_key=f"break:{escalated.pk}").exists()
+    )
+    confirmed = break_confirm(brk=Break.objects.get(reference="OK-1"), actor=ops1, reason="matched by hand to a cheque")
+    assert confirmed.status == "resolved" and confirmed.resolution.startswith("confirmed:")
