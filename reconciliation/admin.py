@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+from decimal import Decimal
 from typing import Any
 
 from django import forms
@@ -8,10 +9,21 @@ from django.contrib import admin, messages
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
+from simple_history.admin import SimpleHistoryAdmin
 
 from reconciliation.importers import ImportRejected, external_import
-from reconciliation.models import Break, ExternalRecord, ImportedFile, InternalRecord, ReconciliationRun, Source
-from settlement.admin import ReadOnlyAdminMixin
+from reconciliation.models import (
+    Break,
+    BreakProposal,
+    ExternalRecord,
+    ImportedFile,
+    InternalRecord,
+    ReconciliationRun,
+    Source,
+)
+from reconciliation.resolution import break_confirm, break_escalate, break_investigate, break_propose, proposal_decide
+from settlement.admin import ActionOnlyAdminMixin, ReadOnlyAdminMixin, _reason_action
+from settlement.exceptions import DomainError
 
 
 class ImportForm(forms.Form):
@@ -145,14 +157,41 @@ class ReconciliationRunAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
         return ", ".join(f"{k} {n}" for k, n in sorted(obj.totals.get("breaks", {}).items())) or "none"
 
 
+def _show(amount: Decimal) -> str:
+    """An amount without the storage's 18 trailing zeros (at least two decimals)."""
+    cents = amount.quantize(Decimal("0.01"))
+    return f"{cents}" if cents == amount else f"{amount.normalize():f}"
+
+
+class ProposalInline(ReadOnlyAdminMixin, admin.TabularInline):
+    model = BreakProposal
+    fk_name = "brk"
+    fields = (
+        "action",
+        "amount",
+        "debit_account",
+        "credit_account",
+        "reason",
+        "proposed_by",
+        "approved",
+        "decided_by",
+        "decision_reason",
+        "journal",
+    )
+    readonly_fields = fields
+    extra = 0
+
+
 @admin.register(Break)
-class BreakAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
-    """Breaks found by the runs (the resolution workflow comes with the rest of reconciliation)."""
+class BreakAdmin(ActionOnlyAdminMixin, SimpleHistoryAdmin):
+    """The reconciliation queue: open breaks by severity and age. Actions need a reason; journals
+    and write-offs are proposed (Break proposals → Add) and approved by someone else."""
 
     list_display = (
         "id",
         "kind",
         "severity",
+        "status",
         "reference",
         "account",
         "asset_code",
@@ -162,24 +201,130 @@ class BreakAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
         "first_run",
         "last_run",
     )
-    list_filter = ("kind", "severity", "asset_code")
+    list_filter = ("status", "kind", "severity", "asset_code")
     search_fields = ("reference", "account")
+    ordering = ("status", "-severity", "first_run")
     readonly_fields = (
         "dedupe_key",
         "kind",
         "severity",
-        "internal",
-        "reference",
-        "account",
-        "asset_code",
-        "expected",
-        "found",
-        "difference",
-        "external_ids",
+        "status",
+        "resolution",
+        "internal_side",
+        "external_side",
         "first_run",
         "last_run",
+        "transitions",
     )
     fields = readonly_fields
+    inlines = [ProposalInline]
+    actions = ["investigate_selected", "confirm_selected", "escalate_selected"]
+
+    @admin.display(description="internal record (what we expect)")
+    def internal_side(self, obj: Break) -> str:
+        i = obj.internal
+        if i is None:
+            return "none: nothing of ours carries this reference"
+        return f"{i.natural_key}: {_show(i.amount)} {i.asset_code} on {i.account}, value {i.value_date} ({i.state})"
+
+    @admin.display(description="external records (what the outside shows)")
+    def external_side(self, obj: Break) -> str:
+        rows = ExternalRecord.objects.filter(pk__in=obj.external_ids or [])
+        return (
+            "; ".join(
+                f"#{r.pk} {r.source} {r.natural_key}: {_show(r.amount)} {r.asset_code} on {r.account}, "
+                f"value {r.value_date}"
+                for r in rows
+            )
+            or "none: no confirmation found"
+        )
+
+    @admin.display(description="transition log")
+    def transitions(self, obj: Break) -> str:
+        from settlement.admin import _transitions_table
+
+        return _transitions_table("break", obj.pk)
+
+    @admin.action(description="Investigate selected breaks (asks for a reason)")
+    def investigate_selected(self, request: HttpRequest, queryset: Any) -> HttpResponse | None:
+        return _reason_action(
+            self,
+            request,
+            queryset,
+            title="Investigate",
+            service=break_investigate,
+            action_name="investigate_selected",
+            kwarg="brk",
+        )
+
+    @admin.action(description="Confirm selected breaks as matched (asks for a reason)")
+    def confirm_selected(self, request: HttpRequest, queryset: Any) -> HttpResponse | None:
+        return _reason_action(
+            self, request, queryset, title="Confirm", service=break_confirm, action_name="confirm_selected", kwarg="brk"
+        )
+
+    @admin.action(description="Escalate selected breaks (asks for a reason)")
+    def escalate_selected(self, request: HttpRequest, queryset: Any) -> HttpResponse | None:
+        return _reason_action(
+            self,
+            request,
+            queryset,
+            title="Escalate",
+            service=break_escalate,
+            action_name="escalate_selected",
+            kwarg="brk",
+        )
+
+
+@admin.register(BreakProposal)
+class BreakProposalAdmin(SimpleHistoryAdmin):
+    """Adjusting journals and write-offs: proposed here, approved or rejected by another person."""
+
+    list_display = ("id", "brk", "action", "amount", "proposed_by", "approved", "decided_by", "journal")
+    list_filter = ("action", "approved")
+    fields = ("brk", "action", "debit_account", "credit_account", "amount", "reason")
+    raw_id_fields = ("brk", "debit_account", "credit_account")
+    actions = ["approve_selected", "reject_selected"]
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return obj is None and super().has_change_permission(request, obj)
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def save_model(self, request: HttpRequest, obj: BreakProposal, form: Any, change: bool) -> None:
+        try:
+            created = break_propose(
+                brk=obj.brk,
+                actor=request.user,
+                action=obj.action,
+                debit_account=obj.debit_account,
+                credit_account=obj.credit_account,
+                amount=obj.amount,
+                reason=obj.reason,
+            )
+        except DomainError as exc:
+            messages.error(request, f"Not proposed: {exc.message}")
+            return
+        obj.pk = created.pk
+
+    @admin.action(description="Approve selected proposals: posts the journal (asks for a reason)")
+    def approve_selected(self, request: HttpRequest, queryset: Any) -> HttpResponse | None:
+        def approve(*, proposal: BreakProposal, actor: Any, reason: str) -> None:
+            proposal_decide(proposal=proposal, actor=actor, approve=True, reason=reason)
+
+        return _reason_action(
+            self, request, queryset, title="Approve", service=approve, action_name="approve_selected", kwarg="proposal"
+        )
+
+    @admin.action(description="Reject selected proposals (asks for a reason)")
+    def reject_selected(self, request: HttpRequest, queryset: Any) -> HttpResponse | None:
+        def reject(*, proposal: BreakProposal, actor: Any, reason: str) -> None:
+            proposal_decide(proposal=proposal, actor=actor, approve=False, reason=reason)
+
+        return _reason_action(
+            self, request, queryset, title="Reject", service=reject, action_name="reject_selected", kwarg="proposal"
+        )
 
 
 @admin.register(InternalRecord)

@@ -175,3 +175,41 @@ def test_write_off_rejected_then_approved_and_other_actions(django_user_model):
     )
     confirmed = break_confirm(brk=Break.objects.get(reference="OK-1"), actor=ops1, reason="matched by hand to a cheque")
     assert confirmed.status == "resolved" and confirmed.resolution.startswith("confirmed:")
+
+
+def test_the_admin_queue_four_eyes(client, django_user_model):
+    from django.urls import reverse
+
+    from reconciliation.models import BreakProposal
+
+    usd = factories.usd()
+    book("NOBODY-2", "40.00", "U2")
+    run()
+    brk = Break.objects.get()
+    suspense = system_account_for(code="reconciliation-suspense", asset=usd)
+    csa = system_account_for(code="central-settlement", asset=usd, allow_negative=False)
+    ops1 = django_user_model.objects.create_superuser("ops1", "1@example.com", "pw")
+    ops2 = django_user_model.objects.create_superuser("ops2", "2@example.com", "pw")
+    client.force_login(ops1)
+    page = client.get(reverse("admin:reconciliation_break_change", args=[brk.pk])).content.decode()
+    assert "none: nothing of ours carries this reference" in page and "40.00 USD on 4400123456" in page  # side by side
+    client.post(
+        reverse("admin:reconciliation_breakproposal_add"),
+        {
+            "brk": brk.pk,
+            "action": "adjust",
+            "debit_account": suspense.pk,
+            "credit_account": csa.pk,
+            "amount": "40.00",
+            "reason": "credit for a payment we never sent",
+        },
+    )
+    proposal = BreakProposal.objects.get()
+    approve = {"action": "approve_selected", "_selected_action": [proposal.pk], "apply": "1", "reason": "ok"}
+    response = client.post(reverse("admin:reconciliation_breakproposal_changelist"), approve, follow=True)
+    assert "four-eyes" in response.content.decode()
+    assert not Journal.objects.filter(kind="adjust").exists()
+    client.force_login(ops2)
+    client.post(reverse("admin:reconciliation_breakproposal_changelist"), approve)
+    brk.refresh_from_db()
+    assert brk.status == "resolved" and Journal.objects.filter(kind="adjust").count() == 1
