@@ -9,6 +9,7 @@ from django.contrib import admin, messages
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
+from django.utils.html import format_html
 from simple_history.admin import SimpleHistoryAdmin
 
 from reconciliation.importers import ImportRejected, external_import
@@ -144,9 +145,45 @@ class ExternalRecordAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
 
 @admin.register(ReconciliationRun)
 class ReconciliationRunAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
-    list_display = ("id", "started_at", "finished_at", "started_by", "matched", "breaks")
-    readonly_fields = ("started_at", "finished_at", "started_by", "totals")
+    """Runs (hourly by beat; the schedule is editable under Periodic tasks). The list shows a
+    chart of matched vs breaks over the last runs; each run downloads its breaks as CSV."""
+
+    list_display = ("id", "started_at", "finished_at", "started_by", "matched", "breaks", "csv_link")
+    readonly_fields = ("started_at", "finished_at", "started_by", "totals", "csv_link")
     fields = readonly_fields
+    change_list_template = "admin/reconciliation/reconciliationrun/change_list.html"
+
+    def get_urls(self) -> list[Any]:
+        return [
+            path(
+                "<int:pk>/breaks.csv",
+                self.admin_site.admin_view(self.csv_view),
+                name="reconciliation_reconciliationrun_csv",
+            ),
+            *super().get_urls(),
+        ]
+
+    def csv_view(self, request: HttpRequest, pk: int) -> HttpResponse:
+        from reconciliation.reports import run_breaks_csv
+
+        run = ReconciliationRun.objects.get(pk=pk)
+        response = HttpResponse(run_breaks_csv(run), content_type="text/csv")
+        response["Content-Disposition"] = f'attachment; filename="reconciliation-run-{pk}-breaks.csv"'
+        return response
+
+    def changelist_view(self, request: HttpRequest, extra_context: Any = None) -> HttpResponse:
+        from django.utils.safestring import mark_safe
+
+        from reconciliation.reports import runs_chart_svg
+
+        runs = reversed(list(ReconciliationRun.objects.order_by("-pk")[:48]))
+        chart = mark_safe(runs_chart_svg(runs))  # noqa: S308 - built from numbers and escaped ids only
+        return super().changelist_view(request, {**(extra_context or {}), "runs_chart": chart})
+
+    @admin.display(description="breaks CSV")
+    def csv_link(self, obj: ReconciliationRun) -> str:
+        url = reverse("admin:reconciliation_reconciliationrun_csv", args=[obj.pk])
+        return format_html('<a href="{}">download</a>', url)
 
     @admin.display(description="matched")
     def matched(self, obj: ReconciliationRun) -> int:

@@ -213,3 +213,24 @@ def test_the_admin_queue_four_eyes(client, django_user_model):
     client.post(reverse("admin:reconciliation_breakproposal_changelist"), approve)
     brk.refresh_from_db()
     assert brk.status == "resolved" and Journal.objects.filter(kind="adjust").count() == 1
+
+
+def test_run_report_downloads_as_csv_and_the_run_list_charts_matched_and_breaks(client, django_user_model):
+    import csv
+    import io
+
+    from django.urls import reverse
+
+    expect("SEEN-1", "12.00")
+    book("SEEN-1", "12.00", "S1")
+    book("STRAY-1", "3.00", "S2")
+    first = run()
+    client.force_login(django_user_model.objects.create_superuser("ops", "o@example.com", "pw"))
+    response = client.get(reverse("admin:reconciliation_reconciliationrun_csv", args=[first.pk]))
+    assert response["Content-Disposition"].endswith(f'reconciliation-run-{first.pk}-breaks.csv"')
+    rows = list(csv.DictReader(io.StringIO(response.content.decode())))
+    assert [(r["kind"], r["reference"], r["found"]) for r in rows] == [
+        ("unexpected", "STRAY-1", "3.000000000000000000")
+    ]
+    page = client.get(reverse("admin:reconciliation_reconciliationrun_changelist")).content.decode()
+    assert f"run {first.pk}: 1 matched" in page and f"run {first.pk}: 1 breaks" in page
