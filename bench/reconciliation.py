@@ -54,7 +54,7 @@ FROM (
     UNION ALL  -- the second entry of a duplicated booking
     SELECT i, 2, 'R' || i, ((i %% 9973) + 1) * 1.25 FROM generate_series(1, %(n)s) AS i WHERE i %% 400 = 2
     UNION ALL  -- a credit nobody expected
-    SELECT i, 3, 'X' || i, 99.99 FROM generate_series(1, %(n)s) AS i WHERE i %% 400 = 3
+    SELECT i, 3, 'X' || i, 999999.99 FROM generate_series(1, %(n)s) AS i WHERE i %% 400 = 3
 ) lines
 """
 

@@ -281,6 +281,9 @@ CLEARHOUSE_BUY_IN_AFTER_DAYS = int(os.environ.get("CLEARHOUSE_BUY_IN_AFTER_DAYS"
 # Reconciliation: a bank booking short by at most this much (a correspondent bank's fee) is
 # resolved automatically; anything larger goes to the admin queue.
 CLEARHOUSE_RECON_FEE_SCHEDULE = {"USD": "25.00", "EUR": "20.00", "GBP": "20.00"}
+# Matching lines that carry no usable reference: same account and asset, amount within this much,
+# value date within this many days; paired one-to-one, closest first.
+CLEARHOUSE_RECON_RULES = {"amount": "25.00", "days": 3}
 # Keys for house-custodied wallets: JSON {address: private key}, mode 600. Never in the database.
 CLEARHOUSE_KEYSTORE = os.environ.get("CLEARHOUSE_KEYSTORE", str(VAR_DIR / "keystore.json"))
 # Confirmation polling: first check after this many seconds, then backoff up to the cap.

@@ -4,7 +4,10 @@
    INSERT ... SELECT per rail: for a bank payment, the booking it must produce on the house
    account (signed as that account sees it); for a custody delivery, the movement on the
    delivering safekeeping account.
-2. ``reconciliation_run`` classifies every expectation and every external line in one query:
+2. ``reconciliation_run`` classifies every expectation and every external line in one query
+   (exact reference first; then the rule for lines without a usable reference: same account and
+   asset, amount within ``rule_amount``, value date within ``rule_days``, paired one-to-one,
+   closest first):
    external lines are de-duplicated by their natural key (a booking in both a notification and
    the statement counts once) and summed per (reference, account), so split bookings match their
    payment (many-to-one); the result is joined to the expectations (full outer join) and each
@@ -64,15 +67,16 @@ ON CONFLICT (natural_key) DO UPDATE
 
 _CLASSIFIED = """
 WITH ext AS (
-    SELECT DISTINCT ON (natural_key) id, reference, account, asset_code, amount, value_date
+    SELECT DISTINCT ON (natural_key) id, reference, account, asset_code, amount, value_date,
+           CASE WHEN reference = '' THEN 'noref:' || id ELSE reference END AS ref_key
     FROM reconciliation_externalrecord
     WHERE (source IN ('camt053', 'camt054') AND account = ANY(%(house)s)) OR source = 'sese025'
     ORDER BY natural_key, source
 ),
 agg AS (
-    SELECT reference, account, MIN(asset_code) AS c_min, MAX(asset_code) AS c_max, SUM(amount) AS found,
-           COUNT(*) AS n, MAX(value_date) AS found_date, array_agg(id ORDER BY id) AS ids
-    FROM ext GROUP BY reference, account
+    SELECT ref_key, MIN(reference) AS reference, account, MIN(asset_code) AS c_min, MAX(asset_code) AS c_max,
+           SUM(amount) AS found, COUNT(*) AS n, MAX(value_date) AS found_date, array_agg(id ORDER BY id) AS ids
+    FROM ext GROUP BY ref_key, account  -- lines without a reference stay single
 ),
 expectations AS (
     SELECT * FROM reconciliation_internalrecord WHERE state IN ('accepted', 'failing', 'settled')
@@ -81,7 +85,38 @@ pairs AS (
     SELECT i.id AS internal_id, i.natural_key, COALESCE(i.reference, a.reference) AS reference,
            COALESCE(i.account, a.account) AS account, COALESCE(i.asset_code, a.c_min) AS asset_code,
            i.amount AS expected, a.found, a.n, a.c_min, a.c_max, i.value_date, a.found_date, a.ids, i.since
-    FROM expectations i FULL OUTER JOIN agg a ON a.reference = i.reference AND a.account = i.account
+    FROM expectations i FULL OUTER JOIN agg a ON a.ref_key = i.reference AND a.account = i.account
+),
+loose_int AS MATERIALIZED (
+    SELECT internal_id, account, asset_code, expected, value_date FROM pairs WHERE found IS NULL
+),
+loose_ext AS MATERIALIZED (
+    SELECT ids[1] AS ext_id, account, c_min AS asset_code, found, found_date
+    FROM pairs WHERE internal_id IS NULL AND n = 1 AND c_min = c_max
+),
+candidates AS (
+    SELECT i.internal_id, e.ext_id, e.found, e.found_date,
+           ROW_NUMBER() OVER (PARTITION BY i.internal_id
+                              ORDER BY ABS(e.found - i.expected), ABS(e.found_date - i.value_date), e.ext_id) AS rn_i,
+           ROW_NUMBER() OVER (PARTITION BY e.ext_id
+                              ORDER BY ABS(e.found - i.expected), ABS(e.found_date - i.value_date), i.internal_id)
+               AS rn_e
+    FROM loose_int i JOIN loose_ext e ON e.account = i.account AND e.asset_code = i.asset_code
+     AND ABS(e.found - i.expected) <= %(rule_amount)s AND ABS(e.found_date - i.value_date) <= %(rule_days)s
+),
+by_rule AS (SELECT internal_id, ext_id, found, found_date FROM candidates WHERE rn_i = 1 AND rn_e = 1),
+resolved_pairs AS (
+    SELECT p.internal_id, p.natural_key, p.reference, p.account, p.asset_code, p.expected,
+           COALESCE(p.found, r.found) AS found,
+           COALESCE(p.n, CASE WHEN r.ext_id IS NOT NULL THEN 1 END) AS n,
+           COALESCE(p.c_min, CASE WHEN r.ext_id IS NOT NULL THEN p.asset_code END) AS c_min,
+           COALESCE(p.c_max, CASE WHEN r.ext_id IS NOT NULL THEN p.asset_code END) AS c_max,
+           p.value_date, COALESCE(p.found_date, r.found_date) AS found_date,
+           COALESCE(p.ids, CASE WHEN r.ext_id IS NOT NULL THEN ARRAY[r.ext_id] END) AS ids, p.since
+    FROM pairs p
+    LEFT JOIN by_rule r ON r.internal_id = p.internal_id
+    LEFT JOIN by_rule taken ON p.internal_id IS NULL AND taken.ext_id = p.ids[1]
+    WHERE taken.ext_id IS NULL  -- an external line paired by the rule is not unexpected any more
 ),
 classified AS (
     SELECT *,
@@ -94,7 +129,7 @@ classified AS (
             WHEN found_date > value_date + %(date_days)s THEN 'date'
             ELSE 'ok'
         END AS kind
-    FROM pairs
+    FROM resolved_pairs
 )
 """
 
@@ -143,6 +178,8 @@ def reconciliation_run(
     grace: timedelta = timedelta(days=2),
     tolerance: Decimal = Decimal("0.01"),
     date_days: int = 3,
+    rule_amount: Decimal | None = None,
+    rule_days: int | None = None,
     age_days: int = 3,
 ) -> ReconciliationRun:
     """Snapshot, classify and record the breaks (see the module docstring). Runs of the same
@@ -158,6 +195,10 @@ def reconciliation_run(
             "tolerance": tolerance,
             "date_days": date_days,
             "aged": now - timedelta(days=age_days),
+            "rule_amount": rule_amount
+            if rule_amount is not None
+            else Decimal(settings.CLEARHOUSE_RECON_RULES["amount"]),
+            "rule_days": rule_days if rule_days is not None else int(settings.CLEARHOUSE_RECON_RULES["days"]),
             "run": run.pk,
         }
         with connection.cursor() as cursor:

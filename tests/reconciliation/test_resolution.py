@@ -234,3 +234,20 @@ def test_run_report_downloads_as_csv_and_the_run_list_charts_matched_and_breaks(
     ]
     page = client.get(reverse("admin:reconciliation_reconciliationrun_changelist")).content.decode()
     assert f"run {first.pk}: 1 matched" in page and f"run {first.pk}: 1 breaks" in page
+
+
+def test_lines_without_a_reference_match_by_rule_one_to_one_closest_first():
+    expect("OURS-1", "1000.00")
+    expect("OURS-2", "480.00")
+    expect("OURS-3", "77.00")
+    book("", "1000.00", "N1")  # the bank dropped our reference
+    book("", "470.00", "N2")  # and here took a 10.00 fee
+    book("", "471.00", "N3")  # a second candidate for OURS-2: the closer one (471) wins
+    first = run()
+    breaks = {(b.kind, b.reference or "-", str(b.found)) for b in Break.objects.all()}
+    # OURS-1 matched exactly; OURS-2 paired with 471.00 (9.00 short, a fee: auto-resolved);
+    # the 470.00 line is unexpected; OURS-3 has no candidate: missing.
+    assert first.totals["matched"] == 1
+    assert {(k, r) for k, r, _ in breaks} == {("amount", "OURS-2"), ("unexpected", "-"), ("missing", "OURS-3")}
+    assert Break.objects.get(kind="amount").status == "resolved"
+    assert Break.objects.get(kind="unexpected").found == Decimal("470.00")
