@@ -87,6 +87,7 @@ $PY manage.py demo_traffic --url "http://$ADDR" --token "$token" --trades "${DEM
 if [ -n "${CLEARHOUSE_BANK_URL:-}" ]; then
   # fiat and equity legs: close the netting windows, pay the plan through the bank and custodian
   $PY manage.py settle_windows
+  $PY manage.py reconcile   # the reports in, and a reconciliation run to look at in the admin
 fi
 $PY manage.py settle_due
 $PY manage.py verify_transition_log
