@@ -50,7 +50,7 @@ from netting.models import (
 )
 from rails.base import RailRejected, RailTransientError
 from rails.fiat.routing import AccountDetails, NoRoute, method_choose, method_fallback
-from settlement.calendars import is_business_day
+from settlement.calendars import business_days_between
 from settlement.choices import AccountKind, AssetKind, InstructionStatus, LockStatus
 from settlement.exceptions import IllegalTransition, InsufficientFunds
 from settlement.models import LedgerAccount, SettlementInstruction
@@ -553,15 +553,6 @@ def _attempt_no_answer(attempt_id: int, *, error: str, actor: Actor) -> str:
         return "timeout"
 
 
-@dataclass(frozen=True)
-class RailEvent:
-    end_to_end_id: str
-    event: str  # accepted, settled, rejected, failing
-    code: str = ""
-    text: str = ""
-    on: date | None = None
-
-
 def attempt_event(
     *, attempt_id: int, event: str, code: str = "", text: str = "", on: date | None = None, actor: Actor = PLAN
 ) -> str:
@@ -977,15 +968,6 @@ def netted_sweep(*, limit: int = 2000) -> int:
     return len(ids)
 
 
-def business_days_between(calendar: str, start: date, end: date) -> int:
-    days, day = 0, start
-    while day < end:
-        day += timedelta(days=1)
-        if is_business_day(calendar, day):
-            days += 1
-    return days
-
-
 def custody_fails(*, today: date | None = None) -> list[dict]:
     """The fail report: every custody delivery failing now, with its age in business days."""
     today = today or timezone.localdate()
@@ -995,7 +977,7 @@ def custody_fails(*, today: date | None = None) -> list[dict]:
         .select_related("participant", "asset")
         .order_by("failing_since", "pk")
     ):
-        age = business_days_between(ni.asset.calendar, ni.failing_since, today)
+        age = business_days_between(calendar=ni.asset.calendar, start=ni.failing_since, end=today)
         rows.append(
             {
                 "instruction": ni.pk,

@@ -66,3 +66,13 @@ def settlement_date(*, trade_date: date, cycle: int, calendars: tuple[str, ...])
         if open_all(day):
             remaining -= 1
     return day
+
+
+def business_days_between(*, calendar: str, start: date, end: date) -> int:
+    """Business days after ``start`` up to and including ``end`` (0 when ``end <= start``)."""
+    days, day = 0, start
+    while day < end:
+        day += timedelta(days=1)
+        if is_business_day(calendar, day):
+            days += 1
+    return days

@@ -35,7 +35,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlparse
 
-from settlement.calendars import is_business_day
+from settlement.calendars import settlement_date
 
 FAULTS = ("unavailable", "timeout", "timeout_after_accept", "reject", "duplicate")
 
@@ -99,14 +99,8 @@ class NetworkSimulator:
             return None
 
     def add_business_days(self, day: date, days: int, calendar: str | None = None) -> date:
-        calendar = calendar or self.calendar
-        while not is_business_day(calendar, day):
-            day += timedelta(days=1)
-        for _ in range(days):
-            day += timedelta(days=1)
-            while not is_business_day(calendar, day):
-                day += timedelta(days=1)
-        return day
+        """``days`` business days after ``day`` (from the next open day if ``day`` is closed)."""
+        return settlement_date(trade_date=day, cycle=days, calendars=(calendar or self.calendar,))
 
     def advance(self, days: int = 1) -> date:
         """Move the clock to the ``days``-th next business day and settle what is due."""
