@@ -27,7 +27,7 @@ from __future__ import annotations
 import logging
 import random
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import date, timedelta
 from functools import partial
@@ -36,7 +36,6 @@ from django.conf import settings
 from django.db import connection, transaction
 from django.db.models import F, Max, Q
 from django.utils import timezone
-from django_fsm import TransitionNotAllowed
 
 from netting.models import (
     AttemptStatus,
@@ -52,12 +51,12 @@ from rails.base import RailRejected, RailTransientError
 from rails.fiat.routing import AccountDetails, NoRoute, method_choose, method_fallback
 from settlement.calendars import business_days_between
 from settlement.choices import AccountKind, AssetKind, InstructionStatus, LockStatus
-from settlement.exceptions import IllegalTransition, InsufficientFunds
+from settlement.exceptions import InsufficientFunds
 from settlement.models import LedgerAccount, SettlementInstruction
 from settlement.models.pipeline import CaseKind
 from settlement.money import format_amount
 from settlement.services.actors import Actor, SystemActor, actor_user, stamp_history
-from settlement.services.audit import LogEntry, transition_log_append
+from settlement.services.audit import LogEntry, transition_log_append, transition_run
 from settlement.services.ledger import (
     account_for,
     ledger_lock,
@@ -76,35 +75,39 @@ A = AttemptStatus
 
 def _apply(
     ni: NettedInstruction,
-    method: object,
+    method: Callable[[], None],
     *,
     actor: Actor,
     reason: str,
     metadata: dict | None = None,
     update_fields: tuple[str, ...] = (),
 ) -> None:
-    from_status = ni.status
-    try:
-        method()  # type: ignore[operator]
-    except TransitionNotAllowed as exc:
-        raise IllegalTransition(f"{ni} is {from_status}: cannot {method.__name__}") from exc  # type: ignore[attr-defined]
-    stamp_history(ni, actor=actor, reason=reason)
-    ni.save(update_fields=("status", "updated_at", *update_fields))
-    transition_log_append(
-        entries=[LogEntry("nettedinstruction", ni.pk, from_status, ni.status, reason, metadata or {})], actor=actor
+    transition_run(
+        ni,
+        method,
+        entity="nettedinstruction",
+        actor=actor,
+        reason=reason,
+        metadata=metadata,
+        update_fields=("status", "updated_at", *update_fields),
     )
 
 
 def _apply_attempt(
-    attempt: RailAttempt, method: object, *, actor: Actor, reason: str, update_fields: tuple[str, ...] = ()
+    attempt: RailAttempt, method: Callable[[], None], *, actor: Actor, reason: str, update_fields: tuple[str, ...] = ()
 ) -> LogEntry:
     """Run an attempt's transition and save it; returns its log entry for the caller to append
     *after* any ledger work (lock order: accounts before the transition-log head)."""
-    from_status = attempt.status
-    method()  # type: ignore[operator]
-    stamp_history(attempt, actor=actor, reason=reason)
-    attempt.save(update_fields=("status", *update_fields))
-    return LogEntry("railattempt", attempt.pk, from_status, attempt.status, reason, {"message": attempt.message_id})
+    return transition_run(
+        attempt,
+        method,
+        entity="railattempt",
+        actor=actor,
+        reason=reason,
+        metadata={"message": attempt.message_id},
+        update_fields=("status", *update_fields),
+        log=False,
+    )
 
 
 # --- the plan ----------------------------------------------------------------------------------
@@ -809,15 +812,18 @@ def attempts_settle(
                         attempt, attempt.mark_settled, actor=actor, reason="settled", update_fields=("resolved_at",)
                     )
                 )
-                from_status = ni.status
-                ni.mark_settled()
                 ni.next_attempt_at = None
                 ni.failing_since = None
-                stamp_history(ni, actor=actor, reason=reason)
-                ni.save(update_fields=("status", "updated_at", "next_attempt_at", "failing_since"))
                 entries.append(
-                    LogEntry(
-                        "nettedinstruction", ni.pk, from_status, ni.status, reason, {"message": attempt.message_id}
+                    transition_run(
+                        ni,
+                        ni.mark_settled,
+                        entity="nettedinstruction",
+                        actor=actor,
+                        reason=reason,
+                        metadata={"message": attempt.message_id},
+                        update_fields=("status", "updated_at", "next_attempt_at", "failing_since"),
+                        log=False,
                     )
                 )
                 results[attempt.pk] = "settled"

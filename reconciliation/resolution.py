@@ -5,17 +5,17 @@ CHECK constraint on ``BreakProposal``); only the approval moves value."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from decimal import Decimal
 
 from django.db import transaction
 from django.utils import timezone
-from django_fsm import TransitionNotAllowed
 
 from reconciliation.models import Break, BreakProposal, ProposalAction
 from settlement.exceptions import IllegalTransition, ValidationFailed
 from settlement.models import LedgerAccount
 from settlement.services.actors import Actor, actor_user, stamp_history
-from settlement.services.audit import LogEntry, transition_log_append
+from settlement.services.audit import transition_run
 from settlement.services.ledger import ledger_adjust
 
 
@@ -30,17 +30,8 @@ def _locked(brk: Break) -> Break:
     return Break.objects.select_for_update().get(pk=brk.pk)
 
 
-def _apply(brk: Break, method: object, *, actor: Actor, reason: str, metadata: dict | None = None) -> Break:
-    from_status = brk.status
-    try:
-        method()  # type: ignore[operator]
-    except TransitionNotAllowed as exc:
-        raise IllegalTransition(f"break {brk.pk} is {from_status}") from exc
-    stamp_history(brk, actor=actor, reason=reason)
-    brk.save()
-    transition_log_append(
-        entries=[LogEntry("break", brk.pk, from_status, brk.status, reason, metadata or {})], actor=actor
-    )
+def _apply(brk: Break, method: Callable[[], None], *, actor: Actor, reason: str, metadata: dict | None = None) -> Break:
+    transition_run(brk, method, entity="break", actor=actor, reason=reason, metadata=metadata)
     return brk
 
 

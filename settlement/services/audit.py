@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
 from django.db import transaction
 from django.utils import timezone
+from django_fsm import TransitionNotAllowed
 
+from settlement.exceptions import IllegalTransition
 from settlement.models import TransitionLog, TransitionLogHead
 from settlement.models.audit import GENESIS_HASH
-from settlement.services.actors import Actor, actor_label, actor_user
+from settlement.services.actors import Actor, actor_label, actor_user, stamp_history
 
 
 def _jsonable(value: Any) -> Any:
@@ -38,6 +40,37 @@ class LogEntry:
     to_status: str
     reason: str = ""
     metadata: Mapping[str, Any] = field(default_factory=dict)
+
+
+def transition_run(
+    instance: Any,
+    method: Callable[[], None],
+    *,
+    entity: str,
+    actor: Actor,
+    reason: str,
+    metadata: Mapping[str, Any] | None = None,
+    update_fields: Iterable[str] | None = None,
+    log: bool = True,
+) -> LogEntry:
+    """Run one django-fsm transition on a row the caller holds locked, save it (simple-history
+    records who and why) and append it to the transition log - or, with ``log=False``, return the
+    entry for a caller that must append it after its ledger work (accounts before the log head).
+    ``update_fields`` None saves every field."""
+    from_status = instance.status
+    try:
+        method()
+    except TransitionNotAllowed as exc:
+        raise IllegalTransition(
+            f"{entity} {instance.pk} cannot go from {from_status} by {method.__name__}",
+            detail={entity: instance.pk, "status": from_status, "transition": method.__name__},
+        ) from exc
+    stamp_history(instance, actor=actor, reason=reason)
+    instance.save(update_fields=None if update_fields is None else tuple(update_fields))
+    entry = LogEntry(entity, instance.pk, from_status, instance.status, reason, metadata or {})
+    if log:
+        transition_log_append(entries=[entry], actor=actor)
+    return entry
 
 
 def _lock_head() -> TransitionLogHead:

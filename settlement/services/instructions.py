@@ -12,14 +12,13 @@ from typing import Any
 from django.db import connection, transaction
 from django.db.models import Q
 from django.utils import timezone
-from django_fsm import TransitionNotAllowed
 
 from settlement.choices import AccountKind, InstructionStatus, LockStatus
 from settlement.dispatch import dispatch_crypto_trades
 from settlement.exceptions import IllegalTransition, InsufficientFunds
 from settlement.models import LedgerAccount, LedgerLock, SettlementInstruction, Trade
-from settlement.services.actors import Actor, SystemActor, stamp_history
-from settlement.services.audit import LogEntry, transition_log_append
+from settlement.services.actors import Actor, SystemActor
+from settlement.services.audit import transition_run
 from settlement.services.ledger import account_for, ledger_lock, ledger_post, ledger_void
 
 S = InstructionStatus
@@ -44,19 +43,14 @@ def _apply(
     update_fields: tuple[str, ...] = (),
 ) -> SettlementInstruction:
     """Run one FSM transition on a row already locked by the caller, save it and log it."""
-    from_status = instruction.status
-    try:
-        method()
-    except TransitionNotAllowed as exc:
-        raise IllegalTransition(
-            f"instruction {instruction.pk} cannot go from {from_status} by {method.__name__}",
-            detail={"instruction": instruction.pk, "status": from_status, "transition": method.__name__},
-        ) from exc
-    stamp_history(instruction, actor=actor, reason=reason)
-    instruction.save(update_fields=("status", "updated_at", *update_fields))
-    transition_log_append(
-        entries=[LogEntry(ENTITY, instruction.pk, from_status, instruction.status, reason, metadata or {})],
+    transition_run(
+        instruction,
+        method,
+        entity=ENTITY,
         actor=actor,
+        reason=reason,
+        metadata=metadata,
+        update_fields=("status", "updated_at", *update_fields),
     )
     return instruction
 
