@@ -3,19 +3,16 @@ Ethereum JSON-RPC node on loopback), including a worker killed between broadcast
 
 from __future__ import annotations
 
-import os
 import subprocess
-import sys
 import time
 from decimal import Decimal
 from pathlib import Path
 
 import pytest
 from django.conf import settings
-from django.db import connection
 from django.utils import timezone
 
-from config.celery import app, worker_argv
+from config.celery import app
 from rails.crypto import registry
 from rails.crypto.registry import chain_rail
 from rails.simulators.anvil import AnvilNode, anvil_binary
@@ -25,7 +22,7 @@ from settlement.models import ChainTransfer, Journal, SettlementInstruction, Tra
 from settlement.models.pipeline import TransferStatus as TS
 from settlement.services.wallets import local_chain_fund, wallet_provision
 from settlement.tasks import crypto_sweep_task
-from tests import factories
+from tests import factories, helpers
 from tests.crypto.conftest import ledger_total
 from tests.factories import ACTOR
 
@@ -68,23 +65,15 @@ def on_anvil(anvil, settings, tmp_path, alice, bob, usd):
 
 
 def start_worker(*, crash_after: str = "") -> subprocess.Popen:
-    db = connection.settings_dict
-    env = os.environ | {
-        "DATABASE_URL": f"postgres://{db['USER']}@{db['HOST']}:{db['PORT']}/{db['NAME']}",
-        "CELERY_BROKER_URL": settings.CELERY_BROKER_URL,
-        "CLEARHOUSE_ETH_RPC_URL": settings.CLEARHOUSE_ETH_RPC_URL,
-        "CLEARHOUSE_CHAIN_RAILS": "ethereum",
-        "CLEARHOUSE_KEYSTORE": settings.CLEARHOUSE_KEYSTORE,
-        "CLEARHOUSE_CONFIRM_POLL_SECONDS": "0.3",
-        "CLEARHOUSE_CRASH_AFTER": crash_after,
-        "CELERY_VISIBILITY_TIMEOUT": "5",
-    }
-    return subprocess.Popen(  # noqa: S603 - our own interpreter and arguments
-        worker_argv(sys.executable, "test-worker"),
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+    return helpers.start_worker(
+        "test-worker",
+        {
+            "CLEARHOUSE_ETH_RPC_URL": settings.CLEARHOUSE_ETH_RPC_URL,
+            "CLEARHOUSE_CHAIN_RAILS": "ethereum",
+            "CLEARHOUSE_KEYSTORE": settings.CLEARHOUSE_KEYSTORE,
+            "CLEARHOUSE_CONFIRM_POLL_SECONDS": "0.3",
+            "CLEARHOUSE_CRASH_AFTER": crash_after,
+        },
     )
 
 

@@ -4,25 +4,22 @@ report fetch hands the answers to the worker, and everything settles once."""
 
 from __future__ import annotations
 
-import os
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 from django.conf import settings
-from django.db import connection
 from django.utils import timezone
 
-from config.celery import app, worker_argv
+from config.celery import app
 from netting.models import NettedInstruction, NettedStatus, NettingWindow, WindowStatus
 from netting.services import window_close
 from netting.tasks import rail_reports_fetch_task
 from rails import network as rail_network
 from settlement.choices import InstructionStatus, JournalKind
 from settlement.models import BankAccount, CustodyAccount, Journal, SettlementInstruction
-from tests import factories
+from tests import factories, helpers
 from tests.factories import ACTOR
 from tests.netting.conftest import balances
 
@@ -48,20 +45,12 @@ def networks(settings):
 
 
 def start_worker() -> subprocess.Popen:
-    db = connection.settings_dict
-    env = os.environ | {
-        "DATABASE_URL": f"postgres://{db['USER']}@{db['HOST']}:{db['PORT']}/{db['NAME']}",
-        "CELERY_BROKER_URL": settings.CELERY_BROKER_URL,
-        "CLEARHOUSE_BANK_URL": settings.CLEARHOUSE_BANK_URL,
-        "CLEARHOUSE_CUSTODIAN_URL": settings.CLEARHOUSE_CUSTODIAN_URL,
-        "CELERY_VISIBILITY_TIMEOUT": "5",
-    }
-    return subprocess.Popen(  # noqa: S603 - our own interpreter and arguments
-        worker_argv(sys.executable, "netting-worker"),
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+    return helpers.start_worker(
+        "netting-worker",
+        {
+            "CLEARHOUSE_BANK_URL": settings.CLEARHOUSE_BANK_URL,
+            "CLEARHOUSE_CUSTODIAN_URL": settings.CLEARHOUSE_CUSTODIAN_URL,
+        },
     )
 
 

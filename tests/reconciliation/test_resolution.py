@@ -3,14 +3,13 @@ and adjust or write off only with a second person's approval (four-eyes), every 
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from decimal import Decimal
 
 import pytest
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from rails.formats import iso20022
 from reconciliation.engine import reconciliation_run
 from reconciliation.importers import external_import
 from reconciliation.models import Break, InternalRecord, Source
@@ -20,25 +19,13 @@ from settlement.models import Journal, ReviewCase, TransitionLog
 from settlement.services.ledger import account_for, system_account_for
 from tests import factories
 from tests.factories import ACTOR
+from tests.helpers import HOUSE_USD, house_usd_credit
 
 pytestmark = pytest.mark.django_db
-HOUSE_USD = "4400123456"
 
 
 def book(reference: str, amount: str, entry_ref: str) -> None:
-    booking = iso20022.Booking(
-        entry_ref=entry_ref,
-        account=HOUSE_USD,
-        amount=Decimal(amount),
-        currency="USD",
-        credit_debit="CRDT",
-        booking_date=timezone.localdate(),
-        value_date=timezone.localdate(),
-        end_to_end_id=reference,
-    )
-    xml = iso20022.build_camt054(
-        message_id=f"M{entry_ref}", created_at=datetime.now(UTC), account=HOUSE_USD, currency="USD", bookings=[booking]
-    )
+    xml = house_usd_credit(reference=reference, amount=amount, entry_ref=entry_ref)
     external_import(source=Source.CAMT054, name=entry_ref, content=xml, actor=ACTOR)
 
 
