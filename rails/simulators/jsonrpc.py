@@ -23,8 +23,10 @@ import threading
 import time
 from collections import Counter
 from decimal import Decimal
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
+
+from rails.simulators.loopback import LoopbackServer
 
 COMMON_FAULTS = ("unavailable", "timeout", "timeout_after_send", "drop")
 _DECIMAL = re.compile(r'"__dec__(-?[0-9.]+)__"')
@@ -55,7 +57,7 @@ def _encode(value: Any) -> bytes:
     return _DECIMAL.sub(r"\1", json.dumps(value, default=default)).encode()
 
 
-class JsonRpcSimulator:
+class JsonRpcSimulator(LoopbackServer):
     FAULTS: tuple[str, ...] = COMMON_FAULTS
     SEND_METHODS: tuple[str, ...] = ()  # methods that submit a transaction
     jsonrpc_version = "2.0"
@@ -64,8 +66,6 @@ class JsonRpcSimulator:
         self.lock = threading.RLock()
         self.faults: Counter[str] = Counter()
         self.hang_seconds = hang_seconds
-        self._server: ThreadingHTTPServer | None = None
-        self._thread: threading.Thread | None = None
 
     # --- fault switches -------------------------------------------------------------------------
     def inject(self, fault: str, times: int = 1) -> None:
@@ -158,21 +158,4 @@ class JsonRpcSimulator:
                 self.end_headers()
                 self.wfile.write(payload)
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
-        self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, name=type(self).__name__, daemon=True)
-        self._thread.start()
-        return self.url
-
-    @property
-    def url(self) -> str:
-        if self._server is None:
-            raise RuntimeError("simulator is not serving")
-        host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}"
-
-    def stop(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self._server = None
+        return self._start(Handler, port)

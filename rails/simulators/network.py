@@ -31,10 +31,11 @@ import threading
 import time
 from collections import Counter
 from datetime import UTC, date, datetime, timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import parse_qs, urlparse
 
+from rails.simulators.loopback import LoopbackServer
 from settlement.calendars import settlement_date
 
 FAULTS = ("unavailable", "timeout", "timeout_after_accept", "reject", "duplicate")
@@ -57,7 +58,7 @@ class _Drop(Exception):
     pass
 
 
-class NetworkSimulator:
+class NetworkSimulator(LoopbackServer):
     calendar = "FED"
 
     def __init__(self, *, today: date | None = None, instant: bool = False, hang_seconds: float = 1.5) -> None:
@@ -69,7 +70,6 @@ class NetworkSimulator:
         self.instant = instant
         self.reports: list[dict[str, Any]] = []
         self.received: dict[str, str] = {}  # message id -> message type
-        self._server: ThreadingHTTPServer | None = None
 
     # --- faults and clock -------------------------------------------------------------------
     def inject(self, fault: str, times: int = 1, code: str = "") -> None:
@@ -238,20 +238,4 @@ class NetworkSimulator:
                 except Exception as exc:
                     self._answer(500, {"error": repr(exc)})
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
-        self._server.daemon_threads = True
-        threading.Thread(target=self._server.serve_forever, name=type(self).__name__, daemon=True).start()
-        return self.url
-
-    @property
-    def url(self) -> str:
-        if self._server is None:
-            raise RuntimeError("simulator is not serving")
-        host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}"
-
-    def stop(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self._server = None
+        return self._start(Handler, port)

@@ -11,9 +11,6 @@ faults over HTTP, e.g.::
 
 from __future__ import annotations
 
-import contextlib
-import signal
-import threading
 from typing import Any
 
 from django.core.management.base import BaseCommand
@@ -32,11 +29,4 @@ class Command(BaseCommand):
 
         simulator = network_simulator(options["network"])
         simulator.instant = options["instant"]
-        url = simulator.serve(options["port"])
-        self.stdout.write(f"{options['network']} simulator on {url}", ending="\n")
-        self.stdout.flush()
-        stop = threading.Event()
-        signal.signal(signal.SIGTERM, lambda *_: stop.set())
-        with contextlib.suppress(KeyboardInterrupt):
-            stop.wait()
-        simulator.stop()
+        simulator.serve_until_stopped(port=options["port"], label=f"{options['network']} simulator", stdout=self.stdout)

@@ -9,9 +9,6 @@ Workers in other processes reach it exactly like a node: point ``CLEARHOUSE_BTC_
 
 from __future__ import annotations
 
-import contextlib
-import signal
-import threading
 from typing import Any
 
 from django.core.management.base import BaseCommand
@@ -33,11 +30,6 @@ class Command(BaseCommand):
             from rails.simulators.solana_node import SolanaNodeSimulator
 
             simulator = SolanaNodeSimulator()
-        url = simulator.serve(options["port"])
-        self.stdout.write(f"{options['chain']} node simulator on {url}", ending="\n")
-        self.stdout.flush()
-        stop = threading.Event()
-        signal.signal(signal.SIGTERM, lambda *_: stop.set())
-        with contextlib.suppress(KeyboardInterrupt):
-            stop.wait()
-        simulator.stop()
+        simulator.serve_until_stopped(
+            port=options["port"], label=f"{options['chain']} node simulator", stdout=self.stdout
+        )
