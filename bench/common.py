@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def psql(sql: str, url: str) -> None:
@@ -25,3 +30,25 @@ def backend_peak(pid: int) -> str:
     except OSError:
         pass
     return "n/a"
+
+
+def scratch_database(*, server: str, db: str, env: dict[str, str] | None = None) -> dict[str, str]:
+    """Drop and create the bench's own database, migrate it, point this process at it and set
+    Django up. Returns the environment for the processes the bench starts (workers, servers)."""
+    psql(f"DROP DATABASE IF EXISTS {db}", f"{server}/postgres")
+    psql(f"CREATE DATABASE {db}", f"{server}/postgres")
+    full = {
+        **os.environ,
+        "DATABASE_URL": f"{server}/{db}",
+        "SECRET_KEY": "bench",
+        "DEBUG": "0",
+        "LOG_LEVEL": "WARNING",
+        **(env or {}),
+    }
+    os.environ.update(full)
+    subprocess.run([sys.executable, "manage.py", "migrate", "-v", "0"], cwd=ROOT, env=full, check=True)
+    import django
+
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
+    django.setup()
+    return full

@@ -17,7 +17,6 @@ to settled, a per-stage breakdown from the transition log, and checks ledger == 
 from __future__ import annotations
 
 import argparse
-import os
 import subprocess
 import sys
 import time
@@ -30,7 +29,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.common import percentile, psql  # noqa: E402
+from bench.common import percentile, scratch_database  # noqa: E402
 from config.celery import worker_argv  # noqa: E402
 
 
@@ -49,34 +48,23 @@ def main() -> None:
 
     from rails.simulators.anvil import AnvilNode
 
-    db_url = f"{args.server}/{args.db}"
-    psql(f"DROP DATABASE IF EXISTS {args.db}", f"{args.server}/postgres")
-    psql(f"CREATE DATABASE {args.db}", f"{args.server}/postgres")
     anvil = AnvilNode().start()
     keystore = ROOT / "var" / "bench-keystore.json"
     keystore.unlink(missing_ok=True)
-    env = {
-        **os.environ,
-        "DATABASE_URL": db_url,
-        "SECRET_KEY": "bench",
-        "DEBUG": "0",
-        "LOG_LEVEL": "WARNING",
-        "CELERY_BROKER_URL": args.broker,
-        "CELERY_TASK_ALWAYS_EAGER": "0",
-        "CLEARHOUSE_ETH_RPC_URL": anvil.url,
-        "CLEARHOUSE_CHAIN_RAILS": "ethereum",
-        "CLEARHOUSE_KEYSTORE": str(keystore),
-        "CLEARHOUSE_CONFIRM_POLL_SECONDS": "0.2",
-        "CLEARHOUSE_CRYPTO_BATCH": str(args.batch),
-    }
-    os.environ.update(env)
-    subprocess.run([sys.executable, "manage.py", "migrate", "-v", "0"], cwd=ROOT, env=env, check=True)
+    env = scratch_database(
+        server=args.server,
+        db=args.db,
+        env={
+            "CELERY_BROKER_URL": args.broker,
+            "CELERY_TASK_ALWAYS_EAGER": "0",
+            "CLEARHOUSE_ETH_RPC_URL": anvil.url,
+            "CLEARHOUSE_CHAIN_RAILS": "ethereum",
+            "CLEARHOUSE_KEYSTORE": str(keystore),
+            "CLEARHOUSE_CONFIRM_POLL_SECONDS": "0.2",
+            "CLEARHOUSE_CRYPTO_BATCH": str(args.batch),
+        },
+    )
     subprocess.run(["redis-cli", "-u", args.broker, "flushdb"], check=True, stdout=subprocess.DEVNULL)
-
-    import django
-
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
-    django.setup()
     from django.db.models import Max
     from django.utils import timezone
 

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import random
 import subprocess
 import sys
@@ -38,7 +37,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.common import percentile, psql  # noqa: E402
+from bench.common import percentile, scratch_database  # noqa: E402
 from config.celery import worker_argv  # noqa: E402
 
 
@@ -64,23 +63,17 @@ def main() -> None:
     )
     args = parser.parse_args()
 
-    db_url = f"{args.server}/{args.db}"
-    psql(f"DROP DATABASE IF EXISTS {args.db}", f"{args.server}/postgres")
-    psql(f"CREATE DATABASE {args.db}", f"{args.server}/postgres")
     bank_url = f"http://127.0.0.1:{args.port}"
-    env = {
-        **os.environ,
-        "DATABASE_URL": db_url,
-        "SECRET_KEY": "bench",
-        "DEBUG": "0",
-        "LOG_LEVEL": "WARNING",
-        "CELERY_BROKER_URL": args.broker,
-        "CELERY_TASK_ALWAYS_EAGER": "1" if args.profile else "0",
-        "CLEARHOUSE_BANK_URL": bank_url,
-        "CLEARHOUSE_CRYPTO_BATCH": str(args.batch),
-    }
-    os.environ.update(env)
-    subprocess.run([sys.executable, "manage.py", "migrate", "-v", "0"], cwd=ROOT, env=env, check=True)
+    env = scratch_database(
+        server=args.server,
+        db=args.db,
+        env={
+            "CELERY_BROKER_URL": args.broker,
+            "CELERY_TASK_ALWAYS_EAGER": "1" if args.profile else "0",
+            "CLEARHOUSE_BANK_URL": bank_url,
+            "CLEARHOUSE_CRYPTO_BATCH": str(args.batch),
+        },
+    )
     subprocess.run(["redis-cli", "-u", args.broker, "flushdb"], check=True, stdout=subprocess.DEVNULL)
     bank = subprocess.Popen(
         [sys.executable, "manage.py", "run_network_simulator", "bank", "--port", str(args.port), "--instant"],
@@ -89,11 +82,6 @@ def main() -> None:
         stdout=subprocess.DEVNULL,
     )
     time.sleep(2)
-
-    import django
-
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
-    django.setup()
     from django.db.models import Count
     from django.utils import timezone
     from schwifty import IBAN

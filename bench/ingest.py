@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
 import subprocess
 import sys
@@ -27,7 +26,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.common import percentile, psql  # noqa: E402
+from bench.common import percentile, scratch_database  # noqa: E402
 
 
 def main() -> None:
@@ -43,26 +42,9 @@ def main() -> None:
     parser.add_argument("--port", type=int, default=18765)
     args = parser.parse_args()
 
-    db_url = f"{args.server}/{args.db}"
-    psql(f"DROP DATABASE IF EXISTS {args.db}", f"{args.server}/postgres")
-    psql(f"CREATE DATABASE {args.db}", f"{args.server}/postgres")
-    env = {
-        **os.environ,
-        "DATABASE_URL": db_url,
-        "SECRET_KEY": "bench",
-        "DEBUG": "0",
-        "LOG_LEVEL": "WARNING",
-        "CELERY_TASK_ALWAYS_EAGER": "1",
-    }
-    os.environ.update(env)
+    env = scratch_database(server=args.server, db=args.db, env={"CELERY_TASK_ALWAYS_EAGER": "1"})
     python = sys.executable
-    subprocess.run([python, "manage.py", "migrate", "-v", "0"], cwd=ROOT, env=env, check=True)
     subprocess.run([python, "manage.py", "seed_demo"], cwd=ROOT, env=env, check=True, stdout=subprocess.DEVNULL)
-
-    import django
-
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
-    django.setup()
     from decimal import Decimal
 
     from rest_framework.authtoken.models import Token

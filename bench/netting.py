@@ -15,9 +15,7 @@ and of the PostgreSQL backend that did the work.
 from __future__ import annotations
 
 import argparse
-import os
 import resource
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -25,7 +23,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.common import backend_peak, psql  # noqa: E402
+from bench.common import backend_peak, scratch_database  # noqa: E402
 
 _TRADES_SQL = """
 INSERT INTO settlement_trade (source, external_id, instrument_id, buyer_id, seller_id, quantity, price, notional,
@@ -61,16 +59,11 @@ def main() -> None:
     args = parser.parse_args()
     sizes = args.trades or [100_000, 1_000_000]
 
-    psql(f"DROP DATABASE IF EXISTS {args.db}", f"{args.server}/postgres")
-    psql(f"CREATE DATABASE {args.db}", f"{args.server}/postgres")
-    env = {**os.environ, "DATABASE_URL": f"{args.server}/{args.db}", "SECRET_KEY": "bench", "LOG_LEVEL": "WARNING"}
-    os.environ.update(env)
-    subprocess.run([sys.executable, "manage.py", "migrate", "-v", "0"], cwd=ROOT, env=env, check=True)
-
-    import django
-
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
-    django.setup()
+    # A broker that only queues: closing dispatches the plan's pay-ins after commit, and the bench
+    # times the close itself (obligations, totals, the plan), not the payments that follow.
+    scratch_database(
+        server=args.server, db=args.db, env={"CELERY_BROKER_URL": "memory://", "CELERY_TASK_ALWAYS_EAGER": "0"}
+    )
     from django.db import connection
     from django.utils import timezone
 

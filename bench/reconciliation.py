@@ -13,9 +13,7 @@ Prints seconds, breaks by kind, and peak memory of this process and of its Postg
 from __future__ import annotations
 
 import argparse
-import os
 import resource
-import subprocess
 import sys
 import time
 from datetime import timedelta
@@ -24,7 +22,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.common import backend_peak, psql  # noqa: E402
+from bench.common import backend_peak, scratch_database  # noqa: E402
 
 # i mod 400: 0 = amount off by 0.02, 1 = missing, 2 = duplicated, 3 = an unexpected line beside it
 _INTERNAL_SQL = """
@@ -66,16 +64,7 @@ def main() -> None:
     parser.add_argument("--db", default="clearhouse_bench_recon")
     args = parser.parse_args()
 
-    psql(f"DROP DATABASE IF EXISTS {args.db}", f"{args.server}/postgres")
-    psql(f"CREATE DATABASE {args.db}", f"{args.server}/postgres")
-    env = {**os.environ, "DATABASE_URL": f"{args.server}/{args.db}", "SECRET_KEY": "bench", "LOG_LEVEL": "WARNING"}
-    os.environ.update(env)
-    subprocess.run([sys.executable, "manage.py", "migrate", "-v", "0"], cwd=ROOT, env=env, check=True)
-
-    import django
-
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
-    django.setup()
+    scratch_database(server=args.server, db=args.db)
     from django.conf import settings
     from django.db import connection
 

@@ -123,9 +123,10 @@ FROM netting_netobligation WHERE window_id = %(window)s AND net <> 0
 """
 
 
-def plan_create(*, window: NettingWindow, actor: Actor) -> list[int]:
+def plan_create(*, window: NettingWindow, actor: Actor) -> None:
     """The settlement plan of a window being closed (runs in ``window_close``'s transaction): one
-    netted instruction per non-zero obligation, held ones held. Returns the pay-in ids to start."""
+    netted instruction per non-zero obligation, held ones held. After commit one task starts
+    them (``plan_start``): the close does not enqueue a task per batch itself."""
     from settlement.services.trades import history_insert_sql
 
     now = timezone.now()
@@ -136,11 +137,28 @@ def plan_create(*, window: NettingWindow, actor: Actor) -> list[int]:
         cursor.execute(history_insert_sql(NettedInstruction, "window_id = %(window)s"), params)
     for ni in NettedInstruction.objects.filter(window=window, obligation__held=True):
         _apply(ni, ni.mark_held, actor=actor, reason="over the participant's net debit cap: held for review")
-    return list(
-        NettedInstruction.objects.filter(window=window, status=N.PENDING)
+    transaction.on_commit(partial(_plan_start_enqueue, window.pk))
+
+
+def _plan_start_enqueue(window_id: int) -> None:
+    from netting.tasks import plan_start_task
+
+    try:
+        plan_start_task.delay(window_id)
+    except Exception:  # broker unreachable: the sweeper finds the pending instructions
+        logger.exception("could not enqueue the start of window %s's plan", window_id)
+
+
+def plan_start(*, window_id: int) -> int:
+    """Dispatch every pending instruction of a closed window's plan in batches (a worker's job,
+    so closing the window stays one short transaction)."""
+    ids = list(
+        NettedInstruction.objects.filter(window_id=window_id, status=N.PENDING)
         .order_by("direction", "pk")
         .values_list("pk", flat=True)
     )
+    dispatch_netted(ids)
+    return len(ids)
 
 
 # --- dispatch -------------------------------------------------------------------------------------

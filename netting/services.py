@@ -181,9 +181,9 @@ def window_close(*, window: NettingWindow, actor: Actor = NETTING) -> NettingWin
         )
         if held_ids:
             _escalate_held(window, held_ids)
-        from netting.payments import _after_commit_dispatch, plan_create
+        from netting.payments import plan_create
 
-        _after_commit_dispatch(plan_create(window=window, actor=actor))
+        plan_create(window=window, actor=actor)
         return window
 
 

@@ -9,6 +9,7 @@ from netting.payments import (
     custody_buy_in_check,
     netted_advance,
     netted_sweep,
+    plan_start,
     rail_reports_fetch,
     reports_apply,
 )
@@ -30,6 +31,13 @@ def netted_advance_task(ids: list[int]) -> dict[str, int]:
     """Lock, build and send the messages of a batch of netted instructions. Safe to run twice:
     each instruction is re-read under its row lock and a resend reuses the message id."""
     return netted_advance(ids=ids)
+
+
+@shared_task(acks_late=True)
+def plan_start_task(window_id: int) -> int:
+    """After a window closed: dispatch its plan's pending instructions. Safe to run twice (each
+    instruction is re-read under its row lock when advanced)."""
+    return plan_start(window_id=window_id)
 
 
 @shared_task(acks_late=True)
