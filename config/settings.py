@@ -162,6 +162,10 @@ CELERY_BEAT_SCHEDULE = {
         "task": "reconciliation.tasks.rail_reports_record_task",
         "schedule": timedelta(minutes=5),
     },
+    "chain-lists-fetch": {
+        "task": "reconciliation.tasks.chain_lists_fetch_task",
+        "schedule": timedelta(minutes=5),
+    },
     "reconciliation-hourly": {
         "task": "reconciliation.tasks.reconciliation_run_task",
         "schedule": crontab(minute=0, hour="*/1"),
@@ -281,8 +285,16 @@ CLEARHOUSE_BUY_IN_AFTER_DAYS = int(os.environ.get("CLEARHOUSE_BUY_IN_AFTER_DAYS"
 # Reconciliation: a bank booking short by at most this much (a correspondent bank's fee) is
 # resolved automatically; anything larger goes to the admin queue.
 CLEARHOUSE_RECON_FEE_SCHEDULE = {"USD": "25.00", "EUR": "20.00", "GBP": "20.00"}
-# Matching lines that carry no usable reference: same account and asset, amount within this much,
-# value date within this many days; paired one-to-one, closest first.
+# When each rail should have confirmed a movement: bank methods and custody by the end of the
+# value date plus these days, chains this many minutes after the broadcast. A confirmation is
+# missing once the grace period has passed after that.
+CLEARHOUSE_RECON_COMPLETION = {"ach": 1, "wire": 0, "sepa": 0, "swift": 1, "custody": 0, "chain_minutes": 60}
+CLEARHOUSE_RECON_GRACE_MINUTES = int(os.environ.get("CLEARHOUSE_RECON_GRACE_MINUTES", "120"))
+# Chains whose transaction lists are imported (their rail lists a block range's transactions).
+CLEARHOUSE_RECON_CHAIN_LISTS = ["ethereum"]
+# Matching lines that carry no usable reference: same account and asset, same counterparty where
+# both sides name one, amount within this much, value date within this many business days of
+# the asset's calendar; paired one-to-one, closest first.
 CLEARHOUSE_RECON_RULES = {"amount": "25.00", "days": 3}
 # Keys for house-custodied wallets: JSON {address: private key}, mode 600. Never in the database.
 CLEARHOUSE_KEYSTORE = os.environ.get("CLEARHOUSE_KEYSTORE", str(VAR_DIR / "keystore.json"))

@@ -1,28 +1,35 @@
 """The reconciliation run: internal expectations against external records, set-based.
 
-1. ``internal_snapshot`` writes (upserts) one ``InternalRecord`` per rail attempt with one
-   INSERT ... SELECT per rail: for a bank payment, the booking it must produce on the house
-   account (signed as that account sees it); for a custody delivery, the movement on the
-   delivering safekeeping account.
-2. ``reconciliation_run`` classifies every expectation and every external line in one query
-   (exact reference first; then the rule for lines without a usable reference: same account and
-   asset, amount within ``rule_amount``, value date within ``rule_days``, paired one-to-one,
-   closest first):
-   external lines are de-duplicated by their natural key (a booking in both a notification and
-   the statement counts once) and summed per (reference, account), so split bookings match their
-   payment (many-to-one); the result is joined to the expectations (full outer join) and each
-   pair is ok, awaiting (inside the grace period) or a break: amount (difference of at least
-   ``tolerance``), currency, value date, duplicate (booked n times), missing confirmation,
-   unexpected settlement. Breaks go in with one INSERT ... SELECT; their ``dedupe_key`` makes a
-   second run find them again instead of opening them twice.
+1. ``internal_snapshot`` writes (upserts) one ``InternalRecord`` per rail attempt or chain
+   transfer with one INSERT ... SELECT per rail: for a bank payment, the booking it must produce
+   on the house account (signed as that account sees it, with the participant's account as the
+   counterparty); for a custody delivery, the movement on the delivering safekeeping account;
+   for a chain transfer, the debit of the sending wallet (counterparty: the receiving address).
+   Each carries when its rail should have confirmed it (``CLEARHOUSE_RECON_COMPLETION``).
+2. ``reconciliation_run`` classifies every expectation and every external line in one query:
+   - exact reference first (end-to-end id, tx hash); external lines are de-duplicated by their
+     natural key (a booking in both a notification and the statement counts once) and summed
+     per (reference, account), so split bookings match their payment (many-to-one);
+   - then the rule for lines without a usable reference: same account and asset, same
+     counterparty where both name one, amount within ``rule_amount``, value date within
+     ``rule_days`` business days of the asset's calendar; one-to-one, closest first;
+   - each pair is ok, awaiting (its rail's completion time plus the grace period not yet
+     passed), void (a rejected payment with nothing booked) or a break: status (booked though
+     we count it rejected; a rejection report or reverted transaction for what we count paid),
+     currency, duplicate (booked n times), amount (difference of at least ``tolerance``),
+     counterparty, value date, missing confirmation, unexpected settlement.
+   Breaks go in with one INSERT ... SELECT; their ``dedupe_key`` makes a second run find them
+   again instead of opening them twice.
 
-Severity grows with value (under 100, 10,000, 1,000,000, above) and one step with age (older
-than ``age_days``). Only the breaks travel to Python; matching never loops over records.
+A netted payment is one expectation against the many trade legs it settles (its legs are
+traced from the netted instruction), so one booking matches one netted payment (one-to-many).
+Severity grows with value (under 100, 10,000, 1,000,000, above) and one step with age (overdue
+by more than ``age_days``). Only the breaks travel to Python; matching never loops over records.
 """
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import date, datetime, timedelta
 from decimal import Decimal
 
 from django.conf import settings
@@ -34,25 +41,35 @@ from settlement.services.actors import Actor, actor_label
 
 _SNAPSHOT_BANK = """
 INSERT INTO reconciliation_internalrecord
-    (natural_key, rail, reference, account, asset_code, amount, value_date, state, since, updated_at)
-SELECT 'attempt:' || a.id, 'bank', a.end_to_end_id, h.account, s.code,
-       CASE WHEN ni.direction = 'pay_in' THEN ni.amount ELSE -ni.amount END,
-       ni.settlement_date, a.status, COALESCE(a.accepted_at, a.created_at), %(now)s
+    (natural_key, rail, reference, account, counterparty, asset_code, amount, value_date, state, since, due_at,
+     updated_at)
+SELECT 'attempt:' || a.id, 'bank', a.end_to_end_id, h.account, COALESCE(NULLIF(ba.iban, ''), ba.account_number, ''),
+       s.code, CASE WHEN ni.direction = 'pay_in' THEN ni.amount ELSE -ni.amount END,
+       ni.settlement_date, a.status, COALESCE(a.accepted_at, a.created_at),
+       (ni.settlement_date + 1 + c.days)::timestamp AT TIME ZONE 'UTC', %(now)s
 FROM netting_railattempt a
 JOIN netting_nettedinstruction ni ON ni.id = a.instruction_id
 JOIN settlement_asset s ON s.id = ni.asset_id
 JOIN unnest(%(currencies)s::text[], %(accounts)s::text[]) AS h(currency, account) ON h.currency = s.code
+JOIN unnest(%(methods)s::text[], %(method_days)s::int[]) AS c(method, days) ON c.method = a.method
+LEFT JOIN LATERAL (
+    SELECT iban, account_number FROM settlement_bankaccount b
+    WHERE b.participant_id = ni.participant_id AND b.currency_id = ni.asset_id ORDER BY b.id LIMIT 1
+) ba ON TRUE
 WHERE a.method IN ('ach', 'wire', 'sepa', 'swift')
 ON CONFLICT (natural_key) DO UPDATE
-   SET state = EXCLUDED.state, since = EXCLUDED.since, updated_at = EXCLUDED.updated_at
+   SET state = EXCLUDED.state, since = EXCLUDED.since, due_at = EXCLUDED.due_at,
+       counterparty = EXCLUDED.counterparty, updated_at = EXCLUDED.updated_at
 """
 
 _SNAPSHOT_CUSTODY = """
 INSERT INTO reconciliation_internalrecord
-    (natural_key, rail, reference, account, asset_code, amount, value_date, state, since, updated_at)
+    (natural_key, rail, reference, account, counterparty, asset_code, amount, value_date, state, since, due_at,
+     updated_at)
 SELECT 'attempt:' || a.id, 'custodian', a.end_to_end_id,
-       CASE WHEN ni.direction = 'pay_in' THEN ca.account_id ELSE %(house_custody)s END,
-       s.isin, -ni.amount, ni.settlement_date, a.status, COALESCE(a.accepted_at, a.created_at), %(now)s
+       CASE WHEN ni.direction = 'pay_in' THEN ca.account_id ELSE %(house_custody)s END, '',
+       s.isin, -ni.amount, ni.settlement_date, a.status, COALESCE(a.accepted_at, a.created_at),
+       (ni.settlement_date + 1 + %(custody_days)s)::timestamp AT TIME ZONE 'UTC', %(now)s
 FROM netting_railattempt a
 JOIN netting_nettedinstruction ni ON ni.id = a.instruction_id
 JOIN settlement_asset s ON s.id = ni.asset_id
@@ -62,49 +79,87 @@ JOIN LATERAL (
 ) ca ON TRUE
 WHERE a.method = 'custody'
 ON CONFLICT (natural_key) DO UPDATE
-   SET state = EXCLUDED.state, since = EXCLUDED.since, updated_at = EXCLUDED.updated_at
+   SET state = EXCLUDED.state, since = EXCLUDED.since, due_at = EXCLUDED.due_at, updated_at = EXCLUDED.updated_at
+"""
+
+# A chain transfer as the sending wallet sees it; confirmed = settled, broadcast = in flight,
+# failed = nothing should show (or only a reverted transaction).
+_SNAPSHOT_CHAIN = """
+INSERT INTO reconciliation_internalrecord
+    (natural_key, rail, reference, account, counterparty, asset_code, amount, value_date, state, since, due_at,
+     updated_at)
+SELECT 'chain:' || t.id, 'chain', t.tx_hash, t.from_address, t.to_address, s.code, -t.amount,
+       (t.created_at AT TIME ZONE 'UTC')::date,
+       CASE t.status WHEN 'confirmed' THEN 'settled' WHEN 'broadcast' THEN 'accepted' ELSE 'rejected' END,
+       t.created_at, t.created_at + make_interval(mins => %(chain_minutes)s), %(now)s
+FROM settlement_chaintransfer t
+JOIN settlement_settlementinstruction si ON si.id = t.instruction_id
+JOIN settlement_asset s ON s.id = si.asset_id
+WHERE t.chain = ANY(%(chains)s) AND t.status IN ('broadcast', 'confirmed', 'failed')
+ON CONFLICT (natural_key) DO UPDATE
+   SET state = EXCLUDED.state, due_at = EXCLUDED.due_at, updated_at = EXCLUDED.updated_at
 """
 
 _CLASSIFIED = """
 WITH ext AS (
-    SELECT DISTINCT ON (natural_key) id, reference, account, asset_code, amount, value_date,
+    SELECT DISTINCT ON (natural_key) id, reference, account, counterparty, asset_code, amount, value_date,
+           status IN ('failed', 'RJCT') AS failed,
            CASE WHEN reference = '' THEN 'noref:' || id ELSE reference END AS ref_key
     FROM reconciliation_externalrecord
-    WHERE (source IN ('camt053', 'camt054') AND account = ANY(%(house)s)) OR source = 'sese025'
+    WHERE (source IN ('camt053', 'camt054') AND account = ANY(%(house)s)) OR source IN ('sese025', 'chain', 'csv')
     ORDER BY natural_key, source
 ),
 agg AS (
     SELECT ref_key, MIN(reference) AS reference, account, MIN(asset_code) AS c_min, MAX(asset_code) AS c_max,
-           SUM(amount) AS found, COUNT(*) AS n, MAX(value_date) AS found_date, array_agg(id ORDER BY id) AS ids
+           SUM(amount) AS found, COUNT(*) AS n, MAX(value_date) AS found_date, array_agg(id ORDER BY id) AS ids,
+           MIN(counterparty) FILTER (WHERE counterparty <> '') AS cp, bool_and(failed) AS ext_failed
     FROM ext GROUP BY ref_key, account  -- lines without a reference stay single
 ),
+rejections AS (
+    SELECT DISTINCT reference FROM reconciliation_externalrecord
+    WHERE source = 'pain002' AND status = 'RJCT' AND reference <> ''
+),
 expectations AS (
-    SELECT * FROM reconciliation_internalrecord WHERE state IN ('accepted', 'failing', 'settled')
+    SELECT * FROM reconciliation_internalrecord
+    WHERE state IN ('accepted', 'failing', 'settled', 'rejected', 'timed_out')
 ),
 pairs AS (
     SELECT i.id AS internal_id, i.natural_key, COALESCE(i.reference, a.reference) AS reference,
            COALESCE(i.account, a.account) AS account, COALESCE(i.asset_code, a.c_min) AS asset_code,
-           i.amount AS expected, a.found, a.n, a.c_min, a.c_max, i.value_date, a.found_date, a.ids, i.since
+           i.amount AS expected, a.found, a.n, a.c_min, a.c_max, i.value_date, a.found_date, a.ids, i.since,
+           i.due_at, i.state, i.counterparty, a.cp, COALESCE(a.ext_failed, FALSE) AS ext_failed,
+           rj.reference IS NOT NULL AS reported_rejected
     FROM expectations i FULL OUTER JOIN agg a ON a.ref_key = i.reference AND a.account = i.account
+    LEFT JOIN rejections rj ON rj.reference = i.reference
+),
+bd AS (
+    SELECT * FROM unnest(%(bd_assets)s::text[], %(bd_days)s::date[], %(bd_ords)s::int[]) AS b(asset_code, day, ord)
 ),
 loose_int AS MATERIALIZED (
-    SELECT internal_id, account, asset_code, expected, value_date FROM pairs WHERE found IS NULL
+    SELECT internal_id, account, asset_code, expected, value_date, counterparty FROM pairs
+    WHERE found IS NULL AND state NOT IN ('rejected', 'timed_out')
 ),
 loose_ext AS MATERIALIZED (
-    SELECT ids[1] AS ext_id, account, c_min AS asset_code, found, found_date
+    SELECT ids[1] AS ext_id, account, c_min AS asset_code, found, found_date, cp
     FROM pairs WHERE internal_id IS NULL AND n = 1 AND c_min = c_max
 ),
 candidates AS (
-    SELECT i.internal_id, e.ext_id, e.found, e.found_date,
+    SELECT i.internal_id, e.ext_id, e.found, e.found_date, e.cp,
            ROW_NUMBER() OVER (PARTITION BY i.internal_id
                               ORDER BY ABS(e.found - i.expected), ABS(e.found_date - i.value_date), e.ext_id) AS rn_i,
            ROW_NUMBER() OVER (PARTITION BY e.ext_id
                               ORDER BY ABS(e.found - i.expected), ABS(e.found_date - i.value_date), i.internal_id)
                AS rn_e
     FROM loose_int i JOIN loose_ext e ON e.account = i.account AND e.asset_code = i.asset_code
-     AND ABS(e.found - i.expected) <= %(rule_amount)s AND ABS(e.found_date - i.value_date) <= %(rule_days)s
+     AND ABS(e.found - i.expected) <= %(rule_amount)s
+     AND (e.cp IS NULL OR i.counterparty = '' OR e.cp = i.counterparty)
+    JOIN bd bi ON bi.day = i.value_date
+     AND bi.asset_code = CASE WHEN i.asset_code = ANY(%(bd_assets)s) THEN i.asset_code ELSE '*' END
+    JOIN bd be ON be.day = e.found_date
+     AND be.asset_code = CASE WHEN e.asset_code = ANY(%(bd_assets)s) THEN e.asset_code ELSE '*' END
+    WHERE ABS(be.ord - bi.ord) <= %(rule_days)s
 ),
-by_rule AS (SELECT internal_id, ext_id, found, found_date FROM candidates WHERE rn_i = 1 AND rn_e = 1),
+by_rule AS (SELECT internal_id, ext_id, found, found_date, cp FROM candidates WHERE rn_i = 1 AND rn_e = 1),
 resolved_pairs AS (
     SELECT p.internal_id, p.natural_key, p.reference, p.account, p.asset_code, p.expected,
            COALESCE(p.found, r.found) AS found,
@@ -112,7 +167,8 @@ resolved_pairs AS (
            COALESCE(p.c_min, CASE WHEN r.ext_id IS NOT NULL THEN p.asset_code END) AS c_min,
            COALESCE(p.c_max, CASE WHEN r.ext_id IS NOT NULL THEN p.asset_code END) AS c_max,
            p.value_date, COALESCE(p.found_date, r.found_date) AS found_date,
-           COALESCE(p.ids, CASE WHEN r.ext_id IS NOT NULL THEN ARRAY[r.ext_id] END) AS ids, p.since
+           COALESCE(p.ids, CASE WHEN r.ext_id IS NOT NULL THEN ARRAY[r.ext_id] END) AS ids, p.since, p.due_at,
+           p.state, p.counterparty, COALESCE(p.cp, r.cp) AS cp, p.ext_failed, p.reported_rejected
     FROM pairs p
     LEFT JOIN by_rule r ON r.internal_id = p.internal_id
     LEFT JOIN by_rule taken ON p.internal_id IS NULL AND taken.ext_id = p.ids[1]
@@ -122,10 +178,17 @@ classified AS (
     SELECT *,
         CASE
             WHEN internal_id IS NULL THEN 'unexpected'
-            WHEN found IS NULL THEN CASE WHEN since < %(grace_cutoff)s THEN 'missing' ELSE 'awaiting' END
+            -- we count it as never paid: fine while nothing (or only a failed transaction) shows
+            WHEN state IN ('rejected', 'timed_out') AND (found IS NULL OR ext_failed) THEN 'void'
+            WHEN state = 'rejected' THEN 'status'
+            WHEN found IS NULL THEN CASE WHEN reported_rejected THEN 'status'
+                                         WHEN COALESCE(due_at, since) < %(due_cutoff)s THEN 'missing'
+                                         ELSE 'awaiting' END
+            WHEN ext_failed OR reported_rejected OR state = 'timed_out' THEN 'status'
             WHEN c_min <> c_max OR c_min <> asset_code THEN 'currency'
             WHEN n > 1 AND found = expected * n THEN 'duplicate'
             WHEN ABS(found - expected) >= %(tolerance)s THEN 'amount'
+            WHEN cp IS NOT NULL AND counterparty <> '' AND cp <> counterparty THEN 'counterparty'
             WHEN found_date > value_date + %(date_days)s THEN 'date'
             ELSE 'ok'
         END AS kind
@@ -144,13 +207,14 @@ SELECT kind || ':' || COALESCE(natural_key, account || ':' || reference || ':' |
        kind,
        (ARRAY['low', 'medium', 'high', 'critical'])[LEAST(4, 1 +
            CASE WHEN v < 100 THEN 0 WHEN v < 10000 THEN 1 WHEN v < 1000000 THEN 2 ELSE 3 END +
-           CASE WHEN since < %(aged)s THEN 1 ELSE 0 END)],
+           CASE WHEN COALESCE(due_at, since, found_date::timestamptz) < %(aged)s THEN 1 ELSE 0 END)],
        internal_id, reference, account, asset_code, expected, found, found - expected,
        to_jsonb(COALESCE(ids, ARRAY[]::bigint[])), %(run)s, %(run)s, 'open', ''
 FROM (
-    SELECT *, ABS(CASE WHEN kind IN ('missing', 'unexpected', 'currency') THEN COALESCE(found, expected)
+    SELECT *, ABS(CASE WHEN kind IN ('missing', 'unexpected', 'currency', 'status', 'counterparty')
+                       THEN COALESCE(found, expected)
                        ELSE found - expected END) AS v
-    FROM classified WHERE kind NOT IN ('ok', 'awaiting')
+    FROM classified WHERE kind NOT IN ('ok', 'awaiting', 'void')
 ) b
 ON CONFLICT (dedupe_key) DO UPDATE
    SET last_run_id = EXCLUDED.last_run_id, severity = EXCLUDED.severity, found = EXCLUDED.found,
@@ -159,23 +223,68 @@ ON CONFLICT (dedupe_key) DO UPDATE
 _BREAKS = _CLASSIFIED + _BREAKS_TAIL
 
 
-def internal_snapshot(*, now: object = None) -> None:
+def internal_snapshot(*, now: datetime | None = None) -> None:
     house = settings.CLEARHOUSE_HOUSE_BANK_ACCOUNTS
+    completion = settings.CLEARHOUSE_RECON_COMPLETION
+    methods = [m for m in ("ach", "wire", "sepa", "swift") if m in completion]
     params = {
         "now": now or timezone.now(),
         "currencies": list(house),
         "accounts": [a.get("iban") or a["account"] for a in house.values()],
         "house_custody": settings.CLEARHOUSE_HOUSE_CUSTODY_ACCOUNT["account"],
+        "methods": methods,
+        "method_days": [int(completion[m]) for m in methods],
+        "custody_days": int(completion["custody"]),
+        "chain_minutes": int(completion["chain_minutes"]),
+        "chains": [c for c in settings.CLEARHOUSE_RECON_CHAIN_LISTS if c in settings.CLEARHOUSE_CHAIN_RAILS],
     }
     with connection.cursor() as cursor:
         cursor.execute(_SNAPSHOT_BANK, params)
         cursor.execute(_SNAPSHOT_CUSTODY, params)
+        cursor.execute(_SNAPSHOT_CHAIN, params)
+
+
+def business_day_ordinals(*, first: date, last: date) -> tuple[list[str], list[date], list[int]]:
+    """For every asset (by code, and by ISIN for securities) and every day of ``first..last``:
+    the number of the asset calendar's business days up to that day; asset ``*`` (one we do not
+    know) counts Monday to Friday. Two dates are N business days apart when their numbers
+    differ by N (a weekend booking counts as the Friday)."""
+    from settlement.calendars import is_business_day
+    from settlement.models import Asset
+
+    assets, days, ords = [], [], []
+    span = [first + timedelta(days=n) for n in range((last - first).days + 1)]
+    calendars = [("*", "", None), *Asset.objects.values_list("code", "isin", "calendar")]
+    for code, isin, calendar in calendars:
+        count = 0
+        for day in span:
+            count += is_business_day(calendar, day) if calendar else day.weekday() < 5
+            for key in filter(None, (code, isin)):
+                assets.append(key)
+                days.append(day)
+                ords.append(count)
+    return assets, days, ords
+
+
+def _date_span(*, now: datetime) -> tuple[date, date]:
+    """The value dates a run may compare (bounded: a stray date far out gets no rule match)."""
+    from django.db.models import Max, Min
+
+    from reconciliation.models import ExternalRecord, InternalRecord
+
+    internal = InternalRecord.objects.aggregate(lo=Min("value_date"), hi=Max("value_date"))
+    external = ExternalRecord.objects.aggregate(lo=Min("value_date"), hi=Max("value_date"))
+    today = now.date()
+    lows = [d for d in (internal["lo"], external["lo"]) if d] or [today]
+    highs = [d for d in (internal["hi"], external["hi"]) if d] or [today]
+    return max(min(lows), today - timedelta(days=800)), min(max(highs), today + timedelta(days=400))
 
 
 def reconciliation_run(
     *,
     actor: Actor,
-    grace: timedelta = timedelta(days=2),
+    as_of: datetime | None = None,
+    grace: timedelta | None = None,
     tolerance: Decimal = Decimal("0.01"),
     date_days: int = 3,
     rule_amount: Decimal | None = None,
@@ -183,15 +292,23 @@ def reconciliation_run(
     age_days: int = 3,
 ) -> ReconciliationRun:
     """Snapshot, classify and record the breaks (see the module docstring). Runs of the same
-    state twice find the same breaks and open none twice."""
-    now = timezone.now()
+    state twice find the same breaks and open none twice.
+
+    A confirmation is missing once ``grace`` (default ``CLEARHOUSE_RECON_GRACE_MINUTES``) has
+    passed after the rail's expected completion (``CLEARHOUSE_RECON_COMPLETION``), measured
+    at ``as_of`` (default: now)."""
+    now = as_of or timezone.now()
+    if grace is None:
+        grace = timedelta(minutes=int(settings.CLEARHOUSE_RECON_GRACE_MINUTES))
     with transaction.atomic():
         run = ReconciliationRun.objects.create(started_by=actor_label(actor))
-        internal_snapshot(now=now)
+        internal_snapshot(now=timezone.now())
+        first, last = _date_span(now=now)
+        bd_assets, bd_days, bd_ords = business_day_ordinals(first=first, last=last)
         house = [a.get("iban") or a["account"] for a in settings.CLEARHOUSE_HOUSE_BANK_ACCOUNTS.values()]
         params = {
             "house": house,
-            "grace_cutoff": now - grace,
+            "due_cutoff": now - grace,
             "tolerance": tolerance,
             "date_days": date_days,
             "aged": now - timedelta(days=age_days),
@@ -199,6 +316,9 @@ def reconciliation_run(
             if rule_amount is not None
             else Decimal(settings.CLEARHOUSE_RECON_RULES["amount"]),
             "rule_days": rule_days if rule_days is not None else int(settings.CLEARHOUSE_RECON_RULES["days"]),
+            "bd_assets": bd_assets,
+            "bd_days": bd_days,
+            "bd_ords": bd_ords,
             "run": run.pk,
         }
         with connection.cursor() as cursor:
@@ -207,11 +327,13 @@ def reconciliation_run(
             cursor.execute(_BREAKS, params)
         _record_new_breaks(run, actor=actor)
         resolved = _auto_resolve(run, actor=actor)
+        quiet = ("ok", "awaiting", "void")
         run.totals = {
-            "expected": sum(n for kind, n in counts.items() if kind != "unexpected"),
+            "expected": sum(n for kind, n in counts.items() if kind not in ("unexpected", "void")),
             "matched": counts.get("ok", 0),
             "awaiting": counts.get("awaiting", 0),
-            "breaks": {k: n for k, n in counts.items() if k not in ("ok", "awaiting")},
+            "not_paid": counts.get("void", 0),
+            "breaks": {k: n for k, n in counts.items() if k not in quiet},
             "auto_resolved": resolved,
         }
         run.finished_at = timezone.now()

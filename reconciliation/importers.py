@@ -19,7 +19,8 @@ each field (default: the field's own name):
 
 Chain lists: a JSON array of objects with ``chain``, ``tx_hash``, ``asset``, ``amount`` (string,
 signed from the house's side), and optionally ``block``, ``confirmations``, ``address``,
-``counterparty``, ``reference``, ``date`` (YYYY-MM-DD).
+``counterparty``, ``reference``, ``date`` (YYYY-MM-DD), ``succeeded`` (false for a transaction
+that was mined but reverted: status ``failed``).
 """
 
 from __future__ import annotations
@@ -81,13 +82,13 @@ def _booking_line(booking: iso20022.Booking, key: str, extra: dict[str, Any]) ->
         amount=_signed(booking),
         reference=booking.end_to_end_id,
         account=booking.account,
-        counterparty=booking.counterparty_name or booking.counterparty_account,
+        counterparty=booking.counterparty_account or booking.counterparty_name,
         value_date=booking.value_date,
         status=booking.status,
         reason_code=booking.return_reason,
         detail={
             "booking_date": booking.booking_date.isoformat(),
-            "counterparty_account": booking.counterparty_account,
+            "counterparty_name": booking.counterparty_name,
             "remittance": booking.remittance,
             **extra,
         },
@@ -168,6 +169,19 @@ def _date(value: Any, where: str) -> date | None:
         raise ImportRejected(f"{where}: {value!r} is not a date (YYYY-MM-DD)") from exc
 
 
+def _chain_status(row: dict[str, Any], where: str) -> str:
+    succeeded = row.get("succeeded", True)
+    if not isinstance(succeeded, bool):
+        raise ImportRejected(f"{where} succeeded: {succeeded!r} is not true or false")
+    try:
+        confirmations = int(row.get("confirmations", 0) or 0)
+    except (TypeError, ValueError) as exc:
+        raise ImportRejected(f"{where} confirmations: {row.get('confirmations')!r} is not a number") from exc
+    if not succeeded:
+        return "failed"
+    return "confirmed" if confirmations > 0 else "pending"
+
+
 def _chain(content: bytes, sha: str) -> list[Line]:
     try:
         rows = json.loads(content)
@@ -192,7 +206,7 @@ def _chain(content: bytes, sha: str) -> list[Line]:
                 account=str(row.get("address", "")),
                 counterparty=str(row.get("counterparty", "")),
                 value_date=_date(row.get("date"), f"{where} date"),
-                status="confirmed" if int(row.get("confirmations", 0) or 0) > 0 else "pending",
+                status=_chain_status(row, where),
                 detail={
                     "block": row.get("block"),
                     "confirmations": row.get("confirmations"),

@@ -82,18 +82,34 @@ class InternalRecord(models.Model):
     tables before each run (``natural_key`` = "attempt:<id>")."""
 
     natural_key = models.CharField(max_length=64, unique=True)
-    rail = models.CharField(max_length=16, help_text="bank / custodian")
+    rail = models.CharField(max_length=16, help_text="bank / custodian / chain")
     reference = models.CharField(max_length=255, db_index=True)
-    account = models.CharField(max_length=64, help_text="The account the movement must show on.")
+    account = models.CharField(max_length=64, help_text="The account (or address) the movement must show on.")
+    counterparty = models.CharField(max_length=140, blank=True, help_text="The other side's account or address.")
     asset_code = models.CharField(max_length=16)
     amount = amount_field(help_text="Signed, as that account sees it.")
     value_date = models.DateField()
     state = models.CharField(max_length=16, help_text="The attempt's status when snapshotted.")
-    since = models.DateTimeField(help_text="When the network took it: the grace period counts from here.")
+    since = models.DateTimeField(help_text="When the network took it.")
+    due_at = models.DateTimeField(
+        null=True, help_text="When the rail should have confirmed it (value date and the rail's completion time)."
+    )
     updated_at = models.DateTimeField()
 
     def __str__(self) -> str:
         return f"{self.natural_key} {self.amount} {self.asset_code}"
+
+
+class ChainScan(models.Model):
+    """How far the chain's transaction list has been imported: the next block to read. Only
+    blocks deep enough to be final are read, so each page, once imported, never changes."""
+
+    chain = models.CharField(max_length=16, unique=True)
+    next_block = models.BigIntegerField(default=0)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    def __str__(self) -> str:
+        return f"{self.chain} from block {self.next_block}"
 
 
 class ReconciliationRun(models.Model):
@@ -116,6 +132,8 @@ class BreakKind(models.TextChoices):
     DUPLICATE = "duplicate", "Booked more than once"
     MISSING = "missing", "Missing confirmation"
     UNEXPECTED = "unexpected", "Unexpected settlement"
+    COUNTERPARTY = "counterparty", "Counterparty differs"
+    STATUS = "status", "Status differs (booked though rejected, or rejected though booked)"
 
 
 class Severity(models.TextChoices):

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import json
 import logging
-from datetime import date
+from datetime import UTC, date, datetime
 
 from django.conf import settings
+from django.db import transaction
 
 from reconciliation.importers import ImportOutcome, ImportRejected, external_import
-from reconciliation.models import Source
+from reconciliation.models import ChainScan, Source
 from settlement.services.actors import Actor, SystemActor
 
 RECON = SystemActor("reconciliation")
@@ -65,3 +67,81 @@ def rail_reports_record(*, limit: int = 5000, actor: Actor = RECON) -> dict[str,
         RailReport.objects.filter(pk=report.pk).update(recorded=True)
         outcome["reports"] += 1
     return outcome
+
+
+def chain_transactions_fetch(*, chain: str, actor: Actor = RECON, max_blocks: int = 500) -> ImportOutcome | None:
+    """Import the chain's own list of our wallets' transactions, from the block after the last
+    one imported up to the newest block that has the asset's required confirmations (so a page
+    never changes once imported), at most ``max_blocks`` blocks per call.
+
+    Each transaction is one record, seen from our side: a transfer from one of our wallets is
+    a debit of the sending wallet (counterparty: the receiving address), one that only pays in
+    is a credit of the receiving wallet. The page is stored raw as a chain list; importing it
+    twice, or two workers reading the same blocks, stores it once (the scan position is
+    row-locked and moves in the same transaction as the import). Chains whose rail cannot list
+    transactions yet are skipped (None)."""
+    from rails.crypto.registry import chain_rail
+    from settlement.models import Asset, WalletAddress
+
+    rail = chain_rail(chain)
+    asset = Asset.objects.filter(chain=chain, code=getattr(rail, "symbol", "")).first()
+    if rail is None or asset is None or not hasattr(rail, "transactions"):
+        return None
+    scan, _ = ChainScan.objects.get_or_create(chain=chain)
+    first = scan.next_block
+    last = min(rail.head() - max(asset.required_confirmations, 1) + 1, first + max_blocks - 1)
+    if last < first:
+        return None
+    wallets = {w.lower(): w for w in WalletAddress.objects.filter(chain=chain).values_list("address", flat=True)}
+    rows = []
+    for tx in rail.transactions(addresses=set(wallets), first_block=first, last_block=last):
+        sender, receiver = wallets.get(tx["from"].lower()), wallets.get(tx["to"].lower())
+        if sender is not None:
+            address, counterparty, amount = sender, receiver or tx["to"], -tx["amount"]
+        else:
+            address, counterparty, amount = receiver, tx["from"], tx["amount"]
+        rows.append(
+            {
+                "chain": chain,
+                "tx_hash": tx["tx_hash"],
+                "asset": asset.code,
+                "amount": str(amount),
+                "address": address,
+                "counterparty": counterparty,
+                "block": tx["block"],
+                "confirmations": tx["confirmations"],
+                "date": datetime.fromtimestamp(tx["timestamp"], UTC).date().isoformat(),
+                "succeeded": tx["succeeded"],
+            }
+        )
+    with transaction.atomic():
+        scan = ChainScan.objects.select_for_update().get(chain=chain)
+        if scan.next_block != first:
+            return None  # another worker imported these blocks meanwhile
+        outcome = None
+        if rows:
+            outcome = external_import(
+                source=Source.CHAIN,
+                name=f"{chain} blocks {first}-{last}.json",
+                content=json.dumps(rows, indent=1).encode(),
+                actor=actor,
+            )
+        scan.next_block = last + 1
+        scan.save(update_fields=("next_block", "updated_at"))
+    return outcome
+
+
+def chain_lists_fetch(*, actor: Actor = RECON) -> dict[str, int]:
+    """Every configured chain's new transactions (a chain that cannot be reached is logged and
+    tried again next time; what was not imported stays behind the scan position)."""
+    from rails.base import RailTransientError
+
+    created = {}
+    for chain in settings.CLEARHOUSE_CHAIN_RAILS:
+        try:
+            outcome = chain_transactions_fetch(chain=chain, actor=actor)
+        except RailTransientError as exc:
+            logger.warning("chain list of %s not fetched: %s", chain, exc)
+            continue
+        created[chain] = outcome.created if outcome else 0
+    return created

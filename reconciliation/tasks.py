@@ -5,7 +5,7 @@ from datetime import timedelta
 from celery import shared_task
 from django.utils import timezone
 
-from reconciliation.services import bank_statements_fetch, rail_reports_record
+from reconciliation.services import bank_statements_fetch, chain_lists_fetch, rail_reports_record
 
 
 @shared_task(acks_late=True)
@@ -25,11 +25,19 @@ def rail_reports_record_task() -> dict[str, int]:
 
 
 @shared_task(acks_late=True)
+def chain_lists_fetch_task() -> dict[str, int]:
+    """Beat: import the chains' new final blocks' transactions of our wallets (each block once)."""
+    return chain_lists_fetch()
+
+
+@shared_task(acks_late=True)
 def reconciliation_run_task() -> int:
-    """Beat, hourly (``0 */1 * * *``, editable in the admin): record the rails' new reports, then
-    run the reconciliation. Running twice finds the same breaks and opens none twice."""
+    """Beat, hourly (``0 */1 * * *``, editable in the admin): record the rails' new reports and
+    the chains' new transactions, then run the reconciliation. Running twice finds the same
+    breaks and opens none twice."""
     from reconciliation.engine import reconciliation_run
     from reconciliation.services import RECON
 
     rail_reports_record()
+    chain_lists_fetch()
     return reconciliation_run(actor=RECON).pk

@@ -138,6 +138,37 @@ class EthereumRail(BaseUnits):
             sender_nonce=sender_nonce,
         )
 
+    def head(self) -> int:
+        return int(_call(lambda: self.w3.eth.block_number))
+
+    def transactions(self, *, addresses: set[str], first_block: int, last_block: int) -> list[dict[str, Any]]:
+        """Every transaction of blocks ``first_block..last_block`` that sends from or pays to one
+        of ``addresses`` (any case), with its value, block, confirmations, time and outcome: the
+        chain's own list, for reconciliation. Receipts are fetched only for those transactions."""
+        ours = {a.lower() for a in addresses}
+        head = self.head()
+        found = []
+        for number in range(first_block, last_block + 1):
+            block = _call(self.w3.eth.get_block, number, full_transactions=True)
+            for tx in block["transactions"]:
+                sender, receiver = str(tx["from"]), str(tx.get("to") or "")
+                if sender.lower() not in ours and receiver.lower() not in ours:
+                    continue
+                receipt = _call(self.w3.eth.get_transaction_receipt, tx["hash"])
+                found.append(
+                    {
+                        "tx_hash": tx["hash"].to_0x_hex(),
+                        "from": sender,
+                        "to": receiver,
+                        "amount": self.from_base_units(int(tx["value"])),
+                        "block": number,
+                        "confirmations": head - number + 1,
+                        "timestamp": int(block["timestamp"]),
+                        "succeeded": receipt["status"] == 1,
+                    }
+                )
+        return found
+
     def balance(self, address: str) -> Decimal:
         return self.from_base_units(int(_call(self.w3.eth.get_balance, to_checksum_address(address))))
 

@@ -4,7 +4,7 @@ duplicate statement line); the run finds exactly those, with their severities, o
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import UTC, datetime, time, timedelta
 from decimal import Decimal
 
 import pytest
@@ -41,7 +41,9 @@ def test_a_day_with_four_faults_gives_exactly_four_breaks_once(fiat_market: Fiat
     day = NettedInstruction.objects.values_list("settlement_date", flat=True).first()
     settle_day(m, day)
     rail_reports_record()
-    clean = reconciliation_run(actor=ACTOR, grace=timedelta(0))
+    # measured after the rails' completion time (ACH: the value date's next day) has passed
+    as_of = datetime.combine(day + timedelta(days=3), time(), UTC)
+    clean = reconciliation_run(actor=ACTOR, as_of=as_of, grace=timedelta(0))
     assert clean.totals["breaks"] == {} and clean.totals["matched"] == RailAttempt.objects.count()
 
     usd = {
@@ -69,7 +71,7 @@ def test_a_day_with_four_faults_gives_exactly_four_breaks_once(fiat_market: Fiat
         actor=ACTOR,
     )
 
-    run = reconciliation_run(actor=ACTOR, grace=timedelta(0))
+    run = reconciliation_run(actor=ACTOR, as_of=as_of, grace=timedelta(0))
     breaks = {(b.kind, b.reference): b for b in Break.objects.all()}
     assert set(breaks) == {
         ("missing", usd["F1pay_out"].end_to_end_id),
@@ -83,7 +85,7 @@ def test_a_day_with_four_faults_gives_exactly_four_breaks_once(fiat_market: Fiat
     assert breaks[("unexpected", "SOMEONE-ELSE")].found == Decimal("250.00")
     assert run.totals["breaks"] == {"missing": 1, "amount": 1, "unexpected": 1, "duplicate": 1}
 
-    again = reconciliation_run(actor=ACTOR, grace=timedelta(0))
+    again = reconciliation_run(actor=ACTOR, as_of=as_of, grace=timedelta(0))
     assert Break.objects.count() == 4  # found again, not opened twice
     assert set(Break.objects.values_list("last_run", flat=True)) == {again.pk}
     assert set(Break.objects.values_list("first_run", flat=True)) == {run.pk}
