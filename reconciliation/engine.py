@@ -4,7 +4,8 @@
    transfer with one INSERT ... SELECT per rail: for a bank payment, the booking it must produce
    on the house account (signed as that account sees it, with the participant's account as the
    counterparty); for a custody delivery, the movement on the delivering safekeeping account;
-   for a chain transfer, the debit of the sending wallet (counterparty: the receiving address).
+   for a chain transfer, the debit of the sending wallet (counterparty: the receiving address);
+   for a deposit the ledger credited from the chain, the credit of the receiving wallet.
    Each carries when its rail should have confirmed it (``CLEARHOUSE_RECON_COMPLETION``).
 2. ``reconciliation_run`` classifies every expectation and every external line in one query:
    - exact reference first (end-to-end id, tx hash); external lines are de-duplicated by their
@@ -17,7 +18,8 @@
      passed), void (a rejected payment with nothing booked) or a break: status (booked though
      we count it rejected; a rejection report or reverted transaction for what we count paid),
      currency, duplicate (booked n times), amount (difference of at least ``tolerance``),
-     counterparty, value date, missing confirmation, unexpected settlement.
+     counterparty, value date (booked more than ``date_days`` business days late), missing
+     confirmation, unexpected settlement.
    Breaks go in with one INSERT ... SELECT; their ``dedupe_key`` makes a second run find them
    again instead of opening them twice.
 
@@ -100,6 +102,23 @@ ON CONFLICT (natural_key) DO UPDATE
    SET state = EXCLUDED.state, due_at = EXCLUDED.due_at, updated_at = EXCLUDED.updated_at
 """
 
+# A deposit the ledger credited for value that arrived in a house wallet on chain.
+_SNAPSHOT_DEPOSITS = """
+INSERT INTO reconciliation_internalrecord
+    (natural_key, rail, reference, account, counterparty, asset_code, amount, value_date, state, since, due_at,
+     updated_at)
+SELECT 'journal:' || j.id, 'chain', substr(j.reference, 15), w.address, '', s.code, p.amount,
+       (j.created_at AT TIME ZONE 'UTC')::date, 'settled', j.created_at,
+       j.created_at + make_interval(mins => %(chain_minutes)s), %(now)s
+FROM settlement_journal j
+JOIN settlement_posting p ON p.journal_id = j.id AND p.amount > 0
+JOIN settlement_ledgeraccount la ON la.id = p.account_id
+JOIN settlement_asset s ON s.id = p.asset_id
+JOIN settlement_walletaddress w ON w.participant_id = la.owner_id AND w.chain = s.chain
+WHERE j.reference LIKE 'chain-deposit:%%' AND s.chain = ANY(%(chains)s)
+ON CONFLICT (natural_key) DO NOTHING
+"""
+
 _CLASSIFIED = """
 WITH ext AS (
     SELECT DISTINCT ON (natural_key) id, reference, account, counterparty, asset_code, amount, value_date,
@@ -168,7 +187,8 @@ resolved_pairs AS (
            COALESCE(p.c_max, CASE WHEN r.ext_id IS NOT NULL THEN p.asset_code END) AS c_max,
            p.value_date, COALESCE(p.found_date, r.found_date) AS found_date,
            COALESCE(p.ids, CASE WHEN r.ext_id IS NOT NULL THEN ARRAY[r.ext_id] END) AS ids, p.since, p.due_at,
-           p.state, p.counterparty, COALESCE(p.cp, r.cp) AS cp, p.ext_failed, p.reported_rejected
+           p.state, p.counterparty, COALESCE(p.cp, r.cp) AS cp, p.ext_failed, p.reported_rejected,
+           CASE WHEN p.asset_code = ANY(%(bd_assets)s) THEN p.asset_code ELSE '*' END AS bd_asset
     FROM pairs p
     LEFT JOIN by_rule r ON r.internal_id = p.internal_id
     LEFT JOIN by_rule taken ON p.internal_id IS NULL AND taken.ext_id = p.ids[1]
@@ -189,7 +209,10 @@ classified AS (
             WHEN n > 1 AND found = expected * n THEN 'duplicate'
             WHEN ABS(found - expected) >= %(tolerance)s THEN 'amount'
             WHEN cp IS NOT NULL AND counterparty <> '' AND cp <> counterparty THEN 'counterparty'
-            WHEN found_date > value_date + %(date_days)s THEN 'date'
+            WHEN found_date > value_date + %(date_days)s AND COALESCE(
+                (SELECT b.ord FROM bd b WHERE b.day = found_date AND b.asset_code = bd_asset)
+                - (SELECT b.ord FROM bd b WHERE b.day = value_date AND b.asset_code = bd_asset),
+                %(date_days)s + 1) > %(date_days)s THEN 'date'
             ELSE 'ok'
         END AS kind
     FROM resolved_pairs
@@ -242,6 +265,7 @@ def internal_snapshot(*, now: datetime | None = None) -> None:
         cursor.execute(_SNAPSHOT_BANK, params)
         cursor.execute(_SNAPSHOT_CUSTODY, params)
         cursor.execute(_SNAPSHOT_CHAIN, params)
+        cursor.execute(_SNAPSHOT_DEPOSITS, params)
 
 
 def business_day_ordinals(*, first: date, last: date) -> tuple[list[str], list[date], list[int]]:

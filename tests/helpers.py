@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from decimal import Decimal
 from pathlib import Path
 
@@ -53,7 +53,9 @@ def start_worker(name: str, env: dict[str, str]) -> subprocess.Popen:
     )
 
 
-def house_usd_credit(*, reference: str, amount: str, entry_ref: str) -> bytes:
+def house_usd_credit(
+    *, reference: str, amount: str, entry_ref: str, value_date: date | None = None, counterparty: str = ""
+) -> bytes:
     """A camt.054 booking a credit on the house USD account, carrying ``reference``."""
     booking = iso20022.Booking(
         entry_ref=entry_ref,
@@ -62,8 +64,9 @@ def house_usd_credit(*, reference: str, amount: str, entry_ref: str) -> bytes:
         currency="USD",
         credit_debit="CRDT",
         booking_date=timezone.localdate(),
-        value_date=timezone.localdate(),
+        value_date=value_date or timezone.localdate(),
         end_to_end_id=reference,
+        counterparty_account=counterparty,
     )
     return iso20022.build_camt054(
         message_id=f"N{entry_ref}", created_at=datetime.now(UTC), account=HOUSE_USD, currency="USD", bookings=[booking]

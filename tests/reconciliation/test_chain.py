@@ -1,0 +1,64 @@
+"""The chain as an external source: the Ethereum rail lists the final blocks' transactions of our
+wallets, each page is imported once, and the run matches them against the chain transfers and
+the deposits the ledger credited, by transaction hash."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+import pytest
+
+from reconciliation.engine import reconciliation_run
+from reconciliation.models import Break, ChainScan, ExternalRecord, ImportedFile, Source
+from reconciliation.services import chain_transactions_fetch
+from settlement.models import ChainTransfer
+from settlement.models.pipeline import TransferStatus
+from settlement.tasks import crypto_advance_task, crypto_check_task
+from tests.crypto.conftest import chain, eth, eth_usd, funded  # noqa: F401 - fixtures
+from tests.crypto.test_pipeline import make_trade
+from tests.factories import ACTOR
+
+pytestmark = pytest.mark.django_db
+
+
+def test_chain_lists_are_imported_once_and_matched_by_hash(funded, chain, eth, eth_usd, alice, bob):  # noqa: F811
+    trade = make_trade(eth_usd, buyer=alice, seller=bob, quantity="1.5")
+    crypto_advance_task(trade_ids=[trade.pk])
+    crypto_check_task([t.pk for t in ChainTransfer.objects.all()])
+    transfer = ChainTransfer.objects.get()
+    assert transfer.status == TransferStatus.CONFIRMED
+
+    first = chain_transactions_fetch(chain="ethereum", actor=ACTOR)
+    # two deposits into the wallets (from the chain's faucet) and bob's delivery to alice
+    assert first is not None and first.created == 3
+    records = {r.reference: r for r in ExternalRecord.objects.filter(source=Source.CHAIN)}
+    delivery = records[transfer.tx_hash]
+    assert (delivery.account, delivery.counterparty) == (funded["BOB"].address, funded["ALICE"].address)
+    assert delivery.amount == Decimal("-1.5") and delivery.status == "confirmed"
+    assert delivery.detail["block"] is not None
+    assert chain_transactions_fetch(chain="ethereum", actor=ACTOR) is None  # no new final block
+    assert ChainScan.objects.get().next_block == chain.w3.eth.block_number + 1
+
+    clean = reconciliation_run(actor=ACTOR)
+    assert clean.totals["breaks"] == {} and clean.totals["matched"] == 3
+
+    # faults: value arrives that nobody credited; the list names another receiver for our
+    # delivery; a deposit the ledger credited turns out reverted on chain
+    chain.fund(funded["ALICE"].address, 10**17)
+    assert chain_transactions_fetch(chain="ethereum", actor=ACTOR).created == 1
+    delivery.counterparty = "0x000000000000000000000000000000000000dEaD"
+    delivery.save()
+    deposit = ExternalRecord.objects.filter(source=Source.CHAIN, account=funded["BOB"].address, amount=10).get()
+    deposit.status = "failed"
+    deposit.save()
+
+    run = reconciliation_run(actor=ACTOR)
+    breaks = {b.kind: b for b in Break.objects.all()}
+    assert set(breaks) == {"unexpected", "counterparty", "status"}
+    assert breaks["unexpected"].found == Decimal("0.1") and breaks["unexpected"].account == funded["ALICE"].address
+    assert breaks["counterparty"].reference == transfer.tx_hash
+    assert breaks["status"].reference == deposit.reference
+    assert run.totals["matched"] == 1
+    files = ImportedFile.objects.filter(source=Source.CHAIN).count()
+    assert chain_transactions_fetch(chain="ethereum", actor=ACTOR) is None
+    assert ImportedFile.objects.filter(source=Source.CHAIN).count() == files == 2
