@@ -128,7 +128,7 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": int(os.environ.get("CEL
 # Confirmation checks are short and settle trades: their own queue, so they never wait behind
 # big lock/sign/broadcast batches (workers consume both: `celery worker -Q celery,crypto.watch`).
 CELERY_TASK_ROUTES = {"settlement.tasks.crypto_check_task": {"queue": "crypto.watch"}}
-CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
+CELERY_BEAT_SCHEDULER = "config.beat:EditableScheduler"  # settings give defaults; the admin edits
 CELERY_BEAT_SCHEDULE = {
     "ledger-void-expired-locks": {
         "task": "settlement.tasks.ledger_void_expired_locks_task",
