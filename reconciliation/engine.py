@@ -173,9 +173,9 @@ candidates AS (
      AND ABS(e.found - i.expected) <= %(rule_amount)s
      AND (e.cp IS NULL OR i.counterparty = '' OR e.cp = i.counterparty)
     JOIN bd bi ON bi.day = i.value_date
-     AND bi.asset_code = CASE WHEN i.asset_code = ANY(%(bd_assets)s) THEN i.asset_code ELSE '*' END
+     AND bi.asset_code = CASE WHEN i.asset_code = ANY(%(bd_known)s) THEN i.asset_code ELSE '*' END
     JOIN bd be ON be.day = e.found_date
-     AND be.asset_code = CASE WHEN e.asset_code = ANY(%(bd_assets)s) THEN e.asset_code ELSE '*' END
+     AND be.asset_code = CASE WHEN e.asset_code = ANY(%(bd_known)s) THEN e.asset_code ELSE '*' END
     WHERE ABS(be.ord - bi.ord) <= %(rule_days)s
 ),
 by_rule AS (SELECT internal_id, ext_id, found, found_date, cp FROM candidates WHERE rn_i = 1 AND rn_e = 1),
@@ -188,7 +188,7 @@ resolved_pairs AS (
            p.value_date, COALESCE(p.found_date, r.found_date) AS found_date,
            COALESCE(p.ids, CASE WHEN r.ext_id IS NOT NULL THEN ARRAY[r.ext_id] END) AS ids, p.since, p.due_at,
            p.state, p.counterparty, COALESCE(p.cp, r.cp) AS cp, p.ext_failed, p.reported_rejected,
-           CASE WHEN p.asset_code = ANY(%(bd_assets)s) THEN p.asset_code ELSE '*' END AS bd_asset
+           CASE WHEN p.asset_code = ANY(%(bd_known)s) THEN p.asset_code ELSE '*' END AS bd_asset
     FROM pairs p
     LEFT JOIN by_rule r ON r.internal_id = p.internal_id
     LEFT JOIN by_rule taken ON p.internal_id IS NULL AND taken.ext_id = p.ids[1]
@@ -220,7 +220,6 @@ classified AS (
 """
 
 # Constant SQL pieces joined together; every value travels as a parameter.
-_TOTALS = _CLASSIFIED + "SELECT kind, COUNT(*) FROM classified GROUP BY kind"  # noqa: S608
 
 _BREAKS_TAIL = """
 INSERT INTO reconciliation_break
@@ -243,7 +242,9 @@ ON CONFLICT (dedupe_key) DO UPDATE
    SET last_run_id = EXCLUDED.last_run_id, severity = EXCLUDED.severity, found = EXCLUDED.found,
        difference = EXCLUDED.difference, external_ids = EXCLUDED.external_ids
 """
-_BREAKS = _CLASSIFIED + _BREAKS_TAIL
+# One statement: the classification runs once, writes the breaks (a data-modifying CTE) and
+# returns the totals by kind.
+_RUN = _CLASSIFIED + ", written AS (" + _BREAKS_TAIL + ") SELECT kind, COUNT(*) FROM classified GROUP BY kind"  # noqa: S608
 
 
 def internal_snapshot(*, now: datetime | None = None) -> None:
@@ -343,12 +344,12 @@ def reconciliation_run(
             "bd_assets": bd_assets,
             "bd_days": bd_days,
             "bd_ords": bd_ords,
+            "bd_known": sorted(set(bd_assets)),
             "run": run.pk,
         }
         with connection.cursor() as cursor:
-            cursor.execute(_TOTALS, params)
+            cursor.execute(_RUN, params)
             counts = {kind: int(n) for kind, n in cursor.fetchall()}
-            cursor.execute(_BREAKS, params)
         _record_new_breaks(run, actor=actor)
         resolved = _auto_resolve(run, actor=actor)
         quiet = ("ok", "awaiting", "void")
