@@ -314,3 +314,10 @@ CLEARHOUSE_WEBHOOK_TIMEOUT_SECONDS = float(os.environ.get("CLEARHOUSE_WEBHOOK_TI
 CLEARHOUSE_WEBHOOK_MAX_ATTEMPTS = int(os.environ.get("CLEARHOUSE_WEBHOOK_MAX_ATTEMPTS", "8"))
 # Test hook for the crash test only: a worker exits hard right after this pipeline step.
 CLEARHOUSE_CRASH_AFTER = os.environ.get("CLEARHOUSE_CRASH_AFTER", "")
+
+# --- Operations alerts -------------------------------------------------------------------------
+# Email through Django's backend: the console in the demo and by default, SMTP when configured.
+EMAIL_BACKEND = os.environ.get("EMAIL_BACKEND", "django.core.mail.backends.console.EmailBackend")
+EMAIL_HOST = os.environ.get("EMAIL_HOST", "localhost")
+DEFAULT_FROM_EMAIL = os.environ.get("DEFAULT_FROM_EMAIL", "clearhouse@localhost")
+CLEARHOUSE_ADMIN_BASE_URL = os.environ.get("CLEARHOUSE_ADMIN_BASE_URL", "http://127.0.0.1:8000")

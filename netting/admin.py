@@ -7,10 +7,25 @@ from django.urls import reverse
 from django.utils.html import format_html
 from simple_history.admin import SimpleHistoryAdmin
 
-from netting.models import NetDebitCap, NetObligation, NettedInstruction, NettingWindow, RailAttempt, RailReport
+from netting.models import (
+    NetDebitCap,
+    NetObligation,
+    NettedInstruction,
+    NettingWindow,
+    RailAttempt,
+    RailMethod,
+    RailReport,
+)
 from netting.payments import netted_release, netted_retry
 from netting.selectors import liquidity_position
-from settlement.admin import ActionOnlyAdminMixin, ReadOnlyAdminMixin, _reason_action, _transitions_table
+from settlement.admin import (
+    ActionOnlyAdminMixin,
+    ReadOnlyAdminMixin,
+    _propose,
+    _reason_action,
+    _transitions_table,
+    permission_check,
+)
 
 
 class ObligationInline(ReadOnlyAdminMixin, admin.TabularInline):
@@ -150,7 +165,10 @@ class NettedInstructionAdmin(ActionOnlyAdminMixin, SimpleHistoryAdmin):
     )
     fields = readonly_fields
     inlines = [RailAttemptInline]
-    actions = ["release_selected", "retry_selected"]
+    actions = ["release_selected", "retry_selected", "override_method_selected"]
+    has_release_permission = permission_check("netting.release_nettedinstruction")
+    has_retry_permission = permission_check("netting.retry_nettedinstruction")
+    has_propose_permission = permission_check("settlement.add_approvalrequest")
 
     @admin.display(description="legs")
     def legs_link(self, obj: NettedInstruction) -> str:
@@ -162,16 +180,33 @@ class NettedInstructionAdmin(ActionOnlyAdminMixin, SimpleHistoryAdmin):
     def transitions(self, obj: NettedInstruction) -> str:
         return _transitions_table("nettedinstruction", obj.pk)
 
-    @admin.action(description="Release selected held payments (asks for a reason)")
+    @admin.action(description="Release selected held payments (asks for a reason)", permissions=["release"])
     def release_selected(self, request: HttpRequest, queryset: QuerySet) -> HttpResponse | None:
         return _reason_action(
             self, request, queryset, title="Release", service=netted_release, action_name="release_selected", kwarg="ni"
         )
 
-    @admin.action(description="Retry selected payments in review (asks for a reason)")
+    @admin.action(description="Retry selected payments in review (asks for a reason)", permissions=["retry"])
     def retry_selected(self, request: HttpRequest, queryset: QuerySet) -> HttpResponse | None:
         return _reason_action(
             self, request, queryset, title="Retry", service=netted_retry, action_name="retry_selected", kwarg="ni"
+        )
+
+    @admin.action(
+        description="Propose retrying selected payments in review by another rail method (four-eyes)",
+        permissions=["propose"],
+    )
+    def override_method_selected(self, request: HttpRequest, queryset: QuerySet) -> HttpResponse | None:
+        methods = [(m.value, m.label) for m in RailMethod if m != RailMethod.LEDGER]
+        return _reason_action(
+            self,
+            request,
+            queryset,
+            title="Propose a method override",
+            service=_propose("method_override", lambda ni: ni.pk),
+            action_name="override_method_selected",
+            kwarg="obj",
+            choice=("method", "Rail method", methods),
         )
 
 

@@ -169,6 +169,10 @@ class NettedInstruction(ConcurrentTransitionMixin, models.Model):
     history = HistoricalRecords()
 
     class Meta:
+        permissions = [
+            ("release_nettedinstruction", "Can release held payments"),
+            ("retry_nettedinstruction", "Can retry payments in review"),
+        ]
         ordering = ["-id"]
         constraints = [
             models.CheckConstraint(condition=Q(amount__gt=0), name="netted_amount_positive"),

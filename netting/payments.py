@@ -51,7 +51,7 @@ from rails.base import RailRejected, RailTransientError
 from rails.fiat.routing import AccountDetails, NoRoute, method_choose, method_fallback
 from settlement.calendars import business_days_between
 from settlement.choices import AccountKind, AssetKind, InstructionStatus, LockStatus
-from settlement.exceptions import InsufficientFunds
+from settlement.exceptions import IllegalTransition, InsufficientFunds
 from settlement.models import LedgerAccount, SettlementInstruction
 from settlement.models.pipeline import CaseKind
 from settlement.money import format_amount
@@ -947,14 +947,19 @@ def netted_release(*, ni: NettedInstruction, actor: Actor, reason: str) -> Nette
         return ni
 
 
-def netted_retry(*, ni: NettedInstruction, actor: Actor, reason: str) -> NettedInstruction:
+def netted_retry(*, ni: NettedInstruction, actor: Actor, reason: str, method: str = "") -> NettedInstruction:
     """Ops: take a payment out of review and try again (a kept lock is reused, the method is
-    chosen again; an unanswered message is resent as it was)."""
+    chosen again - or ``method``, an override approved under four-eyes; an unanswered message
+    is resent as it was)."""
     with transaction.atomic():
         ni = NettedInstruction.objects.select_for_update().get(pk=ni.pk)
         latest = _latest_attempt(ni)
+        if method and latest is not None and latest.status in (A.SENDING, A.TIMED_OUT):
+            raise IllegalTransition(
+                f"netted instruction {ni.pk} has an unanswered {latest.method} message: it is resent, not rerouted"
+            )
         if latest is None or latest.status == A.REJECTED:
-            ni.method = ""
+            ni.method = method
         elif latest.status in (A.SENDING, A.TIMED_OUT):  # a fresh budget of sends for the same message
             latest.max_sends = latest.sends + settings.CLEARHOUSE_RAIL_MAX_SENDS
             latest.save(update_fields=("max_sends",))

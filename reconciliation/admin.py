@@ -23,7 +23,7 @@ from reconciliation.models import (
     Source,
 )
 from reconciliation.resolution import break_confirm, break_escalate, break_investigate, break_propose, proposal_decide
-from settlement.admin import ActionOnlyAdminMixin, ReadOnlyAdminMixin, _reason_action
+from settlement.admin import ActionOnlyAdminMixin, ReadOnlyAdminMixin, _reason_action, permission_check
 from settlement.exceptions import DomainError
 
 
@@ -256,6 +256,7 @@ class BreakAdmin(ActionOnlyAdminMixin, SimpleHistoryAdmin):
     fields = readonly_fields
     inlines = [ProposalInline]
     actions = ["investigate_selected", "confirm_selected", "escalate_selected"]
+    has_work_permission = permission_check("reconciliation.work_break")
 
     @admin.display(description="internal record (what we expect)")
     def internal_side(self, obj: Break) -> str:
@@ -282,7 +283,7 @@ class BreakAdmin(ActionOnlyAdminMixin, SimpleHistoryAdmin):
 
         return _transitions_table("break", obj.pk)
 
-    @admin.action(description="Investigate selected breaks (asks for a reason)")
+    @admin.action(description="Investigate selected breaks (asks for a reason)", permissions=["work"])
     def investigate_selected(self, request: HttpRequest, queryset: Any) -> HttpResponse | None:
         return _reason_action(
             self,
@@ -294,13 +295,13 @@ class BreakAdmin(ActionOnlyAdminMixin, SimpleHistoryAdmin):
             kwarg="brk",
         )
 
-    @admin.action(description="Confirm selected breaks as matched (asks for a reason)")
+    @admin.action(description="Confirm selected breaks as matched (asks for a reason)", permissions=["work"])
     def confirm_selected(self, request: HttpRequest, queryset: Any) -> HttpResponse | None:
         return _reason_action(
             self, request, queryset, title="Confirm", service=break_confirm, action_name="confirm_selected", kwarg="brk"
         )
 
-    @admin.action(description="Escalate selected breaks (asks for a reason)")
+    @admin.action(description="Escalate selected breaks (asks for a reason)", permissions=["work"])
     def escalate_selected(self, request: HttpRequest, queryset: Any) -> HttpResponse | None:
         return _reason_action(
             self,
@@ -322,6 +323,7 @@ class BreakProposalAdmin(SimpleHistoryAdmin):
     fields = ("brk", "action", "debit_account", "credit_account", "amount", "reason")
     raw_id_fields = ("brk", "debit_account", "credit_account")
     actions = ["approve_selected", "reject_selected"]
+    has_approve_permission = permission_check("settlement.approve_approvalrequest")
 
     def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return obj is None and super().has_change_permission(request, obj)
@@ -345,7 +347,9 @@ class BreakProposalAdmin(SimpleHistoryAdmin):
             return
         obj.pk = created.pk
 
-    @admin.action(description="Approve selected proposals: posts the journal (asks for a reason)")
+    @admin.action(
+        description="Approve selected proposals: posts the journal (asks for a reason)", permissions=["approve"]
+    )
     def approve_selected(self, request: HttpRequest, queryset: Any) -> HttpResponse | None:
         def approve(*, proposal: BreakProposal, actor: Any, reason: str) -> None:
             proposal_decide(proposal=proposal, actor=actor, approve=True, reason=reason)
@@ -354,7 +358,7 @@ class BreakProposalAdmin(SimpleHistoryAdmin):
             self, request, queryset, title="Approve", service=approve, action_name="approve_selected", kwarg="proposal"
         )
 
-    @admin.action(description="Reject selected proposals (asks for a reason)")
+    @admin.action(description="Reject selected proposals (asks for a reason)", permissions=["approve"])
     def reject_selected(self, request: HttpRequest, queryset: Any) -> HttpResponse | None:
         def reject(*, proposal: BreakProposal, actor: Any, reason: str) -> None:
             proposal_decide(proposal=proposal, actor=actor, approve=False, reason=reason)

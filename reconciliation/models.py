@@ -174,6 +174,7 @@ class Break(ConcurrentTransitionMixin, models.Model):
     history = HistoricalRecords()
 
     class Meta:
+        permissions = [("work_break", "Can investigate, confirm, escalate and propose on breaks")]
         ordering = ["-id"]
         indexes = [models.Index(fields=["status", "severity"], name="recon_break_status_idx")]
 

@@ -15,6 +15,7 @@ from reconciliation.models import Break, BreakProposal, ProposalAction
 from settlement.exceptions import IllegalTransition, ValidationFailed
 from settlement.models import LedgerAccount
 from settlement.services.actors import Actor, actor_user, stamp_history
+from settlement.services.approvals import APPROVE_PERMISSION, permission_require
 from settlement.services.audit import transition_run
 from settlement.services.ledger import ledger_adjust
 
@@ -81,6 +82,7 @@ def break_propose(
         raise ValidationFailed(f"unknown action {action!r}")
     if actor_user(actor) is None:
         raise ValidationFailed("a proposal is made by a person (four-eyes needs two)")
+    permission_require(actor, "reconciliation.work_break", "proposing an adjustment or write-off")
     if debit_account.asset_id != credit_account.asset_id:
         raise ValidationFailed("both accounts must hold the same asset")
     if amount <= 0:
@@ -115,7 +117,7 @@ def proposal_decide(*, proposal: BreakProposal, actor: Actor, approve: bool, rea
     """A second person approves (the journal is posted, the break resolved or written off) or
     rejects (the break goes back to investigating). The proposer cannot decide."""
     reason = _reason(reason)
-    user = actor_user(actor)
+    user = permission_require(actor, APPROVE_PERMISSION, "approving an adjustment or write-off")
     with transaction.atomic():
         proposal = BreakProposal.objects.select_for_update().get(pk=proposal.pk)
         if proposal.approved is not None:

@@ -13,6 +13,7 @@ from simple_history.admin import SimpleHistoryAdmin
 
 from settlement.exceptions import DomainError
 from settlement.models import (
+    ApprovalRequest,
     Asset,
     BankAccount,
     ChainTransfer,
@@ -22,6 +23,7 @@ from settlement.models import (
     LedgerAccount,
     LedgerLock,
     Notification,
+    OpsAlert,
     Participant,
     ParticipantUser,
     Posting,
@@ -33,8 +35,8 @@ from settlement.models import (
     WalletAddress,
 )
 from settlement.money import format_amount
-from settlement.services.crypto import case_resolve, halt_lift
-from settlement.services.instructions import instruction_cancel, instruction_retry, trade_reverse
+from settlement.services.crypto import case_assign, case_resolve, instruction_escalate
+from settlement.services.instructions import instruction_cancel, instruction_retry
 
 
 def amount_column(field: str, precision: Callable[[Any], int], label: str) -> Callable[[Any, Any], str]:
@@ -49,6 +51,27 @@ def amount_column(field: str, precision: Callable[[Any], int], label: str) -> Ca
 
 def _asset_precision(obj: Any) -> int:
     return obj.asset.precision
+
+
+def permission_check(codename: str) -> Any:
+    """A ``has_<name>_permission`` method for admin actions declared with ``permissions=[name]``:
+    the action is offered (and accepted) only to users holding ``codename``."""
+
+    def check(self: Any, request: HttpRequest) -> bool:
+        return request.user.has_perm(codename)
+
+    return check
+
+
+def _propose(kind: str, target: Any) -> Any:
+    """A service for _reason_action: propose a four-eyes request on ``target``."""
+    from settlement.services.approvals import approval_propose
+
+    def propose(*, actor: Any, reason: str, **kwargs: Any) -> None:
+        obj = kwargs.pop("obj")
+        approval_propose(kind=kind, target_id=target(obj), actor=actor, reason=reason, payload=kwargs)
+
+    return propose
 
 
 class ReadOnlyAdminMixin:
@@ -254,14 +277,21 @@ def _reason_action(
     service: Any,
     action_name: str,
     kwarg: str = "instruction",
+    choice: tuple[str, str, list[tuple[str, str]]] | None = None,
 ) -> HttpResponse | None:
-    """Ask for a reason, then apply ``service`` to each selected row and report per row."""
+    """Ask for a reason (and, with ``choice`` = (name, label, options), one option passed to
+    the service as ``name``), then apply ``service`` to each selected row and report per row."""
     reason = (request.POST.get("reason") or "").strip()
-    if "apply" in request.POST and reason:
+    extra = {}
+    if choice is not None:
+        value = request.POST.get(choice[0], "")
+        if value in {key for key, _ in choice[2]}:
+            extra[choice[0]] = value
+    if "apply" in request.POST and reason and (choice is None or extra):
         done, refused = 0, []
         for obj in queryset.order_by("pk"):
             try:
-                service(**{kwarg: obj}, actor=request.user, reason=reason)
+                service(**{kwarg: obj}, actor=request.user, reason=reason, **extra)
                 done += 1
             except DomainError as exc:
                 refused.append(f"#{obj.pk}: {exc.message}")
@@ -283,6 +313,7 @@ def _reason_action(
             "action_name": action_name,
             "opts": modeladmin.model._meta,
             "selected": request.POST.getlist(admin.helpers.ACTION_CHECKBOX_NAME),
+            "choice": choice,
         },
     )
 
@@ -326,7 +357,11 @@ class SettlementInstructionAdmin(ActionOnlyAdminMixin, SimpleHistoryAdmin):
         "transitions",
     ]
     fields = readonly_fields
-    actions = ["retry_selected", "cancel_selected", "reverse_selected"]
+    actions = ["retry_selected", "cancel_selected", "escalate_selected", "reverse_selected"]
+    has_retry_permission = permission_check("settlement.retry_settlementinstruction")
+    has_cancel_permission = permission_check("settlement.cancel_settlementinstruction")
+    has_escalate_permission = permission_check("settlement.escalate_settlementinstruction")
+    has_propose_permission = permission_check("settlement.add_approvalrequest")
 
     @admin.display(description="netted instructions")
     def netted_in(self, obj: SettlementInstruction) -> str:
@@ -349,34 +384,44 @@ class SettlementInstructionAdmin(ActionOnlyAdminMixin, SimpleHistoryAdmin):
     def transitions(self, obj: SettlementInstruction) -> str:
         return _transitions_table("instruction", obj.pk)
 
-    @admin.action(description="Retry selected failed instructions (asks for a reason)")
+    @admin.action(description="Retry selected failed instructions (asks for a reason)", permissions=["retry"])
     def retry_selected(self, request: HttpRequest, queryset: QuerySet) -> HttpResponse | None:
         return _reason_action(
             self, request, queryset, title="Retry", service=instruction_retry, action_name="retry_selected"
         )
 
-    @admin.action(description="Cancel selected instructions, voiding their locks (asks for a reason)")
+    @admin.action(
+        description="Cancel selected instructions, voiding their locks (asks for a reason)", permissions=["cancel"]
+    )
     def cancel_selected(self, request: HttpRequest, queryset: QuerySet) -> HttpResponse | None:
         return _reason_action(
             self, request, queryset, title="Cancel", service=instruction_cancel, action_name="cancel_selected"
         )
 
-    @admin.action(description="Reverse the settled trades of the selected instructions (asks for a reason)")
+    @admin.action(
+        description="Escalate selected instructions to the review queue (asks for a reason)", permissions=["escalate"]
+    )
+    def escalate_selected(self, request: HttpRequest, queryset: QuerySet) -> HttpResponse | None:
+        return _reason_action(
+            self, request, queryset, title="Escalate", service=instruction_escalate, action_name="escalate_selected"
+        )
+
+    @admin.action(
+        description="Propose reversing the settled trades of the selected instructions (four-eyes)",
+        permissions=["propose"],
+    )
     def reverse_selected(self, request: HttpRequest, queryset: QuerySet) -> HttpResponse | None:
         # one reversal per trade (both legs, compensating journals), however many legs are selected
         first_legs = queryset.order_by("trade_id", "pk").distinct("trade_id")
         trades = SettlementInstruction.objects.filter(pk__in=[leg.pk for leg in first_legs])
-
-        def reverse_trade(*, instruction: SettlementInstruction, actor: Any, reason: str) -> None:
-            trade_reverse(trade=instruction.trade, actor=actor, reason=reason)
-
         return _reason_action(
             self,
             request,
             trades if "apply" in request.POST else queryset,
-            title="Reverse",
-            service=reverse_trade,
+            title="Propose reversal",
+            service=_propose("reversal", lambda leg: leg.trade_id),
             action_name="reverse_selected",
+            kwarg="obj",
         )
 
 
@@ -436,23 +481,38 @@ class SettlementHaltAdmin(ActionOnlyAdminMixin, SimpleHistoryAdmin):
     readonly_fields = ["asset", "reason", "opened_at", "opened_by", "lifted_at", "lifted_by", "lift_reason"]
     fields = readonly_fields
     actions = ["lift_selected"]
+    has_propose_permission = permission_check("settlement.add_approvalrequest")
 
     @admin.display(boolean=True, description="open")
     def is_open(self, obj: SettlementHalt) -> bool:
         return obj.lifted_at is None
 
-    @admin.action(description="Lift selected halts: the asset settles again (asks for a reason)")
+    @admin.action(
+        description="Propose lifting selected halts: the asset settles again once approved (four-eyes)",
+        permissions=["propose"],
+    )
     def lift_selected(self, request: HttpRequest, queryset: QuerySet) -> HttpResponse | None:
         return _reason_action(
-            self, request, queryset, title="Lift halt", service=halt_lift, action_name="lift_selected", kwarg="halt"
+            self,
+            request,
+            queryset,
+            title="Propose lifting the halt",
+            service=_propose("halt_lift", lambda halt: halt.pk),
+            action_name="lift_selected",
+            kwarg="obj",
         )
 
 
 @admin.register(ReviewCase)
 class ReviewCaseAdmin(ActionOnlyAdminMixin, SimpleHistoryAdmin):
-    list_display = ["id", "kind", "status", "instruction", "asset", "opened_at", "reason", "resolved_by"]
-    list_filter = ["status", "kind", "asset"]
+    """The manual-review queue: escalated instructions and investigations, oldest first."""
+
+    list_display = ["id", "kind", "status", "age", "assignee", "instruction", "asset", "reason", "resolved_by"]
+    list_filter = ["status", "kind", "asset", ("assignee", admin.RelatedOnlyFieldListFilter)]
     search_fields = ["reason", "instruction__trade__external_id"]
+    date_hierarchy = "opened_at"
+    list_select_related = ["assignee", "asset", "instruction__asset", "resolved_by"]
+    ordering = ["status", "opened_at"]
     readonly_fields = [
         "kind",
         "status",
@@ -460,14 +520,41 @@ class ReviewCaseAdmin(ActionOnlyAdminMixin, SimpleHistoryAdmin):
         "asset",
         "reason",
         "opened_at",
+        "assignee",
         "resolved_at",
         "resolved_by",
         "resolution",
+        "transitions",
     ]
     fields = readonly_fields
-    actions = ["resolve_selected"]
+    actions = ["take_selected", "resolve_selected"]
+    has_resolve_permission = permission_check("settlement.resolve_reviewcase")
 
-    @admin.action(description="Resolve selected cases (asks for the resolution)")
+    @admin.display(description="age", ordering="opened_at")
+    def age(self, obj: ReviewCase) -> str:
+        from django.utils import timezone
+        from django.utils.timesince import timesince
+
+        return timesince(obj.opened_at, timezone.now()) if obj.status == "open" else "-"
+
+    @admin.display(description="transition log")
+    def transitions(self, obj: ReviewCase) -> str:
+        return _transitions_table("reviewcase", obj.pk)
+
+    @admin.action(description="Take selected cases (assign them to me)", permissions=["resolve"])
+    def take_selected(self, request: HttpRequest, queryset: QuerySet) -> HttpResponse | None:
+        done = 0
+        for case in queryset.order_by("pk"):
+            try:
+                case_assign(case=case, actor=request.user)
+                done += 1
+            except DomainError as exc:
+                self.message_user(request, f"#{case.pk}: {exc.message}", messages.ERROR)
+        if done:
+            self.message_user(request, f"{done} cases are now yours.", messages.SUCCESS)
+        return None
+
+    @admin.action(description="Resolve selected cases (asks for the resolution)", permissions=["resolve"])
     def resolve_selected(self, request: HttpRequest, queryset: QuerySet) -> HttpResponse | None:
         def resolve(*, case: ReviewCase, actor: Any, reason: str) -> None:
             case_resolve(case=case, actor=actor, resolution=reason)
@@ -475,6 +562,92 @@ class ReviewCaseAdmin(ActionOnlyAdminMixin, SimpleHistoryAdmin):
         return _reason_action(
             self, request, queryset, title="Resolve", service=resolve, action_name="resolve_selected", kwarg="case"
         )
+
+
+@admin.register(ApprovalRequest)
+class ApprovalRequestAdmin(ReadOnlyAdminMixin, SimpleHistoryAdmin):
+    """Four-eyes requests: an approver other than the proposer approves (applied at once) or rejects."""
+
+    list_display = ["id", "kind", "target_label", "status", "proposed_by", "proposed_at", "decided_by", "outcome"]
+    list_filter = ["status", "kind"]
+    search_fields = ["target_label", "reason", "proposed_by__username"]
+    date_hierarchy = "proposed_at"
+    list_select_related = ["proposed_by", "decided_by"]
+    readonly_fields = [
+        "kind",
+        "target_label",
+        "payload",
+        "reason",
+        "proposed_by",
+        "proposed_at",
+        "status",
+        "decided_by",
+        "decided_at",
+        "decision_reason",
+        "outcome",
+        "transitions",
+    ]
+    fields = readonly_fields
+    actions = ["approve_selected", "reject_selected"]
+    has_approve_permission = permission_check("settlement.approve_approvalrequest")
+
+    @admin.display(description="transition log")
+    def transitions(self, obj: ApprovalRequest) -> str:
+        return _transitions_table("approval", obj.pk)
+
+    def _decide(self, request: HttpRequest, queryset: QuerySet, *, approve: bool) -> HttpResponse | None:
+        from settlement.services.approvals import approval_decide
+
+        def decide(*, obj: ApprovalRequest, actor: Any, reason: str) -> None:
+            decided = approval_decide(request=obj, actor=actor, approve=approve, reason=reason)
+            if decided.status == "failed":
+                self.message_user(request, f"#{decided.pk}: {decided.outcome}", messages.WARNING)
+
+        name = "approve_selected" if approve else "reject_selected"
+        title = "Approve" if approve else "Reject"
+        return _reason_action(self, request, queryset, title=title, service=decide, action_name=name, kwarg="obj")
+
+    @admin.action(
+        description="Approve selected requests: they are applied now (asks for a reason)", permissions=["approve"]
+    )
+    def approve_selected(self, request: HttpRequest, queryset: QuerySet) -> HttpResponse | None:
+        return self._decide(request, queryset, approve=True)
+
+    @admin.action(description="Reject selected requests (asks for a reason)", permissions=["approve"])
+    def reject_selected(self, request: HttpRequest, queryset: QuerySet) -> HttpResponse | None:
+        return self._decide(request, queryset, approve=False)
+
+
+@admin.register(OpsAlert)
+class OpsAlertAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+    """Notifications for operations staff (also emailed to the addressed roles)."""
+
+    list_display = ["id", "level", "title", "roles", "created_at", "emailed", "is_read", "open_link"]
+    list_filter = ["level", "roles"]
+    search_fields = ["title", "body"]
+    date_hierarchy = "created_at"
+    fields = ["level", "title", "body", "roles", "created_at", "emailed", "open_link"]
+    readonly_fields = fields
+    actions = ["mark_read"]
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet:
+        from django.db.models import Exists, OuterRef
+
+        read = OpsAlert.read_by.through.objects.filter(opsalert_id=OuterRef("pk"), user_id=request.user.pk)
+        return super().get_queryset(request).annotate(read=Exists(read))
+
+    @admin.display(boolean=True, description="read")
+    def is_read(self, obj: OpsAlert) -> bool:
+        return bool(getattr(obj, "read", False))
+
+    @admin.display(description="act on it")
+    def open_link(self, obj: OpsAlert) -> str:
+        return format_html('<a href="{}">open</a>', obj.link) if obj.link else "-"
+
+    @admin.action(description="Mark selected as read (by me)")
+    def mark_read(self, request: HttpRequest, queryset: QuerySet) -> None:
+        for alert in queryset:
+            alert.read_by.add(request.user)
 
 
 @admin.register(Notification)

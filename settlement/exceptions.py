@@ -45,3 +45,8 @@ class IllegalTransition(DomainError):
 class LockNotPending(DomainError):
     code = "lock_not_pending"
     http_status = 409
+
+
+class NotPermitted(DomainError):
+    code = "not_permitted"
+    http_status = 403

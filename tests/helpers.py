@@ -9,6 +9,7 @@ import sys
 from datetime import UTC, date, datetime
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 from django.conf import settings
 from django.contrib import admin
@@ -71,3 +72,13 @@ def house_usd_credit(
     return iso20022.build_camt054(
         message_id=f"N{entry_ref}", created_at=datetime.now(UTC), account=HOUSE_USD, currency="USD", bookings=[booking]
     )
+
+
+def staff_user(django_user_model: Any, username: str, *roles: str) -> Any:
+    """A staff login in the given roles (groups installed by the roles migration)."""
+    from django.contrib.auth.models import Group
+
+    user = django_user_model.objects.create_user(username, f"{username}@example.com", "pw", is_staff=True)
+    user.groups.set(Group.objects.filter(name__in=roles))
+    assert user.groups.count() == len(roles), roles
+    return user

@@ -1,3 +1,5 @@
+from settlement.models.alerts import AlertLevel, OpsAlert
+from settlement.models.approvals import ApprovalKind, ApprovalRequest, ApprovalStatus
 from settlement.models.audit import TransitionLog, TransitionLogHead
 from settlement.models.ledger import Journal, LedgerAccount, LedgerLock, Posting
 from settlement.models.participants import (
@@ -13,6 +15,10 @@ from settlement.models.pipeline import ChainTransfer, Notification, ReviewCase, 
 from settlement.models.trades import SettlementInstruction, Trade
 
 __all__ = [
+    "AlertLevel",
+    "ApprovalKind",
+    "ApprovalRequest",
+    "ApprovalStatus",
     "Asset",
     "BankAccount",
     "ChainTransfer",
@@ -22,6 +28,7 @@ __all__ = [
     "LedgerAccount",
     "LedgerLock",
     "Notification",
+    "OpsAlert",
     "Participant",
     "ParticipantUser",
     "Posting",

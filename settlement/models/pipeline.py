@@ -132,6 +132,9 @@ class ReviewCase(models.Model):
     reason = models.TextField()
     dedupe_key = models.CharField(max_length=200, unique=True, help_text="One case per problem, however often seen.")
     opened_at = models.DateTimeField(auto_now_add=True)
+    assignee = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="assigned_cases"
+    )
     resolved_at = models.DateTimeField(null=True, blank=True)
     resolved_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
@@ -140,6 +143,7 @@ class ReviewCase(models.Model):
     history = HistoricalRecords()
 
     class Meta:
+        permissions = [("resolve_reviewcase", "Can take and resolve review cases")]
         ordering = ["-opened_at"]
         indexes = [models.Index(fields=["status", "opened_at"], name="review_case_status_idx")]
 

@@ -92,6 +92,11 @@ class SettlementInstruction(ConcurrentTransitionMixin, models.Model):
     history = HistoricalRecords()
 
     class Meta:
+        permissions = [
+            ("retry_settlementinstruction", "Can retry failed instructions"),
+            ("cancel_settlementinstruction", "Can cancel instructions"),
+            ("escalate_settlementinstruction", "Can escalate instructions to the review queue"),
+        ]
         ordering = ["-id"]
         constraints = [
             models.UniqueConstraint(fields=["trade", "leg"], name="instruction_trade_leg_unique"),

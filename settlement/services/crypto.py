@@ -138,8 +138,18 @@ def case_open(
             defaults={"kind": kind, "reason": reason, "instruction": instruction, "asset": asset},
         )
         if created:
+            from settlement.services.alerts import ops_alert
+
             notify(
                 event=f"case_{kind}", instruction=instruction, message=reason, dedupe_key=f"case:{case.pk}", ops=True
+            )
+            ops_alert(
+                title=f"Review case #{case.pk} ({kind})",
+                body=reason,
+                link=f"/admin/settlement/reviewcase/{case.pk}/change/",
+                level="warning",
+                roles=("operator",),
+                dedupe_key=f"case:{case.pk}",
             )
             transition_log_append(
                 entries=[LogEntry("reviewcase", case.pk, "", "open", reason, {"kind": kind})], actor=PIPELINE
@@ -172,6 +182,49 @@ def case_resolve(*, case: ReviewCase, actor: Actor, resolution: str) -> ReviewCa
         case.save()
         transition_log_append(
             entries=[LogEntry("reviewcase", case.pk, "open", "resolved", resolution, {})], actor=actor
+        )
+        return case
+
+
+def instruction_escalate(*, instruction: SettlementInstruction, actor: Actor, reason: str) -> ReviewCase:
+    """Ops: put an instruction in the manual-review queue (an escalation case), whatever its
+    status; one open escalation per instruction."""
+    reason = reason.strip()
+    if not reason:
+        raise ValidationFailed("escalating needs a reason")
+    with transaction.atomic():
+        instruction = SettlementInstruction.objects.select_for_update().get(pk=instruction.pk)
+        cases = ReviewCase.objects.filter(instruction=instruction, kind=CaseKind.ESCALATION)
+        open_case = cases.filter(status=CaseStatus.OPEN).first()
+        if open_case is not None:
+            raise IllegalTransition(f"instruction {instruction.pk} is already escalated (case {open_case.pk})")
+        status = instruction.status
+        case = case_open(
+            kind=CaseKind.ESCALATION,
+            reason=f"escalated by {actor_label(actor)}: {reason}",
+            dedupe_key=f"escalation:instruction:{instruction.pk}:{cases.count() + 1}",
+            instruction=instruction,
+            asset=instruction.asset,
+        )
+        transition_log_append(
+            entries=[LogEntry("instruction", instruction.pk, status, status, reason, {"case": case.pk})],
+            actor=actor,
+        )
+        return case
+
+
+def case_assign(*, case: ReviewCase, actor: Actor, reason: str = "taken") -> ReviewCase:
+    """Ops: take a case (it shows as yours in the queue)."""
+    with transaction.atomic():
+        case = ReviewCase.objects.select_for_update().get(pk=case.pk)
+        if case.status != CaseStatus.OPEN:
+            raise IllegalTransition(f"case {case.pk} is already {case.status}")
+        case.assignee = actor if not isinstance(actor, SystemActor) else None
+        stamp_history(case, actor=actor, reason=reason)
+        case.save(update_fields=("assignee",))
+        transition_log_append(
+            entries=[LogEntry("reviewcase", case.pk, "open", "open", reason, {"assignee": actor_label(actor)})],
+            actor=actor,
         )
         return case
 

@@ -5,40 +5,58 @@ from __future__ import annotations
 from decimal import Decimal
 
 import pytest
+from django.test import Client
 from django.urls import reverse
 
 from settlement.choices import InstructionStatus as S
 from settlement.choices import JournalKind
-from settlement.models import ChainTransfer, Journal, ReviewCase, SettlementHalt, TransitionLog
+from settlement.models import ApprovalRequest, ChainTransfer, Journal, ReviewCase, SettlementHalt, TransitionLog
 from settlement.models.pipeline import CaseKind, CaseStatus
 from settlement.services.crypto import PIPELINE, case_open, halt_open
 from settlement.tasks import crypto_advance_task
 from tests.crypto.conftest import ledger_available, ledger_total
 from tests.crypto.test_pipeline import make_trade
+from tests.helpers import staff_user
 
 pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture
 def ops(client, django_user_model):
-    user = django_user_model.objects.create_superuser("ops", "ops@example.com", "pw")
-    client.force_login(user)
+    client.force_login(staff_user(django_user_model, "ops", "operator"))
     return client
 
 
-def test_lifting_a_halt_needs_a_reason_and_is_logged(ops, eth):
+@pytest.fixture
+def approver(django_user_model):
+    client = Client()
+    client.force_login(staff_user(django_user_model, "boss", "approver"))
+    return client
+
+
+def approve_pending(approver, reason: str = "checked"):
+    request = ApprovalRequest.objects.get(status="pending")
+    url = reverse("admin:settlement_approvalrequest_changelist")
+    form = {"action": "approve_selected", "_selected_action": [request.pk], "apply": "1", "reason": reason}
+    return approver.post(url, form, follow=True)
+
+
+def test_lifting_a_halt_is_proposed_with_a_reason_and_applied_on_approval(ops, approver, eth):
     halt = halt_open(asset=eth, reason="double spend seen", actor=PIPELINE)
     url = reverse("admin:settlement_settlementhalt_changelist")
     form = {"action": "lift_selected", "_selected_action": [halt.pk]}
     assert b"Reason (required)" in ops.post(url, form).content
     ops.post(url, {**form, "apply": "1", "reason": ""})
-    assert SettlementHalt.objects.get(pk=halt.pk).lifted_at is None
+    assert not ApprovalRequest.objects.exists()
     ops.post(url, {**form, "apply": "1", "reason": "investigated: attacker key revoked"})
+    assert SettlementHalt.objects.get(pk=halt.pk).lifted_at is None  # proposed only
+    approve_pending(approver, "second look: agreed")
     halt.refresh_from_db()
-    assert halt.lifted_at is not None and halt.lifted_by.username == "ops"
+    assert halt.lifted_at is not None and halt.lifted_by.username == "boss"
     entry = TransitionLog.objects.get(entity_type="halt", entity_id=halt.pk, to_status="lifted")
-    assert (entry.actor_label, entry.reason) == ("ops", "investigated: attacker key revoked")
-    # lifting twice is refused with a message, not an error page
+    assert entry.actor_label == "boss"
+    assert entry.reason == "investigated: attacker key revoked (approved: second look: agreed)"
+    # proposing to lift it again is refused with a message, not an error page
     page = ops.post(url, {**form, "apply": "1", "reason": "again"}, follow=True)
     assert b"already lifted" in page.content
 
@@ -52,7 +70,7 @@ def test_resolving_a_case_is_audited(ops, eth):
 
 
 def test_reversing_a_settled_crypto_trade_books_compensating_journals(
-    ops, funded, chain, eth, eth_usd, usd, alice, bob
+    ops, approver, funded, chain, eth, eth_usd, usd, alice, bob
 ):
     trade = make_trade(eth_usd, buyer=alice, seller=bob, quantity="2")
     crypto_advance_task(trade_ids=[trade.pk])
@@ -61,12 +79,16 @@ def test_reversing_a_settled_crypto_trade_books_compensating_journals(
     leg = trade.instructions.first()
     url = reverse("admin:settlement_settlementinstruction_changelist")
     ops.post(url, {"action": "reverse_selected", "_selected_action": [leg.pk], "apply": "1", "reason": "trade bust"})
+    assert set(trade.instructions.values_list("status", flat=True)) == {S.SETTLED}  # proposed only
+    approve_pending(approver)
     assert set(trade.instructions.values_list("status", flat=True)) == {S.REVERSED}
     assert Journal.objects.count() > journals  # added, nothing deleted
     assert Journal.objects.filter(kind=JournalKind.POST, reference__contains="reversal").count() == 2
     assert ledger_available(alice, usd) == Decimal("100000.00")
     assert ledger_total(alice, eth) == Decimal("1")
-    assert TransitionLog.objects.filter(entity_type="instruction", to_status=S.REVERSED, actor_label="ops").count() == 2
+    assert (
+        TransitionLog.objects.filter(entity_type="instruction", to_status=S.REVERSED, actor_label="boss").count() == 2
+    )
 
 
 def test_admin_pages_for_pipeline_records_render(ops, funded, chain, eth, eth_usd, alice, bob):

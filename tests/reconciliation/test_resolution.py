@@ -19,7 +19,7 @@ from settlement.models import Journal, ReviewCase, TransitionLog
 from settlement.services.ledger import account_for, system_account_for
 from tests import factories
 from tests.factories import ACTOR
-from tests.helpers import HOUSE_USD, house_usd_credit
+from tests.helpers import HOUSE_USD, house_usd_credit, staff_user
 
 pytestmark = pytest.mark.django_db
 
@@ -70,8 +70,8 @@ def test_a_late_confirmation_and_a_correspondent_fee_resolve_themselves():
 
 def test_adjusting_needs_a_second_person_and_posts_once(django_user_model):
     usd = factories.usd()
-    alice_ops = django_user_model.objects.create_user("alice-ops")
-    bob_ops = django_user_model.objects.create_user("bob-ops")
+    alice_ops = staff_user(django_user_model, "alice-ops", "operator", "approver")  # both roles: still not alone
+    bob_ops = staff_user(django_user_model, "bob-ops", "approver")
     book("NOBODY-1", "250.00", "U1")
     run()
     brk = Break.objects.get(kind="unexpected")
@@ -121,8 +121,8 @@ def test_write_off_rejected_then_approved_and_other_actions(django_user_model):
     usd = factories.usd()
     carol = factories.ParticipantFactory(code="CAROL")
     factories.fund(carol, usd, "100.00")
-    ops1 = django_user_model.objects.create_user("ops1")
-    ops2 = django_user_model.objects.create_user("ops2")
+    ops1 = staff_user(django_user_model, "ops1", "operator")
+    ops2 = staff_user(django_user_model, "ops2", "approver")
     expect("SMALL-1", "10.00")
     expect("ESC-1", "5000.00")
     expect("OK-1", "7.00")

@@ -1,0 +1,31 @@
+"""In-app notifications for operations staff (the participants' own notifications and webhooks
+are ``Notification``). Each alert is addressed to roles; people mark what they have read."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.db import models
+
+
+class AlertLevel(models.TextChoices):
+    INFO = "info", "Info"
+    WARNING = "warning", "Warning"
+    CRITICAL = "critical", "Critical"
+
+
+class OpsAlert(models.Model):
+    title = models.CharField(max_length=200)
+    body = models.TextField(blank=True)
+    level = models.CharField(max_length=16, choices=AlertLevel.choices, default=AlertLevel.INFO)
+    link = models.CharField(max_length=300, blank=True, help_text="Admin page to act on it.")
+    roles = models.CharField(max_length=100, help_text="Comma-separated roles it is for.")
+    dedupe_key = models.CharField(max_length=200, unique=True, null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    emailed = models.PositiveIntegerField(default=0, help_text="People it was emailed to.")
+    read_by = models.ManyToManyField(settings.AUTH_USER_MODEL, blank=True, related_name="+")
+
+    class Meta:
+        ordering = ["-id"]
+
+    def __str__(self) -> str:
+        return f"[{self.level}] {self.title}"

@@ -1,0 +1,140 @@
+"""Four-eyes requests: propose, then a different approver approves (it is applied in the same
+transaction) or rejects. See ``settlement.models.approvals``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.db import transaction
+from django.utils import timezone
+
+from settlement.exceptions import DomainError, IllegalTransition, NotPermitted, ValidationFailed
+from settlement.models import ApprovalKind, ApprovalRequest, SettlementHalt, Trade
+from settlement.services.actors import Actor, actor_user, stamp_history
+from settlement.services.audit import transition_run
+
+APPROVE_PERMISSION = "settlement.approve_approvalrequest"
+
+
+def permission_require(actor: Actor, permission: str, what: str) -> Any:
+    """The person behind ``actor``, who must hold ``permission`` (services check it too, so the
+    admin and the API cannot drift apart)."""
+    user = actor_user(actor)
+    if user is None or not user.is_active or not user.has_perm(permission):
+        raise NotPermitted(f"{what} needs the permission {permission}")
+    return user
+
+
+def _target(kind: str, target_id: int, payload: dict[str, Any]) -> str:
+    """Check the target exists and the request makes sense now; returns its label."""
+    if kind == ApprovalKind.REVERSAL:
+        trade = Trade.objects.filter(pk=target_id).first()
+        if trade is None:
+            raise ValidationFailed(f"no trade {target_id}")
+        if set(trade.instructions.values_list("status", flat=True)) != {"settled"}:
+            raise IllegalTransition(f"trade {trade.external_id} is not settled: only a settled trade is reversed")
+        return f"trade {trade.external_id}"
+    if kind == ApprovalKind.HALT_LIFT:
+        halt = SettlementHalt.objects.filter(pk=target_id).select_related("asset").first()
+        if halt is None:
+            raise ValidationFailed(f"no halt {target_id}")
+        if halt.lifted_at is not None:
+            raise IllegalTransition(f"halt {halt.pk} was already lifted")
+        return f"halt {halt.pk} of {halt.asset.code}"
+    if kind == ApprovalKind.METHOD_OVERRIDE:
+        from netting.models import NettedInstruction, RailMethod
+
+        ni = NettedInstruction.objects.filter(pk=target_id).select_related("participant", "asset").first()
+        if ni is None:
+            raise ValidationFailed(f"no netted instruction {target_id}")
+        if ni.status != "review":
+            raise IllegalTransition(f"netted instruction {ni.pk} is {ni.status}: a method is overridden in review")
+        method = payload.get("method")
+        if method not in RailMethod.values or method == RailMethod.LEDGER:
+            raise ValidationFailed(f"method must be one of the rails, not {method!r}", detail={"method": method})
+        return f"{ni} by {method}"
+    raise ValidationFailed(f"unknown request kind {kind!r}")
+
+
+def approval_propose(
+    *, kind: str, target_id: int, actor: Actor, reason: str, payload: dict[str, Any] | None = None
+) -> ApprovalRequest:
+    user = permission_require(actor, "settlement.add_approvalrequest", "proposing a four-eyes request")
+    reason = reason.strip()
+    if not reason:
+        raise ValidationFailed("a proposal needs a reason")
+    payload = payload or {}
+    with transaction.atomic():
+        label = _target(kind, target_id, payload)
+        if ApprovalRequest.objects.filter(kind=kind, target_id=target_id, status="pending").exists():
+            raise IllegalTransition(f"{label} already has a request waiting for approval")
+        request = ApprovalRequest(
+            kind=kind, target_id=target_id, target_label=label, payload=payload, reason=reason, proposed_by=user
+        )
+        stamp_history(request, actor=actor, reason=reason)
+        request.save()
+        from settlement.services.audit import LogEntry, transition_log_append
+
+        transition_log_append(
+            entries=[LogEntry("approval", request.pk, "", "pending", reason, {"kind": kind, "target": target_id})],
+            actor=actor,
+        )
+        from settlement.services.alerts import ops_alert
+
+        ops_alert(
+            title=f"Approval needed: {request.get_kind_display().lower()} of {label}",
+            body=f"Proposed by {user.get_username()}: {reason}",
+            link=f"/admin/settlement/approvalrequest/{request.pk}/change/",
+            level="warning",
+            roles=("approver",),
+        )
+        return request
+
+
+def _apply(request: ApprovalRequest, actor: Actor) -> str:
+    reason = f"{request.reason} (approved: {request.decision_reason})"
+    if request.kind == ApprovalKind.REVERSAL:
+        from settlement.services.instructions import trade_reverse
+
+        legs = trade_reverse(trade=Trade.objects.get(pk=request.target_id), actor=actor, reason=reason)
+        return f"reversed {len(legs)} legs"
+    if request.kind == ApprovalKind.HALT_LIFT:
+        from settlement.services.crypto import halt_lift
+
+        halt_lift(halt=SettlementHalt.objects.get(pk=request.target_id), actor=actor, reason=reason)
+        return "halt lifted"
+    from netting.models import NettedInstruction
+    from netting.payments import netted_retry
+
+    ni = NettedInstruction.objects.get(pk=request.target_id)
+    netted_retry(ni=ni, actor=actor, reason=reason, method=request.payload["method"])
+    return f"retried by {request.payload['method']}"
+
+
+def approval_decide(*, request: ApprovalRequest, actor: Actor, approve: bool, reason: str) -> ApprovalRequest:
+    """A different person with the approver role approves (the operation is applied now, in
+    this transaction; if it can no longer be applied the request ends failed with the reason)
+    or rejects."""
+    user = permission_require(actor, APPROVE_PERMISSION, "approving a four-eyes request")
+    reason = reason.strip()
+    if not reason:
+        raise ValidationFailed("a decision needs a reason")
+    with transaction.atomic():
+        request = ApprovalRequest.objects.select_for_update().get(pk=request.pk)
+        if request.status != "pending":
+            raise IllegalTransition(f"request {request.pk} was already decided ({request.status})")
+        if request.proposed_by_id == user.pk:
+            raise NotPermitted("four-eyes: the proposer cannot approve or reject their own request")
+        request.decided_by, request.decided_at, request.decision_reason = user, timezone.now(), reason
+        if not approve:
+            transition_run(request, request.reject, entity="approval", actor=actor, reason=reason)
+            return request
+        try:
+            with transaction.atomic():
+                request.outcome = _apply(request, actor)
+        except DomainError as exc:
+            request.outcome = f"could not be applied: {exc.message}"
+            transition_run(request, request.fail, entity="approval", actor=actor, reason=request.outcome)
+            return request
+        transition_run(request, request.approve, entity="approval", actor=actor, reason=reason)
+        return request
