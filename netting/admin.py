@@ -5,7 +5,6 @@ from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse
 from django.urls import reverse
 from django.utils.html import format_html
-from simple_history.admin import SimpleHistoryAdmin
 
 from netting.models import (
     NetDebitCap,
@@ -20,6 +19,7 @@ from netting.payments import netted_release, netted_retry
 from netting.selectors import liquidity_position
 from settlement.admin import (
     ActionOnlyAdminMixin,
+    HistoryAdmin,
     ReadOnlyAdminMixin,
     _propose,
     _reason_action,
@@ -37,7 +37,7 @@ class ObligationInline(ReadOnlyAdminMixin, admin.TabularInline):
 
 
 @admin.register(NettingWindow)
-class NettingWindowAdmin(ReadOnlyAdminMixin, SimpleHistoryAdmin):
+class NettingWindowAdmin(ReadOnlyAdminMixin, HistoryAdmin):
     """Windows are opened and closed by Celery beat only; a closed window is a record."""
 
     list_display = ("id", "asset_class", "status", "opened_at", "closes_at", "closed_at", "gross_legs", "net_payments")
@@ -66,7 +66,7 @@ class NetObligationAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
 
 
 @admin.register(NetDebitCap)
-class NetDebitCapAdmin(SimpleHistoryAdmin):
+class NetDebitCapAdmin(HistoryAdmin):
     """Caps are liquidity limits set by operations (every change kept in history); next to each,
     the participant's liquidity position in that asset."""
 
@@ -123,7 +123,7 @@ class RailAttemptInline(ReadOnlyAdminMixin, admin.TabularInline):
 
 
 @admin.register(NettedInstruction)
-class NettedInstructionAdmin(ActionOnlyAdminMixin, SimpleHistoryAdmin):
+class NettedInstructionAdmin(ActionOnlyAdminMixin, HistoryAdmin):
     """The settlement plan's payments. Ops release held ones and retry those in review; every
     attempt (method, message, answer) is listed below the payment."""
 
@@ -211,7 +211,7 @@ class NettedInstructionAdmin(ActionOnlyAdminMixin, SimpleHistoryAdmin):
 
 
 @admin.register(RailAttempt)
-class RailAttemptAdmin(ReadOnlyAdminMixin, SimpleHistoryAdmin):
+class RailAttemptAdmin(ReadOnlyAdminMixin, HistoryAdmin):
     list_display = (
         "message_id",
         "instruction",

@@ -10,7 +10,6 @@ from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.html import format_html
-from simple_history.admin import SimpleHistoryAdmin
 
 from reconciliation.importers import ImportRejected, external_import
 from reconciliation.models import (
@@ -23,7 +22,7 @@ from reconciliation.models import (
     Source,
 )
 from reconciliation.resolution import break_confirm, break_escalate, break_investigate, break_propose, proposal_decide
-from settlement.admin import ActionOnlyAdminMixin, ReadOnlyAdminMixin, _reason_action, permission_check
+from settlement.admin import ActionOnlyAdminMixin, HistoryAdmin, ReadOnlyAdminMixin, _reason_action, permission_check
 from settlement.exceptions import DomainError
 
 
@@ -220,7 +219,7 @@ class ProposalInline(ReadOnlyAdminMixin, admin.TabularInline):
 
 
 @admin.register(Break)
-class BreakAdmin(ActionOnlyAdminMixin, SimpleHistoryAdmin):
+class BreakAdmin(ActionOnlyAdminMixin, HistoryAdmin):
     """The reconciliation queue: open breaks by severity and age. Actions need a reason; journals
     and write-offs are proposed (Break proposals → Add) and approved by someone else."""
 
@@ -315,7 +314,7 @@ class BreakAdmin(ActionOnlyAdminMixin, SimpleHistoryAdmin):
 
 
 @admin.register(BreakProposal)
-class BreakProposalAdmin(SimpleHistoryAdmin):
+class BreakProposalAdmin(HistoryAdmin):
     """Adjusting journals and write-offs: proposed here, approved or rejected by another person."""
 
     list_display = ("id", "brk", "action", "amount", "proposed_by", "approved", "decided_by", "journal")

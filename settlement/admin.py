@@ -4,6 +4,7 @@ from collections.abc import Callable
 from typing import Any
 
 from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
@@ -51,6 +52,19 @@ def amount_column(field: str, precision: Callable[[Any], int], label: str) -> Ca
 
 def _asset_precision(obj: Any) -> int:
     return obj.asset.precision
+
+
+class HistoryAdmin(SimpleHistoryAdmin):
+    """simple-history's admin with history that can be read, never written: its "revert to
+    this version" page saves the old version on any POST by someone who may merely *view*
+    history (the revert-disabled setting only hides the button), so POSTs are refused here."""
+
+    def history_form_view(
+        self, request: HttpRequest, object_id: str, version_id: str, extra_context: Any = None
+    ) -> Any:
+        if request.method != "GET":
+            raise PermissionDenied("history is read-only")
+        return super().history_form_view(request, object_id, version_id, extra_context)
 
 
 def permission_check(codename: str) -> Any:
@@ -130,7 +144,7 @@ class ParticipantUserInline(admin.TabularInline):
 
 
 @admin.register(Participant)
-class ParticipantAdmin(SimpleHistoryAdmin):
+class ParticipantAdmin(HistoryAdmin):
     list_display = ["code", "name", "lei", "is_active", "created_at"]
     list_filter = ["is_active"]
     search_fields = ["code", "name", "lei"]
@@ -138,14 +152,14 @@ class ParticipantAdmin(SimpleHistoryAdmin):
 
 
 @admin.register(Asset)
-class AssetAdmin(SimpleHistoryAdmin):
+class AssetAdmin(HistoryAdmin):
     list_display = ["code", "name", "kind", "precision", "settlement_cycle", "calendar", "chain", "is_active"]
     list_filter = ["kind", "settlement_cycle", "calendar", "is_active"]
     search_fields = ["code", "name"]
 
 
 @admin.register(Instrument)
-class InstrumentAdmin(SimpleHistoryAdmin):
+class InstrumentAdmin(HistoryAdmin):
     list_display = ["symbol", "base", "quote", "price_precision", "is_active"]
     list_filter = ["is_active", "base__kind"]
     search_fields = ["symbol"]
@@ -181,7 +195,7 @@ class JournalAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
 
 
 @admin.register(LedgerLock)
-class LedgerLockAdmin(ReadOnlyAdminMixin, SimpleHistoryAdmin):
+class LedgerLockAdmin(ReadOnlyAdminMixin, HistoryAdmin):
     list_display = ["id", "reference", "asset", "amount_shown", "status", "expires_at", "resolved_at"]
     list_filter = ["status", "asset"]
     search_fields = ["reference"]
@@ -211,7 +225,7 @@ class InstructionInline(ReadOnlyAdminMixin, admin.TabularInline):
 
 
 @admin.register(Trade)
-class TradeAdmin(ReadOnlyAdminMixin, SimpleHistoryAdmin):
+class TradeAdmin(ReadOnlyAdminMixin, HistoryAdmin):
     list_display = [
         "id",
         "source",
@@ -319,7 +333,7 @@ def _reason_action(
 
 
 @admin.register(SettlementInstruction)
-class SettlementInstructionAdmin(ActionOnlyAdminMixin, SimpleHistoryAdmin):
+class SettlementInstructionAdmin(ActionOnlyAdminMixin, HistoryAdmin):
     list_display = [
         "id",
         "trade_link",
@@ -426,7 +440,7 @@ class SettlementInstructionAdmin(ActionOnlyAdminMixin, SimpleHistoryAdmin):
 
 
 @admin.register(ChainTransfer)
-class ChainTransferAdmin(ReadOnlyAdminMixin, SimpleHistoryAdmin):
+class ChainTransferAdmin(ReadOnlyAdminMixin, HistoryAdmin):
     list_display = [
         "id",
         "instruction",
@@ -475,7 +489,7 @@ class ChainTransferAdmin(ReadOnlyAdminMixin, SimpleHistoryAdmin):
 
 
 @admin.register(SettlementHalt)
-class SettlementHaltAdmin(ActionOnlyAdminMixin, SimpleHistoryAdmin):
+class SettlementHaltAdmin(ActionOnlyAdminMixin, HistoryAdmin):
     list_display = ["id", "asset", "is_open", "opened_at", "opened_by", "lifted_at", "lifted_by", "reason"]
     list_filter = ["asset", ("lifted_at", admin.EmptyFieldListFilter)]
     readonly_fields = ["asset", "reason", "opened_at", "opened_by", "lifted_at", "lifted_by", "lift_reason"]
@@ -504,7 +518,7 @@ class SettlementHaltAdmin(ActionOnlyAdminMixin, SimpleHistoryAdmin):
 
 
 @admin.register(ReviewCase)
-class ReviewCaseAdmin(ActionOnlyAdminMixin, SimpleHistoryAdmin):
+class ReviewCaseAdmin(ActionOnlyAdminMixin, HistoryAdmin):
     """The manual-review queue: escalated instructions and investigations, oldest first."""
 
     list_display = ["id", "kind", "status", "age", "assignee", "instruction", "asset", "reason", "resolved_by"]
@@ -565,7 +579,7 @@ class ReviewCaseAdmin(ActionOnlyAdminMixin, SimpleHistoryAdmin):
 
 
 @admin.register(ApprovalRequest)
-class ApprovalRequestAdmin(ReadOnlyAdminMixin, SimpleHistoryAdmin):
+class ApprovalRequestAdmin(ReadOnlyAdminMixin, HistoryAdmin):
     """Four-eyes requests: an approver other than the proposer approves (applied at once) or rejects."""
 
     list_display = ["id", "kind", "target_label", "status", "proposed_by", "proposed_at", "decided_by", "outcome"]
