@@ -12,7 +12,7 @@ PYTEST_ARGS ?=
 # anvil (local Ethereum JSON-RPC node, from npm) for the multi-process chain tests, bench and demo
 ANVIL = .tools/node_modules/@foundry-rs/anvil-linux-amd64/bin/anvil
 
-.PHONY: demo test lint services bench-ingest bench-crypto bench-netting bench-fiat bench-recon clean
+.PHONY: demo test lint services bench-ingest bench-crypto bench-netting bench-fiat bench-recon bench-dashboard clean
 
 $(ANVIL):
 	bash scripts/ensure_anvil.sh >/dev/null
@@ -53,6 +53,9 @@ bench-fiat: $(STAMP) services
 
 bench-recon: $(STAMP) services
 	$(BIN)/python bench/reconciliation.py --records 1000000
+
+bench-dashboard: $(STAMP) services
+	$(BIN)/python bench/dashboard.py --instructions 1000000
 
 clean:
 	rm -rf $(VENV) var .tools .pytest_cache .ruff_cache

@@ -8,7 +8,6 @@ import io
 from collections.abc import Iterable
 
 from django.db.models import Q
-from django.utils.html import escape
 
 from reconciliation.models import Break, ReconciliationRun
 
@@ -57,27 +56,12 @@ def run_breaks_csv(run: ReconciliationRun) -> str:
 
 def runs_chart_svg(runs: Iterable[ReconciliationRun], *, width: int = 720, height: int = 160) -> str:
     """Stacked bars per run, oldest left: matched (green) and breaks (red), scaled to the largest."""
-    runs = list(runs)
-    if not runs:
-        return '<svg xmlns="http://www.w3.org/2000/svg" width="720" height="20"><text y="15">no runs yet</text></svg>'
-    totals = [(r.pk, r.totals.get("matched", 0), sum(r.totals.get("breaks", {}).values())) for r in runs]
-    top = max(m + b for _, m, b in totals) or 1
-    bar = max(4, (width - 40) // len(totals) - 2)
-    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height + 30}" role="img">']
-    parts.append(f'<text x="0" y="12" font-size="11">matched (green) and breaks (red) per run; max {top}</text>')
-    for n, (pk, matched, breaks) in enumerate(totals):
-        x = 20 + n * (bar + 2)
-        h_m = round(matched / top * height)
-        h_b = round(breaks / top * height)
-        base = height + 20
-        parts.append(
-            f'<rect x="{x}" y="{base - h_m}" width="{bar}" height="{h_m}" fill="#3a7">'
-            f"<title>run {pk}: {matched} matched</title></rect>"
-        )
-        parts.append(
-            f'<rect x="{x}" y="{base - h_m - h_b}" width="{bar}" height="{h_b}" fill="#c33">'
-            f"<title>run {pk}: {breaks} breaks</title></rect>"
-        )
-        parts.append(f'<text x="{x}" y="{base + 10}" font-size="8">{escape(str(pk))}</text>')
-    parts.append("</svg>")
-    return "".join(parts)
+    from settlement.charts import stacked_bars_svg
+
+    return stacked_bars_svg(
+        [(f"run {r.pk}", (r.totals.get("matched", 0), sum(r.totals.get("breaks", {}).values()))) for r in runs],
+        series=(("matched", "#3a7"), ("breaks", "#c33")),
+        caption="per run",
+        width=width,
+        height=height,
+    )

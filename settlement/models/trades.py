@@ -108,6 +108,8 @@ class SettlementInstruction(ConcurrentTransitionMixin, models.Model):
             models.Index(fields=["payer", "id"], name="instruction_payer_idx"),
             models.Index(fields=["payee", "id"], name="instruction_payee_idx"),
             models.Index(fields=["asset", "status"], name="instruction_asset_status_idx"),
+            # the dashboard: per-minute settled/failed and the oldest stuck instruction per status
+            models.Index(fields=["status", "updated_at"], name="instruction_status_updated_idx"),
         ]
 
     def __str__(self) -> str:
