@@ -47,8 +47,6 @@ def main() -> None:
     subprocess.run([python, "manage.py", "seed_demo"], cwd=ROOT, env=env, check=True, stdout=subprocess.DEVNULL)
     from decimal import Decimal
 
-    from rest_framework.authtoken.models import Token
-
     from settlement.models import Asset, Participant, SettlementInstruction, Trade
     from settlement.services.actors import SystemActor
     from settlement.services.ledger import ledger_deposit
@@ -61,7 +59,12 @@ def main() -> None:
         codes.append(p.code)
         ledger_deposit(owner=p, asset=usd, amount=Decimal("1000000000"), reference=f"bench:{p.code}:USD", actor=actor)
         ledger_deposit(owner=p, asset=btc, amount=Decimal("100000"), reference=f"bench:{p.code}:BTC", actor=actor)
-    token = Token.objects.get(user__username="matching-engine").key
+    from django.contrib.auth import get_user_model
+
+    from settlement.services.tokens import token_issue
+
+    engine = get_user_model().objects.get(username="matching-engine")
+    token = token_issue(user=engine, name="bench", scopes=["read", "trades:write"], actor=actor).key
 
     symbols = [("BTC/USD", "65000.00"), ("ETH/USD", "3200.00"), ("AAPL/USD", "190.00"), ("BTC/EUR", "60000.00")]
     executed = (datetime.now(UTC) - timedelta(minutes=10)).isoformat()
@@ -126,7 +129,7 @@ def main() -> None:
                     url,
                     data=body,
                     method="POST",
-                    headers={"Content-Type": "application/json", "Authorization": f"Token {token}"},
+                    headers={"Content-Type": "application/json", "Authorization": f"Bearer {token}"},
                 )
                 began = time.perf_counter()
                 try:

@@ -183,10 +183,11 @@ CELERY_BEAT_SCHEDULE = {
 # --- REST API -------------------------------------------------------------------------------
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
-        "rest_framework.authentication.TokenAuthentication",
+        "settlement.api.auth.ApiTokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
-    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated", "settlement.api.auth.HasScope"],
+    "DEFAULT_THROTTLE_CLASSES": ["settlement.api.auth.TokenRateThrottle"],
     "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
     "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.LimitOffsetPagination",
     "PAGE_SIZE": 100,
@@ -321,3 +322,16 @@ EMAIL_BACKEND = os.environ.get("EMAIL_BACKEND", "django.core.mail.backends.conso
 EMAIL_HOST = os.environ.get("EMAIL_HOST", "localhost")
 DEFAULT_FROM_EMAIL = os.environ.get("DEFAULT_FROM_EMAIL", "clearhouse@localhost")
 CLEARHOUSE_ADMIN_BASE_URL = os.environ.get("CLEARHOUSE_ADMIN_BASE_URL", "http://127.0.0.1:8000")
+
+# --- API rate limit and the cache it counts in -------------------------------------------------
+CLEARHOUSE_API_RATE = os.environ.get("CLEARHOUSE_API_RATE", "1200/min")
+# Shared by every web process when Redis is there (the broker's server, its own database number);
+# the embedded demo counts per process.
+_CACHE_URL = os.environ.get("CLEARHOUSE_CACHE_URL", "")
+if not _CACHE_URL and CELERY_BROKER_URL.startswith("redis://"):
+    _CACHE_URL = CELERY_BROKER_URL.rsplit("/", 1)[0] + "/13"
+CACHES = {
+    "default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": _CACHE_URL}
+    if _CACHE_URL
+    else {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}
+}

@@ -3,6 +3,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
 from django.db.models import QuerySet
@@ -14,8 +15,10 @@ from simple_history.admin import SimpleHistoryAdmin
 
 from settlement.exceptions import DomainError
 from settlement.models import (
+    ApiToken,
     ApprovalRequest,
     Asset,
+    AuthFailure,
     BankAccount,
     ChainTransfer,
     CustodyAccount,
@@ -29,6 +32,7 @@ from settlement.models import (
     ParticipantUser,
     Posting,
     ReviewCase,
+    Scope,
     SettlementHalt,
     SettlementInstruction,
     Trade,
@@ -700,3 +704,89 @@ class TransitionLogAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     @admin.display(description="hash")
     def short_hash(self, obj: TransitionLog) -> str:
         return obj.hash[:12]
+
+
+class ApiTokenForm(forms.ModelForm):
+    scopes = forms.MultipleChoiceField(choices=Scope.choices, widget=forms.CheckboxSelectMultiple)
+
+    class Meta:
+        model = ApiToken
+        fields = ["user", "name", "scopes", "expires_at"]
+
+
+@admin.register(ApiToken)
+class ApiTokenAdmin(admin.ModelAdmin):
+    """Issue (the key is shown once), rotate and revoke API tokens. Only a hash is stored."""
+
+    form = ApiTokenForm
+    list_display = ["name", "user", "prefix", "scopes", "created_at", "last_used_at", "expires_at", "revoked_at"]
+    list_filter = [("revoked_at", admin.EmptyFieldListFilter), "created_at"]
+    search_fields = ["name", "prefix", "user__username"]
+    date_hierarchy = "created_at"
+    autocomplete_fields = ["user"]
+    actions = ["revoke_selected", "rotate_selected"]
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> list[str]:
+        if obj is None:
+            return []
+        return [f.name for f in ApiToken._meta.fields]
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False  # revoked, never deleted: the record of who had access stays
+
+    def save_model(self, request: HttpRequest, obj: ApiToken, form: Any, change: bool) -> None:
+        if change:
+            return
+        from settlement.services.tokens import token_issue
+
+        issued = token_issue(
+            user=form.cleaned_data["user"],
+            name=form.cleaned_data["name"],
+            scopes=form.cleaned_data["scopes"],
+            actor=request.user,
+            expires_at=form.cleaned_data.get("expires_at"),
+        )
+        obj.pk = issued.token.pk
+        self.message_user(request, f"Key for {issued.token} (shown once, copy it now): {issued.key}", messages.WARNING)
+
+    @admin.action(description="Revoke selected tokens (asks for a reason)", permissions=["change"])
+    def revoke_selected(self, request: HttpRequest, queryset: QuerySet) -> HttpResponse | None:
+        from settlement.services.tokens import token_revoke
+
+        def revoke(*, obj: ApiToken, actor: Any, reason: str) -> None:
+            token_revoke(token=obj, actor=actor, reason=reason)
+
+        return _reason_action(
+            self, request, queryset, title="Revoke", service=revoke, action_name="revoke_selected", kwarg="obj"
+        )
+
+    @admin.action(
+        description="Rotate selected tokens: new keys, old ones stop now (asks for a reason)", permissions=["change"]
+    )
+    def rotate_selected(self, request: HttpRequest, queryset: QuerySet) -> HttpResponse | None:
+        from settlement.services.tokens import token_rotate
+
+        def rotate(*, obj: ApiToken, actor: Any, reason: str) -> None:
+            issued = token_rotate(token=obj, actor=actor, reason=reason)
+            self.message_user(request, f"New key for {issued.token} (shown once): {issued.key}", messages.WARNING)
+
+        return _reason_action(
+            self, request, queryset, title="Rotate", service=rotate, action_name="rotate_selected", kwarg="obj"
+        )
+
+
+@admin.register(AuthFailure)
+class AuthFailureAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+    list_display = ["at", "channel", "who", "ip", "reason", "path"]
+    list_filter = ["channel", "reason"]
+    search_fields = ["who", "ip"]
+    date_hierarchy = "at"
+
+
+# The DRF token table is not used for authentication (ApiToken is): keep it out of the admin.
+try:
+    from rest_framework.authtoken.models import TokenProxy
+
+    admin.site.unregister(TokenProxy)
+except (ImportError, admin.sites.NotRegistered):
+    pass

@@ -1,5 +1,20 @@
 from django.apps import AppConfig
+from django.contrib.auth.signals import user_login_failed
 from django.db.models.signals import post_migrate
+
+
+def _login_failed(sender: object, credentials: dict, request: object = None, **_: object) -> None:
+    """Failed admin logins go where failed API authentications go (for security review)."""
+    from settlement.services.tokens import auth_failure_record
+
+    meta = getattr(request, "META", {})
+    auth_failure_record(
+        channel="admin",
+        who=str(credentials.get("username", "")),
+        reason="wrong username or password",
+        ip=meta.get("REMOTE_ADDR"),
+        path=getattr(request, "path", ""),
+    )
 
 
 class SettlementConfig(AppConfig):
@@ -14,3 +29,4 @@ class SettlementConfig(AppConfig):
         post_migrate.connect(beat_defaults_install, sender=self, dispatch_uid="beat_defaults_install")
         # the roles keep every model's permissions as models are added
         post_migrate.connect(roles_sync, sender=self, dispatch_uid="roles_sync")
+        user_login_failed.connect(_login_failed, dispatch_uid="admin_login_failed")

@@ -3,10 +3,10 @@ from __future__ import annotations
 import os
 
 import pytest
-from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
 from tests import factories
+from tests.factories import ACTOR
 
 
 def pytest_configure(config):
@@ -50,10 +50,12 @@ def staff_user(db):
     return factories.UserFactory(username="engine", is_staff=True)
 
 
-def token_client(user) -> APIClient:
+def token_client(user, scopes=("read", "trades:write")) -> APIClient:
+    from settlement.services.tokens import token_issue
+
     client = APIClient()
-    token, _ = Token.objects.get_or_create(user=user)
-    client.credentials(HTTP_AUTHORIZATION=f"Token {token.key}")
+    issued = token_issue(user=user, name="tests", scopes=list(scopes), actor=ACTOR)
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {issued.key}")
     return client
 
 

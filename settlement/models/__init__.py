@@ -12,14 +12,17 @@ from settlement.models.participants import (
     WalletAddress,
 )
 from settlement.models.pipeline import ChainTransfer, Notification, ReviewCase, SettlementHalt
+from settlement.models.tokens import ApiToken, AuthFailure, Scope
 from settlement.models.trades import SettlementInstruction, Trade
 
 __all__ = [
     "AlertLevel",
+    "ApiToken",
     "ApprovalKind",
     "ApprovalRequest",
     "ApprovalStatus",
     "Asset",
+    "AuthFailure",
     "BankAccount",
     "ChainTransfer",
     "CustodyAccount",
@@ -33,6 +36,7 @@ __all__ = [
     "ParticipantUser",
     "Posting",
     "ReviewCase",
+    "Scope",
     "SettlementHalt",
     "SettlementInstruction",
     "Trade",

@@ -63,7 +63,7 @@ def post_json(url: str, token: str, payload: Any, timeout: float = 60) -> tuple[
         url,
         data=json.dumps(payload).encode(),
         method="POST",
-        headers={"Content-Type": "application/json", "Authorization": f"Token {token}"},
+        headers={"Content-Type": "application/json", "Authorization": f"Bearer {token}"},
     )
     try:
         with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310 (operator-given http URL)

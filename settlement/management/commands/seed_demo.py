@@ -12,7 +12,6 @@ from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand
 from django.db import transaction
-from rest_framework.authtoken.models import Token
 from stdnum.iso7064 import mod_97_10
 
 from rails.crypto.registry import chain_rail
@@ -26,8 +25,10 @@ from settlement.models import (
     ParticipantUser,
     WalletAddress,
 )
+from settlement.models.tokens import ApiToken, Scope
 from settlement.services.actors import SystemActor
 from settlement.services.ledger import ledger_deposit
+from settlement.services.tokens import token_issue, token_revoke
 from settlement.services.wallets import local_chain_fund, wallet_provision
 
 ASSETS = [
@@ -123,7 +124,6 @@ class Command(BaseCommand):
                     self._endpoints(participant, index, assets, on_chain=on_chain, actor=actor)
                 user, _ = users.objects.get_or_create(username=f"{code.lower()}-api")
                 ParticipantUser.objects.get_or_create(user=user, defaults={"participant": participant})
-                Token.objects.get_or_create(user=user)
                 share = Decimal("0.001") if code == "ECHO" else Decimal(1)
                 for asset_code, amount in FUNDING.items():
                     asset = assets[asset_code]
@@ -146,14 +146,19 @@ class Command(BaseCommand):
                 admin.save()
             self._open_at_networks()
             engine, _ = users.objects.get_or_create(username=ENGINE_USER, defaults={"is_staff": True})
-            token, _ = Token.objects.get_or_create(user=engine)
+            # a fresh key each run (only its hash is stored); the previous demo key stops working
+            for old in ApiToken.objects.filter(user=engine, revoked_at__isnull=True):
+                token_revoke(token=old, actor=actor, reason="demo re-seeded: a new key was issued")
+            issued = token_issue(
+                user=engine, name="matching engine (demo)", scopes=[Scope.READ, Scope.TRADES_WRITE], actor=actor
+            )
         self.stdout.write(
             self.style.SUCCESS(
                 f"Seeded {len(PARTICIPANTS)} participants, {len(ASSETS)} assets, {len(INSTRUMENTS)} instruments."
             )
         )
         self.stdout.write(f"Admin login: {DEMO_ADMIN[0]} / {DEMO_ADMIN[1]}")
-        self.stdout.write(f"Matching-engine API token: {token.key}")
+        self.stdout.write(f"Matching-engine API token: {issued.key}")
 
     def _open_at_networks(self) -> None:
         """Open every participant's bank and custody accounts at the bank and custodian simulators
