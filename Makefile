@@ -31,6 +31,7 @@ services:
 	bash scripts/ensure_services.sh
 
 test: $(STAMP) $(ANVIL) services
+	bash scripts/ensure_browser.sh
 	$(BIN)/ruff check .
 	DATABASE_URL=$(TEST_DATABASE_URL) CELERY_BROKER_URL=$(TEST_BROKER_URL) SECRET_KEY=test-only-secret \
 		$(BIN)/pytest $(PYTEST_ARGS)

@@ -21,7 +21,7 @@ def stacked_bars_svg(
         svg = f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="20">'
         return svg + '<text y="15">no data yet</text></svg>'
     top = max(sum(values) for _, values in bars) or 1
-    bar = max(2, (width - 40) // len(bars) - 2)
+    bar = min(24, max(2, (width - 40) // len(bars) - 2))
     legend = ", ".join(f"{name} ({colour})" for name, colour in series)
     parts = [
         f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height + 30}" role="img">',
