@@ -335,3 +335,7 @@ CACHES = {
     if _CACHE_URL
     else {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}
 }
+
+# --- Fees ----------------------------------------------------------------------------------------
+# Rounding of a computed fee to the asset's precision (a decimal module rounding mode).
+CLEARHOUSE_FEE_ROUNDING = os.environ.get("CLEARHOUSE_FEE_ROUNDING", "ROUND_HALF_UP")

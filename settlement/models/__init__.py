@@ -1,6 +1,7 @@
 from settlement.models.alerts import AlertLevel, OpsAlert
 from settlement.models.approvals import ApprovalKind, ApprovalRequest, ApprovalStatus
 from settlement.models.audit import TransitionLog, TransitionLogHead
+from settlement.models.fees import FeeCharge, FeeChargeStatus, FeeParty, FeeRail, FeeRule, SettlementType
 from settlement.models.ledger import Journal, LedgerAccount, LedgerLock, Posting
 from settlement.models.participants import (
     Asset,
@@ -26,6 +27,11 @@ __all__ = [
     "BankAccount",
     "ChainTransfer",
     "CustodyAccount",
+    "FeeCharge",
+    "FeeChargeStatus",
+    "FeeParty",
+    "FeeRail",
+    "FeeRule",
     "Instrument",
     "Journal",
     "LedgerAccount",
@@ -39,6 +45,7 @@ __all__ = [
     "Scope",
     "SettlementHalt",
     "SettlementInstruction",
+    "SettlementType",
     "Trade",
     "TransitionLog",
     "TransitionLogHead",

@@ -25,6 +25,7 @@ class Participant(models.Model):
     name = models.CharField(max_length=200)
     lei = models.CharField("LEI", max_length=20, blank=True, help_text="Legal Entity Identifier (ISO 17442)")
     is_active = models.BooleanField(default=True)
+    tier = models.CharField(max_length=32, default="standard", help_text="Fee tier (matches fee rules' tier).")
     webhook_url = models.URLField(blank=True, help_text="Settlement events are POSTed here (JSON, HMAC-signed).")
     webhook_secret = models.CharField(
         max_length=128, blank=True, help_text="Shared secret for the X-Clearhouse-Signature HMAC of webhook bodies."

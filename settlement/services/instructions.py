@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from datetime import date, datetime
+from decimal import Decimal
 from functools import partial
 from typing import Any
 
@@ -13,13 +14,15 @@ from django.db import connection, transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from settlement.choices import AccountKind, InstructionStatus, LockStatus
+from settlement.choices import AccountKind, InstructionStatus, JournalKind, LockStatus
 from settlement.dispatch import dispatch_crypto_trades
 from settlement.exceptions import IllegalTransition, InsufficientFunds
-from settlement.models import LedgerAccount, LedgerLock, SettlementInstruction, Trade
+from settlement.models import FeeCharge, Journal, LedgerAccount, LedgerLock, SettlementInstruction, Trade
+from settlement.models.fees import FeeChargeStatus, FeeParty
 from settlement.services.actors import Actor, SystemActor
 from settlement.services.audit import transition_run
-from settlement.services.ledger import account_for, ledger_lock, ledger_post, ledger_void
+from settlement.services.fees import fee_revenue_account, fees_hold, fees_pending
+from settlement.services.ledger import Leg, account_for, ledger_lock, ledger_post, ledger_void
 
 S = InstructionStatus
 ENTITY = "instruction"
@@ -60,10 +63,11 @@ def _lock_reference(instruction: SettlementInstruction) -> str:
 
 
 def _lock_funds(instruction: SettlementInstruction, *, actor: Actor, expires_at: datetime | None) -> None:
+    """Hold what the payer owes: the amount and, on a cash leg, its fee (computed now)."""
     lock = ledger_lock(
         owner=instruction.payer,
         asset=instruction.asset,
-        amount=instruction.amount,
+        amount=instruction.amount + fees_hold(instruction=instruction),
         reference=_lock_reference(instruction),
         actor=actor,
         expires_at=expires_at,
@@ -89,9 +93,27 @@ def _hold_and_lock(
 def _settle_locked(
     instruction: SettlementInstruction, *, actor: Actor, reason: str, metadata: Mapping[str, Any] | None = None
 ) -> SettlementInstruction:
-    """Post the held funds to the payee and move processing → settled (row already locked)."""
+    """Post the held funds to the payee, and the fees to the fee revenue account in the same
+    journal, and move processing → settled (row already locked)."""
     payee_account = account_for(owner=instruction.payee, asset=instruction.asset, kind=AccountKind.AVAILABLE)
-    ledger_post(lock=instruction.lock, to_account=payee_account, actor=actor, reason=f"settle {instruction}")
+    charges = fees_pending(instruction)
+    payee_fee = sum((c.fee for c in charges if c.party == FeeParty.PAYEE), Decimal(0))
+    total_fees = sum((c.fee for c in charges), Decimal(0))
+    fee_legs = [Leg(fee_revenue_account(instruction.asset), total_fees)] if total_fees else []
+    ledger_post(
+        lock=instruction.lock,
+        to_account=payee_account,
+        actor=actor,
+        reason=f"settle {instruction}",
+        amount=instruction.amount - payee_fee,
+        extra_legs=fee_legs,
+    )
+    if charges:
+        journal = Journal.objects.get(reference=f"{instruction.lock.reference}:{JournalKind.POST}")
+        FeeCharge.objects.filter(pk__in=[c.pk for c in charges]).update(
+            status=FeeChargeStatus.POSTED, journal=journal, posted_at=timezone.now()
+        )
+        metadata = {**(metadata or {}), "fees": str(total_fees)}
     return _apply(instruction, instruction.mark_settled, actor=actor, reason=reason, metadata=metadata)
 
 
@@ -134,6 +156,9 @@ def _void_if_pending(instruction: SettlementInstruction, *, actor: Actor, reason
     for lock in (instruction.lock, instruction.fee_lock):
         if lock is not None and lock.status == LockStatus.PENDING:
             ledger_void(lock=lock, actor=actor, reason=reason)
+    FeeCharge.objects.filter(
+        instruction=instruction, attempt=instruction.attempt, status=FeeChargeStatus.PENDING
+    ).update(status=FeeChargeStatus.VOIDED)
 
 
 def instruction_fail(
@@ -197,15 +222,28 @@ def instruction_reverse(*, instruction: SettlementInstruction, actor: Actor, rea
         instruction = _for_update(instruction)
         if instruction.status != S.SETTLED:
             raise IllegalTransition(f"instruction {instruction.pk} is {instruction.status}, not settled")
+        charges = list(instruction.fee_charges.filter(status=FeeChargeStatus.POSTED))
+        payee_fee = sum((c.fee for c in charges if c.party == FeeParty.PAYEE), Decimal(0))
+        total_fees = sum((c.fee for c in charges), Decimal(0))
         compensation = ledger_lock(
             owner=instruction.payee,
             asset=instruction.asset,
-            amount=instruction.amount,
+            amount=instruction.amount - payee_fee,  # what the payee received
             reference=f"{instruction.reference}:reversal",
             actor=actor,
         )
         payer_account = account_for(owner=instruction.payer, asset=instruction.asset, kind=AccountKind.AVAILABLE)
-        ledger_post(lock=compensation, to_account=payer_account, actor=actor, reason=f"reverse {instruction}: {reason}")
+        fee_legs = []
+        if total_fees:  # the fees come back from revenue to the payer in the same journal
+            fee_legs = [Leg(fee_revenue_account(instruction.asset), -total_fees), Leg(payer_account, total_fees)]
+        ledger_post(
+            lock=compensation,
+            to_account=payer_account,
+            actor=actor,
+            reason=f"reverse {instruction}: {reason}",
+            extra_legs=fee_legs,
+        )
+        FeeCharge.objects.filter(pk__in=[c.pk for c in charges]).update(status=FeeChargeStatus.REVERSED)
         return _apply(
             instruction,
             instruction.mark_reversed,

@@ -249,6 +249,7 @@ def _resolve_lock(
     reason: str,
     journal_kind: str,
     amount: Decimal | None = None,
+    extra_legs: Sequence[Leg] = (),
 ) -> LedgerLock:
     lock = _lock_for_update(lock)
     if lock.status != LockStatus.PENDING:
@@ -267,8 +268,10 @@ def _resolve_lock(
     legs = [Leg(lock.locked_account, -lock.amount)]
     if moved:
         legs.append(Leg(to_account, moved))
-    if moved != lock.amount:  # a partial post releases the rest, as a pending transfer does
-        legs.append(Leg(lock.available_account, lock.amount - moved))
+    legs.extend(extra_legs)  # e.g. fees out of the lock to the fee revenue account, in this journal
+    rest = lock.amount - moved - sum((leg.amount for leg in extra_legs), Decimal(0))
+    if rest:  # a partial post releases the rest, as a pending transfer does
+        legs.append(Leg(lock.available_account, rest))
     _journal_write(
         kind=journal_kind,
         reference=f"{lock.reference}:{journal_kind}",
@@ -286,13 +289,20 @@ def _resolve_lock(
 
 
 def ledger_post(
-    *, lock: LedgerLock, to_account: LedgerAccount, actor: Actor, reason: str = "post", amount: Decimal | None = None
+    *,
+    lock: LedgerLock,
+    to_account: LedgerAccount,
+    actor: Actor,
+    reason: str = "post",
+    amount: Decimal | None = None,
+    extra_legs: Sequence[Leg] = (),
 ) -> LedgerLock:
     """Complete a pending lock: locked value goes to ``to_account`` (same asset).
 
     With ``amount`` smaller than the lock, only that much is posted and the rest returns to the
     owner's available account in the same journal (e.g. a network-fee reserve of which only the
-    actual fee is spent).
+    actual fee is spent). ``extra_legs`` join the same journal (fees to the revenue account, or
+    back from it on a reversal); what the lock holds beyond ``amount`` and their sum is released.
     """
     if to_account.asset_id != lock.asset_id:
         raise ValidationFailed("a lock posts only to an account of its own asset")
@@ -305,6 +315,7 @@ def ledger_post(
             reason=reason,
             journal_kind=JournalKind.POST,
             amount=amount,
+            extra_legs=extra_legs,
         )
 
 

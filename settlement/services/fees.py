@@ -1,0 +1,140 @@
+"""Fee calculation and the fee side of settlement (see ``settlement.models.fees``).
+
+Fees are charged on the cash (payment) leg of a trade: the buyer pays its fee on top of what it
+pays (held in the same ledger lock), the seller's fee comes out of what it receives, and both go
+to the asset's fee revenue account in the settlement's own journal. Computation is exact
+Decimal: value x bps / 10,000, limited to the rule's minimum and maximum, plus the flat fee, then
+rounded once to the asset's precision with ``CLEARHOUSE_FEE_ROUNDING`` (default ROUND_HALF_UP).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+
+from django.conf import settings
+from django.db.models import Q
+from django.utils import timezone
+
+from settlement.choices import Leg as LegKind
+from settlement.models import Asset, FeeCharge, FeeRule, Participant, SettlementInstruction
+from settlement.models.fees import FeeChargeStatus, FeeParty, FeeRail, SettlementType
+
+FEE_REVENUE = "fee-revenue"
+
+
+@dataclass(frozen=True)
+class FeeQuote:
+    party: str
+    participant: Participant
+    asset: Asset
+    rule: FeeRule | None
+    value: Decimal
+    bps: Decimal
+    from_bps: Decimal
+    limited: str
+    flat: Decimal
+    fee: Decimal
+
+
+def fee_rule_for(
+    *, participant: Participant, asset: Asset, rail: str, settlement_type: str, at: datetime
+) -> FeeRule | None:
+    """The rule in force at ``at`` for these criteria: the most specific, then the newest."""
+    candidates = FeeRule.objects.filter(
+        Q(valid_to__isnull=True) | Q(valid_to__gt=at),
+        Q(tier="") | Q(tier=participant.tier),
+        Q(asset__isnull=True) | Q(asset=asset),
+        Q(asset_kind="") | Q(asset_kind=asset.kind),
+        Q(rail="") | Q(rail=rail),
+        Q(settlement_type="") | Q(settlement_type=settlement_type),
+        valid_from__lte=at,
+    )
+    return max(candidates, key=lambda r: (r.specificity, r.valid_from, r.pk), default=None)
+
+
+def fee_compute(*, rule: FeeRule, value: Decimal, asset: Asset) -> tuple[Decimal, str, Decimal]:
+    """(value x bps / 10,000, which limit applied, the fee rounded to the asset's precision)."""
+    from_bps = value * rule.bps / Decimal(10_000)
+    part, limited = from_bps, ""
+    if part < rule.minimum:
+        part, limited = rule.minimum, "minimum"
+    if rule.maximum is not None and part > rule.maximum:
+        part, limited = rule.maximum, "maximum"
+    fee = (part + rule.flat).quantize(Decimal(1).scaleb(-asset.precision), rounding=settings.CLEARHOUSE_FEE_ROUNDING)
+    return from_bps, limited, fee
+
+
+def fee_quotes(
+    *,
+    payer: Participant,
+    payee: Participant,
+    asset: Asset,
+    amount: Decimal,
+    rail: str = FeeRail.LEDGER,
+    settlement_type: str = SettlementType.GROSS,
+    at: datetime | None = None,
+) -> list[FeeQuote]:
+    """What payer and payee would be charged on a cash movement of ``amount`` (the payee's fee
+    never exceeds what it receives)."""
+    at = at or timezone.now()
+    quotes = []
+    for party, participant in ((FeeParty.PAYER, payer), (FeeParty.PAYEE, payee)):
+        rule = fee_rule_for(participant=participant, asset=asset, rail=rail, settlement_type=settlement_type, at=at)
+        if rule is None:
+            continue
+        from_bps, limited, fee = fee_compute(rule=rule, value=amount, asset=asset)
+        if party == FeeParty.PAYEE:
+            fee = min(fee, amount)
+        quotes.append(FeeQuote(party, participant, asset, rule, amount, rule.bps, from_bps, limited, rule.flat, fee))
+    return quotes
+
+
+def _charged(instruction: SettlementInstruction) -> bool:
+    return instruction.leg == LegKind.PAYMENT and instruction.netting_window_id is None
+
+
+def fees_hold(*, instruction: SettlementInstruction) -> Decimal:
+    """Compute and record this attempt's fees (once); returns what the payer must hold on top
+    of the amount. Called when the payer's funds are locked, inside that transaction."""
+    if not _charged(instruction):
+        return Decimal(0)
+    existing = list(FeeCharge.objects.filter(instruction=instruction, attempt=instruction.attempt))
+    if not existing:
+        quotes = fee_quotes(
+            payer=instruction.payer, payee=instruction.payee, asset=instruction.asset, amount=instruction.amount
+        )
+        existing = FeeCharge.objects.bulk_create(
+            [
+                FeeCharge(
+                    instruction=instruction,
+                    attempt=instruction.attempt,
+                    party=q.party,
+                    participant=q.participant,
+                    asset=q.asset,
+                    rule=q.rule,
+                    value=q.value,
+                    bps=q.bps,
+                    from_bps=q.from_bps,
+                    limited=q.limited,
+                    flat=q.flat,
+                    fee=q.fee,
+                )
+                for q in quotes
+                if q.fee > 0
+            ]
+        )
+    return sum((c.fee for c in existing if c.party == FeeParty.PAYER), Decimal(0))
+
+
+def fees_pending(instruction: SettlementInstruction) -> list[FeeCharge]:
+    return list(
+        FeeCharge.objects.filter(instruction=instruction, attempt=instruction.attempt, status=FeeChargeStatus.PENDING)
+    )
+
+
+def fee_revenue_account(asset: Asset):  # type: ignore[no-untyped-def]
+    from settlement.services.ledger import system_account_for
+
+    return system_account_for(code=FEE_REVENUE, asset=asset, allow_negative=False)
