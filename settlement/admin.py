@@ -22,6 +22,8 @@ from settlement.models import (
     BankAccount,
     ChainTransfer,
     CustodyAccount,
+    FeeCharge,
+    FeeRule,
     Instrument,
     Journal,
     LedgerAccount,
@@ -336,8 +338,16 @@ def _reason_action(
     )
 
 
+class FeeChargeInline(ReadOnlyAdminMixin, admin.TabularInline):
+    model = FeeCharge
+    extra = 0
+    fields = ["attempt", "party", "participant", "rule", "value", "bps", "limited", "flat", "fee", "status", "journal"]
+    readonly_fields = fields
+
+
 @admin.register(SettlementInstruction)
 class SettlementInstructionAdmin(ActionOnlyAdminMixin, HistoryAdmin):
+    inlines = [FeeChargeInline]
     list_display = [
         "id",
         "trade_link",
@@ -790,3 +800,15 @@ try:
     admin.site.unregister(TokenProxy)
 except (ImportError, admin.sites.NotRegistered):
     pass
+
+
+@admin.register(FeeRule)
+class FeeRuleAdmin(HistoryAdmin):
+    """Fee schedules. A change of price is a new rule from its start time (close the old one with
+    its 'valid to'); the history keeps every version."""
+
+    list_display = ["name", "tier", "asset", "asset_kind", "rail", "settlement_type", "bps", "minimum", "maximum",
+                    "flat", "valid_from", "valid_to"]  # fmt: skip
+    list_filter = ["tier", "asset", "asset_kind", "rail", "settlement_type"]
+    search_fields = ["name"]
+    date_hierarchy = "valid_from"

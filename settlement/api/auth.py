@@ -52,10 +52,12 @@ class HasScope(permissions.BasePermission):
     def has_permission(self, request: Request, view: Any) -> bool:
         if not isinstance(request.auth, ApiToken):
             return True
-        needed = Scope.READ if request.method in permissions.SAFE_METHODS else Scope.TRADES_WRITE
+        needed = getattr(view, "required_scope", None) or (
+            Scope.READ if request.method in permissions.SAFE_METHODS else Scope.TRADES_WRITE
+        )
         if needed in request.auth.scopes:
             return True
-        self.message = f"This API token lacks the scope {needed.value!r}."
+        self.message = f"This API token lacks the scope {str(needed.value if hasattr(needed, 'value') else needed)!r}."
         return False
 
 

@@ -11,7 +11,7 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from settlement.models import LedgerAccount, SettlementInstruction, Trade, TransitionLog
+from settlement.models import FeeCharge, LedgerAccount, SettlementInstruction, Trade, TransitionLog
 from settlement.money import fits_precision, format_amount
 from settlement.selectors import instruction_transitions
 from settlement.services.trades import TradeInput
@@ -241,14 +241,64 @@ class InstructionSerializer(_InstructionCodes):
         ]
 
 
+class FeeChargeSerializer(serializers.ModelSerializer):
+    participant = serializers.CharField(source="participant.code")
+    asset = serializers.CharField(source="asset.code")
+    rule = serializers.CharField(source="rule.name", default=None)
+    value = serializers.DecimalField(max_digits=38, decimal_places=18, coerce_to_string=True)
+    fee = serializers.DecimalField(max_digits=38, decimal_places=18, coerce_to_string=True)
+
+    class Meta:
+        model = FeeCharge
+        fields = [
+            "attempt",
+            "party",
+            "participant",
+            "asset",
+            "rule",
+            "value",
+            "bps",
+            "limited",
+            "flat",
+            "fee",
+            "status",
+        ]
+
+
 class InstructionDetailSerializer(InstructionSerializer):
     transitions = serializers.SerializerMethodField()
+    fees = FeeChargeSerializer(source="fee_charges", many=True, read_only=True)
 
     class Meta(InstructionSerializer.Meta):
-        fields = [*InstructionSerializer.Meta.fields, "transitions"]
+        fields = [*InstructionSerializer.Meta.fields, "fees", "transitions"]
 
     def get_transitions(self, obj: SettlementInstruction) -> list[dict[str, Any]]:
         return TransitionSerializer(instruction_transitions(obj), many=True).data
+
+
+class FeePreviewSerializer(serializers.Serializer):
+    """What a trade would cost in fees now (on its cash leg)."""
+
+    symbol = serializers.CharField()
+    buyer = serializers.CharField()
+    seller = serializers.CharField()
+    quantity = serializers.DecimalField(max_digits=38, decimal_places=18, min_value=Decimal("0.000000000000000001"))
+    price = serializers.DecimalField(max_digits=38, decimal_places=18, min_value=Decimal("0.000000000000000001"))
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        from settlement.models import Instrument, Participant
+
+        errors = {}
+        attrs["instrument"] = Instrument.objects.select_related("quote").filter(symbol=attrs["symbol"]).first()
+        if attrs["instrument"] is None:
+            errors["symbol"] = [f"Unknown instrument {attrs['symbol']!r}."]
+        for side in ("buyer", "seller"):
+            attrs[side] = Participant.objects.filter(code=attrs[side]).first() or attrs[side]
+            if isinstance(attrs[side], str):
+                errors[side] = [f"Unknown participant {attrs[side]!r}."]
+        if errors:
+            raise serializers.ValidationError(errors)
+        return attrs
 
 
 class BalanceSerializer(serializers.ModelSerializer):

@@ -1,10 +1,11 @@
 from rest_framework.routers import DefaultRouter
 
-from settlement.api.views import BalanceViewSet, InstructionViewSet, TradeViewSet
+from settlement.api.views import BalanceViewSet, FeePreviewView, InstructionViewSet, TradeViewSet
 
 router = DefaultRouter()
 router.register("trades", TradeViewSet, basename="trade")
 router.register("instructions", InstructionViewSet, basename="instruction")
 router.register("balances", BalanceViewSet, basename="balance")
+router.register("fees/preview", FeePreviewView, basename="fee-preview")
 
 urlpatterns = router.urls

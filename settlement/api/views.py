@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from decimal import Decimal
 from typing import Any
 
 import django_filters
@@ -16,6 +17,7 @@ from settlement.api.errors import error_response
 from settlement.api.parsers import DecimalJSONParser
 from settlement.api.serializers import (
     BalanceSerializer,
+    FeePreviewSerializer,
     InstructionDetailSerializer,
     InstructionSerializer,
     TradeBatchSerializer,
@@ -192,3 +194,42 @@ class BalanceViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
 
     def get_queryset(self) -> QuerySet:
         return selectors.balances_visible_to(self.request.user)
+
+
+class FeePreviewView(viewsets.ViewSet):
+    """``POST /api/v1/fees/preview/``: the fees a trade would be charged now, per party, with the
+    rule applied (nothing is stored). A read: the ``read`` scope suffices."""
+
+    required_scope = "read"
+
+    @extend_schema(request=FeePreviewSerializer, responses={200: OpenApiResponse(description="Fees per party.")})
+    def create(self, request: Request) -> Response:
+        from settlement.money import quantize
+        from settlement.services.fees import fee_quotes
+
+        serializer = FeePreviewSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        data = serializer.validated_data
+        quote = data["instrument"].quote
+        notional = quantize(data["quantity"] * data["price"], quote.precision)
+        quotes = fee_quotes(payer=data["buyer"], payee=data["seller"], asset=quote, amount=notional)
+        return Response(
+            {
+                "symbol": data["instrument"].symbol,
+                "currency": quote.code,
+                "notional": f"{notional:.{quote.precision}f}",
+                "fees": [
+                    {
+                        "party": q.party,
+                        "participant": q.participant.code,
+                        "rule": q.rule.name if q.rule else None,
+                        "bps": str(q.bps),
+                        "limited": q.limited,
+                        "flat": f"{q.flat:.{quote.precision}f}",
+                        "fee": f"{q.fee:.{quote.precision}f}",
+                    }
+                    for q in quotes
+                ],
+                "total": f"{sum((q.fee for q in quotes), Decimal(0)):.{quote.precision}f}",
+            }
+        )

@@ -121,3 +121,28 @@ def test_a_failed_attempt_voids_its_fees_and_releases_them(market, usd, alice, b
     instruction_fail(instruction=payment, actor=ACTOR, reason="counterparty default")
     assert balances(alice_usd) == [Decimal("10000.00")]
     assert set(FeeCharge.objects.values_list("status", flat=True)) == {"voided"}
+
+
+def test_fee_preview_and_the_breakdown_on_an_instruction(market, usd, alice, bob, staff_user):
+    from tests.conftest import token_client
+
+    client = token_client(staff_user, scopes=("read",))
+    body = {"symbol": market.symbol, "buyer": "ALICE", "seller": "BOB", "quantity": "0.5", "price": "3000.015"}
+    preview = client.post("/api/v1/fees/preview/", body, format="json")
+    assert preview.status_code == 200, preview.json()
+    assert preview.json()["notional"] == "1500.01"  # 1500.0075 rounded half-even to cents
+    fees = {f["party"]: (f["fee"], f["rule"]) for f in preview.json()["fees"]}
+    assert fees == {"payer": ("1.50", "buyers"), "payee": ("0.50", "sellers")}
+    assert preview.json()["total"] == "2.00"
+    for field, value in (("buyer", "NOBODY"), ("quantity", "-1"), ("symbol", "XXX/USD")):
+        bad = client.post("/api/v1/fees/preview/", {**body, field: value}, format="json")
+        assert bad.status_code == 400 and field in bad.json()["error"]["detail"], field
+
+    trade = factories.trade(instrument=market, buyer=alice, seller=bob, quantity="1", price="2000.00")
+    trade_settle_internal(trade=trade, actor=ACTOR)
+    payment = trade.instructions.get(leg="payment")
+    detail = client.get(f"/api/v1/instructions/{payment.pk}/").json()
+    assert [(f["party"], f["fee"], f["status"]) for f in detail["fees"]] == [
+        ("payee", "0.500000000000000000", "posted"),
+        ("payer", "2.000000000000000000", "posted"),
+    ]
