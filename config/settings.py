@@ -331,7 +331,12 @@ _CACHE_URL = os.environ.get("CLEARHOUSE_CACHE_URL", "")
 if not _CACHE_URL and CELERY_BROKER_URL.startswith("redis://"):
     _CACHE_URL = CELERY_BROKER_URL.rsplit("/", 1)[0] + "/13"
 CACHES = {
-    "default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": _CACHE_URL}
+    # keys carry the database's name: two deployments (or test runs) sharing a Redis never mix counts
+    "default": {
+        "BACKEND": "django.core.cache.backends.redis.RedisCache",
+        "LOCATION": _CACHE_URL,
+        "KEY_PREFIX": str(DATABASES["default"]["NAME"]).rsplit("/", 1)[-1],
+    }
     if _CACHE_URL
     else {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}
 }
