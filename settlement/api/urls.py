@@ -1,11 +1,12 @@
 from rest_framework.routers import DefaultRouter
 
-from settlement.api.views import BalanceViewSet, FeePreviewView, InstructionViewSet, TradeViewSet
+from settlement.api.views import BalanceViewSet, FeePreviewView, InstructionViewSet, StatementView, TradeViewSet
 
 router = DefaultRouter()
 router.register("trades", TradeViewSet, basename="trade")
 router.register("instructions", InstructionViewSet, basename="instruction")
 router.register("balances", BalanceViewSet, basename="balance")
 router.register("fees/preview", FeePreviewView, basename="fee-preview")
+router.register("statements", StatementView, basename="statement")
 
 urlpatterns = router.urls

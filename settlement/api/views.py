@@ -233,3 +233,32 @@ class FeePreviewView(viewsets.ViewSet):
                 "total": f"{sum((q.fee for q in quotes), Decimal(0)):.{quote.precision}f}",
             }
         )
+
+
+class StatementView(viewsets.ViewSet):
+    """``GET /api/v1/statements/?from=YYYY-MM-DD&to=YYYY-MM-DD&output=json|csv|pdf``: the caller's
+    statement (a participant's token); staff name the participant with ``participant=CODE``."""
+
+    required_scope = "read"
+
+    @extend_schema(responses={200: OpenApiResponse(description="The statement (JSON, CSV or PDF).")})
+    def list(self, request: Request) -> Any:
+        from settlement.api.statements import statement_response
+        from settlement.models import Participant
+
+        params = request.query_params
+        participant = selectors.participant_for_user(request.user)
+        if participant is None:
+            if not selectors.sees_everything(request.user):
+                return error_response(code="permission_denied", message="No statement for this user.", http_status=403)
+            participant = Participant.objects.filter(code=params.get("participant", "")).first()
+            if participant is None:
+                return error_response(
+                    code="invalid",
+                    message="Name the participant.",
+                    http_status=400,
+                    detail={"participant": ["Unknown or missing participant code."]},
+                )
+        return statement_response(
+            participant=participant, start=params.get("from"), end=params.get("to"), fmt=params.get("output", "json")
+        )

@@ -1,0 +1,76 @@
+"""Statement downloads shared by the API and the admin: parse the period, render the format."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, time, timedelta
+
+from django.http import HttpResponse
+
+from settlement.exceptions import ValidationFailed
+from settlement.models import Participant
+from settlement.statements import statement_csv, statement_pdf, statement_read
+
+FORMATS = ("csv", "pdf", "json")
+
+
+def statement_period(start: str | None, end: str | None) -> tuple[datetime, datetime]:
+    """``from`` and ``to`` (inclusive) as YYYY-MM-DD; the period runs from the start of ``from``
+    to the end of ``to`` (UTC)."""
+    errors = {}
+    days = {}
+    for name, value in (("from", start), ("to", end)):
+        try:
+            days[name] = date.fromisoformat(value or "")
+        except ValueError:
+            errors[name] = [f"{value!r} is not a date (YYYY-MM-DD)."]
+    if not errors and days["to"] < days["from"]:
+        errors["to"] = ["Must not be before 'from'."]
+    if errors:
+        raise ValidationFailed("invalid statement period", detail=errors)
+    begin = datetime.combine(days["from"], time(), UTC)
+    return begin, datetime.combine(days["to"] + timedelta(days=1), time(), UTC)
+
+
+def statement_response(*, participant: Participant, start: str | None, end: str | None, fmt: str) -> HttpResponse:
+    if fmt not in FORMATS:
+        raise ValidationFailed("invalid format", detail={"output": [f"One of {', '.join(FORMATS)}."]})
+    begin, finish = statement_period(start, end)
+    statement = statement_read(participant=participant, start=begin, end=finish)
+    name = f"statement-{participant.code}-{start}-{end}"
+    if fmt == "pdf":
+        response = HttpResponse(statement_pdf(statement), content_type="application/pdf")
+    elif fmt == "csv":
+        response = HttpResponse(statement_csv(statement), content_type="text/csv")
+    else:
+        import json
+
+        body = {
+            "participant": participant.code,
+            "from": begin.isoformat(),
+            "to": finish.isoformat(),
+            "assets": [
+                {
+                    "asset": s.asset.code,
+                    "opening": f"{s.opening:.{s.asset.precision}f}",
+                    "fees": f"{s.fees:.{s.asset.precision}f}",
+                    "closing": f"{s.closing:.{s.asset.precision}f}",
+                    "lines": [
+                        {
+                            "at": line.at.isoformat(),
+                            "journal": line.journal_id,
+                            "kind": line.kind,
+                            "reference": line.reference,
+                            "memo": line.memo,
+                            "amount": f"{line.amount:.{s.asset.precision}f}",
+                            "fee": f"{line.fee:.{s.asset.precision}f}",
+                            "balance": f"{line.balance:.{s.asset.precision}f}",
+                        }
+                        for line in s.lines
+                    ],
+                }
+                for s in statement.assets
+            ],
+        }
+        return HttpResponse(json.dumps(body), content_type="application/json")
+    response["Content-Disposition"] = f'attachment; filename="{name}.{fmt}"'
+    return response
