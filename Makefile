@@ -12,7 +12,7 @@ PYTEST_ARGS ?=
 # anvil (local Ethereum JSON-RPC node, from npm) for the multi-process chain tests, bench and demo
 ANVIL = .tools/node_modules/@foundry-rs/anvil-linux-amd64/bin/anvil
 
-.PHONY: demo test lint services bench-ingest bench-crypto bench-netting bench-fiat bench-recon bench-dashboard clean
+.PHONY: demo test lint services bench-ingest bench-crypto bench-netting bench-fiat bench-recon bench-dashboard bench-report clean
 
 $(ANVIL):
 	bash scripts/ensure_anvil.sh >/dev/null
@@ -57,6 +57,9 @@ bench-recon: $(STAMP) services
 
 bench-dashboard: $(STAMP) services
 	$(BIN)/python bench/dashboard.py --instructions 1000000
+
+bench-report: $(STAMP) services
+	$(BIN)/python bench/daily_report.py --instructions 1000000
 
 clean:
 	rm -rf $(VENV) var .tools .pytest_cache .ruff_cache

@@ -44,9 +44,47 @@ SELECT t.id, leg.name, CASE WHEN leg.name = 'delivery' THEN %(base)s ELSE %(quot
        CASE WHEN t.id %% 100 < 2 THEN 'failed' WHEN t.id %% 100 = 2 THEN 'pending'
             WHEN t.id %% 100 = 3 THEN 'locked' WHEN t.id %% 100 = 4 THEN 'processing'
             WHEN t.id %% 100 = 5 THEN 'reversed' ELSE 'settled' END,
-       1, '', now() - interval '2 days', now() - (t.id %% 2880) * interval '1 minute'
+       1, CASE WHEN t.id %% 100 < 2 THEN 'insufficient funds (' || (t.id %% 7) || ')' ELSE '' END,
+       now() - interval '2 days', now() - (t.id %% %(spread)s) * interval '1 minute'
 FROM settlement_trade t CROSS JOIN (VALUES ('delivery'), ('payment')) AS leg(name)
 """
+
+
+def seed_instructions(n: int, *, spread_minutes: int = 2880) -> int:
+    """N instructions (N/2 trades) of a busy day, updated over the last ``spread_minutes``,
+    written set-based; returns the count."""
+    from django.db import connection
+
+    from settlement.choices import AssetKind, MarketCalendar
+    from settlement.models import Asset, Instrument, Participant
+
+    usd = Asset.objects.create(code="USD", name="US dollar", kind=AssetKind.FIAT, precision=2)
+    btc = Asset.objects.create(
+        code="BTC", name="Bitcoin", kind=AssetKind.CRYPTO, precision=8, calendar=MarketCalendar.ALWAYS
+    )
+    instrument = Instrument.objects.create(symbol="BTC/USD", base=btc, quote=usd, price_precision=2)
+    buyer = Participant.objects.create(code="BUY", name="Buyer")
+    seller = Participant.objects.create(code="SELL", name="Seller")
+    params = {
+        "n": n // 2,
+        "instrument": instrument.pk,
+        "buyer": buyer.pk,
+        "seller": seller.pk,
+        "base": btc.pk,
+        "quote": usd.pk,
+        "spread": max(1, spread_minutes),
+    }
+    started = time.perf_counter()
+    with connection.cursor() as cursor:
+        cursor.execute(_TRADES_SQL, params)
+        cursor.execute(_INSTRUCTIONS_SQL, params)
+        cursor.execute("SELECT COUNT(*) FROM settlement_settlementinstruction")
+        (count,) = cursor.fetchone()
+    with connection.cursor() as cursor:  # outside a transaction: autocommit
+        cursor.execute("VACUUM ANALYZE settlement_settlementinstruction")
+    print(f"generated {count:,} instructions in {time.perf_counter() - started:.1f} s (untimed)")
+
+    return count
 
 
 def main() -> None:
@@ -63,33 +101,7 @@ def main() -> None:
     from django.test import Client
     from django.test.utils import CaptureQueriesContext
 
-    from settlement.choices import AssetKind, MarketCalendar
-    from settlement.models import Asset, Instrument, Participant
-
-    usd = Asset.objects.create(code="USD", name="US dollar", kind=AssetKind.FIAT, precision=2)
-    btc = Asset.objects.create(
-        code="BTC", name="Bitcoin", kind=AssetKind.CRYPTO, precision=8, calendar=MarketCalendar.ALWAYS
-    )
-    instrument = Instrument.objects.create(symbol="BTC/USD", base=btc, quote=usd, price_precision=2)
-    buyer = Participant.objects.create(code="BUY", name="Buyer")
-    seller = Participant.objects.create(code="SELL", name="Seller")
-    params = {
-        "n": args.instructions // 2,
-        "instrument": instrument.pk,
-        "buyer": buyer.pk,
-        "seller": seller.pk,
-        "base": btc.pk,
-        "quote": usd.pk,
-    }
-    started = time.perf_counter()
-    with connection.cursor() as cursor:
-        cursor.execute(_TRADES_SQL, params)
-        cursor.execute(_INSTRUCTIONS_SQL, params)
-        cursor.execute("SELECT COUNT(*) FROM settlement_settlementinstruction")
-        (count,) = cursor.fetchone()
-    with connection.cursor() as cursor:  # outside a transaction: autocommit
-        cursor.execute("VACUUM ANALYZE settlement_settlementinstruction")
-    print(f"generated {count:,} instructions in {time.perf_counter() - started:.1f} s (untimed)")
+    count = seed_instructions(args.instructions)
 
     operator = User.objects.create_user("bench-ops", is_staff=True)
     operator.groups.set(Group.objects.filter(name="operator"))

@@ -174,6 +174,10 @@ CELERY_BEAT_SCHEDULE = {
         "task": "reconciliation.tasks.bank_statements_fetch_task",
         "schedule": crontab(hour=1, minute=30),
     },
+    "daily-settlement-report": {
+        "task": "settlement.tasks.daily_report_task",
+        "schedule": crontab(hour=23, minute=55),
+    },
     "transition-log-verify": {
         "task": "settlement.tasks.transition_log_verify_task",
         "schedule": crontab(minute=17),

@@ -180,3 +180,18 @@ def webhooks_retry_task(older_than_seconds: int = 600) -> int:
     for pk in ids:
         webhook_deliver_task.delay(pk)
     return len(ids)
+
+
+@shared_task(acks_late=True)
+def daily_report_task(day: str | None = None) -> int:
+    """Beat, at the end of each day (UTC): the daily settlement report. Safe to run twice: the
+    report of a day is regenerated in place."""
+    from datetime import date
+
+    from django.utils import timezone
+
+    from settlement.daily_report import daily_report_build
+    from settlement.services.actors import SystemActor
+
+    on = date.fromisoformat(day) if day else timezone.now().date()
+    return daily_report_build(day=on, actor=SystemActor("beat")).pk

@@ -13,6 +13,7 @@ from settlement.models.participants import (
     WalletAddress,
 )
 from settlement.models.pipeline import ChainTransfer, Notification, ReviewCase, SettlementHalt
+from settlement.models.reports import DailyReport
 from settlement.models.tokens import ApiToken, AuthFailure, Scope
 from settlement.models.trades import SettlementInstruction, Trade
 
@@ -27,6 +28,7 @@ __all__ = [
     "BankAccount",
     "ChainTransfer",
     "CustodyAccount",
+    "DailyReport",
     "FeeCharge",
     "FeeChargeStatus",
     "FeeParty",
