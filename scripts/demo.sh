@@ -90,6 +90,7 @@ if [ -n "${CLEARHOUSE_BANK_URL:-}" ]; then
   $PY manage.py reconcile   # the reports in, and a reconciliation run to look at in the admin
 fi
 $PY manage.py settle_due
+$PY manage.py daily_report          # the end-of-day report (beat does this at 23:55 UTC)
 $PY manage.py verify_transition_log
 
 cat <<MSG

@@ -145,6 +145,7 @@ class Command(BaseCommand):
                 admin.set_password(DEMO_ADMIN[1])
                 admin.save()
             self._open_at_networks()
+            self._fee_schedule(assets)
             engine, _ = users.objects.get_or_create(username=ENGINE_USER, defaults={"is_staff": True})
             # a fresh key each run (only its hash is stored); the previous demo key stops working
             for old in ApiToken.objects.filter(user=engine, revoked_at__isnull=True):
@@ -159,6 +160,26 @@ class Command(BaseCommand):
         )
         self.stdout.write(f"Admin login: {DEMO_ADMIN[0]} / {DEMO_ADMIN[1]}")
         self.stdout.write(f"Matching-engine API token: {issued.key}")
+
+    @staticmethod
+    def _fee_schedule(assets: dict) -> None:
+        """Cash fees: 5 bp, at least 0.50 and at most 250.00 per instruction, from the epoch."""
+        from datetime import UTC, datetime
+
+        from settlement.models import FeeRule
+
+        for code in ("USD", "EUR"):
+            if code in assets:
+                FeeRule.objects.get_or_create(
+                    name=f"standard {code}",
+                    defaults={
+                        "asset": assets[code],
+                        "bps": Decimal("5"),
+                        "minimum": Decimal("0.50"),
+                        "maximum": Decimal("250.00"),
+                        "valid_from": datetime(2020, 1, 1, tzinfo=UTC),
+                    },
+                )
 
     def _open_at_networks(self) -> None:
         """Open every participant's bank and custody accounts at the bank and custodian simulators
