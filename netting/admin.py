@@ -26,6 +26,7 @@ from settlement.admin import (
     _transitions_table,
     permission_check,
 )
+from settlement.models import FeeCharge
 
 
 class ObligationInline(ReadOnlyAdminMixin, admin.TabularInline):
@@ -122,6 +123,16 @@ class RailAttemptInline(ReadOnlyAdminMixin, admin.TabularInline):
     show_change_link = True
 
 
+class NettedFeeInline(ReadOnlyAdminMixin, admin.TabularInline):
+    """The netted payment's fee (see settlement.services.fees)."""
+
+    model = FeeCharge
+    fk_name = "netted"
+    extra = 0
+    fields = ["attempt", "party", "participant", "rule", "value", "bps", "limited", "flat", "fee", "status", "journal"]
+    readonly_fields = fields
+
+
 @admin.register(NettedInstruction)
 class NettedInstructionAdmin(ActionOnlyAdminMixin, HistoryAdmin):
     """The settlement plan's payments. Ops release held ones and retry those in review; every
@@ -164,7 +175,7 @@ class NettedInstructionAdmin(ActionOnlyAdminMixin, HistoryAdmin):
         "transitions",
     )
     fields = readonly_fields
-    inlines = [RailAttemptInline]
+    inlines = [RailAttemptInline, NettedFeeInline]
     actions = ["release_selected", "retry_selected", "override_method_selected"]
     has_release_permission = permission_check("netting.release_nettedinstruction")
     has_retry_permission = permission_check("netting.retry_nettedinstruction")

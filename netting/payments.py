@@ -50,13 +50,15 @@ from netting.models import (
 from rails.base import RailRejected, RailTransientError
 from rails.fiat.routing import AccountDetails, NoRoute, method_choose, method_fallback
 from settlement.calendars import business_days_between
-from settlement.choices import AccountKind, AssetKind, InstructionStatus, LockStatus
+from settlement.choices import AccountKind, AssetKind, InstructionStatus, JournalKind, LockStatus
 from settlement.exceptions import IllegalTransition, InsufficientFunds
-from settlement.models import LedgerAccount, SettlementInstruction
+from settlement.models import Journal, LedgerAccount, SettlementInstruction
+from settlement.models.fees import FeeChargeStatus
 from settlement.models.pipeline import CaseKind
 from settlement.money import format_amount
 from settlement.services.actors import Actor, SystemActor, actor_user, stamp_history
 from settlement.services.audit import LogEntry, transition_log_append, transition_run
+from settlement.services.fees import fee_charges_mark, netted_fee_hold, netted_fee_split, netted_fees_void
 from settlement.services.ledger import (
     account_for,
     ledger_lock,
@@ -228,11 +230,12 @@ def _lock_funds(ni: NettedInstruction, *, actor: Actor) -> None:
     if ni.lock is not None and ni.lock.status == LockStatus.PENDING:
         return  # kept from before a review (value may be in flight)
     reference = f"{ni.reference}:L{ni.locks_taken + 1}"
+    fee = netted_fee_hold(ni=ni, attempt=ni.locks_taken + 1)  # a pay-in holds its fee with the amount
     if ni.direction == Direction.PAY_IN:
         lock = ledger_lock(
             owner=ni.participant,
             asset=ni.asset,
-            amount=ni.amount,
+            amount=ni.amount + fee,
             reference=reference,
             actor=actor,
             expires_at=timezone.now() + timedelta(days=3650),
@@ -248,6 +251,21 @@ def _lock_funds(ni: NettedInstruction, *, actor: Actor) -> None:
         )
     ni.lock = lock
     ni.locks_taken += 1
+
+
+def _post(ni: NettedInstruction, *, target: LedgerAccount, actor: Actor, reason: str) -> None:
+    """Post a netted payment's lock to its target, its fee (if any) to the fee revenue account
+    in the same journal."""
+    to_target, fee_legs, charges = netted_fee_split(ni)
+    ledger_post(lock=ni.lock, to_account=target, actor=actor, reason=reason, amount=to_target, extra_legs=fee_legs)
+    if charges:
+        journal = Journal.objects.get(reference=f"{ni.lock.reference}:{JournalKind.POST}")
+        fee_charges_mark(charges=charges, status=FeeChargeStatus.POSTED, journal=journal)
+
+
+def _void(ni: NettedInstruction, *, actor: Actor, reason: str) -> None:
+    ledger_void(lock=ni.lock, actor=actor, reason=reason)
+    netted_fees_void(ni=ni)
 
 
 def _settle(
@@ -267,7 +285,7 @@ def _settle(
         target = _csa_account(ni)
     else:
         target = account_for(owner=ni.participant, asset=ni.asset, kind=AccountKind.AVAILABLE)
-    ledger_post(lock=ni.lock, to_account=target, actor=actor, reason=f"{reason}: {ni}")
+    _post(ni, target=target, actor=actor, reason=f"{reason}: {ni}")
     if log_first:
         transition_log_append(entries=log_first, actor=actor)
     _apply(ni, ni.mark_settled, actor=actor, reason=reason, metadata=metadata, update_fields=("next_attempt_at",))
@@ -373,7 +391,7 @@ def _review(
     from settlement.services.crypto import case_open
 
     if release_funds and ni.lock is not None and ni.lock.status == LockStatus.PENDING:
-        ledger_void(lock=ni.lock, actor=actor, reason=f"void: {reason}")
+        _void(ni, actor=actor, reason=f"void: {reason}")
     if log_first:
         transition_log_append(entries=log_first, actor=actor)
     ni.failure_reason = reason
@@ -412,6 +430,7 @@ def _lock_step(ni: NettedInstruction, *, actor: Actor) -> str:
     except NoRoute as exc:
         _review(ni, actor=actor, reason=str(exc), release_funds=False)
         return "review"
+    ni.method = route.method  # the fee depends on the rail
     try:
         with transaction.atomic():
             _lock_funds(ni, actor=actor)
@@ -665,7 +684,7 @@ def _on_rejected(ni: NettedInstruction, attempt: RailAttempt, *, code: str, text
 
         reason = f"rejected by {attempt.method}: {code} {text}".strip()
         if ni.lock is not None and ni.lock.status == LockStatus.PENDING:
-            ledger_void(lock=ni.lock, actor=actor, reason=f"void: {reason}")
+            _void(ni, actor=actor, reason=f"void: {reason}")
         transition_log_append(entries=[entry], actor=actor)
         ni.failure_reason = reason
         ni.save(update_fields=("failure_reason", "updated_at"))
@@ -823,7 +842,7 @@ def attempts_settle(
             now = timezone.now()
             for ni, attempt in eligible:
                 reason = f"settled by {attempt.method} ({attempt.message_id})"
-                ledger_post(lock=ni.lock, to_account=targets[ni.pk], actor=actor, reason=f"{reason}: {ni}")
+                _post(ni, target=targets[ni.pk], actor=actor, reason=f"{reason}: {ni}")
                 attempt.resolved_at = now
                 entries.append(
                     _apply_attempt(

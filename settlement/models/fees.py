@@ -82,10 +82,16 @@ class FeeChargeStatus(models.TextChoices):
 
 
 class FeeCharge(models.Model):
+    """Charged either on a gross instruction's cash leg (``instruction``) or on a netted payment
+    (``netted``: the participant's net pay-in or pay-out of a window)."""
+
     instruction = models.ForeignKey(
-        "settlement.SettlementInstruction", on_delete=models.PROTECT, related_name="fee_charges"
+        "settlement.SettlementInstruction", null=True, blank=True, on_delete=models.PROTECT, related_name="fee_charges"
     )
-    attempt = models.PositiveIntegerField()
+    netted = models.ForeignKey(
+        "netting.NettedInstruction", null=True, blank=True, on_delete=models.PROTECT, related_name="fee_charges"
+    )
+    attempt = models.PositiveIntegerField(help_text="The instruction's attempt, or the netted payment's lock number.")
     party = models.CharField(max_length=8, choices=FeeParty.choices)
     participant = models.ForeignKey("settlement.Participant", on_delete=models.PROTECT, related_name="+")
     asset = models.ForeignKey("settlement.Asset", on_delete=models.PROTECT, related_name="+")
@@ -107,8 +113,15 @@ class FeeCharge(models.Model):
         ordering = ["instruction", "attempt", "party"]
         constraints = [
             models.UniqueConstraint(fields=["instruction", "attempt", "party"], name="fee_charge_unique"),
+            models.UniqueConstraint(fields=["netted", "attempt", "party"], name="fee_charge_netted_unique"),
             models.CheckConstraint(condition=Q(fee__gte=0), name="fee_charge_non_negative"),
+            models.CheckConstraint(
+                condition=Q(instruction__isnull=True, netted__isnull=False)
+                | Q(instruction__isnull=False, netted__isnull=True),
+                name="fee_charge_one_target",
+            ),
         ]
 
     def __str__(self) -> str:
-        return f"{self.party} fee {self.fee} {self.asset_id} on SI{self.instruction_id}"
+        target = f"SI{self.instruction_id}" if self.instruction_id else f"netted #{self.netted_id}"
+        return f"{self.party} fee {self.fee} {self.asset_id} on {target}"

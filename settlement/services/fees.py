@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
+from typing import Any
 
 from django.conf import settings
 from django.db.models import Q
@@ -138,3 +139,75 @@ def fee_revenue_account(asset: Asset):  # type: ignore[no-untyped-def]
     from settlement.services.ledger import system_account_for
 
     return system_account_for(code=FEE_REVENUE, asset=asset, allow_negative=False)
+
+
+# --- netted payments ----------------------------------------------------------------------------
+# One fee per net payment, charged to its participant on the net amount (settlement type
+# "netted", rail bank / custody / ledger by the payment's method); cash assets only. A pay-in
+# holds the fee with the amount; a pay-out's fee comes out of what the participant receives.
+# Either way it reaches the fee revenue account in the payment's own settlement journal.
+
+
+def _netted_rail(method: str) -> str:
+    if method == "custody":
+        return FeeRail.CUSTODY
+    if method in ("ach", "wire", "sepa", "swift"):
+        return FeeRail.BANK
+    return FeeRail.LEDGER
+
+
+def netted_fee_hold(*, ni: Any, attempt: int) -> Decimal:
+    """Compute and record the fee of this lock of a netted payment (once); returns what a pay-in
+    must hold on top of its amount (a pay-out holds nothing extra: its fee is deducted)."""
+    from settlement.choices import AssetKind
+
+    if ni.asset.kind == AssetKind.SECURITY:
+        return Decimal(0)
+    charge = FeeCharge.objects.filter(netted=ni, attempt=attempt).first()
+    if charge is None:
+        party = FeeParty.PAYER if ni.direction == "pay_in" else FeeParty.PAYEE
+        rule = fee_rule_for(
+            participant=ni.participant,
+            asset=ni.asset,
+            rail=_netted_rail(ni.method),
+            settlement_type=SettlementType.NETTED,
+            at=timezone.now(),
+        )
+        if rule is None:
+            return Decimal(0)
+        from_bps, limited, fee = fee_compute(rule=rule, value=ni.amount, asset=ni.asset)
+        fee = min(fee, ni.amount) if party == FeeParty.PAYEE else fee
+        if fee <= 0:
+            return Decimal(0)
+        charge = FeeCharge.objects.create(
+            netted=ni, attempt=attempt, party=party, participant=ni.participant, asset=ni.asset, rule=rule,
+            value=ni.amount, bps=rule.bps, from_bps=from_bps, limited=limited, flat=rule.flat, fee=fee,
+        )  # fmt: skip
+    return charge.fee if charge.party == FeeParty.PAYER and charge.status == FeeChargeStatus.PENDING else Decimal(0)
+
+
+def netted_fee_split(ni: Any) -> tuple[Decimal, list[Any], list[FeeCharge]]:
+    """(what goes to the payment's target, the fee legs for the same journal, the charges)."""
+    from settlement.services.ledger import Leg
+
+    charges = list(FeeCharge.objects.filter(netted=ni, attempt=ni.locks_taken, status=FeeChargeStatus.PENDING))
+    fee = sum((c.fee for c in charges), Decimal(0))
+    if not fee:
+        return ni.amount, [], []
+    to_target = ni.amount - sum((c.fee for c in charges if c.party == FeeParty.PAYEE), Decimal(0))
+    return to_target, [Leg(fee_revenue_account(ni.asset), fee)], charges
+
+
+def fee_charges_mark(*, charges: list[FeeCharge], status: str, journal: Any = None) -> None:
+    if not charges:
+        return
+    fields: dict[str, Any] = {"status": status}
+    if journal is not None:
+        fields.update(journal=journal, posted_at=timezone.now())
+    FeeCharge.objects.filter(pk__in=[c.pk for c in charges]).update(**fields)
+
+
+def netted_fees_void(*, ni: Any) -> None:
+    FeeCharge.objects.filter(netted=ni, attempt=ni.locks_taken, status=FeeChargeStatus.PENDING).update(
+        status=FeeChargeStatus.VOIDED
+    )
