@@ -19,6 +19,7 @@ from netting.payments import netted_release, netted_retry
 from netting.selectors import liquidity_position
 from settlement.admin import (
     ActionOnlyAdminMixin,
+    FeeChargeInline,
     HistoryAdmin,
     ReadOnlyAdminMixin,
     _propose,
@@ -26,7 +27,6 @@ from settlement.admin import (
     _transitions_table,
     permission_check,
 )
-from settlement.models import FeeCharge
 
 
 class ObligationInline(ReadOnlyAdminMixin, admin.TabularInline):
@@ -123,14 +123,10 @@ class RailAttemptInline(ReadOnlyAdminMixin, admin.TabularInline):
     show_change_link = True
 
 
-class NettedFeeInline(ReadOnlyAdminMixin, admin.TabularInline):
+class NettedFeeInline(FeeChargeInline):
     """The netted payment's fee (see settlement.services.fees)."""
 
-    model = FeeCharge
     fk_name = "netted"
-    extra = 0
-    fields = ["attempt", "party", "participant", "rule", "value", "bps", "limited", "flat", "fee", "status", "journal"]
-    readonly_fields = fields
 
 
 @admin.register(NettedInstruction)

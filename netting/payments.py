@@ -50,20 +50,19 @@ from netting.models import (
 from rails.base import RailRejected, RailTransientError
 from rails.fiat.routing import AccountDetails, NoRoute, method_choose, method_fallback
 from settlement.calendars import business_days_between
-from settlement.choices import AccountKind, AssetKind, InstructionStatus, JournalKind, LockStatus
+from settlement.choices import AccountKind, AssetKind, InstructionStatus, LockStatus
 from settlement.exceptions import IllegalTransition, InsufficientFunds
-from settlement.models import Journal, LedgerAccount, SettlementInstruction
+from settlement.models import LedgerAccount, SettlementInstruction
 from settlement.models.fees import FeeChargeStatus
 from settlement.models.pipeline import CaseKind
 from settlement.money import format_amount
 from settlement.services.actors import Actor, SystemActor, actor_user, stamp_history
 from settlement.services.audit import LogEntry, transition_log_append, transition_run
-from settlement.services.fees import fee_charges_mark, netted_fee_hold, netted_fee_split, netted_fees_void
+from settlement.services.fees import fee_charges_mark, lock_post_with_fees, netted_fee_hold, netted_fees_pending
 from settlement.services.ledger import (
     account_for,
     ledger_lock,
     ledger_lock_system,
-    ledger_post,
     ledger_void,
     system_account_for,
 )
@@ -256,16 +255,14 @@ def _lock_funds(ni: NettedInstruction, *, actor: Actor) -> None:
 def _post(ni: NettedInstruction, *, target: LedgerAccount, actor: Actor, reason: str) -> None:
     """Post a netted payment's lock to its target, its fee (if any) to the fee revenue account
     in the same journal."""
-    to_target, fee_legs, charges = netted_fee_split(ni)
-    ledger_post(lock=ni.lock, to_account=target, actor=actor, reason=reason, amount=to_target, extra_legs=fee_legs)
-    if charges:
-        journal = Journal.objects.get(reference=f"{ni.lock.reference}:{JournalKind.POST}")
-        fee_charges_mark(charges=charges, status=FeeChargeStatus.POSTED, journal=journal)
+    lock_post_with_fees(
+        lock=ni.lock, to_account=target, amount=ni.amount, charges=netted_fees_pending(ni), actor=actor, reason=reason
+    )
 
 
 def _void(ni: NettedInstruction, *, actor: Actor, reason: str) -> None:
     ledger_void(lock=ni.lock, actor=actor, reason=reason)
-    netted_fees_void(ni=ni)
+    fee_charges_mark(charges=netted_fees_pending(ni), status=FeeChargeStatus.VOIDED)
 
 
 def _settle(

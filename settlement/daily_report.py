@@ -16,6 +16,7 @@ from django.utils import timezone
 
 from settlement.charts import stacked_bars_svg
 from settlement.models import DailyReport
+from settlement.money import format_amount
 from settlement.services.actors import Actor, actor_label
 
 _SETTLED = """
@@ -71,7 +72,7 @@ SELECT
 
 
 def _money(value: Decimal | None, precision: int) -> str:
-    return f"{(value or Decimal(0)):.{precision}f}"
+    return format_amount(value or Decimal(0), precision)
 
 
 def daily_figures(*, day: date) -> dict[str, Any]:

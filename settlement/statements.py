@@ -4,12 +4,13 @@ is left out) with its reference and the fees charged in it, and the closing bala
 equals the ledger (available + locked) at the end of the period.
 
 Balances and lines come from aggregate queries over postings (SUM per asset, SUM per journal);
-only the period's lines reach Python. Rendered as CSV or PDF (reportlab)."""
+only the period's lines reach Python. Rendered as JSON, CSV or PDF (reportlab)."""
 
 from __future__ import annotations
 
 import csv
 import io
+import json
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
@@ -93,6 +94,38 @@ def statement_read(*, participant: Participant, start: datetime, end: datetime) 
 
 def _fmt(value: Decimal, asset: Asset) -> str:
     return format_amount(value, asset.precision)
+
+
+def statement_json(statement: Statement) -> str:
+    def line_dict(line: StatementLine, a: Asset) -> dict[str, object]:
+        return {
+            "at": line.at.isoformat(),
+            "journal": line.journal_id,
+            "kind": line.kind,
+            "reference": line.reference,
+            "memo": line.memo,
+            "amount": _fmt(line.amount, a),
+            "fee": _fmt(line.fee, a),
+            "balance": _fmt(line.balance, a),
+        }
+
+    return json.dumps(
+        {
+            "participant": statement.participant.code,
+            "from": statement.start.isoformat(),
+            "to": statement.end.isoformat(),
+            "assets": [
+                {
+                    "asset": s.asset.code,
+                    "opening": _fmt(s.opening, s.asset),
+                    "fees": _fmt(s.fees, s.asset),
+                    "closing": _fmt(s.closing, s.asset),
+                    "lines": [line_dict(line, s.asset) for line in s.lines],
+                }
+                for s in statement.assets
+            ],
+        }
+    )
 
 
 CSV_COLUMNS = ["participant", "asset", "date", "journal", "kind", "reference", "memo", "amount", "fee", "balance"]

@@ -57,7 +57,7 @@ class HasScope(permissions.BasePermission):
         )
         if needed in request.auth.scopes:
             return True
-        self.message = f"This API token lacks the scope {str(needed.value if hasattr(needed, 'value') else needed)!r}."
+        self.message = f"This API token lacks the scope {str(needed)!r}."
         return False
 
 

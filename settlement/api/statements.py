@@ -8,7 +8,7 @@ from django.http import HttpResponse
 
 from settlement.exceptions import ValidationFailed
 from settlement.models import Participant
-from settlement.statements import statement_csv, statement_pdf, statement_read
+from settlement.statements import statement_csv, statement_json, statement_pdf, statement_read
 
 FORMATS = ("csv", "pdf", "json")
 
@@ -42,35 +42,6 @@ def statement_response(*, participant: Participant, start: str | None, end: str 
     elif fmt == "csv":
         response = HttpResponse(statement_csv(statement), content_type="text/csv")
     else:
-        import json
-
-        body = {
-            "participant": participant.code,
-            "from": begin.isoformat(),
-            "to": finish.isoformat(),
-            "assets": [
-                {
-                    "asset": s.asset.code,
-                    "opening": f"{s.opening:.{s.asset.precision}f}",
-                    "fees": f"{s.fees:.{s.asset.precision}f}",
-                    "closing": f"{s.closing:.{s.asset.precision}f}",
-                    "lines": [
-                        {
-                            "at": line.at.isoformat(),
-                            "journal": line.journal_id,
-                            "kind": line.kind,
-                            "reference": line.reference,
-                            "memo": line.memo,
-                            "amount": f"{line.amount:.{s.asset.precision}f}",
-                            "fee": f"{line.fee:.{s.asset.precision}f}",
-                            "balance": f"{line.balance:.{s.asset.precision}f}",
-                        }
-                        for line in s.lines
-                    ],
-                }
-                for s in statement.assets
-            ],
-        }
-        return HttpResponse(json.dumps(body), content_type="application/json")
+        return HttpResponse(statement_json(statement), content_type="application/json")
     response["Content-Disposition"] = f'attachment; filename="{name}.{fmt}"'
     return response

@@ -204,7 +204,7 @@ class FeePreviewView(viewsets.ViewSet):
 
     @extend_schema(request=FeePreviewSerializer, responses={200: OpenApiResponse(description="Fees per party.")})
     def create(self, request: Request) -> Response:
-        from settlement.money import quantize
+        from settlement.money import format_amount, quantize
         from settlement.services.fees import fee_quotes
 
         serializer = FeePreviewSerializer(data=request.data)
@@ -217,7 +217,7 @@ class FeePreviewView(viewsets.ViewSet):
             {
                 "symbol": data["instrument"].symbol,
                 "currency": quote.code,
-                "notional": f"{notional:.{quote.precision}f}",
+                "notional": format_amount(notional, quote.precision),
                 "fees": [
                     {
                         "party": q.party,
@@ -225,12 +225,12 @@ class FeePreviewView(viewsets.ViewSet):
                         "rule": q.rule.name if q.rule else None,
                         "bps": str(q.bps),
                         "limited": q.limited,
-                        "flat": f"{q.flat:.{quote.precision}f}",
-                        "fee": f"{q.fee:.{quote.precision}f}",
+                        "flat": format_amount(q.flat, quote.precision),
+                        "fee": format_amount(q.fee, quote.precision),
                     }
                     for q in quotes
                 ],
-                "total": f"{sum((q.fee for q in quotes), Decimal(0)):.{quote.precision}f}",
+                "total": format_amount(sum((q.fee for q in quotes), Decimal(0)), quote.precision),
             }
         )
 

@@ -186,16 +186,8 @@ def netted_fee_hold(*, ni: Any, attempt: int) -> Decimal:
     return charge.fee if charge.party == FeeParty.PAYER and charge.status == FeeChargeStatus.PENDING else Decimal(0)
 
 
-def netted_fee_split(ni: Any) -> tuple[Decimal, list[Any], list[FeeCharge]]:
-    """(what goes to the payment's target, the fee legs for the same journal, the charges)."""
-    from settlement.services.ledger import Leg
-
-    charges = list(FeeCharge.objects.filter(netted=ni, attempt=ni.locks_taken, status=FeeChargeStatus.PENDING))
-    fee = sum((c.fee for c in charges), Decimal(0))
-    if not fee:
-        return ni.amount, [], []
-    to_target = ni.amount - sum((c.fee for c in charges if c.party == FeeParty.PAYEE), Decimal(0))
-    return to_target, [Leg(fee_revenue_account(ni.asset), fee)], charges
+def netted_fees_pending(ni: Any) -> list[FeeCharge]:
+    return list(FeeCharge.objects.filter(netted=ni, attempt=ni.locks_taken, status=FeeChargeStatus.PENDING))
 
 
 def fee_charges_mark(*, charges: list[FeeCharge], status: str, journal: Any = None) -> None:
@@ -207,7 +199,23 @@ def fee_charges_mark(*, charges: list[FeeCharge], status: str, journal: Any = No
     FeeCharge.objects.filter(pk__in=[c.pk for c in charges]).update(**fields)
 
 
-def netted_fees_void(*, ni: Any) -> None:
-    FeeCharge.objects.filter(netted=ni, attempt=ni.locks_taken, status=FeeChargeStatus.PENDING).update(
-        status=FeeChargeStatus.VOIDED
+def lock_post_with_fees(
+    *, lock: Any, to_account: Any, amount: Decimal, charges: list[FeeCharge], actor: Any, reason: str
+) -> Decimal:
+    """Post ``lock`` to ``to_account``: ``amount`` less the payee's fee, and every charge to the
+    fee revenue account, in one journal; the charges are marked posted with it. Serves gross
+    cash legs and netted payments alike. Returns the fees posted."""
+    from settlement.choices import JournalKind
+    from settlement.models import Journal
+    from settlement.services.ledger import Leg, ledger_post
+
+    total = sum((c.fee for c in charges), Decimal(0))
+    payee_fee = sum((c.fee for c in charges if c.party == FeeParty.PAYEE), Decimal(0))
+    fee_legs = [Leg(fee_revenue_account(lock.asset), total)] if total else []
+    ledger_post(
+        lock=lock, to_account=to_account, actor=actor, reason=reason, amount=amount - payee_fee, extra_legs=fee_legs
     )
+    if charges:
+        journal = Journal.objects.get(reference=f"{lock.reference}:{JournalKind.POST}")
+        fee_charges_mark(charges=charges, status=FeeChargeStatus.POSTED, journal=journal)
+    return total

@@ -14,14 +14,20 @@ from django.db import connection, transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from settlement.choices import AccountKind, InstructionStatus, JournalKind, LockStatus
+from settlement.choices import AccountKind, InstructionStatus, LockStatus
 from settlement.dispatch import dispatch_crypto_trades
 from settlement.exceptions import IllegalTransition, InsufficientFunds
-from settlement.models import FeeCharge, Journal, LedgerAccount, LedgerLock, SettlementInstruction, Trade
+from settlement.models import LedgerAccount, LedgerLock, SettlementInstruction, Trade
 from settlement.models.fees import FeeChargeStatus, FeeParty
 from settlement.services.actors import Actor, SystemActor
 from settlement.services.audit import transition_run
-from settlement.services.fees import fee_revenue_account, fees_hold, fees_pending
+from settlement.services.fees import (
+    fee_charges_mark,
+    fee_revenue_account,
+    fees_hold,
+    fees_pending,
+    lock_post_with_fees,
+)
 from settlement.services.ledger import Leg, account_for, ledger_lock, ledger_post, ledger_void
 
 S = InstructionStatus
@@ -96,24 +102,16 @@ def _settle_locked(
     """Post the held funds to the payee, and the fees to the fee revenue account in the same
     journal, and move processing → settled (row already locked)."""
     payee_account = account_for(owner=instruction.payee, asset=instruction.asset, kind=AccountKind.AVAILABLE)
-    charges = fees_pending(instruction)
-    payee_fee = sum((c.fee for c in charges if c.party == FeeParty.PAYEE), Decimal(0))
-    total_fees = sum((c.fee for c in charges), Decimal(0))
-    fee_legs = [Leg(fee_revenue_account(instruction.asset), total_fees)] if total_fees else []
-    ledger_post(
+    fees = lock_post_with_fees(
         lock=instruction.lock,
         to_account=payee_account,
+        amount=instruction.amount,
+        charges=fees_pending(instruction),
         actor=actor,
         reason=f"settle {instruction}",
-        amount=instruction.amount - payee_fee,
-        extra_legs=fee_legs,
     )
-    if charges:
-        journal = Journal.objects.get(reference=f"{instruction.lock.reference}:{JournalKind.POST}")
-        FeeCharge.objects.filter(pk__in=[c.pk for c in charges]).update(
-            status=FeeChargeStatus.POSTED, journal=journal, posted_at=timezone.now()
-        )
-        metadata = {**(metadata or {}), "fees": str(total_fees)}
+    if fees:
+        metadata = {**(metadata or {}), "fees": str(fees)}
     return _apply(instruction, instruction.mark_settled, actor=actor, reason=reason, metadata=metadata)
 
 
@@ -156,9 +154,7 @@ def _void_if_pending(instruction: SettlementInstruction, *, actor: Actor, reason
     for lock in (instruction.lock, instruction.fee_lock):
         if lock is not None and lock.status == LockStatus.PENDING:
             ledger_void(lock=lock, actor=actor, reason=reason)
-    FeeCharge.objects.filter(
-        instruction=instruction, attempt=instruction.attempt, status=FeeChargeStatus.PENDING
-    ).update(status=FeeChargeStatus.VOIDED)
+    fee_charges_mark(charges=fees_pending(instruction), status=FeeChargeStatus.VOIDED)
 
 
 def instruction_fail(
@@ -243,7 +239,7 @@ def instruction_reverse(*, instruction: SettlementInstruction, actor: Actor, rea
             reason=f"reverse {instruction}: {reason}",
             extra_legs=fee_legs,
         )
-        FeeCharge.objects.filter(pk__in=[c.pk for c in charges]).update(status=FeeChargeStatus.REVERSED)
+        fee_charges_mark(charges=charges, status=FeeChargeStatus.REVERSED)
         return _apply(
             instruction,
             instruction.mark_reversed,
