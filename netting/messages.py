@@ -176,7 +176,8 @@ def report_events(*, kind: str, content: str) -> list[Event]:
     if kind == "camt.054":
         ours = house_accounts()
         return [
-            Event(b.end_to_end_id, "settled", on=b.value_date, amount=b.amount, side=b.credit_debit)
+            # the payment's own amount: the bank's charges the entry includes are passed on separately
+            Event(b.end_to_end_id, "settled", on=b.value_date, amount=abs(b.principal), side=b.credit_debit)
             for b in iso20022.parse_camt054(data)
             if b.account in ours and b.end_to_end_id and b.status == "BOOK"
         ]

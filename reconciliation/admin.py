@@ -22,6 +22,7 @@ from reconciliation.models import (
     Source,
 )
 from reconciliation.resolution import break_confirm, break_escalate, break_investigate, break_propose, proposal_decide
+from reconciliation.services import bank_charges_pass_on
 from settlement.admin import ActionOnlyAdminMixin, HistoryAdmin, ReadOnlyAdminMixin, _reason_action, permission_check
 from settlement.exceptions import DomainError
 
@@ -99,6 +100,10 @@ class ImportedFileAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
                     messages.success(
                         request, f"{upload.name}: {outcome.created} new records, {outcome.repeated} already known."
                     )
+                    if outcome.file.source in (Source.CAMT053, Source.CAMT054):
+                        charged = bank_charges_pass_on(actor=request.user, file_id=outcome.file.pk)
+                        if charged:
+                            messages.info(request, f"Bank charges passed on to participants: {charged}.")
                 return HttpResponseRedirect(reverse("admin:reconciliation_importedfile_change", args=[outcome.file.pk]))
         context = {
             **self.admin_site.each_context(request),

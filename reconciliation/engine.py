@@ -8,6 +8,8 @@
    for a deposit the ledger credited from the chain, the credit of the receiving wallet.
    Each carries when its rail should have confirmed it (``CLEARHOUSE_RECON_COMPLETION``).
 2. ``reconciliation_run`` classifies every expectation and every external line in one query:
+   - a booking's amount counts without the bank charges it includes (the charges are passed on to
+     the participant, ``settlement.services.fees.bank_charges_pass_on``);
    - exact reference first (end-to-end id, tx hash); external lines are de-duplicated by their
      natural key (a booking in both a notification and the statement counts once) and summed
      per (reference, account), so split bookings match their payment (many-to-one);
@@ -121,7 +123,8 @@ ON CONFLICT (natural_key) DO NOTHING
 
 _CLASSIFIED = """
 WITH ext AS (
-    SELECT DISTINCT ON (natural_key) id, reference, account, counterparty, asset_code, amount, value_date,
+    SELECT DISTINCT ON (natural_key) id, reference, account, counterparty, asset_code,
+           amount + CASE WHEN charges_included THEN charges ELSE 0 END AS amount, value_date,
            status IN ('failed', 'RJCT') AS failed,
            CASE WHEN reference = '' THEN 'noref:' || id ELSE reference END AS ref_key
     FROM reconciliation_externalrecord

@@ -60,6 +60,8 @@ class Line:
     value_date: date | None = None
     status: str = ""
     reason_code: str = ""
+    charges: Decimal = Decimal(0)
+    charges_included: bool = False
     detail: dict[str, Any] = field(default_factory=dict)
 
 
@@ -86,10 +88,13 @@ def _booking_line(booking: iso20022.Booking, key: str, extra: dict[str, Any]) ->
         value_date=booking.value_date,
         status=booking.status,
         reason_code=booking.return_reason,
+        charges=booking.charges,
+        charges_included=booking.charges_included and bool(booking.charges),
         detail={
             "booking_date": booking.booking_date.isoformat(),
             "counterparty_name": booking.counterparty_name,
             "remittance": booking.remittance,
+            **({"charge_type": booking.charge_type} if booking.charge_type else {}),
             **extra,
         },
     )
@@ -335,6 +340,8 @@ def _write(*, source: str, name: str, sha: str, text: str, lines: list[Line], ac
                     value_date=line.value_date,
                     status=line.status[:16],
                     reason_code=line.reason_code[:8],
+                    charges=line.charges,
+                    charges_included=line.charges_included,
                     detail=line.detail,
                 )
             )

@@ -63,6 +63,10 @@ class ExternalRecord(models.Model):
     value_date = models.DateField(null=True, blank=True)
     status = models.CharField(max_length=16, blank=True, help_text="BOOK, ACSC, RJCT, confirmed, ...")
     reason_code = models.CharField(max_length=8, blank=True)
+    charges = amount_field(default=0, help_text="What the bank charged on this booking (camt Chrgs).")
+    charges_included = models.BooleanField(
+        default=False, help_text="The amount includes the charges (matched on the amount without them)."
+    )
     detail = models.JSONField(default=dict, blank=True, help_text="Everything else the line said.")
 
     class Meta:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 from datetime import UTC, date, datetime
+from typing import Any
 
 from django.conf import settings
 from django.db import transaction
@@ -27,11 +28,12 @@ def bank_statements_fetch(*, on: date, actor: Actor = RECON) -> list[ImportOutco
     for currency, account in sorted(settings.CLEARHOUSE_HOUSE_BANK_ACCOUNTS.items()):
         key = account.get("iban") or account["account"]
         xml = client.statement(account=key, on=on)
-        outcomes.append(
-            external_import(
-                source=Source.CAMT053, name=f"{currency} {key} {on.isoformat()}.xml", content=xml.encode(), actor=actor
-            )
+        outcome = external_import(
+            source=Source.CAMT053, name=f"{currency} {key} {on.isoformat()}.xml", content=xml.encode(), actor=actor
         )
+        if outcome.created:
+            bank_charges_pass_on(actor=actor, file_id=outcome.file.pk)
+        outcomes.append(outcome)
     return outcomes
 
 
@@ -61,6 +63,8 @@ def rail_reports_record(*, limit: int = 5000, actor: Actor = RECON) -> dict[str,
                 actor=actor,
             )
             outcome["records"] += result.created
+            if result.created and report.kind == "camt.054":
+                bank_charges_pass_on(actor=actor, file_id=result.file.pk)
         except ImportRejected as exc:
             logger.error("%s report %s could not be recorded: %s", report.network, report.sequence, exc.message)
             outcome["refused"] += 1
@@ -145,3 +149,57 @@ def chain_lists_fetch(*, actor: Actor = RECON) -> dict[str, int]:
             continue
         created[chain] = outcome.created if outcome else 0
     return created
+
+
+_CHARGED_BOOKINGS = """
+SELECT DISTINCT ON (e.natural_key) e.natural_key, e.charges, e.source, e.detail ->> 'charge_type', a.instruction_id
+FROM reconciliation_externalrecord e
+JOIN netting_railattempt a ON a.end_to_end_id = e.reference
+JOIN netting_nettedinstruction ni ON ni.id = a.instruction_id
+JOIN settlement_asset s ON s.id = ni.asset_id AND s.code = e.asset_code
+WHERE e.source IN ('camt053', 'camt054') AND e.account = ANY(%(house)s) AND e.charges > 0 AND e.reference <> ''
+  AND e.natural_key LIKE e.account || ':%%'  -- the bank's own entry reference: the same in 053 and 054
+  AND (%(file)s::bigint IS NULL OR e.file_id = %(file)s)
+  AND NOT EXISTS (
+      SELECT 1 FROM settlement_feecharge f WHERE f.external_key = e.natural_key AND f.status = 'posted'
+  )
+ORDER BY e.natural_key, e.source DESC, a.id
+"""
+
+
+def bank_charges_pass_on(*, actor: Actor = RECON, file_id: int | None = None) -> dict[str, int]:
+    """Pass the charges a house account's bank booking reports (camt.053/054 Chrgs) on to the
+    participant of the netted payment it books, once per booking (by the bank's entry reference,
+    so a charge in both the notification and the statement is charged once). Runs after each
+    import of bank reports (``file_id``: only that file's bookings) and as a sweep before every
+    reconciliation run, which also posts charges that earlier waited for the participant's funds.
+    A booking without the bank's own entry reference is not passed on (nothing would tell its
+    notification and statement apart)."""
+    from django.db import connection
+
+    from netting.models import NettedInstruction
+    from settlement.services.fees import bank_charge_pass_on
+
+    house = [a.get("iban") or a["account"] for a in settings.CLEARHOUSE_HOUSE_BANK_ACCOUNTS.values()]
+    with connection.cursor() as cursor:
+        cursor.execute(_CHARGED_BOOKINGS, {"house": house, "file": file_id})
+        rows = cursor.fetchall()
+    outcome: dict[str, int] = {}
+    payments = NettedInstruction.objects.select_related("participant", "asset").in_bulk([row[4] for row in rows])
+    for key, charges, source, charge_type, ni_id in rows:
+        what = f"{source} booking {key}" + (f" ({charge_type})" if charge_type else "")
+        result = bank_charge_pass_on(
+            ni=payments[ni_id], fee=charges, external_key=key, source=f"bank charges on {what}", actor=actor
+        )
+        outcome[result] = outcome.get(result, 0) + 1
+    return outcome
+
+
+def reconciliation_inputs_gather(*, actor: Actor = RECON) -> dict[str, Any]:
+    """What runs before each reconciliation (beat's hourly task and ``manage.py reconcile``):
+    record the rails' reports, import the chains' new transactions, pass on bank charges."""
+    return {
+        "reports": rail_reports_record(actor=actor),
+        "chains": chain_lists_fetch(actor=actor),
+        "bank_charges": bank_charges_pass_on(actor=actor),
+    }

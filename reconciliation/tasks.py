@@ -33,11 +33,11 @@ def chain_lists_fetch_task() -> dict[str, int]:
 @shared_task(acks_late=True)
 def reconciliation_run_task() -> int:
     """Beat, hourly (``0 */1 * * *``, editable in the admin): record the rails' new reports and
-    the chains' new transactions, then run the reconciliation. Running twice finds the same
+    the chains' new transactions, pass on bank charges not yet charged, then run the
+    reconciliation. Running twice finds the same
     breaks and opens none twice."""
     from reconciliation.engine import reconciliation_run
-    from reconciliation.services import RECON
+    from reconciliation.services import RECON, reconciliation_inputs_gather
 
-    rail_reports_record()
-    chain_lists_fetch()
+    reconciliation_inputs_gather()
     return reconciliation_run(actor=RECON).pk

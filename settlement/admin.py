@@ -383,7 +383,10 @@ def _reason_action(
 class FeeChargeInline(ReadOnlyAdminMixin, admin.TabularInline):
     model = FeeCharge
     extra = 0
-    fields = ["attempt", "party", "participant", "rule", "value", "bps", "limited", "flat", "fee", "status", "journal"]
+    fields = [
+        "attempt", "kind", "party", "participant", "rule", "cost_source", "value", "bps", "limited", "flat", "fee",
+        "status", "journal",
+    ]  # fmt: skip
     readonly_fields = fields
 
 
@@ -856,6 +859,21 @@ class FeeRuleAdmin(HistoryAdmin):
     date_hierarchy = "valid_from"
 
 
+@admin.register(FeeCharge)
+class FeeChargeAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+    """Every fee and pass-through cost charged: on a gross instruction or a netted payment, with
+    the rule or the bank booking / transaction it came from and the journal that posted it. A
+    pass-through charge left pending is waiting for the participant's funds (see the alerts)."""
+
+    list_display = ["id", "kind", "participant", "asset", "fee", "party", "status", "instruction", "netted",
+                    "cost_source", "posted_at"]  # fmt: skip
+    list_filter = ["kind", "status", "party", "asset"]
+    search_fields = ["participant__code", "cost_source", "external_key"]
+    date_hierarchy = "created_at"
+    list_select_related = ["participant", "asset"]
+    raw_id_fields = ["instruction", "netted", "journal", "rule"]
+
+
 @admin.register(DailyReport)
 class DailyReportAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     """End-of-day settlement reports (beat at 23:55 UTC); regenerate one, or today's, on demand."""
@@ -919,7 +937,7 @@ class DailyReportAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
             table("Settled per rail and asset", f.get("settled", [])),
             table("Failures by reason", f.get("failures", [])),
             table("Netting efficiency", f.get("netting", [])),
-            table("Fees earned", f.get("fees", [])),
+            table("Fees earned and costs passed on", f.get("fees", [])),
         )  # fmt: skip
 
     @admin.action(description="Regenerate selected reports from the database")

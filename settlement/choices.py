@@ -41,6 +41,7 @@ class JournalKind(models.TextChoices):
     POST = "post", "Post (locked → counterparty)"
     VOID = "void", "Void (locked → available)"
     ADJUST = "adjust", "Adjustment (reconciliation, approved by a second person)"
+    FEE = "fee", "Fee (a cost passed on to a participant)"
 
 
 class LockStatus(models.TextChoices):

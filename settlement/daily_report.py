@@ -1,5 +1,6 @@
 """The daily settlement report: what settled (count and value per rail and asset), what failed
-and why, netting efficiency (gross legs and value against net payments), fees earned, and
+and why, netting efficiency (gross legs and value against net payments), fees earned (and costs
+passed on at cost: gas, bank charges), and
 reconciliation breaks opened, closed and still open; with a chart of settled and failed per
 hour. Every figure is one aggregate query (GROUP BY in PostgreSQL); no row is loaded into
 Python to be counted."""
@@ -55,7 +56,8 @@ GROUP BY a.code ORDER BY a.code
 """
 
 _FEES = """
-SELECT a.code, COUNT(*), SUM(f.fee), MAX(a.precision)
+SELECT a.code, COUNT(*) FILTER (WHERE f.kind = 'schedule'), COALESCE(SUM(f.fee) FILTER (WHERE f.kind = 'schedule'), 0),
+       COALESCE(SUM(f.fee) FILTER (WHERE f.kind = 'pass_through'), 0), MAX(a.precision)
 FROM settlement_feecharge f JOIN settlement_asset a ON a.id = f.asset_id
 WHERE f.status = 'posted' AND f.posted_at >= %(start)s AND f.posted_at < %(end)s
 GROUP BY a.code ORDER BY a.code
@@ -106,8 +108,8 @@ def daily_figures(*, day: date) -> dict[str, Any]:
             )
         cursor.execute(_FEES, params)
         fees = [
-            {"asset": code, "charges": n, "earned": _money(total, precision)}
-            for code, n, total, precision in cursor.fetchall()
+            {"asset": code, "charges": n, "earned": _money(total, precision), "passed_on": _money(costs, precision)}
+            for code, n, total, costs, precision in cursor.fetchall()
         ]
         cursor.execute(_BREAKS, params)
         opened, closed, still_open = cursor.fetchone()

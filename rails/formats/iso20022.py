@@ -197,6 +197,10 @@ class Booking:
     """One camt entry (Ntry). ``amount`` is positive, ``credit_debit`` says which way it went.
 
     ``return_reason`` is the return reason code (RtrInf/Rsn) of a returned payment, if any.
+    ``charges`` is what the bank charged on the entry (in its currency; a refunded charge counts
+    negative); ``charges_included`` says whether ``amount`` already contains it (a debit grows by
+    the charge, a credit shrinks by it), as the bank's ChrgInclInd says.
+    ``principal`` is then the signed amount of the payment itself.
     """
 
     entry_ref: str
@@ -212,6 +216,15 @@ class Booking:
     remittance: str = ""
     status: str = "BOOK"
     return_reason: str = ""
+    charges: Decimal = Decimal(0)
+    charges_included: bool = True
+    charge_type: str = ""
+
+    @property
+    def principal(self) -> Decimal:
+        """The signed payment amount (credit positive) without the charges the entry includes."""
+        signed = self.amount if self.credit_debit == "CRDT" else -self.amount
+        return signed + self.charges if self.charges_included else signed
 
 
 @dataclass(frozen=True)
@@ -1212,6 +1225,9 @@ def _check_booking(booking: Booking, account: str, what: str) -> str:
     _text_field(booking.counterparty_account, f"{what}.counterparty_account", 34, required=False)
     _text_field(booking.remittance, f"{what}.remittance", 140, required=False)
     _text_field(booking.return_reason, f"{what}.return_reason", 35, required=False)
+    _text_field(booking.charge_type, f"{what}.charge_type", 4, required=False)
+    if booking.charges:
+        _money(booking.charges, booking.currency, f"{what}.charges")
     return _money(booking.amount, booking.currency, f"{what}.amount", positive=False)
 
 
@@ -1236,6 +1252,7 @@ def _add_entry(b: _Builder, parent: Any, booking: Booking, amount: str) -> None:
         booking.counterparty_account,
         booking.remittance,
         booking.return_reason,
+        booking.charges,
     )
     if not any(details):
         return
@@ -1244,6 +1261,12 @@ def _add_entry(b: _Builder, parent: Any, booking: Booking, amount: str) -> None:
         b.add(tx, "Refs/EndToEndId", booking.end_to_end_id)
     b.add(tx, "Amt", amount, Ccy=booking.currency)
     b.add(tx, "CdtDbtInd", booking.credit_debit)
+    if booking.charges:
+        record = b.add(tx, "Chrgs/Rcrd")
+        b.add(record, "Amt", _money(booking.charges, booking.currency, "charges"), Ccy=booking.currency)
+        b.add(record, "CdtDbtInd", "DBIT")
+        b.add(record, "ChrgInclInd", "true" if booking.charges_included else "false")
+        b.add(record, "Tp/Cd", booking.charge_type or "COMM")
     if booking.counterparty_name or booking.counterparty_account:
         # On a credit the counterparty paid us (debtor); on a debit we paid it (creditor).
         role = "Dbtr" if booking.credit_debit == "CRDT" else "Cdtr"
@@ -1341,6 +1364,45 @@ def build_camt053(*, message_id: str, statement: Statement) -> bytes:
     return b.finish()
 
 
+def _charge_amount(el: Any, currency: str) -> Decimal:
+    amount, charge_currency = _amount(el)
+    if charge_currency != currency:
+        raise FormatError(
+            f"charges in {charge_currency} on an entry in {currency} cannot be passed on",
+            path=_path(el),
+            line=el.sourceline,
+        )
+    return amount
+
+
+def _charges(holders: list[Any], currency: str) -> tuple[Decimal, bool, str]:
+    """Total charges of the Chrgs under ``holders`` (an entry, or its transactions): .001.08
+    records (Rcrd: a CRDT record is a refund), else the total (TtlChrgsAndTaxAmt); .001.02 lists
+    each charge as its own Chrgs with Amt. Returns (total, included in the entry amount, type):
+    "included" only when every record says so."""
+    total = Decimal(0)
+    included = True
+    kinds: list[str] = []
+    for holder in holders:
+        for chrgs in _findall(holder, "Chrgs"):
+            records = _findall(chrgs, "Rcrd") or ([chrgs] if _find(chrgs, "Amt") is not None else [])
+            if not records:
+                total_el = _find(chrgs, "TtlChrgsAndTaxAmt")
+                if total_el is not None:
+                    total += _charge_amount(total_el, currency)
+                continue
+            for record in records:
+                amount = _charge_amount(_require(record, "Amt"), currency)
+                total += -amount if _text(record, "CdtDbtInd") == "CRDT" else amount
+                # .001.08: included unless ChrgInclInd says false (its usage rule). .001.02 has no
+                # indicator and its samples go both ways, so the entry amount is taken as is.
+                flag = _text(record, "ChrgInclInd").lower()
+                if flag == "false" or (not flag and record is chrgs):
+                    included = False
+                kinds.append(_text(record, "Tp/Cd") or _text(record, "Tp/Prtry/Id"))
+    return total, included, next((k for k in kinds if k), "")
+
+
 def _booking(entry: Any, account: str, fallback: date) -> Booking:
     amount, currency = _amount(_require(entry, "Amt"))
     credit_debit = _require_text(entry, "CdtDbtInd")
@@ -1349,8 +1411,9 @@ def _booking(entry: Any, account: str, fallback: date) -> Booking:
     booked = _date_choice(_find(entry, "BookgDt"))
     valued = _date_choice(_find(entry, "ValDt"))
     booking_date = booked or valued or fallback
-    details: dict[str, str] = {}
+    details: dict[str, Any] = {}
     transactions = _findall(entry, "NtryDtls/TxDtls")
+    charges, included, charge_type = _charges([entry] if _find(entry, "Chrgs") is not None else transactions, currency)
     if len(transactions) == 1:
         tx = transactions[0]
         role = "Dbtr" if credit_debit == "CRDT" else "Cdtr"
@@ -1370,6 +1433,9 @@ def _booking(entry: Any, account: str, fallback: date) -> Booking:
         booking_date=booking_date,
         value_date=valued or booking_date,
         status=status,
+        charges=charges,
+        charges_included=included,
+        charge_type=charge_type[:4],
         **details,
     )
 
@@ -1398,7 +1464,8 @@ def parse_camt054(xml: bytes) -> list[Booking]:
     booking_date is BookgDt, else ValDt, else the report's creation date; value_date is ValDt, else
     booking_date. end_to_end_id, counterparty (the debtor of a credit, the creditor of a debit),
     remittance and return_reason come from the entry's transaction details when it has exactly one
-    TxDtls; a batch entry with several keeps them empty.
+    TxDtls; a batch entry with several keeps them empty. charges: the entry's own Chrgs, else the
+    sum over its transactions' Chrgs (see Booking).
     """
     document, _ = _load(xml, "camt.054")
     message = _require(document, "BkToCstmrDbtCdtNtfctn")
@@ -1440,7 +1507,8 @@ def parse_camt053(xml: bytes) -> list[Statement]:
     booking_date is BookgDt, else ValDt, else the report's creation date; value_date is ValDt, else
     booking_date. end_to_end_id, counterparty (the debtor of a credit, the creditor of a debit),
     remittance and return_reason come from the entry's transaction details when it has exactly one
-    TxDtls; a batch entry with several keeps them empty.
+    TxDtls; a batch entry with several keeps them empty. charges: the entry's own Chrgs, else the
+    sum over its transactions' Chrgs (see Booking).
     """
     document, _ = _load(xml, "camt.053")
     message = _require(document, "BkToCstmrStmt")

@@ -67,6 +67,9 @@ class BankSimulator(NetworkSimulator):
         self.ach_settlement_account = ach_settlement_account  # the ACH originator's account (offset)
         self.ach_limit = ach_limit  # larger ACH entries are rejected AM02 (the method's limit)
         self._entry_seq = 0
+        # What the bank charges the debtor per payment, by message type ("nacha", "pacs.008.001.08",
+        # ...): taken with the payment, included in the debtor's entry and reported in its Chrgs.
+        self.charges: dict[str, Decimal] = {}
 
     # --- accounts ---------------------------------------------------------------------------------
     def open_account(self, key: str, *, currency: str, name: str = "", balance: Decimal | str = 0) -> Account:
@@ -96,6 +99,10 @@ class BankSimulator(NetworkSimulator):
             return True
         if command == "balance":
             return str(self.balance(args["account"]))
+        if command == "set_charges":
+            with self.lock:
+                self.charges[args["message_type"]] = Decimal(args["amount"])
+            return True
         return super().control(command, args)
 
     # --- receiving ------------------------------------------------------------------------------------
@@ -222,7 +229,7 @@ class BankSimulator(NetworkSimulator):
             return "AC04"
         if debtor.currency != payment.currency or creditor.currency != payment.currency:
             return "AC01"
-        if debtor.balance < payment.amount:
+        if debtor.balance < payment.amount + self.charges.get(payment.message_type, Decimal(0)):
             return "AM04"
         return None
 
@@ -239,17 +246,18 @@ class BankSimulator(NetworkSimulator):
         payment.status = "settled"
         value_date = payment.value_date if not self.instant else min(payment.value_date, self.today)
         debtor, creditor = self.accounts[payment.debtor], self.accounts[payment.creditor]
-        debtor.balance -= payment.amount
+        charge = self.charges.get(payment.message_type, Decimal(0))
+        debtor.balance -= payment.amount + charge
         creditor.balance += payment.amount
-        for account, side, other, other_name in (
-            (debtor, "DBIT", creditor.key, payment.creditor_name),
-            (creditor, "CRDT", debtor.key, payment.debtor_name),
+        for account, side, other, other_name, charged in (
+            (debtor, "DBIT", creditor.key, payment.creditor_name, charge),
+            (creditor, "CRDT", debtor.key, payment.debtor_name, Decimal(0)),
         ):
             self._entry_seq += 1
             booking = iso20022.Booking(
                 entry_ref=f"E{self._entry_seq:010d}",
                 account=account.key,
-                amount=payment.amount,
+                amount=payment.amount + charged,
                 currency=payment.currency,
                 credit_debit=side,
                 booking_date=self.today,
@@ -258,6 +266,9 @@ class BankSimulator(NetworkSimulator):
                 counterparty_name=other_name,
                 counterparty_account=other,
                 remittance=payment.remittance,
+                charges=charged,
+                charges_included=True,
+                charge_type="COMM" if charged else "",
             )
             account.bookings.append(booking)
             xml = iso20022.build_camt054(

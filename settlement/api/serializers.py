@@ -252,10 +252,12 @@ class FeeChargeSerializer(serializers.ModelSerializer):
         model = FeeCharge
         fields = [
             "attempt",
+            "kind",
             "party",
             "participant",
             "asset",
             "rule",
+            "cost_source",
             "value",
             "bps",
             "limited",

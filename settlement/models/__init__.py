@@ -1,7 +1,7 @@
 from settlement.models.alerts import AlertLevel, OpsAlert
 from settlement.models.approvals import ApprovalKind, ApprovalRequest, ApprovalStatus
 from settlement.models.audit import TransitionLog, TransitionLogHead
-from settlement.models.fees import FeeCharge, FeeChargeStatus, FeeParty, FeeRail, FeeRule, SettlementType
+from settlement.models.fees import FeeCharge, FeeChargeStatus, FeeKind, FeeParty, FeeRail, FeeRule, SettlementType
 from settlement.models.ledger import Journal, LedgerAccount, LedgerLock, Posting
 from settlement.models.participants import (
     Asset,
@@ -31,6 +31,7 @@ __all__ = [
     "DailyReport",
     "FeeCharge",
     "FeeChargeStatus",
+    "FeeKind",
     "FeeParty",
     "FeeRail",
     "FeeRule",

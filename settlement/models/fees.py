@@ -8,6 +8,10 @@ recent. A change of schedule is a new rule from its start time; the old one is c
 
 A ``FeeCharge`` is what one party pays on one attempt of an instruction: computed when the
 payer's funds are locked, posted in the same journal as the settlement, reversed with it.
+A pass-through charge passes on a cost the house actually paid: network gas of a chain transfer
+(posted with the settlement, not refunded by a reversal: the network keeps it) or a bank's
+charges reported in a camt.053/054 booking of a netted payment (posted when the booking is
+imported, once per booking, whichever report brings it first).
 """
 
 from __future__ import annotations
@@ -74,6 +78,11 @@ class FeeParty(models.TextChoices):
     PAYEE = "payee", "Payee (out of what it receives)"
 
 
+class FeeKind(models.TextChoices):
+    SCHEDULE = "schedule", "Schedule (our fee, to fee revenue)"
+    PASS_THROUGH = "pass_through", "Pass-through (a cost the house paid: gas, bank charges)"
+
+
 class FeeChargeStatus(models.TextChoices):
     PENDING = "pending", "Computed, funds held"
     POSTED = "posted", "Posted with the settlement"
@@ -92,6 +101,11 @@ class FeeCharge(models.Model):
         "netting.NettedInstruction", null=True, blank=True, on_delete=models.PROTECT, related_name="fee_charges"
     )
     attempt = models.PositiveIntegerField(help_text="The instruction's attempt, or the netted payment's lock number.")
+    kind = models.CharField(max_length=16, choices=FeeKind.choices, default=FeeKind.SCHEDULE)
+    cost_source = models.CharField(max_length=255, blank=True, help_text="Where a pass-through cost was reported.")
+    external_key = models.CharField(
+        max_length=255, blank=True, help_text="The bank booking a pass-through charge came from (its natural key)."
+    )
     party = models.CharField(max_length=8, choices=FeeParty.choices)
     participant = models.ForeignKey("settlement.Participant", on_delete=models.PROTECT, related_name="+")
     asset = models.ForeignKey("settlement.Asset", on_delete=models.PROTECT, related_name="+")
@@ -112,8 +126,20 @@ class FeeCharge(models.Model):
     class Meta:
         ordering = ["instruction", "attempt", "party"]
         constraints = [
-            models.UniqueConstraint(fields=["instruction", "attempt", "party"], name="fee_charge_unique"),
-            models.UniqueConstraint(fields=["netted", "attempt", "party"], name="fee_charge_netted_unique"),
+            models.UniqueConstraint(
+                fields=["instruction", "attempt", "party"], condition=Q(kind="schedule"), name="fee_charge_unique"
+            ),
+            models.UniqueConstraint(
+                fields=["netted", "attempt", "party"], condition=Q(kind="schedule"), name="fee_charge_netted_unique"
+            ),
+            models.UniqueConstraint(
+                fields=["instruction", "attempt"],
+                condition=Q(kind="pass_through", instruction__isnull=False),
+                name="fee_charge_gas_unique",
+            ),
+            models.UniqueConstraint(
+                fields=["external_key"], condition=~Q(external_key=""), name="fee_charge_external_unique"
+            ),
             models.CheckConstraint(condition=Q(fee__gte=0), name="fee_charge_non_negative"),
             models.CheckConstraint(
                 condition=Q(instruction__isnull=True, netted__isnull=False)

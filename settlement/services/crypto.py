@@ -27,11 +27,12 @@ from django.utils import timezone
 from rails.base import RailError, RailRejected, RailTransientError
 from rails.base import TransferStatus as ChainStatus
 from rails.crypto.registry import chain_rail
-from settlement.choices import AssetKind, InstructionStatus, LockStatus
+from settlement.choices import AssetKind, InstructionStatus, JournalKind, LockStatus
 from settlement.exceptions import DomainError, IllegalTransition, InsufficientFunds, ValidationFailed
 from settlement.models import (
     Asset,
     ChainTransfer,
+    Journal,
     Notification,
     ReviewCase,
     SettlementHalt,
@@ -44,6 +45,7 @@ from settlement.models.pipeline import TransferStatus as TS
 from settlement.money import format_amount
 from settlement.services.actors import Actor, SystemActor, actor_label, stamp_history
 from settlement.services.audit import LogEntry, transition_log_append
+from settlement.services.fees import gas_charge_record
 from settlement.services.instructions import _apply, _hold_and_lock, _settle_locked, _trade_legs_for_update
 from settlement.services.ledger import ledger_lock, ledger_post, ledger_void, system_account_for
 
@@ -637,6 +639,12 @@ def _settle_all(legs: list[SettlementInstruction], *, transfers: dict[int, Chain
                 actor=actor,
                 amount=spent,
                 reason=f"network fee of {transfer.tx_hash}",
+            )
+            gas_charge_record(
+                instruction=leg,
+                fee=spent,
+                journal=Journal.objects.get(reference=f"{leg.fee_lock.reference}:{JournalKind.POST}"),
+                tx_hash=transfer.tx_hash,
             )
         _settle_locked(
             leg,

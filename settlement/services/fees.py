@@ -20,7 +20,7 @@ from django.utils import timezone
 
 from settlement.choices import Leg as LegKind
 from settlement.models import Asset, FeeCharge, FeeRule, Participant, SettlementInstruction
-from settlement.models.fees import FeeChargeStatus, FeeParty, FeeRail, SettlementType
+from settlement.models.fees import FeeChargeStatus, FeeKind, FeeParty, FeeRail, SettlementType
 
 FEE_REVENUE = "fee-revenue"
 
@@ -101,7 +101,9 @@ def fees_hold(*, instruction: SettlementInstruction) -> Decimal:
     of the amount. Called when the payer's funds are locked, inside that transaction."""
     if not _charged(instruction):
         return Decimal(0)
-    existing = list(FeeCharge.objects.filter(instruction=instruction, attempt=instruction.attempt))
+    existing = list(
+        FeeCharge.objects.filter(instruction=instruction, attempt=instruction.attempt, kind=FeeKind.SCHEDULE)
+    )
     if not existing:
         quotes = fee_quotes(
             payer=instruction.payer, payee=instruction.payee, asset=instruction.asset, amount=instruction.amount
@@ -131,7 +133,9 @@ def fees_hold(*, instruction: SettlementInstruction) -> Decimal:
 
 def fees_pending(instruction: SettlementInstruction) -> list[FeeCharge]:
     return list(
-        FeeCharge.objects.filter(instruction=instruction, attempt=instruction.attempt, status=FeeChargeStatus.PENDING)
+        FeeCharge.objects.filter(
+            instruction=instruction, attempt=instruction.attempt, status=FeeChargeStatus.PENDING, kind=FeeKind.SCHEDULE
+        )
     )
 
 
@@ -163,7 +167,7 @@ def netted_fee_hold(*, ni: Any, attempt: int) -> Decimal:
 
     if ni.asset.kind == AssetKind.SECURITY:
         return Decimal(0)
-    charge = FeeCharge.objects.filter(netted=ni, attempt=attempt).first()
+    charge = FeeCharge.objects.filter(netted=ni, attempt=attempt, kind=FeeKind.SCHEDULE).first()
     if charge is None:
         party = FeeParty.PAYER if ni.direction == "pay_in" else FeeParty.PAYEE
         rule = fee_rule_for(
@@ -187,7 +191,11 @@ def netted_fee_hold(*, ni: Any, attempt: int) -> Decimal:
 
 
 def netted_fees_pending(ni: Any) -> list[FeeCharge]:
-    return list(FeeCharge.objects.filter(netted=ni, attempt=ni.locks_taken, status=FeeChargeStatus.PENDING))
+    return list(
+        FeeCharge.objects.filter(
+            netted=ni, attempt=ni.locks_taken, status=FeeChargeStatus.PENDING, kind=FeeKind.SCHEDULE
+        )
+    )
 
 
 def fee_charges_mark(*, charges: list[FeeCharge], status: str, journal: Any = None) -> None:
@@ -219,3 +227,93 @@ def lock_post_with_fees(
         journal = Journal.objects.get(reference=f"{lock.reference}:{JournalKind.POST}")
         fee_charges_mark(charges=charges, status=FeeChargeStatus.POSTED, journal=journal)
     return total
+
+
+# --- pass-through costs -------------------------------------------------------------------------
+# A cost the house actually paid on a participant's behalf, charged to it at cost: network gas
+# (booked with the chain settlement, see settlement.services.crypto) and the charges a bank
+# reported on the booking of a netted payment (reconciliation.services.bank_charges_pass_on).
+BANK_CHARGES = "bank-charges"
+
+
+def gas_charge_record(*, instruction: SettlementInstruction, fee: Decimal, journal: Any, tx_hash: str) -> None:
+    """Show the gas a chain leg's sender paid in its fee breakdown (posted in ``journal``)."""
+    if fee <= 0:
+        return
+    FeeCharge.objects.get_or_create(
+        instruction=instruction,
+        attempt=instruction.attempt,
+        kind=FeeKind.PASS_THROUGH,
+        defaults={
+            "party": FeeParty.PAYER,
+            "participant_id": instruction.payer_id,
+            "asset": instruction.asset,
+            "value": instruction.amount,
+            "from_bps": Decimal(0),
+            "fee": fee,
+            "status": FeeChargeStatus.POSTED,
+            "journal": journal,
+            "posted_at": timezone.now(),
+            "cost_source": f"network gas of {tx_hash}"[:255],
+        },
+    )
+
+
+class ChargeOutcome:
+    POSTED = "posted"
+    ALREADY = "already"
+    SHORT = "short"  # the participant does not hold it yet: stays pending, retried by the sweep
+
+
+def bank_charge_pass_on(*, ni: Any, fee: Decimal, external_key: str, source: str, actor: Any) -> str:
+    """Charge a bank's charges on netted payment ``ni`` to its participant, once per booking
+    (``external_key``): its available cash to the house's bank-charges account, in one journal
+    (kind fee). A participant short of the amount leaves the charge pending and raises an alert;
+    the next sweep tries again."""
+    from django.db import transaction
+
+    from settlement.choices import AccountKind
+    from settlement.exceptions import InsufficientFunds
+    from settlement.services.alerts import ops_alert
+    from settlement.services.ledger import account_for, ledger_charge, system_account_for
+
+    with transaction.atomic():
+        charge, _ = FeeCharge.objects.get_or_create(
+            external_key=external_key,
+            defaults={
+                "netted": ni,
+                "attempt": ni.locks_taken,
+                "kind": FeeKind.PASS_THROUGH,
+                "party": FeeParty.PAYER,
+                "participant": ni.participant,
+                "asset": ni.asset,
+                "value": ni.amount,
+                "from_bps": Decimal(0),
+                "fee": fee,
+                "cost_source": source[:255],
+            },
+        )
+        charge = FeeCharge.objects.select_for_update().get(pk=charge.pk)
+        if charge.status == FeeChargeStatus.POSTED:
+            return ChargeOutcome.ALREADY
+        try:
+            with transaction.atomic():
+                journal = ledger_charge(
+                    debit=account_for(owner=ni.participant, asset=ni.asset, kind=AccountKind.AVAILABLE),
+                    credit=system_account_for(code=BANK_CHARGES, asset=ni.asset),
+                    amount=charge.fee,
+                    reference=f"bank-charges:{external_key}"[:255],
+                    actor=actor,
+                    memo=source,
+                )
+        except InsufficientFunds as exc:
+            ops_alert(
+                title=f"Bank charges of {charge.fee} {ni.asset.code} on netted payment #{ni.pk} wait for funds",
+                body=f"{ni.participant} does not hold the charges reported by {source}: {exc.message}. "
+                "The charge stays pending and is posted by the next reconciliation sweep once funds arrive.",
+                level="warning",
+                dedupe_key=f"bank-charges-short:{external_key}"[:255],
+            )
+            return ChargeOutcome.SHORT
+        fee_charges_mark(charges=[charge], status=FeeChargeStatus.POSTED, journal=journal)
+        return ChargeOutcome.POSTED

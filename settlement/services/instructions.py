@@ -18,7 +18,7 @@ from settlement.choices import AccountKind, InstructionStatus, LockStatus
 from settlement.dispatch import dispatch_crypto_trades
 from settlement.exceptions import IllegalTransition, InsufficientFunds
 from settlement.models import LedgerAccount, LedgerLock, SettlementInstruction, Trade
-from settlement.models.fees import FeeChargeStatus, FeeParty
+from settlement.models.fees import FeeChargeStatus, FeeKind, FeeParty
 from settlement.services.actors import Actor, SystemActor
 from settlement.services.audit import transition_run
 from settlement.services.fees import (
@@ -218,7 +218,8 @@ def instruction_reverse(*, instruction: SettlementInstruction, actor: Actor, rea
         instruction = _for_update(instruction)
         if instruction.status != S.SETTLED:
             raise IllegalTransition(f"instruction {instruction.pk} is {instruction.status}, not settled")
-        charges = list(instruction.fee_charges.filter(status=FeeChargeStatus.POSTED))
+        # Our fees come back; a pass-through cost (gas) does not: the network kept it.
+        charges = list(instruction.fee_charges.filter(status=FeeChargeStatus.POSTED, kind=FeeKind.SCHEDULE))
         payee_fee = sum((c.fee for c in charges if c.party == FeeParty.PAYEE), Decimal(0))
         total_fees = sum((c.fee for c in charges), Decimal(0))
         compensation = ledger_lock(

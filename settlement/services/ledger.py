@@ -332,23 +332,42 @@ def ledger_void(*, lock: LedgerLock, actor: Actor, reason: str) -> LedgerLock:
         )
 
 
-def ledger_adjust(
-    *, debit: LedgerAccount, credit: LedgerAccount, amount: Decimal, reference: str, actor: Actor, memo: str
+def _journal_between(
+    *, kind: str, debit: LedgerAccount, credit: LedgerAccount, amount: Decimal, reference: str, actor: Actor, memo: str
 ) -> Journal:
-    """A correcting journal between two accounts of one asset (reconciliation adjustments and
-    write-offs, posted only once a second person approved them). Idempotent by ``reference``;
-    the no-overdraft rule holds as for every journal."""
     if debit.asset_id != credit.asset_id:
-        raise ValidationFailed("an adjustment moves one asset between two of its accounts")
+        raise ValidationFailed("a journal between two accounts moves one asset")
     _validate_amount(debit.asset, amount)
     with transaction.atomic():
         existing = Journal.objects.filter(reference=reference).first()
         if existing is not None:
             return existing
         return _journal_write(
-            kind=JournalKind.ADJUST,
+            kind=kind,
             reference=reference,
             legs=[Leg(debit, -amount), Leg(credit, amount)],
             actor=actor,
             memo=memo[:255],
         )
+
+
+def ledger_adjust(
+    *, debit: LedgerAccount, credit: LedgerAccount, amount: Decimal, reference: str, actor: Actor, memo: str
+) -> Journal:
+    """A correcting journal between two accounts of one asset (reconciliation adjustments and
+    write-offs, posted only once a second person approved them). Idempotent by ``reference``;
+    the no-overdraft rule holds as for every journal."""
+    return _journal_between(
+        kind=JournalKind.ADJUST, debit=debit, credit=credit, amount=amount, reference=reference, actor=actor, memo=memo
+    )
+
+
+def ledger_charge(
+    *, debit: LedgerAccount, credit: LedgerAccount, amount: Decimal, reference: str, actor: Actor, memo: str
+) -> Journal:
+    """A charge passed on to a participant (a bank's charges on its payment): its available
+    account to a house cost account. Idempotent by ``reference``; refused, like any journal, when
+    the participant does not hold the amount."""
+    return _journal_between(
+        kind=JournalKind.FEE, debit=debit, credit=credit, amount=amount, reference=reference, actor=actor, memo=memo
+    )

@@ -12,6 +12,7 @@ from rails.crypto.registry import chain_rail
 from settlement.choices import InstructionStatus as S
 from settlement.models import (
     ChainTransfer,
+    FeeCharge,
     LedgerAccount,
     Notification,
     ReviewCase,
@@ -96,6 +97,12 @@ def test_trades_from_the_api_settle_on_chain_and_ledger_equals_chain(
     assert ledger_available(bob, usd) == Decimal("5250.00")
     fees = LedgerAccount.objects.get(system_code=f"{NETWORK_FEES}:ethereum", asset=eth).balance
     assert fees == sum(t.fee for t in transfers)
+    # the gas each sender paid is in its instruction's fee breakdown, as a pass-through cost
+    for transfer in transfers:
+        gas = FeeCharge.objects.get(instruction=transfer.instruction, kind="pass_through")
+        assert (gas.fee, gas.status, gas.participant) == (transfer.fee, "posted", transfer.instruction.payer)
+        assert transfer.tx_hash in gas.cost_source and gas.journal.reference.endswith(":post")
+        assert sum(gas.journal.postings.values_list("amount", flat=True)) == 0
     # both parties told, every step in the transition log
     assert Notification.objects.filter(event="settled", audience="participant").count() == 4
     assert TransitionLog.objects.filter(entity_type="chaintransfer", to_status=TS.CONFIRMED).count() == 2

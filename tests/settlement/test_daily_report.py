@@ -44,7 +44,7 @@ def test_daily_report_figures_equal_the_database(usd, btc, alice, bob, client, d
     assert rows[("ledger", "BTC")]["value"] == "3.00000000"
     assert f["failures"] == [{"reason": "insufficient funds", "count": 1}] and f["failed_count"] == 1
     earned = FeeCharge.objects.filter(status="posted").aggregate(t=Sum("fee"))["t"]
-    assert f["fees"] == [{"asset": "USD", "charges": 6, "earned": f"{earned:.2f}"}]
+    assert f["fees"] == [{"asset": "USD", "charges": 6, "earned": f"{earned:.2f}", "passed_on": "0.00"}]
     assert sum(s for _, s, _ in f["per_hour"]) == 6 and "<svg" in report.chart_svg
 
     daily_report_task(day=today.isoformat())  # beat again: regenerated in place
