@@ -11,6 +11,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
@@ -71,15 +72,19 @@ def statement_read(*, participant: Participant, start: datetime, end: datetime) 
         .exclude(amount=0)
         .order_by("journal__created_at", "journal_id")
     )
-    fees = {
-        (journal_id, asset_id): fee
-        for journal_id, asset_id, fee in FeeCharge.objects.filter(
-            participant=participant, journal_id__in={row[0] for row in rows}
-        )
-        .order_by()
-        .values_list("journal_id", "asset_id")
+    journals = {row[0] for row in rows}
+    mine = FeeCharge.objects.filter(participant=participant).order_by()
+    fees: dict[tuple[int, int], Decimal] = defaultdict(Decimal)
+    for journal_id, asset_id, fee in (
+        mine.filter(journal_id__in=journals).values_list("journal_id", "asset_id").annotate(total=Sum("fee"))
+    ):
+        fees[(journal_id, asset_id)] += fee
+    for journal_id, asset_id, refund in (  # a reversal returns fees: a negative fee on its line
+        mine.filter(reversal_journal_id__in=journals)
+        .values_list("reversal_journal_id", "asset_id")
         .annotate(total=Sum("fee"))
-    }
+    ):
+        fees[(journal_id, asset_id)] -= refund
     asset_ids = set(openings) | {row[5] for row in rows}
     assets = {a.pk: a for a in Asset.objects.filter(pk__in=asset_ids)}
     statements = {pk: AssetStatement(assets[pk], openings.get(pk) or Decimal(0)) for pk in asset_ids}

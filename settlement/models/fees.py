@@ -120,6 +120,10 @@ class FeeCharge(models.Model):
     journal = models.ForeignKey(
         "settlement.Journal", null=True, blank=True, on_delete=models.PROTECT, related_name="fee_charges"
     )
+    reversal_journal = models.ForeignKey(
+        "settlement.Journal", null=True, blank=True, on_delete=models.PROTECT, related_name="fee_refunds",
+        help_text="The reversal's journal that returned this fee.",
+    )  # fmt: skip
     created_at = models.DateTimeField(auto_now_add=True)
     posted_at = models.DateTimeField(null=True, blank=True, db_index=True)
 

@@ -199,10 +199,14 @@ def netted_fees_pending(ni: Any) -> list[FeeCharge]:
 
 
 def fee_charges_mark(*, charges: list[FeeCharge], status: str, journal: Any = None) -> None:
+    """Move charges to ``status``; ``journal`` is the one that posted them, or for a reversal the
+    one that returned them."""
     if not charges:
         return
     fields: dict[str, Any] = {"status": status}
-    if journal is not None:
+    if journal is not None and status == FeeChargeStatus.REVERSED:
+        fields.update(reversal_journal=journal)
+    elif journal is not None:
         fields.update(journal=journal, posted_at=timezone.now())
     FeeCharge.objects.filter(pk__in=[c.pk for c in charges]).update(**fields)
 

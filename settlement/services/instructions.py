@@ -14,10 +14,10 @@ from django.db import connection, transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from settlement.choices import AccountKind, InstructionStatus, LockStatus
+from settlement.choices import AccountKind, InstructionStatus, JournalKind, LockStatus
 from settlement.dispatch import dispatch_crypto_trades
 from settlement.exceptions import IllegalTransition, InsufficientFunds
-from settlement.models import LedgerAccount, LedgerLock, SettlementInstruction, Trade
+from settlement.models import Journal, LedgerAccount, LedgerLock, SettlementInstruction, Trade
 from settlement.models.fees import FeeChargeStatus, FeeKind, FeeParty
 from settlement.services.actors import Actor, SystemActor
 from settlement.services.audit import transition_run
@@ -240,7 +240,11 @@ def instruction_reverse(*, instruction: SettlementInstruction, actor: Actor, rea
             reason=f"reverse {instruction}: {reason}",
             extra_legs=fee_legs,
         )
-        fee_charges_mark(charges=charges, status=FeeChargeStatus.REVERSED)
+        fee_charges_mark(
+            charges=charges,
+            status=FeeChargeStatus.REVERSED,
+            journal=Journal.objects.get(reference=f"{compensation.reference}:{JournalKind.POST}") if charges else None,
+        )
         return _apply(
             instruction,
             instruction.mark_reversed,

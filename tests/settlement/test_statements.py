@@ -15,7 +15,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from settlement.exceptions import DomainError
-from settlement.models import FeeRule, LedgerAccount
+from settlement.models import FeeCharge, FeeRule, LedgerAccount
 from settlement.services.instructions import instruction_fail, instruction_lock, trade_reverse, trade_settle_internal
 from settlement.statements import statement_csv, statement_pdf, statement_read
 from tests import factories
@@ -52,13 +52,14 @@ def test_statement_lines_fees_and_closing_equal_the_ledger(market, usd, btc, ali
     cash = by_asset["USD"]
     assert cash.opening == Decimal("5000.00")
     assert [line.amount for line in cash.lines] == [Decimal("-1001.00"), Decimal("-200.25"), Decimal("200.25")]
-    assert [line.fee for line in cash.lines] == [Decimal("1.00"), Decimal("0.25"), Decimal("0")]
-    assert cash.fees == Decimal("1.25") and cash.closing == ledger_total(alice, usd) == Decimal("3999.00")
+    # the reversal returned the 0.25 fee: a negative fee on the reversal's line
+    assert [line.fee for line in cash.lines] == [Decimal("1.00"), Decimal("0.25"), Decimal("-0.25")]
+    assert cash.fees == Decimal("1.00") and cash.closing == ledger_total(alice, usd) == Decimal("3999.00")
     assert by_asset["BTC"].closing == ledger_total(alice, btc) == Decimal("1")
     assert all(line.reference for line in cash.lines)
 
     csv_text = statement_csv(statement)
-    assert "ALICE,USD" in csv_text and ",closing,,,,1.25,3999.00" in csv_text
+    assert "ALICE,USD" in csv_text and ",closing,,,,1.00,3999.00" in csv_text
 
     from pypdf import PdfReader
 
@@ -108,6 +109,9 @@ def test_closing_balance_equals_the_ledger_for_random_activity(market, usd, btc,
         for asset in (usd, btc):
             closing = next((s.closing for s in whole.assets if s.asset == asset), Decimal(0))
             assert closing == ledger_total(alice, asset)
+        # fees net of refunds equal the charges still standing
+        standing = FeeCharge.objects.filter(participant=alice, status="posted").aggregate(t=Sum("fee"))["t"]
+        assert sum((s.fees for s in whole.assets), Decimal(0)) == (standing or Decimal(0))
         # two consecutive periods chain: the first's closing is the second's opening
         first = statement_read(participant=alice, start=EPOCH, end=middle or end)
         second = statement_read(participant=alice, start=middle or end, end=end)
