@@ -847,10 +847,52 @@ except (ImportError, admin.sites.NotRegistered):
     pass
 
 
+class FeeRuleForm(forms.ModelForm):
+    """A schedule is never rewritten for time that has passed: a new rule starts now or later,
+    and a rule that has started can only be closed, from now on (its 'valid to')."""
+
+    class Meta:
+        model = FeeRule
+        fields = [
+            "name", "tier", "asset", "asset_kind", "rail", "settlement_type", "bps", "minimum", "maximum", "flat",
+            "valid_from", "valid_to",
+        ]  # fmt: skip
+
+    def clean(self) -> dict[str, Any]:
+        from django.utils import timezone
+
+        data = super().clean()
+        now = timezone.now() - timezone.timedelta(minutes=1)  # the time it took to fill the form
+        started = self.instance.pk is not None and self.instance.valid_from <= now
+        if not started and data.get("valid_from") and data["valid_from"] < now:
+            self.add_error("valid_from", "A fee rule cannot start in the past; start it now or later.")
+        if started and data.get("valid_to") and data["valid_to"] < now and "valid_to" in self.changed_data:
+            self.add_error("valid_to", "A rule in force can be closed from now on, not in the past.")
+        return data
+
+
 @admin.register(FeeRule)
 class FeeRuleAdmin(HistoryAdmin):
     """Fee schedules. A change of price is a new rule from its start time (close the old one with
-    its 'valid to'); the history keeps every version."""
+    its 'valid to', or let the newer rule win); the history keeps every version. Once a rule has
+    started only its 'valid to' can change, and it cannot be deleted: what was in force stays
+    as it was."""
+
+    form = FeeRuleForm
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> list[str]:
+        from django.utils import timezone
+
+        if obj is not None and obj.valid_from <= timezone.now():
+            return [f.name for f in FeeRule._meta.fields if f.name not in ("id", "valid_to")]
+        return []
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        from django.utils import timezone
+
+        if obj is not None and obj.valid_from <= timezone.now():
+            return False
+        return super().has_delete_permission(request, obj)
 
     list_display = ["name", "tier", "asset", "asset_kind", "rail", "settlement_type", "bps", "minimum", "maximum",
                     "flat", "valid_from", "valid_to"]  # fmt: skip

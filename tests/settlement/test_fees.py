@@ -146,3 +146,44 @@ def test_fee_preview_and_the_breakdown_on_an_instruction(market, usd, alice, bob
         ("payee", "0.500000000000000000", "posted"),
         ("payer", "2.000000000000000000", "posted"),
     ]
+
+
+def test_the_admin_never_rewrites_a_schedule_for_time_that_has_passed(usd, client, django_user_model):
+    from django.urls import reverse
+
+    from tests.helpers import staff_user
+
+    client.force_login(staff_user(django_user_model, "admin1", "administrator"))
+    now = timezone.now()
+
+    def form(valid_from, **extra):
+        return {
+            "name": "cash", "tier": "", "asset": usd.pk, "asset_kind": "", "rail": "", "settlement_type": "",
+            "bps": "5", "minimum": "0.50", "maximum": "", "flat": "0",
+            "valid_from_0": f"{valid_from:%Y-%m-%d}", "valid_from_1": f"{valid_from:%H:%M:%S}",
+            "valid_to_0": "", "valid_to_1": "", **extra,
+        }  # fmt: skip
+
+    add = reverse("admin:settlement_feerule_add")
+    backdated = client.post(add, form(now - timedelta(days=1)))
+    assert backdated.status_code == 200 and "cannot start in the past" in backdated.content.decode()
+    assert not FeeRule.objects.exists()
+    assert client.post(add, form(now + timedelta(hours=1))).status_code == 302
+    future = FeeRule.objects.get()
+
+    started = rule(name="in force", bps=Decimal("10"), valid_from=now - timedelta(days=1))
+    change = reverse("admin:settlement_feerule_change", args=[started.pk])
+    page = client.get(change).content.decode()
+    assert 'name="bps"' not in page and 'name="valid_to_0"' in page  # only its end can change
+    past_end = {"valid_to_0": f"{now - timedelta(hours=2):%Y-%m-%d}", "valid_to_1": "00:00:00"}
+    refused = client.post(change, {"bps": "1", **past_end})
+    assert refused.status_code == 200 and "not in the past" in refused.content.decode()
+    end = now + timedelta(days=2)
+    closed = client.post(change, {"bps": "1", "valid_to_0": f"{end:%Y-%m-%d}", "valid_to_1": f"{end:%H:%M:%S}"})
+    assert closed.status_code == 302
+    started.refresh_from_db()
+    assert started.bps == Decimal("10") and started.valid_to is not None  # the price stayed, the end moved
+    assert started.history.count() == 2
+    delete = reverse("admin:settlement_feerule_delete", args=[started.pk])
+    assert client.post(delete, {"post": "yes"}).status_code == 403
+    assert client.get(reverse("admin:settlement_feerule_delete", args=[future.pk])).status_code == 200
