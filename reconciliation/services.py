@@ -64,7 +64,8 @@ def rail_reports_record(*, limit: int = 5000, actor: Actor = RECON) -> dict[str,
             )
             outcome["records"] += result.created
             if result.created and report.kind == "camt.054":
-                bank_charges_pass_on(actor=actor, file_id=result.file.pk)
+                for state, n in bank_charges_pass_on(actor=actor, file_id=result.file.pk).items():
+                    outcome[f"bank_charges_{state}"] = outcome.get(f"bank_charges_{state}", 0) + n
         except ImportRejected as exc:
             logger.error("%s report %s could not be recorded: %s", report.network, report.sequence, exc.message)
             outcome["refused"] += 1

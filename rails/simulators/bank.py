@@ -8,6 +8,8 @@ settles on its value date, at the earliest ``DELAYS[message type]`` business day
 on the currency's calendar, when the network's clock (``today``) gets there (``instant``: at the
 next processing). At settlement the debtor account must exist (AC01), be open (AC04) and hold the
 amount (AM04); the creditor account must exist and be open. Faults: see ``network.py``.
+Charges (``set_charges``: an amount per message type) are taken from the debtor on top of the
+payment and reported in its booking's Chrgs, included in the entry amount.
 """
 
 from __future__ import annotations

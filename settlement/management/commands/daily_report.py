@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import date
+from decimal import Decimal
 from typing import Any
 
 from django.core.management.base import BaseCommand
@@ -23,5 +24,7 @@ class Command(BaseCommand):
         f = report.figures
         self.stdout.write(
             f"Daily report {report.day}: settled {f['settled_count']}, failed {f['failed_count']}, "
-            f"fees {[(x['asset'], x['earned']) for x in f['fees']]}, generated in {report.seconds:.2f} s"
+            f"fees earned {[(x['asset'], x['earned']) for x in f['fees'] if Decimal(x['earned'])]}, "
+            f"costs passed on {[(x['asset'], x['passed_on']) for x in f['fees'] if Decimal(x['passed_on'])]}, "
+            f"generated in {report.seconds:.2f} s"
         )

@@ -201,6 +201,17 @@ class Command(BaseCommand):
                 },
                 timeout=5,
             ).raise_for_status()
+        # The house keeps an operating buffer at the bank, from which the bank takes its charges:
+        # 15.00 per wire (pacs.008), reported in the booking's camt.054 and passed on at cost.
+        for currency, house in settings.CLEARHOUSE_HOUSE_BANK_ACCOUNTS.items():
+            bank.session.post(
+                f"{bank.url}/sim/open_account",
+                json={"account": house.get("iban") or house["account"], "currency": currency, "balance": "50000"},
+                timeout=5,
+            ).raise_for_status()
+        bank.session.post(
+            f"{bank.url}/sim/set_charges", json={"message_type": "pacs.008.001.08", "amount": "15.00"}, timeout=5
+        ).raise_for_status()
         for custody in CustodyAccount.objects.select_related("participant"):
             share = Decimal("0.001") if custody.participant.code == "ECHO" else Decimal(1)
             for code, isin in ISINS.items():
