@@ -26,11 +26,15 @@ from bench.dashboard import seed_instructions  # noqa: E402
 
 _FEES_SQL = """
 INSERT INTO settlement_feecharge
-    (instruction_id, attempt, party, participant_id, asset_id, value, bps, from_bps, limited, flat, fee, status,
-     created_at, posted_at)
-SELECT i.id, 1, 'payer', i.payer_id, i.asset_id, i.amount, 10, i.amount * 0.001, '', 0, 0.10, 'posted',
-       i.updated_at, i.updated_at
+    (instruction_id, attempt, kind, party, participant_id, asset_id, value, bps, from_bps, limited, flat, fee, status,
+     cost_source, external_key, created_at, posted_at)
+SELECT i.id, 1, 'schedule', 'payer', i.payer_id, i.asset_id, i.amount, 10, i.amount * 0.001, '', 0, 0.10, 'posted',
+       '', '', i.updated_at, i.updated_at
 FROM settlement_settlementinstruction i WHERE i.status = 'settled' AND i.leg = 'payment'
+UNION ALL  -- every tenth also passes on a cost (gas, bank charges)
+SELECT i.id, 1, 'pass_through', 'payer', i.payer_id, i.asset_id, i.amount, 0, 0, '', 0, 0.02, 'posted',
+       'bench', '', i.updated_at, i.updated_at
+FROM settlement_settlementinstruction i WHERE i.status = 'settled' AND i.leg = 'payment' AND i.id % 10 = 0
 """
 
 
