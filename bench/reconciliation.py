@@ -41,18 +41,20 @@ VALUES ('camt053', 'bench statement', md5(random()::text), '', 0, 0, now(), 'ben
 
 _EXTERNAL_SQL = """
 INSERT INTO reconciliation_externalrecord
-    (source, natural_key, file_id, line, reference, account, counterparty, asset_code, amount, value_date,
-     status, reason_code, detail)
-SELECT 'camt053', %(account)s || ':E' || i || ':' || k, %(file)s, i, ref, %(account)s, '', 'USD', amount, CURRENT_DATE,
-       'BOOK', '', '{}'::jsonb
+    (source, natural_key, file_id, line, reference, account, counterparty, asset_code, amount, charges,
+     charges_included, value_date, status, reason_code, detail)
+SELECT 'camt053', %(account)s || ':E' || i || ':' || k, %(file)s, i, ref, %(account)s, '', 'USD', amount - charges,
+       charges, charges > 0, CURRENT_DATE, 'BOOK', '', '{}'::jsonb
 FROM (
     SELECT i, 1 AS k, 'R' || i AS ref,
-           ((i %% 9973) + 1) * 1.25 + CASE WHEN i %% 400 = 0 THEN 0.02 ELSE 0 END AS amount
+           ((i %% 9973) + 1) * 1.25 + CASE WHEN i %% 400 = 0 THEN 0.02 ELSE 0 END AS amount,
+           -- one booking in 1,000 arrives less bank charges the entry includes (matched all the same)
+           CASE WHEN i %% 1000 = 500 THEN 0.50 ELSE 0 END AS charges
     FROM generate_series(1, %(n)s) AS i WHERE i %% 400 <> 1
     UNION ALL  -- the second entry of a duplicated booking
-    SELECT i, 2, 'R' || i, ((i %% 9973) + 1) * 1.25 FROM generate_series(1, %(n)s) AS i WHERE i %% 400 = 2
+    SELECT i, 2, 'R' || i, ((i %% 9973) + 1) * 1.25, 0 FROM generate_series(1, %(n)s) AS i WHERE i %% 400 = 2
     UNION ALL  -- a credit nobody expected
-    SELECT i, 3, 'X' || i, 999999.99 FROM generate_series(1, %(n)s) AS i WHERE i %% 400 = 3
+    SELECT i, 3, 'X' || i, 999999.99, 0 FROM generate_series(1, %(n)s) AS i WHERE i %% 400 = 3
 ) lines
 """
 
