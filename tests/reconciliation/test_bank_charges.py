@@ -34,7 +34,7 @@ from tests.netting.conftest import START, FiatMarket, fiat_market, pump, settle_
 
 pytestmark = pytest.mark.django_db
 
-SAMPLES = Path(__file__).resolve().parents[3] / "shared" / "conformance" / "iso20022" / "samples"
+SAMPLES = Path(__file__).resolve().parents[1] / "data" / "conformance" / "iso20022" / "samples"
 WIRE_FEE = Decimal("15.00")
 HOUSE_USD = "4400123456"
 
