@@ -205,7 +205,8 @@ DATA_UPLOAD_MAX_MEMORY_SIZE = 32 * 1024 * 1024
 
 SPECTACULAR_SETTINGS = {
     "TITLE": "Clearhouse API",
-    "DESCRIPTION": "Trade ingest, settlement instructions and balances for upstream systems.",
+    "DESCRIPTION": "Trade ingest, settlement instructions, net payments, balances, fees and statements for "
+    "upstream systems. Amounts are decimal strings at the asset's precision.",
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
     "COMPONENT_SPLIT_REQUEST": True,
@@ -213,6 +214,13 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
+    "ENUM_NAME_OVERRIDES": {
+        "InstructionStatusEnum": "settlement.choices.InstructionStatus",
+        "FeeChargeStatusEnum": "settlement.models.fees.FeeChargeStatus",
+        "NetPaymentStatusEnum": "netting.models.NettedStatus",
+        "WindowStatusEnum": "netting.models.WindowStatus",
+        "RailAttemptStatusEnum": "netting.models.AttemptStatus",
+    },
 }
 
 # --- Domain settings ------------------------------------------------------------------------

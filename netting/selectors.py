@@ -4,11 +4,13 @@ a participant's liquidity position against its net debit cap."""
 from __future__ import annotations
 
 from decimal import Decimal
+from typing import Any
 
 from django.db.models import Q, QuerySet, Sum
 
-from netting.models import NetDebitCap, NetObligation, NettedInstruction, NettedStatus
+from netting.models import NetDebitCap, NetObligation, NettedInstruction, NettedStatus, NettingWindow
 from settlement.models import LedgerAccount, SettlementInstruction
+from settlement.selectors import sees_everything, visible_scope
 
 
 def netted_instructions_for_leg(leg: SettlementInstruction) -> QuerySet[NettedInstruction]:
@@ -46,3 +48,13 @@ def liquidity_position(cap: NetDebitCap) -> dict[str, Decimal]:
         "latest_net": latest if latest is not None else Decimal(0),
         "headroom": cap.cap - owed,
     }
+
+
+def windows_visible_to(user: Any) -> QuerySet[NettingWindow]:
+    """Windows describe the whole market: staff only."""
+    return NettingWindow.objects.all() if sees_everything(user) else NettingWindow.objects.none()
+
+
+def net_payments_visible_to(user: Any) -> QuerySet[NettedInstruction]:
+    qs = NettedInstruction.objects.select_related("participant", "asset")
+    return visible_scope(qs, user, "participant")

@@ -28,7 +28,7 @@ def sees_everything(user: Any) -> bool:
     return bool(getattr(user, "is_staff", False)) and participant_for_user(user) is None
 
 
-def _scoped(qs: QuerySet, user: Any, *party_fields: str) -> QuerySet:
+def visible_scope(qs: QuerySet, user: Any, *party_fields: str) -> QuerySet:
     """Everything for staff; for a participant's user the rows where it is one of ``party_fields``."""
     if sees_everything(user):
         return qs
@@ -43,11 +43,11 @@ def _scoped(qs: QuerySet, user: Any, *party_fields: str) -> QuerySet:
 
 def instructions_visible_to(user: Any) -> QuerySet[SettlementInstruction]:
     qs = SettlementInstruction.objects.select_related("asset", "payer", "payee", "trade")
-    return _scoped(qs, user, "payer", "payee")
+    return visible_scope(qs, user, "payer", "payee")
 
 
 def trades_visible_to(user: Any) -> QuerySet[Trade]:
-    return _scoped(
+    return visible_scope(
         Trade.objects.select_related("instrument__base", "instrument__quote", "buyer", "seller"),
         user,
         "buyer",
@@ -57,7 +57,7 @@ def trades_visible_to(user: Any) -> QuerySet[Trade]:
 
 def balances_visible_to(user: Any) -> QuerySet[LedgerAccount]:
     qs = LedgerAccount.objects.select_related("asset", "owner").order_by("owner__code", "asset__code", "kind")
-    return _scoped(qs, user, "owner")
+    return visible_scope(qs, user, "owner")
 
 
 def instruction_transitions(instruction: SettlementInstruction) -> QuerySet[TransitionLog]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.conf import settings
+from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from rest_framework import authentication, exceptions, permissions, throttling
 from rest_framework.request import Request
 
@@ -41,6 +42,21 @@ class ApiTokenAuthentication(authentication.BaseAuthentication):
     def _fail(self, request: Request, who: str, why: str) -> None:
         auth_failure_record(channel="api", who=who, reason=why, ip=client_ip(request), path=request.path)
         raise exceptions.AuthenticationFailed(f"Invalid API token: {why}.")
+
+
+class ApiTokenScheme(OpenApiAuthenticationExtension):
+    """Documents the token scheme in the OpenAPI schema (a bearer token, shown once when issued)."""
+
+    target_class = "settlement.api.auth.ApiTokenAuthentication"
+    name = "ApiToken"
+
+    def get_security_definition(self, auto_schema: Any) -> dict[str, str]:
+        return {
+            "type": "http",
+            "scheme": "bearer",
+            "bearerFormat": "chk_<prefix>_<secret>",
+            "description": "An API token issued in the admin, with the scopes 'read' and/or 'trades:write'.",
+        }
 
 
 class HasScope(permissions.BasePermission):

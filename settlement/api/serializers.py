@@ -149,6 +149,7 @@ class TradeBatchSerializer(serializers.Serializer):
     trades = TradeInputSerializer(many=True)
 
 
+@extend_schema_field({"type": "string", "format": "decimal", "example": "16000.12"})
 class AmountField(serializers.Field):
     """A stored amount rendered as a string at its asset's precision ("16000.12", not 18 places)."""
 
@@ -270,9 +271,17 @@ class FeeChargeSerializer(serializers.ModelSerializer):
 class InstructionDetailSerializer(InstructionSerializer):
     transitions = serializers.SerializerMethodField()
     fees = FeeChargeSerializer(source="fee_charges", many=True, read_only=True)
+    net_payments = serializers.SerializerMethodField(
+        help_text="Ids of the net payments (payer's and payee's side) that settled this leg, when netted."
+    )
 
     class Meta(InstructionSerializer.Meta):
-        fields = [*InstructionSerializer.Meta.fields, "fees", "transitions"]
+        fields = [*InstructionSerializer.Meta.fields, "fees", "net_payments", "transitions"]
+
+    def get_net_payments(self, obj: SettlementInstruction) -> list[int]:
+        from netting.selectors import netted_instructions_for_leg
+
+        return sorted(netted_instructions_for_leg(obj).values_list("pk", flat=True))
 
     def get_transitions(self, obj: SettlementInstruction) -> list[dict[str, Any]]:
         return TransitionSerializer(instruction_transitions(obj), many=True).data
