@@ -59,8 +59,17 @@ class Console:
         self.driver.get(f"{self.base}/admin/login/")
         self.driver.find_element(By.ID, "id_username").send_keys(username)
         self.driver.find_element(By.ID, "id_password").send_keys("pw")
-        self.driver.find_element(By.CSS_SELECTOR, "input[type=submit]").click()
-        assert "Log out" in self.driver.page_source or "logout" in self.driver.page_source
+        self.submit(self.driver.find_element(By.CSS_SELECTOR, "input[type=submit]"))
+        # the admin's logout form is on every page of a logged-in user (waits for it to load)
+        assert self.driver.find_element(By.ID, "logout-form")
+
+    def submit(self, button) -> None:
+        """Click and wait until the next page replaced this one (a click does not wait for it)."""
+        from selenium.webdriver.support import expected_conditions
+        from selenium.webdriver.support.ui import WebDriverWait
+
+        button.click()
+        WebDriverWait(self.driver, 15).until(expected_conditions.staleness_of(button))
 
     def action(self, changelist: str, pk: int, action: str, reason: str) -> str:
         """Tick one row, run an action, give the reason; returns the resulting page."""
@@ -70,10 +79,10 @@ class Console:
         self.driver.get(f"{self.base}/admin/{changelist}/")
         self.driver.find_element(By.CSS_SELECTOR, f"input[name=_selected_action][value='{pk}']").click()
         Select(self.driver.find_element(By.NAME, "action")).select_by_value(action)
-        self.driver.find_element(By.NAME, "index").click()
+        self.submit(self.driver.find_element(By.NAME, "index"))
         self.driver.find_element(By.ID, "reason").send_keys(reason)
         self.shot(f"{action}-reason")
-        self.driver.find_element(By.NAME, "apply").click()
+        self.submit(self.driver.find_element(By.NAME, "apply"))
         return self.driver.page_source
 
     def dashboard(self, name: str) -> dict[str, str]:
