@@ -56,6 +56,7 @@ def main() -> None:
     parser.add_argument("--assets", type=int, default=50)
     parser.add_argument("--server", default="postgres://postgres@127.0.0.1:5432")
     parser.add_argument("--db", default="clearhouse_bench_netting")
+    parser.add_argument("--profile", action="store_true", help="print the slowest SQL statements of each close")
     args = parser.parse_args()
     sizes = args.trades or [100_000, 1_000_000]
 
@@ -64,7 +65,7 @@ def main() -> None:
     scratch_database(
         server=args.server, db=args.db, env={"CELERY_BROKER_URL": "memory://", "CELERY_TASK_ALWAYS_EAGER": "0"}
     )
-    from django.db import connection
+    from django.db import connection, transaction
     from django.utils import timezone
 
     from netting.models import NetObligation, NettingWindow
@@ -106,8 +107,19 @@ def main() -> None:
             cursor.execute("SELECT pg_backend_pid()")
             (backend,) = cursor.fetchone()
         generated = time.perf_counter() - started
+        statements: list[tuple[float, str]] = []
+
+        def timed(execute, sql, params, many, context, log=statements):
+            began = time.perf_counter()
+            try:
+                return execute(sql, params, many, context)
+            finally:
+                log.append((time.perf_counter() - began, " ".join(sql.split())[:90]))
+
         started = time.perf_counter()
-        closed = window_close(window=window)
+        with connection.execute_wrapper(timed), transaction.atomic():
+            closed = window_close(window=window)
+            work = time.perf_counter() - started
         seconds = time.perf_counter() - started
         obligations = NetObligation.objects.filter(window=closed).count()
         peak = backend_peak(backend)
@@ -118,6 +130,13 @@ def main() -> None:
             f"python peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MiB; "
             f"postgres backend peak {peak}"
         )
+        if args.profile:
+            print(
+                f"  {len(statements)} statements took {sum(t for t, _ in statements):.2f} s, the commit "
+                f"(deferred foreign-key checks, on-commit enqueue) {seconds - work:.2f} s; the slowest:"
+            )
+            for took, sql in sorted(statements, reverse=True)[:6]:
+                print(f"    {took:6.3f} s  {sql}")
 
 
 if __name__ == "__main__":
