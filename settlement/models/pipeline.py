@@ -120,11 +120,11 @@ class CaseStatus(models.TextChoices):
     RESOLVED = "resolved", "Resolved"
 
 
-class ReviewCase(models.Model):
+class ReviewCase(ConcurrentTransitionMixin, models.Model):
     """Work for operations staff: an escalated instruction or an investigation (e.g. double spend)."""
 
     kind = models.CharField(max_length=16, choices=CaseKind.choices)
-    status = models.CharField(max_length=16, choices=CaseStatus.choices, default=CaseStatus.OPEN)
+    status = FSMField(max_length=16, choices=CaseStatus.choices, default=CaseStatus.OPEN, protected=True)
     instruction = models.ForeignKey(
         "settlement.SettlementInstruction", null=True, blank=True, on_delete=models.PROTECT, related_name="cases"
     )
@@ -149,6 +149,10 @@ class ReviewCase(models.Model):
 
     def __str__(self) -> str:
         return f"{self.kind} #{self.pk} {self.status}"
+
+    @transition(field=status, source=CaseStatus.OPEN, target=CaseStatus.RESOLVED)
+    def mark_resolved(self) -> None:
+        pass
 
 
 class Audience(models.TextChoices):

@@ -44,7 +44,7 @@ from settlement.models.pipeline import Audience, CaseKind, CaseStatus, DeliveryS
 from settlement.models.pipeline import TransferStatus as TS
 from settlement.money import format_amount
 from settlement.services.actors import Actor, SystemActor, actor_label, stamp_history
-from settlement.services.audit import LogEntry, transition_log_append
+from settlement.services.audit import LogEntry, transition_log_append, transition_run
 from settlement.services.fees import gas_charge_record
 from settlement.services.instructions import _apply, _hold_and_lock, _settle_locked, _trade_legs_for_update
 from settlement.services.ledger import ledger_lock, ledger_post, ledger_void, system_account_for
@@ -176,15 +176,10 @@ def case_resolve(*, case: ReviewCase, actor: Actor, resolution: str) -> ReviewCa
         case = ReviewCase.objects.select_for_update().get(pk=case.pk)
         if case.status != CaseStatus.OPEN:
             raise IllegalTransition(f"case {case.pk} is already {case.status}")
-        case.status = CaseStatus.RESOLVED
         case.resolved_at = timezone.now()
         case.resolved_by = None if isinstance(actor, SystemActor) else actor
         case.resolution = resolution
-        stamp_history(case, actor=actor, reason=resolution)
-        case.save()
-        transition_log_append(
-            entries=[LogEntry("reviewcase", case.pk, "open", "resolved", resolution, {})], actor=actor
-        )
+        transition_run(case, case.mark_resolved, entity="reviewcase", actor=actor, reason=resolution)
         return case
 
 
