@@ -262,7 +262,7 @@ def _post(ni: NettedInstruction, *, target: LedgerAccount, actor: Actor, reason:
 
 def _void(ni: NettedInstruction, *, actor: Actor, reason: str) -> None:
     ledger_void(lock=ni.lock, actor=actor, reason=reason)
-    fee_charges_mark(charges=netted_fees_pending(ni), status=FeeChargeStatus.VOIDED)
+    fee_charges_mark(charges=netted_fees_pending(ni), status=FeeChargeStatus.VOIDED, actor=actor, reason=reason)
 
 
 def _settle(

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from django.db import models
 from django.db.models import Q
+from django_fsm import ConcurrentTransitionMixin, FSMField, transition
 from simple_history.models import HistoricalRecords
 
 from settlement.choices import AssetKind
@@ -90,7 +91,7 @@ class FeeChargeStatus(models.TextChoices):
     REVERSED = "reversed", "Reversed with the settlement"
 
 
-class FeeCharge(models.Model):
+class FeeCharge(ConcurrentTransitionMixin, models.Model):
     """Charged either on a gross instruction's cash leg (``instruction``) or on a netted payment
     (``netted``: the participant's net pay-in or pay-out of a window)."""
 
@@ -116,7 +117,7 @@ class FeeCharge(models.Model):
     limited = models.CharField(max_length=8, blank=True, help_text="'minimum' or 'maximum' when a limit applied.")
     flat = amount_field(default=0)
     fee = amount_field(help_text="Charged, rounded to the asset's precision.")
-    status = models.CharField(max_length=16, choices=FeeChargeStatus.choices, default=FeeChargeStatus.PENDING)
+    status = FSMField(max_length=16, choices=FeeChargeStatus.choices, default=FeeChargeStatus.PENDING, protected=True)
     journal = models.ForeignKey(
         "settlement.Journal", null=True, blank=True, on_delete=models.PROTECT, related_name="fee_charges"
     )
@@ -126,6 +127,7 @@ class FeeCharge(models.Model):
     )  # fmt: skip
     created_at = models.DateTimeField(auto_now_add=True)
     posted_at = models.DateTimeField(null=True, blank=True, db_index=True)
+    history = HistoricalRecords()
 
     class Meta:
         ordering = ["instruction", "attempt", "party"]
@@ -155,3 +157,15 @@ class FeeCharge(models.Model):
     def __str__(self) -> str:
         target = f"SI{self.instruction_id}" if self.instruction_id else f"netted #{self.netted_id}"
         return f"{self.party} fee {self.fee} {self.asset_id} on {target}"
+
+    @transition(field=status, source=FeeChargeStatus.PENDING, target=FeeChargeStatus.POSTED)
+    def mark_posted(self) -> None:
+        pass
+
+    @transition(field=status, source=FeeChargeStatus.PENDING, target=FeeChargeStatus.VOIDED)
+    def mark_voided(self) -> None:
+        pass
+
+    @transition(field=status, source=FeeChargeStatus.POSTED, target=FeeChargeStatus.REVERSED)
+    def mark_reversed(self) -> None:
+        pass

@@ -17,6 +17,7 @@ from typing import Any
 from django.conf import settings
 from django.db.models import Q
 from django.utils import timezone
+from simple_history.utils import bulk_create_with_history
 
 from settlement.choices import Leg as LegKind
 from settlement.models import Asset, FeeCharge, FeeRule, Participant, SettlementInstruction
@@ -108,7 +109,7 @@ def fees_hold(*, instruction: SettlementInstruction) -> Decimal:
         quotes = fee_quotes(
             payer=instruction.payer, payee=instruction.payee, asset=instruction.asset, amount=instruction.amount
         )
-        existing = FeeCharge.objects.bulk_create(
+        existing = bulk_create_with_history(
             [
                 FeeCharge(
                     instruction=instruction,
@@ -126,7 +127,9 @@ def fees_hold(*, instruction: SettlementInstruction) -> Decimal:
                 )
                 for q in quotes
                 if q.fee > 0
-            ]
+            ],
+            FeeCharge,
+            default_change_reason=f"computed when {instruction} was locked",
         )
     return sum((c.fee for c in existing if c.party == FeeParty.PAYER), Decimal(0))
 
@@ -198,17 +201,31 @@ def netted_fees_pending(ni: Any) -> list[FeeCharge]:
     )
 
 
-def fee_charges_mark(*, charges: list[FeeCharge], status: str, journal: Any = None) -> None:
-    """Move charges to ``status``; ``journal`` is the one that posted them, or for a reversal the
-    one that returned them."""
+def fee_charges_mark(*, charges: list[FeeCharge], status: str, actor: Any, reason: str, journal: Any = None) -> None:
+    """Move charges to ``status`` by their django-fsm transitions (history and transition log,
+    with actor and reason); ``journal`` is the one that posted them, or for a reversal the one
+    that returned them. Runs after the caller's ledger work (accounts before the log head)."""
+    from settlement.services.audit import transition_log_append, transition_run
+
     if not charges:
         return
-    fields: dict[str, Any] = {"status": status}
-    if journal is not None and status == FeeChargeStatus.REVERSED:
-        fields.update(reversal_journal=journal)
-    elif journal is not None:
-        fields.update(journal=journal, posted_at=timezone.now())
-    FeeCharge.objects.filter(pk__in=[c.pk for c in charges]).update(**fields)
+    entries = []
+    for charge in charges:
+        charge = FeeCharge.objects.select_for_update().get(pk=charge.pk)
+        method = {
+            FeeChargeStatus.POSTED: charge.mark_posted,
+            FeeChargeStatus.VOIDED: charge.mark_voided,
+            FeeChargeStatus.REVERSED: charge.mark_reversed,
+        }[status]
+        if journal is not None and status == FeeChargeStatus.REVERSED:
+            charge.reversal_journal = journal
+        elif journal is not None:
+            charge.journal, charge.posted_at = journal, timezone.now()
+        metadata = {"fee": str(charge.fee), "journal": journal.pk if journal is not None else None}
+        entries.append(
+            transition_run(charge, method, entity="feecharge", actor=actor, reason=reason, metadata=metadata, log=False)
+        )
+    transition_log_append(entries=entries, actor=actor)
 
 
 def lock_post_with_fees(
@@ -229,7 +246,7 @@ def lock_post_with_fees(
     )
     if charges:
         journal = Journal.objects.get(reference=f"{lock.reference}:{JournalKind.POST}")
-        fee_charges_mark(charges=charges, status=FeeChargeStatus.POSTED, journal=journal)
+        fee_charges_mark(charges=charges, status=FeeChargeStatus.POSTED, journal=journal, actor=actor, reason=reason)
     return total
 
 
@@ -319,5 +336,7 @@ def bank_charge_pass_on(*, ni: Any, fee: Decimal, external_key: str, source: str
                 dedupe_key=f"bank-charges-short:{external_key}"[:255],
             )
             return ChargeOutcome.SHORT
-        fee_charges_mark(charges=[charge], status=FeeChargeStatus.POSTED, journal=journal)
+        fee_charges_mark(
+            charges=[charge], status=FeeChargeStatus.POSTED, journal=journal, actor=actor, reason=f"passed on: {source}"
+        )
         return ChargeOutcome.POSTED

@@ -154,7 +154,7 @@ def _void_if_pending(instruction: SettlementInstruction, *, actor: Actor, reason
     for lock in (instruction.lock, instruction.fee_lock):
         if lock is not None and lock.status == LockStatus.PENDING:
             ledger_void(lock=lock, actor=actor, reason=reason)
-    fee_charges_mark(charges=fees_pending(instruction), status=FeeChargeStatus.VOIDED)
+    fee_charges_mark(charges=fees_pending(instruction), status=FeeChargeStatus.VOIDED, actor=actor, reason=reason)
 
 
 def instruction_fail(
@@ -243,6 +243,8 @@ def instruction_reverse(*, instruction: SettlementInstruction, actor: Actor, rea
         fee_charges_mark(
             charges=charges,
             status=FeeChargeStatus.REVERSED,
+            actor=actor,
+            reason=f"reversed with {instruction}: {reason}",
             journal=Journal.objects.get(reference=f"{compensation.reference}:{JournalKind.POST}") if charges else None,
         )
         return _apply(

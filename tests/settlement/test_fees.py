@@ -9,7 +9,7 @@ from decimal import Decimal
 import pytest
 from django.utils import timezone
 
-from settlement.models import FeeCharge, FeeRule, Journal, Posting
+from settlement.models import FeeCharge, FeeRule, Journal, Posting, TransitionLog
 from settlement.services.fees import fee_compute, fee_quotes, fee_revenue_account, fee_rule_for
 from settlement.services.instructions import instruction_fail, instruction_lock, trade_reverse, trade_settle_internal
 from settlement.services.ledger import account_for
@@ -110,6 +110,17 @@ def test_fees_post_in_the_settlement_journal_and_reverse_with_it(market, usd, al
     reversal = Journal.objects.get(reference=f"{payment.reference}:reversal:post")
     legs = [(p.account_id, p.amount) for p in Posting.objects.filter(journal=reversal)]
     assert sum(amount for _, amount in legs) == 0 and (revenue.pk, Decimal("-2.50")) in legs
+    # every change of a charge is audited: history (created, posted, reversed) and the transition log
+    payer_charge = charges[1]
+    assert payer_charge.history.count() == 3
+    assert list(payer_charge.history.values_list("status", flat=True).order_by("history_id")) == [
+        "pending", "posted", "reversed",
+    ]  # fmt: skip
+    log = TransitionLog.objects.filter(entity_type="feecharge", entity_id=payer_charge.pk).order_by("id")
+    assert [(e.from_status, e.to_status) for e in log] == [("pending", "posted"), ("posted", "reversed")]
+    assert "busted" in log.last().reason
+    with pytest.raises(AttributeError):
+        payer_charge.status = "posted"  # only by its transitions
 
 
 def test_a_failed_attempt_voids_its_fees_and_releases_them(market, usd, alice, bob):
