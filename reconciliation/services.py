@@ -137,12 +137,14 @@ def chain_transactions_fetch(*, chain: str, actor: Actor = RECON, max_blocks: in
 
 
 def chain_lists_fetch(*, actor: Actor = RECON) -> dict[str, int]:
-    """Every configured chain's new transactions (a chain that cannot be reached is logged and
-    tried again next time; what was not imported stays behind the scan position)."""
+    """The new transactions of every chain reconciled against its list (``CLEARHOUSE_RECON_CHAIN_LISTS``
+    among the configured rails, the chains whose transfers the run expects to find; a chain that
+    cannot be reached is logged and tried again next time: what was not imported stays behind
+    the scan position)."""
     from rails.base import RailTransientError
 
     created = {}
-    for chain in settings.CLEARHOUSE_CHAIN_RAILS:
+    for chain in [c for c in settings.CLEARHOUSE_RECON_CHAIN_LISTS if c in settings.CLEARHOUSE_CHAIN_RAILS]:
         try:
             outcome = chain_transactions_fetch(chain=chain, actor=actor)
         except RailTransientError as exc:

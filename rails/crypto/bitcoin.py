@@ -207,6 +207,47 @@ class BitcoinRail(BaseUnits):
                 return True
         return False
 
+    def head(self) -> int:
+        return int(self.rpc("getblockcount"))
+
+    def transactions(self, *, addresses: set[str], first_block: int, last_block: int) -> list[dict[str, Any]]:
+        """Every transaction of blocks ``first_block..last_block`` that spends from or pays to one
+        of ``addresses``: the chain's own list, for reconciliation (``getblock`` verbosity 3, which
+        carries each input's prevout). In the UTXO model a transfer from our wallet is the value
+        it pays to other addresses (its change and fee excluded), ``from`` the first of our
+        addresses among its inputs; a payment in is what it pays to the first of our addresses."""
+        ours = {a.lower() for a in addresses}
+        head = self.head()
+        found = []
+        for height in range(max(first_block, 1), last_block + 1):
+            block = self.rpc("getblock", self.rpc("getblockhash", height), 3)
+            for tx in block["tx"]:
+                spenders = [(vin.get("prevout") or {}).get("scriptPubKey", {}).get("address", "") for vin in tx["vin"]]
+                outputs = [(o["scriptPubKey"].get("address", ""), Decimal(str(o["value"]))) for o in tx["vout"]]
+                sender = next((a for a in spenders if a.lower() in ours), "")
+                if sender:
+                    paid = [(a, v) for a, v in outputs if a != sender]
+                    receiver, amount = (paid[0][0] if paid else sender), sum((v for _, v in paid), Decimal(0))
+                else:
+                    receiver = next((a for a, _ in outputs if a.lower() in ours), "")
+                    if not receiver:
+                        continue
+                    amount = sum((v for a, v in outputs if a == receiver), Decimal(0))
+                    sender = next((a for a in spenders if a), "")
+                found.append(
+                    {
+                        "tx_hash": tx["txid"],
+                        "from": sender,
+                        "to": receiver,
+                        "amount": amount,
+                        "block": height,
+                        "confirmations": head - height + 1,
+                        "timestamp": int(block.get("time") or 0),
+                        "succeeded": True,  # a mined Bitcoin transaction cannot revert
+                    }
+                )
+        return found
+
     def balance(self, address: str) -> Decimal:
         unspent = self.rpc("listunspent", 0, 9_999_999, [address])
         return sum((Decimal(str(u["amount"])) for u in unspent), Decimal(0))

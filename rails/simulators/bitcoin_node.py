@@ -9,7 +9,8 @@ per accepted transaction, like anvil) or with ``sim_mine``.
 
 RPCs with bitcoind's names and shapes: ``sendrawtransaction``, ``getrawtransaction`` (verbose 1/2;
 2 includes ``fee``), ``getblockcount``, ``gettxout``, ``gettransaction``, ``listunspent``,
-``estimatesmartfee``, ``getblockchaininfo``. Test/demo controls: ``sim_fund``, ``sim_mine``,
+``estimatesmartfee``, ``getblockchaininfo``, ``getblockhash``, ``getblock`` (verbosity 1-3; 3 with
+each input's prevout). Test/demo controls: ``sim_fund``, ``sim_mine``,
 ``sim_reorg``, ``sim_inject``, ``sim_clear``, ``sim_automine``.
 
 Extra fault switches: ``double_spend`` (before our transaction arrives, another transaction
@@ -22,6 +23,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import time
 from dataclasses import dataclass, field
 from decimal import Decimal
 
@@ -64,6 +66,15 @@ def _btc(sats: int) -> Decimal:
     return (Decimal(sats) / COIN).quantize(Decimal("0.00000001"))
 
 
+def _script(script: bytes) -> dict:
+    """A scriptPubKey as bitcoind decodes it: hex, and the address when it pays one."""
+    try:
+        address = str(CBitcoinAddress.from_scriptPubKey(CScript(script)))
+    except Exception:  # not a standard address script
+        return {"hex": script.hex()}
+    return {"hex": script.hex(), "address": address}
+
+
 class BitcoinNodeSimulator(JsonRpcSimulator):
     FAULTS = (*COMMON_FAULTS, "double_spend")
     SEND_METHODS = ("sendrawtransaction",)
@@ -75,6 +86,7 @@ class BitcoinNodeSimulator(JsonRpcSimulator):
         self.state = _State()
         self.utxos: dict[Outpoint, tuple[int, bytes]] = {}
         self.spent_by: dict[Outpoint, str] = {}
+        self.block_times: dict[int, int] = {}  # height -> unix time it was mined
 
     # --- bookkeeping -----------------------------------------------------------------------------
     def _apply(self, tx: _Tx) -> None:
@@ -94,6 +106,7 @@ class BitcoinNodeSimulator(JsonRpcSimulator):
             for txid in self.state.mempool:
                 self.state.txs[txid].height = height
             self.state.blocks.append(list(self.state.mempool))
+            self.block_times[height] = int(time.time())
             self.state.mempool.clear()
             hashes.append(self._block_hash(height))
         return hashes
@@ -194,6 +207,40 @@ class BitcoinNodeSimulator(JsonRpcSimulator):
         if tx is None:
             raise RpcError(-5, "Invalid or non-wallet transaction id")
         return self._verbose(tx, 2) | {"amount": _btc(sum(v for v, _ in tx.outputs))}
+
+    def rpc_getblockhash(self, height: int) -> str:
+        if not 1 <= int(height) <= self._height():
+            raise RpcError(-8, "Block height out of range")
+        return self._block_hash(int(height))
+
+    def rpc_getblock(self, blockhash: str, verbosity: int = 1) -> object:
+        """bitcoind's block: txids (1), or decoded transactions (2), with each input's prevout
+        (3: value and scriptPubKey with its address, as Bitcoin Core 23+ reports it)."""
+        height = next((h for h in range(1, self._height() + 1) if self._block_hash(h) == blockhash), None)
+        if height is None:
+            raise RpcError(-5, "Block not found")
+        txids = self.state.blocks[height - 1]
+        block = {
+            "hash": blockhash,
+            "height": height,
+            "confirmations": self._height() - height + 1,
+            "time": self.block_times.get(height, 0),
+            "nTx": len(txids),
+        }
+        if int(verbosity) < 2:
+            return block | {"tx": list(txids)}
+        return block | {"tx": [self._decoded(self.state.txs[txid], int(verbosity)) for txid in txids]}
+
+    def _decoded(self, tx: _Tx, verbosity: int) -> dict:
+        vin = []
+        for prev_txid, index in tx.inputs:
+            entry: dict = {"txid": prev_txid, "vout": index}
+            if verbosity >= 3 and (prev_txid, index) in self.utxos:
+                value, script = self.utxos[(prev_txid, index)]
+                entry["prevout"] = {"value": _btc(value), "scriptPubKey": _script(script)}
+            vin.append(entry)
+        vout = [{"value": _btc(v), "n": n, "scriptPubKey": _script(script)} for n, (v, script) in enumerate(tx.outputs)]
+        return {"txid": tx.txid, "hash": tx.txid, "fee": _btc(tx.fee), "vin": vin, "vout": vout}
 
     def rpc_gettxout(self, txid: str, n: int, include_mempool: bool = True) -> dict | None:
         outpoint = (txid, int(n))

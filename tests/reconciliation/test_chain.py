@@ -1,5 +1,5 @@
-"""The chain as an external source: the Ethereum rail lists the final blocks' transactions of our
-wallets, each page is imported once, and the run matches them against the chain transfers and
+"""The chain as an external source: the Ethereum and Bitcoin rails list the final blocks'
+transactions of our wallets, each page is imported once, and the run matches them against the chain transfers and
 the deposits the ledger credited, by transaction hash."""
 
 from __future__ import annotations
@@ -11,10 +11,12 @@ import pytest
 from reconciliation.engine import reconciliation_run
 from reconciliation.models import Break, ChainScan, ExternalRecord, ImportedFile, Source
 from reconciliation.services import chain_transactions_fetch
+from settlement.choices import Chain
 from settlement.models import ChainTransfer
 from settlement.models.pipeline import TransferStatus
 from settlement.tasks import crypto_advance_task, crypto_check_task
 from tests.crypto.conftest import chain, eth, eth_usd, funded  # noqa: F401 - fixtures
+from tests.crypto.test_btc_sol import coin, settle_waiting  # noqa: F401 - fixture
 from tests.crypto.test_pipeline import make_trade
 from tests.factories import ACTOR
 
@@ -62,3 +64,36 @@ def test_chain_lists_are_imported_once_and_matched_by_hash(funded, chain, eth, e
     files = ImportedFile.objects.filter(source=Source.CHAIN).count()
     assert chain_transactions_fetch(chain="ethereum", actor=ACTOR) is None
     assert ImportedFile.objects.filter(source=Source.CHAIN).count() == files == 2
+
+
+@pytest.mark.parametrize("coin", [Chain.BITCOIN], indirect=True)
+def test_bitcoin_lists_its_transactions_from_the_utxo_set_and_they_match(coin, settings):  # noqa: F811
+    """In the UTXO model a delivery spends the sender's outputs and pays the receiver plus change
+    back: the list shows the sender's debit of what the receiver got (change and fee excluded)."""
+    settings.CLEARHOUSE_RECON_CHAIN_LISTS = ["bitcoin"]
+    trade = coin.trade(quantity="1.5", external_id="BTC-R1")
+    crypto_advance_task(trade_ids=[trade.pk])
+    settle_waiting(coin)
+    transfer = ChainTransfer.objects.get()
+    assert transfer.status == TransferStatus.CONFIRMED
+
+    first = chain_transactions_fetch(chain="bitcoin", actor=ACTOR)
+    assert first is not None and first.created == 3  # two funding deposits and the delivery
+    delivery = ExternalRecord.objects.get(source=Source.CHAIN, reference=transfer.tx_hash)
+    bob, alice = coin.wallets["BOB"].address, coin.wallets["ALICE"].address
+    assert (delivery.account, delivery.counterparty, delivery.amount) == (bob, alice, Decimal("-1.5"))
+    deposits = ExternalRecord.objects.filter(source=Source.CHAIN).exclude(pk=delivery.pk)
+    assert sorted((r.account, r.amount) for r in deposits) == sorted([(bob, Decimal("10")), (alice, Decimal("1"))])
+    assert chain_transactions_fetch(chain="bitcoin", actor=ACTOR) is None  # nothing new is final yet
+
+    clean = reconciliation_run(actor=ACTOR)
+    assert clean.totals["breaks"] == {} and clean.totals["matched"] == 3
+
+    # value paid to our wallet that nobody credited on the ledger is unexpected
+    coin.sim.call("sim_fund", [alice, "0.2"])
+    coin.mine(2)
+    assert chain_transactions_fetch(chain="bitcoin", actor=ACTOR).created == 1
+    run = reconciliation_run(actor=ACTOR)
+    (found,) = Break.objects.all()
+    assert (found.kind, found.account, found.found) == ("unexpected", alice, Decimal("0.2"))
+    assert run.totals["matched"] == 3
