@@ -902,7 +902,7 @@ class FeeRuleAdmin(HistoryAdmin):
 
 
 @admin.register(FeeCharge)
-class FeeChargeAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+class FeeChargeAdmin(ReadOnlyAdminMixin, HistoryAdmin):
     """Every fee and pass-through cost charged: on a gross instruction or a netted payment, with
     the rule or the bank booking / transaction it came from and the journal that posted it. A
     pass-through charge left pending is waiting for the participant's funds (see the alerts)."""

@@ -22,6 +22,7 @@ IMMUTABLE = {
     ("settlement", "posting"),
     ("settlement", "ledgeraccount"),
     ("settlement", "ledgerlock"),
+    ("settlement", "feecharge"),
     ("settlement", "transitionlog"),
     ("settlement", "transitionloghead"),
     ("reconciliation", "externalrecord"),

@@ -162,7 +162,8 @@ def test_rejected_requests_change_nothing_and_reversals_apply_on_approval(people
 def test_auditor_sees_everything_and_changes_nothing(people, failed_leg):
     auditor = login(people["auditor"])
     for name in ("settlement_settlementinstruction", "settlement_journal", "settlement_transitionlog",
-                 "settlement_approvalrequest", "netting_nettedinstruction", "reconciliation_break",
+                 "settlement_approvalrequest", "settlement_feecharge", "netting_nettedinstruction",
+                 "reconciliation_break",
                  "django_celery_beat_periodictask"):  # fmt: skip
         assert auditor.get(reverse(f"admin:{name}_changelist")).status_code == 200, name
     history = reverse("admin:settlement_settlementinstruction_history", args=[failed_leg.pk])
