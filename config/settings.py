@@ -303,9 +303,9 @@ CLEARHOUSE_RECON_FEE_SCHEDULE = {"USD": "25.00", "EUR": "20.00", "GBP": "20.00"}
 # missing once the grace period has passed after that.
 CLEARHOUSE_RECON_COMPLETION = {"ach": 1, "wire": 0, "sepa": 0, "swift": 1, "custody": 0, "chain_minutes": 60}
 CLEARHOUSE_RECON_GRACE_MINUTES = int(os.environ.get("CLEARHOUSE_RECON_GRACE_MINUTES", "120"))
-# Chains whose transaction lists are imported and reconciled (their rail lists a block range's
-# transactions; Solana's cannot yet).
-CLEARHOUSE_RECON_CHAIN_LISTS = ["ethereum", "bitcoin"]
+# Chains whose transaction lists are imported and reconciled (their rail lists a block or slot
+# range's transactions of our wallets).
+CLEARHOUSE_RECON_CHAIN_LISTS = ["ethereum", "bitcoin", "solana"]
 # Matching lines that carry no usable reference: same account and asset, same counterparty where
 # both sides name one, amount within this much, value date within this many business days of
 # the asset's calendar; paired one-to-one, closest first.

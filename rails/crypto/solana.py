@@ -17,6 +17,7 @@ Fees are the base fee per signature (no priority fee is added); the amount is fi
 
 from __future__ import annotations
 
+import json
 from decimal import Decimal
 from typing import Any
 
@@ -167,6 +168,63 @@ class SolanaRail(BaseUnits):
 
     def balance(self, address: str) -> Decimal:
         return self.from_base_units(int(self.rpc(GetBalance(Pubkey.from_string(address)))["value"]))
+
+    def _call(self, method: str, *params: Any) -> Any:
+        body = json.dumps({"jsonrpc": "2.0", "id": 1, "method": method, "params": list(params)})
+        try:
+            return self.rpc(body)
+        except _RpcFailure as exc:
+            raise RailUnavailable(f"solana node: {method}: {exc.message}") from exc
+
+    def head(self) -> int:
+        return int(self._call("getSlot"))
+
+    def transactions(self, *, addresses: set[str], first_block: int, last_block: int) -> list[dict[str, Any]]:
+        """Every transaction of slots ``first_block..last_block`` that involves one of
+        ``addresses``: the chain's own list, for reconciliation (``getSignaturesForAddress`` per
+        wallet, then ``getTransaction``). Amounts come from the balance changes: a transfer from
+        our wallet is what the other accounts gained (its fee excluded), ``from`` the fee payer; a
+        payment in is what our first credited wallet gained. A failed transaction moved nothing
+        but its fee (amount 0, ``succeeded`` false)."""
+        ours = set(addresses)
+        head = self.head()
+        signatures: dict[str, int] = {}
+        for address in sorted(ours):
+            for entry in self._call("getSignaturesForAddress", address, {"limit": 1000}) or []:
+                if first_block <= int(entry["slot"]) <= last_block:
+                    signatures[entry["signature"]] = int(entry["slot"])
+        found = []
+        for signature, slot in sorted(signatures.items(), key=lambda item: (item[1], item[0])):
+            tx = self._call("getTransaction", signature, {"encoding": "json", "commitment": "confirmed"})
+            if tx is None:
+                continue  # rolled back since it was listed: the next scan will not see it either
+            keys = list(tx["transaction"]["message"]["accountKeys"])
+            meta = tx["meta"]
+            gained = [post - pre for pre, post in zip(meta["preBalances"], meta["postBalances"], strict=True)]
+            succeeded = meta.get("err") is None
+            payer = keys[0] if len(keys) > 1 else ""
+            if payer in ours:
+                others = [(k, g) for k, g in zip(keys, gained, strict=True) if k != payer and g > 0]
+                receiver = others[0][0] if others else (keys[1] if len(keys) > 1 else "")
+                sender, lamports = payer, sum(g for _, g in others)
+            else:
+                credited = [(k, g) for k, g in zip(keys, gained, strict=True) if k in ours and g > 0]
+                if not credited:
+                    continue
+                (receiver, lamports), sender = credited[0], payer
+            found.append(
+                {
+                    "tx_hash": signature,
+                    "from": sender,
+                    "to": receiver,
+                    "amount": self.from_base_units(lamports if succeeded else 0),
+                    "block": slot,
+                    "confirmations": head - slot + 1,
+                    "timestamp": int(tx.get("blockTime") or 0),
+                    "succeeded": succeeded,
+                }
+            )
+        return found
 
 
 class _RpcFailure(Exception):

@@ -8,7 +8,8 @@ simulated: there is no cluster, no leader schedule and no gossip; every accepted
 lands in its own slot, and the recent blockhash stays valid until it is expired on purpose.
 
 RPCs with Solana's names and shapes: ``sendTransaction`` (base64), ``getSignatureStatuses``,
-``getLatestBlockhash``, ``isBlockhashValid``, ``getBalance``, ``getSlot``, ``getFeeForMessage``.
+``getLatestBlockhash``, ``isBlockhashValid``, ``getBalance``, ``getSlot``, ``getFeeForMessage``,
+``getSignaturesForAddress``, ``getTransaction`` (json: account keys, pre/post balances, fee).
 Controls: ``sim_fund``, ``sim_expire_blockhash``, ``sim_reorg``, ``sim_advance``, ``sim_inject``.
 
 Extra fault switches: ``double_spend`` (just before our transaction lands, someone holding the
@@ -20,7 +21,8 @@ fee still charged: the account-model shape of spending the same funds twice) and
 from __future__ import annotations
 
 import base64
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, field
 from decimal import Decimal
 
 from solders.account import Account
@@ -44,6 +46,12 @@ class _Landed:
     slot: int
     err: str | None
     before: list[tuple[Pubkey, Account | None]]  # account states before it ran (for reorgs)
+    # what getTransaction reports: account keys with their balances before and after, the fee
+    keys: list[str] = field(default_factory=list)
+    pre: list[int] = field(default_factory=list)
+    post: list[int] = field(default_factory=list)
+    fee: int = 0
+    block_time: int = 0
 
 
 class SolanaNodeSimulator(JsonRpcSimulator):
@@ -58,6 +66,7 @@ class SolanaNodeSimulator(JsonRpcSimulator):
         self.svm.warp_to_slot(self.slot)
         self.landed: dict[str, _Landed] = {}
         self.order: list[str] = []
+        self.airdrops: dict[str, _Landed] = {}  # sim_fund credits, listed like transactions
         self.attacker = Keypair()
 
     def _context(self) -> dict:
@@ -80,7 +89,17 @@ class SolanaNodeSimulator(JsonRpcSimulator):
             if any(m in err for m in ("InsufficientFundsForFee", "AccountNotFound")):
                 return _NOT_LANDED  # the fee payer cannot pay: the cluster drops it, nothing lands
         self._advance()
-        landed = _Landed(signature=str(tx.signatures[0]), slot=self.slot - 1, err=err, before=before)
+        landed = _Landed(
+            signature=str(tx.signatures[0]),
+            slot=self.slot - 1,
+            err=err,
+            before=before,
+            keys=[str(key) for key in keys],
+            pre=[account.lamports if account is not None else 0 for _, account in before],
+            post=[int(self.svm.get_balance(key) or 0) for key in keys],
+            fee=FEE_PER_SIGNATURE * len(tx.signatures),
+            block_time=int(time.time()),
+        )
         self.landed[landed.signature] = landed
         self.order.append(landed.signature)
         return landed
@@ -159,9 +178,42 @@ class SolanaNodeSimulator(JsonRpcSimulator):
     # --- simulator controls ------------------------------------------------------------------------
     def rpc_sim_fund(self, pubkey: str, sol: Decimal | str) -> str:
         lamports = int(Decimal(str(sol)) * LAMPORTS)
+        before = int(self.svm.get_balance(Pubkey.from_string(pubkey)) or 0)
         self.svm.airdrop(Pubkey.from_string(pubkey), lamports)
         self._advance()
-        return f"airdrop:{pubkey}:{lamports}:{self.slot}"
+        signature = f"airdrop:{pubkey}:{lamports}:{self.slot}"
+        self.airdrops[signature] = _Landed(
+            signature=signature, slot=self.slot - 1, err=None, before=[], keys=[pubkey], pre=[before],
+            post=[before + lamports], block_time=int(time.time()),
+        )  # fmt: skip
+        return signature
+
+    def rpc_getSignaturesForAddress(self, address: str, config: dict | None = None) -> list[dict]:
+        """Newest first, at most ``limit`` (default 1,000), as a validator lists them."""
+        limit = int((config or {}).get("limit") or 1000)
+        found = [t for t in [*self.landed.values(), *self.airdrops.values()] if address in t.keys]
+        found.sort(key=lambda t: t.slot, reverse=True)
+        return [
+            {
+                "signature": t.signature,
+                "slot": t.slot,
+                "err": t.err,
+                "blockTime": t.block_time,
+                "confirmationStatus": "finalized" if self.slot - t.slot >= FINALIZED_AFTER else "confirmed",
+            }
+            for t in found[:limit]
+        ]
+
+    def rpc_getTransaction(self, signature: str, config: dict | None = None) -> dict | None:
+        t = self.landed.get(signature) or self.airdrops.get(signature)
+        if t is None:
+            return None
+        return {
+            "slot": t.slot,
+            "blockTime": t.block_time,
+            "meta": {"err": t.err, "fee": t.fee, "preBalances": t.pre, "postBalances": t.post},
+            "transaction": {"signatures": [t.signature], "message": {"accountKeys": t.keys}},
+        }
 
     def rpc_sim_expire_blockhash(self) -> str:
         self.svm.expire_blockhash()

@@ -1,5 +1,5 @@
 """The chain as an external source: the Ethereum and Bitcoin rails list the final blocks'
-transactions of our wallets, each page is imported once, and the run matches them against the chain transfers and
+transactions of our wallets (Solana: each wallet's signatures), each page is imported once, and the run matches them against the chain transfers and
 the deposits the ledger credited, by transaction hash."""
 
 from __future__ import annotations
@@ -66,25 +66,26 @@ def test_chain_lists_are_imported_once_and_matched_by_hash(funded, chain, eth, e
     assert ImportedFile.objects.filter(source=Source.CHAIN).count() == files == 2
 
 
-@pytest.mark.parametrize("coin", [Chain.BITCOIN], indirect=True)
-def test_bitcoin_lists_its_transactions_from_the_utxo_set_and_they_match(coin, settings):  # noqa: F811
-    """In the UTXO model a delivery spends the sender's outputs and pays the receiver plus change
-    back: the list shows the sender's debit of what the receiver got (change and fee excluded)."""
-    settings.CLEARHOUSE_RECON_CHAIN_LISTS = ["bitcoin"]
-    trade = coin.trade(quantity="1.5", external_id="BTC-R1")
+@pytest.mark.parametrize("coin", [Chain.BITCOIN, Chain.SOLANA], indirect=True)
+def test_bitcoin_and_solana_list_their_transactions_and_they_match(coin, settings):  # noqa: F811
+    """Bitcoin (UTXO model): a delivery spends the sender's outputs and pays the receiver plus
+    change back. Solana (accounts): the balances move by the transfer and the fee. Either way the
+    list shows the sender's debit of what the receiver got, the fee excluded."""
+    settings.CLEARHOUSE_RECON_CHAIN_LISTS = [coin.chain]
+    trade = coin.trade(quantity="1.5", external_id=f"{coin.chain}-R1")
     crypto_advance_task(trade_ids=[trade.pk])
     settle_waiting(coin)
     transfer = ChainTransfer.objects.get()
     assert transfer.status == TransferStatus.CONFIRMED
 
-    first = chain_transactions_fetch(chain="bitcoin", actor=ACTOR)
+    first = chain_transactions_fetch(chain=coin.chain, actor=ACTOR)
     assert first is not None and first.created == 3  # two funding deposits and the delivery
     delivery = ExternalRecord.objects.get(source=Source.CHAIN, reference=transfer.tx_hash)
     bob, alice = coin.wallets["BOB"].address, coin.wallets["ALICE"].address
     assert (delivery.account, delivery.counterparty, delivery.amount) == (bob, alice, Decimal("-1.5"))
     deposits = ExternalRecord.objects.filter(source=Source.CHAIN).exclude(pk=delivery.pk)
     assert sorted((r.account, r.amount) for r in deposits) == sorted([(bob, Decimal("10")), (alice, Decimal("1"))])
-    assert chain_transactions_fetch(chain="bitcoin", actor=ACTOR) is None  # nothing new is final yet
+    assert chain_transactions_fetch(chain=coin.chain, actor=ACTOR) is None  # nothing new is final yet
 
     clean = reconciliation_run(actor=ACTOR)
     assert clean.totals["breaks"] == {} and clean.totals["matched"] == 3
@@ -92,7 +93,7 @@ def test_bitcoin_lists_its_transactions_from_the_utxo_set_and_they_match(coin, s
     # value paid to our wallet that nobody credited on the ledger is unexpected
     coin.sim.call("sim_fund", [alice, "0.2"])
     coin.mine(2)
-    assert chain_transactions_fetch(chain="bitcoin", actor=ACTOR).created == 1
+    assert chain_transactions_fetch(chain=coin.chain, actor=ACTOR).created == 1
     run = reconciliation_run(actor=ACTOR)
     (found,) = Break.objects.all()
     assert (found.kind, found.account, found.found) == ("unexpected", alice, Decimal("0.2"))
