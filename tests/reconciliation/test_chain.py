@@ -1,6 +1,7 @@
-"""The chain as an external source: the Ethereum and Bitcoin rails list the final blocks'
-transactions of our wallets (Solana: each wallet's signatures), each page is imported once, and the run matches them against the chain transfers and
-the deposits the ledger credited, by transaction hash."""
+"""The chain as an external source: each rail lists the final blocks' (slots') transactions of
+our wallets (Ethereum and Bitcoin by block, Solana by each wallet's signatures), each page is
+imported once, and the run matches them against the chain transfers and the deposits the
+ledger credited, by transaction hash."""
 
 from __future__ import annotations
 
