@@ -113,3 +113,26 @@ def balances(parties: list[Participant], assets: list[Asset]) -> dict[tuple[str,
             account = LedgerAccount.objects.filter(owner=party, asset=asset, kind="available").first()
             result[(party.code, asset.code)] = account.balance if account else Decimal(0)
     return result
+
+
+def trades_settle(market: FiatMarket, rows: list[tuple[Any, Any, str, str]], *, source: str) -> date:
+    """Ingest AAPL/USD trades (buyer, seller, quantity, price), close the open windows, let the
+    pipeline send, and settle their day at the networks; returns that settlement date."""
+    from netting.models import NettingWindow, WindowStatus
+    from netting.services import window_close
+    from settlement.services.trades import TradeInput, trades_ingest
+    from tests.factories import ACTOR
+
+    trades_ingest(
+        items=[
+            TradeInput(source, f"{source}-{n}", market.aapl_usd, buyer, seller, Decimal(q), Decimal(px), timezone.now())
+            for n, (buyer, seller, q, px) in enumerate(rows)
+        ],
+        actor=ACTOR,
+    )
+    for window in NettingWindow.objects.filter(status=WindowStatus.OPEN):
+        window_close(window=window, actor=ACTOR)
+    pump()
+    day = NettedInstruction.objects.values_list("settlement_date", flat=True).first()
+    settle_day(market, day)
+    return day

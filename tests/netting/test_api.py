@@ -4,19 +4,13 @@ payments."""
 
 from __future__ import annotations
 
-from decimal import Decimal
-
 import pytest
-from django.utils import timezone
 
-from netting.models import Direction, NettedInstruction, NettingWindow, RailAttempt, WindowStatus
-from netting.services import window_close
+from netting.models import Direction, NettedInstruction, RailAttempt
 from settlement.models import SettlementInstruction
-from settlement.services.trades import TradeInput, trades_ingest
 from tests import factories
 from tests.conftest import token_client
-from tests.factories import ACTOR
-from tests.netting.conftest import FiatMarket, pump, settle_day
+from tests.netting.conftest import FiatMarket, trades_settle
 
 pytestmark = pytest.mark.django_db
 
@@ -24,17 +18,7 @@ pytestmark = pytest.mark.django_db
 def test_net_payments_and_windows_over_the_api(fiat_market: FiatMarket, staff_user):
     m = fiat_market
     p = m.parties
-    trades_ingest(
-        items=[
-            TradeInput("api", f"A{n}", m.aapl_usd, buyer, seller, Decimal(q), Decimal(px), timezone.now())
-            for n, (buyer, seller, q, px) in enumerate([(p[0], p[1], "10", "100.00"), (p[2], p[1], "5", "50.00")])
-        ],
-        actor=ACTOR,
-    )
-    for window in NettingWindow.objects.filter(status=WindowStatus.OPEN):
-        window_close(window=window, actor=ACTOR)
-    pump()
-    settle_day(m, NettedInstruction.objects.values_list("settlement_date", flat=True).first())
+    trades_settle(m, [(p[0], p[1], "10", "100.00"), (p[2], p[1], "5", "50.00")], source="api")
 
     staff = token_client(staff_user, scopes=("read",))
     windows = staff.get("/api/v1/netting-windows/?status=closed").json()["results"]

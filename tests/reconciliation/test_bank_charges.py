@@ -12,8 +12,7 @@ from pathlib import Path
 import pytest
 from django.core.management import call_command
 
-from netting.models import Direction, NettedInstruction, NettingWindow, WindowStatus
-from netting.services import window_close
+from netting.models import Direction, NettedInstruction
 from rails.formats import iso20022
 from reconciliation.engine import reconciliation_run
 from reconciliation.models import ExternalRecord, Source
@@ -27,10 +26,9 @@ from settlement.daily_report import daily_report_build
 from settlement.models import FeeCharge, LedgerAccount, OpsAlert, Posting
 from settlement.services.fees import BANK_CHARGES
 from settlement.services.ledger import ledger_adjust, ledger_deposit, system_account_for
-from settlement.services.trades import TradeInput, trades_ingest
 from settlement.statements import statement_read
 from tests.factories import ACTOR
-from tests.netting.conftest import START, FiatMarket, fiat_market, pump, settle_day  # noqa: F401 - fixture
+from tests.netting.conftest import START, FiatMarket, fiat_market, trades_settle  # noqa: F401 - fixture
 
 pytestmark = pytest.mark.django_db
 
@@ -91,16 +89,7 @@ def _settle_one_trade(m: FiatMarket) -> tuple[NettedInstruction, date]:
     keeps a buffer at the bank for charges (they are taken on top of the payment)."""
     m.bank.control("set_charges", {"message_type": "pacs.008.001.08", "amount": str(WIRE_FEE)})
     m.bank.open_account(HOUSE_USD, currency="USD", balance="100.00")
-    p = m.parties
-    trades_ingest(
-        items=[TradeInput("bc", "BC1", m.aapl_usd, p[0], p[1], Decimal("10"), Decimal("100.00"), datetime.now(UTC))],
-        actor=ACTOR,
-    )
-    for window in NettingWindow.objects.filter(status=WindowStatus.OPEN):
-        window_close(window=window, actor=ACTOR)
-    pump()
-    day = NettedInstruction.objects.values_list("settlement_date", flat=True).first()
-    settle_day(m, day)
+    day = trades_settle(m, [(m.parties[0], m.parties[1], "10", "100.00")], source="bc")
     return NettedInstruction.objects.get(asset=m.usd, direction=Direction.PAY_OUT), day
 
 

@@ -9,18 +9,15 @@ from decimal import Decimal
 
 import pytest
 from django.db.models import F
-from django.utils import timezone
 
-from netting.models import NettedInstruction, NettingWindow, RailAttempt, WindowStatus
-from netting.services import window_close
+from netting.models import NettedInstruction, RailAttempt
 from reconciliation.engine import reconciliation_run
 from reconciliation.importers import external_import
 from reconciliation.models import Break, ExternalRecord, Source
 from reconciliation.services import rail_reports_record
-from settlement.services.trades import TradeInput, trades_ingest
 from tests.factories import ACTOR
 from tests.helpers import HOUSE_USD, assert_admin_pages_render, house_usd_credit
-from tests.netting.conftest import FiatMarket, fiat_market, pump, settle_day  # noqa: F401 - fixture
+from tests.netting.conftest import FiatMarket, fiat_market, trades_settle  # noqa: F401 - fixture
 
 pytestmark = pytest.mark.django_db
 
@@ -28,18 +25,7 @@ pytestmark = pytest.mark.django_db
 def test_a_day_with_four_faults_gives_exactly_four_breaks_once(fiat_market: FiatMarket):  # noqa: F811
     m = fiat_market
     p = m.parties
-    trades_ingest(
-        items=[
-            TradeInput("rec", f"R{n}", m.aapl_usd, buyer, seller, Decimal(q), Decimal(px), timezone.now())
-            for n, (buyer, seller, q, px) in enumerate([(p[0], p[1], "10", "100.00"), (p[2], p[3], "5", "50.00")])
-        ],
-        actor=ACTOR,
-    )
-    for window in NettingWindow.objects.filter(status=WindowStatus.OPEN):
-        window_close(window=window, actor=ACTOR)
-    pump()
-    day = NettedInstruction.objects.values_list("settlement_date", flat=True).first()
-    settle_day(m, day)
+    day = trades_settle(m, [(p[0], p[1], "10", "100.00"), (p[2], p[3], "5", "50.00")], source="rec")
     rail_reports_record()
     # measured after the rails' completion time (ACH: the value date's next day) has passed
     as_of = datetime.combine(day + timedelta(days=3), time(), UTC)
