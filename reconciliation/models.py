@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from django.conf import settings
 from django.db import models
+from django.db.models import Q
 from django_fsm import ConcurrentTransitionMixin, FSMField, transition
 from simple_history.models import HistoricalRecords
 
@@ -74,7 +75,11 @@ class ExternalRecord(models.Model):
         constraints = [
             models.UniqueConstraint(fields=["source", "natural_key"], name="recon_record_unique"),
         ]
-        indexes = [models.Index(fields=["asset_code", "value_date"], name="recon_record_asset_date_idx")]
+        indexes = [
+            models.Index(fields=["asset_code", "value_date"], name="recon_record_asset_date_idx"),
+            # the bank-charges sweep reads only the few bookings that carry charges
+            models.Index(fields=["natural_key"], condition=Q(charges__gt=0), name="recon_record_charged_idx"),
+        ]
 
     def __str__(self) -> str:
         return f"{self.source} {self.natural_key} {self.amount} {self.asset_code}"
