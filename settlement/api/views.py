@@ -24,8 +24,9 @@ from settlement.api.serializers import (
     TradeInputSerializer,
     TradeSerializer,
 )
-from settlement.choices import InstructionStatus, Leg
+from settlement.choices import AssetKind, InstructionStatus, Leg
 from settlement.models import LedgerAccount, SettlementInstruction, Trade
+from settlement.models.fees import FeeRail, SettlementType
 from settlement.services.trades import trades_ingest
 
 
@@ -198,7 +199,9 @@ class BalanceViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
 
 class FeePreviewView(viewsets.ViewSet):
     """``POST /api/v1/fees/preview/``: the fees a trade would be charged now, per party, with the
-    rule applied (nothing is stored). A read: the ``read`` scope suffices."""
+    rule applied (nothing is stored). A trade that settles through a netting window is charged on
+    the net payments instead; its quote is then ``indicative`` (as if it were the whole net
+    payment). A read: the ``read`` scope suffices."""
 
     required_scope = "read"
 
@@ -210,14 +213,27 @@ class FeePreviewView(viewsets.ViewSet):
         serializer = FeePreviewSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         data = serializer.validated_data
-        quote = data["instrument"].quote
+        instrument = data["instrument"]
+        quote = instrument.quote
         notional = quantize(data["quantity"] * data["price"], quote.precision)
-        quotes = fee_quotes(payer=data["buyer"], payee=data["seller"], asset=quote, amount=notional)
+        netted = not instrument.base.is_crypto_t0  # everything but T+0 crypto settles through a window
+        quotes = fee_quotes(
+            payer=data["buyer"],
+            payee=data["seller"],
+            asset=quote,
+            amount=notional,
+            rail=FeeRail.BANK if netted and quote.kind == AssetKind.FIAT else FeeRail.LEDGER,
+            settlement_type=SettlementType.NETTED if netted else SettlementType.GROSS,
+        )
         return Response(
             {
-                "symbol": data["instrument"].symbol,
+                "symbol": instrument.symbol,
                 "currency": quote.code,
                 "notional": format_amount(notional, quote.precision),
+                "settlement_type": SettlementType.NETTED if netted else SettlementType.GROSS,
+                # a netted trade is charged on its participants' net payments of the window: the
+                # quote is what this trade would cost if it were the whole net payment
+                "indicative": netted,
                 "fees": [
                     {
                         "party": q.party,

@@ -145,6 +145,14 @@ def test_fee_preview_and_the_breakdown_on_an_instruction(market, usd, alice, bob
     fees = {f["party"]: (f["fee"], f["rule"]) for f in preview.json()["fees"]}
     assert fees == {"payer": ("1.50", "buyers"), "payee": ("0.50", "sellers")}
     assert preview.json()["total"] == "2.00"
+    assert (preview.json()["settlement_type"], preview.json()["indicative"]) == ("gross", False)
+    # a trade that settles through a netting window is charged on the net payments: its quote
+    # uses the netted schedule and says it is indicative
+    rule(name="netted cash", settlement_type="netted", asset=usd, bps=Decimal("1"), minimum=Decimal("0.10"))
+    equity = factories.instrument(factories.aapl(), usd)
+    netted = client.post("/api/v1/fees/preview/", {**body, "symbol": equity.symbol, "quantity": "10"}, format="json")
+    assert (netted.json()["settlement_type"], netted.json()["indicative"]) == ("netted", True)
+    assert {f["party"]: (f["fee"], f["rule"]) for f in netted.json()["fees"]}["payer"] == ("3.00", "netted cash")
     for field, value in (("buyer", "NOBODY"), ("quantity", "-1"), ("symbol", "XXX/USD")):
         bad = client.post("/api/v1/fees/preview/", {**body, field: value}, format="json")
         assert bad.status_code == 400 and field in bad.json()["error"]["detail"], field
