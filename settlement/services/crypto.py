@@ -27,12 +27,11 @@ from django.utils import timezone
 from rails.base import RailError, RailRejected, RailTransientError
 from rails.base import TransferStatus as ChainStatus
 from rails.crypto.registry import chain_rail
-from settlement.choices import AssetKind, InstructionStatus, JournalKind, LockStatus
+from settlement.choices import AssetKind, InstructionStatus, LockStatus
 from settlement.exceptions import DomainError, IllegalTransition, InsufficientFunds, ValidationFailed
 from settlement.models import (
     Asset,
     ChainTransfer,
-    Journal,
     Notification,
     ReviewCase,
     SettlementHalt,
@@ -47,7 +46,7 @@ from settlement.services.actors import Actor, SystemActor, actor_label, stamp_hi
 from settlement.services.audit import LogEntry, transition_log_append, transition_run
 from settlement.services.fees import gas_charge_record
 from settlement.services.instructions import _apply, _hold_and_lock, _settle_locked, _trade_legs_for_update
-from settlement.services.ledger import ledger_lock, ledger_post, ledger_void, system_account_for
+from settlement.services.ledger import ledger_lock, ledger_post, ledger_post_journal, ledger_void, system_account_for
 
 logger = logging.getLogger(__name__)
 S = InstructionStatus
@@ -638,7 +637,7 @@ def _settle_all(legs: list[SettlementInstruction], *, transfers: dict[int, Chain
             gas_charge_record(
                 instruction=leg,
                 fee=spent,
-                journal=Journal.objects.get(reference=f"{leg.fee_lock.reference}:{JournalKind.POST}"),
+                journal=ledger_post_journal(leg.fee_lock),
                 tx_hash=transfer.tx_hash,
             )
         _settle_locked(

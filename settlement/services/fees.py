@@ -234,9 +234,7 @@ def lock_post_with_fees(
     """Post ``lock`` to ``to_account``: ``amount`` less the payee's fee, and every charge to the
     fee revenue account, in one journal; the charges are marked posted with it. Serves gross
     cash legs and netted payments alike. Returns the fees posted."""
-    from settlement.choices import JournalKind
-    from settlement.models import Journal
-    from settlement.services.ledger import Leg, ledger_post
+    from settlement.services.ledger import Leg, ledger_post, ledger_post_journal
 
     total = sum((c.fee for c in charges), Decimal(0))
     payee_fee = sum((c.fee for c in charges if c.party == FeeParty.PAYEE), Decimal(0))
@@ -245,8 +243,13 @@ def lock_post_with_fees(
         lock=lock, to_account=to_account, actor=actor, reason=reason, amount=amount - payee_fee, extra_legs=fee_legs
     )
     if charges:
-        journal = Journal.objects.get(reference=f"{lock.reference}:{JournalKind.POST}")
-        fee_charges_mark(charges=charges, status=FeeChargeStatus.POSTED, journal=journal, actor=actor, reason=reason)
+        fee_charges_mark(
+            charges=charges,
+            status=FeeChargeStatus.POSTED,
+            journal=ledger_post_journal(lock),
+            actor=actor,
+            reason=reason,
+        )
     return total
 
 

@@ -14,10 +14,10 @@ from django.db import connection, transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from settlement.choices import AccountKind, InstructionStatus, JournalKind, LockStatus
+from settlement.choices import AccountKind, InstructionStatus, LockStatus
 from settlement.dispatch import dispatch_crypto_trades
 from settlement.exceptions import IllegalTransition, InsufficientFunds
-from settlement.models import Journal, LedgerAccount, LedgerLock, SettlementInstruction, Trade
+from settlement.models import LedgerAccount, LedgerLock, SettlementInstruction, Trade
 from settlement.models.fees import FeeChargeStatus, FeeKind, FeeParty
 from settlement.services.actors import Actor, SystemActor
 from settlement.services.audit import transition_run
@@ -28,7 +28,7 @@ from settlement.services.fees import (
     fees_pending,
     lock_post_with_fees,
 )
-from settlement.services.ledger import Leg, account_for, ledger_lock, ledger_post, ledger_void
+from settlement.services.ledger import Leg, account_for, ledger_lock, ledger_post, ledger_post_journal, ledger_void
 
 S = InstructionStatus
 ENTITY = "instruction"
@@ -245,7 +245,7 @@ def instruction_reverse(*, instruction: SettlementInstruction, actor: Actor, rea
             status=FeeChargeStatus.REVERSED,
             actor=actor,
             reason=f"reversed with {instruction}: {reason}",
-            journal=Journal.objects.get(reference=f"{compensation.reference}:{JournalKind.POST}") if charges else None,
+            journal=ledger_post_journal(compensation) if charges else None,
         )
         return _apply(
             instruction,

@@ -319,6 +319,11 @@ def ledger_post(
         )
 
 
+def ledger_post_journal(lock: LedgerLock) -> Journal:
+    """The journal that posted ``lock`` (for records that point at it, e.g. fee charges)."""
+    return Journal.objects.get(lock=lock, kind=JournalKind.POST)
+
+
 def ledger_void(*, lock: LedgerLock, actor: Actor, reason: str) -> LedgerLock:
     """Cancel a pending lock: locked value goes back to the owner's available account."""
     with transaction.atomic():
