@@ -68,6 +68,27 @@ def fee_compute(*, rule: FeeRule, value: Decimal, asset: Asset) -> tuple[Decimal
     return from_bps, limited, fee
 
 
+def fee_quote(
+    *,
+    party: str,
+    participant: Participant,
+    asset: Asset,
+    amount: Decimal,
+    rail: str,
+    settlement_type: str,
+    at: datetime,
+) -> FeeQuote | None:
+    """What ``participant`` would be charged as ``party`` on a cash movement of ``amount`` (None
+    when no rule applies); a payee's fee never exceeds what it receives."""
+    rule = fee_rule_for(participant=participant, asset=asset, rail=rail, settlement_type=settlement_type, at=at)
+    if rule is None:
+        return None
+    from_bps, limited, fee = fee_compute(rule=rule, value=amount, asset=asset)
+    if party == FeeParty.PAYEE:
+        fee = min(fee, amount)
+    return FeeQuote(party, participant, asset, rule, amount, rule.bps, from_bps, limited, rule.flat, fee)
+
+
 def fee_quotes(
     *,
     payer: Participant,
@@ -78,19 +99,33 @@ def fee_quotes(
     settlement_type: str = SettlementType.GROSS,
     at: datetime | None = None,
 ) -> list[FeeQuote]:
-    """What payer and payee would be charged on a cash movement of ``amount`` (the payee's fee
-    never exceeds what it receives)."""
+    """What payer and payee would be charged on a cash movement of ``amount``."""
     at = at or timezone.now()
-    quotes = []
-    for party, participant in ((FeeParty.PAYER, payer), (FeeParty.PAYEE, payee)):
-        rule = fee_rule_for(participant=participant, asset=asset, rail=rail, settlement_type=settlement_type, at=at)
-        if rule is None:
-            continue
-        from_bps, limited, fee = fee_compute(rule=rule, value=amount, asset=asset)
-        if party == FeeParty.PAYEE:
-            fee = min(fee, amount)
-        quotes.append(FeeQuote(party, participant, asset, rule, amount, rule.bps, from_bps, limited, rule.flat, fee))
-    return quotes
+    quotes = [
+        fee_quote(
+            party=party, participant=participant, asset=asset, amount=amount, rail=rail,
+            settlement_type=settlement_type, at=at,
+        )
+        for party, participant in ((FeeParty.PAYER, payer), (FeeParty.PAYEE, payee))
+    ]  # fmt: skip
+    return [q for q in quotes if q is not None]
+
+
+def _charge(quote: FeeQuote, **target: Any) -> FeeCharge:
+    """An unsaved pending charge of ``quote`` on ``target`` (instruction or netted, attempt)."""
+    return FeeCharge(
+        party=quote.party,
+        participant=quote.participant,
+        asset=quote.asset,
+        rule=quote.rule,
+        value=quote.value,
+        bps=quote.bps,
+        from_bps=quote.from_bps,
+        limited=quote.limited,
+        flat=quote.flat,
+        fee=quote.fee,
+        **target,
+    )
 
 
 def _charged(instruction: SettlementInstruction) -> bool:
@@ -110,24 +145,7 @@ def fees_hold(*, instruction: SettlementInstruction) -> Decimal:
             payer=instruction.payer, payee=instruction.payee, asset=instruction.asset, amount=instruction.amount
         )
         existing = bulk_create_with_history(
-            [
-                FeeCharge(
-                    instruction=instruction,
-                    attempt=instruction.attempt,
-                    party=q.party,
-                    participant=q.participant,
-                    asset=q.asset,
-                    rule=q.rule,
-                    value=q.value,
-                    bps=q.bps,
-                    from_bps=q.from_bps,
-                    limited=q.limited,
-                    flat=q.flat,
-                    fee=q.fee,
-                )
-                for q in quotes
-                if q.fee > 0
-            ],
+            [_charge(q, instruction=instruction, attempt=instruction.attempt) for q in quotes if q.fee > 0],
             FeeCharge,
             default_change_reason=f"computed when {instruction} was locked",
         )
@@ -172,24 +190,19 @@ def netted_fee_hold(*, ni: Any, attempt: int) -> Decimal:
         return Decimal(0)
     charge = FeeCharge.objects.filter(netted=ni, attempt=attempt, kind=FeeKind.SCHEDULE).first()
     if charge is None:
-        party = FeeParty.PAYER if ni.direction == "pay_in" else FeeParty.PAYEE
-        rule = fee_rule_for(
+        quote = fee_quote(
+            party=FeeParty.PAYER if ni.direction == "pay_in" else FeeParty.PAYEE,
             participant=ni.participant,
             asset=ni.asset,
+            amount=ni.amount,
             rail=_netted_rail(ni.method),
             settlement_type=SettlementType.NETTED,
             at=timezone.now(),
         )
-        if rule is None:
+        if quote is None or quote.fee <= 0:
             return Decimal(0)
-        from_bps, limited, fee = fee_compute(rule=rule, value=ni.amount, asset=ni.asset)
-        fee = min(fee, ni.amount) if party == FeeParty.PAYEE else fee
-        if fee <= 0:
-            return Decimal(0)
-        charge = FeeCharge.objects.create(
-            netted=ni, attempt=attempt, party=party, participant=ni.participant, asset=ni.asset, rule=rule,
-            value=ni.amount, bps=rule.bps, from_bps=from_bps, limited=limited, flat=rule.flat, fee=fee,
-        )  # fmt: skip
+        charge = _charge(quote, netted=ni, attempt=attempt)
+        charge.save()
     return charge.fee if charge.party == FeeParty.PAYER and charge.status == FeeChargeStatus.PENDING else Decimal(0)
 
 
