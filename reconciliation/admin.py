@@ -11,7 +11,7 @@ from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.html import format_html
 
-from reconciliation.importers import ImportRejected, external_import
+from reconciliation.importers import ImportRejected
 from reconciliation.models import (
     Break,
     BreakProposal,
@@ -22,7 +22,7 @@ from reconciliation.models import (
     Source,
 )
 from reconciliation.resolution import break_confirm, break_escalate, break_investigate, break_propose, proposal_decide
-from reconciliation.services import bank_charges_pass_on
+from reconciliation.services import records_import
 from settlement.admin import ActionOnlyAdminMixin, HistoryAdmin, ReadOnlyAdminMixin, _reason_action, permission_check
 from settlement.exceptions import DomainError
 
@@ -82,7 +82,7 @@ class ImportedFileAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
         if request.method == "POST" and form.is_valid():
             upload = form.cleaned_data["file"]
             try:
-                outcome = external_import(
+                outcome = records_import(
                     source=form.cleaned_data["source"],
                     name=upload.name,
                     content=upload.read(),
@@ -100,10 +100,8 @@ class ImportedFileAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
                     messages.success(
                         request, f"{upload.name}: {outcome.created} new records, {outcome.repeated} already known."
                     )
-                    if outcome.file.source in (Source.CAMT053, Source.CAMT054):
-                        charged = bank_charges_pass_on(actor=request.user, file_id=outcome.file.pk)
-                        if charged:
-                            messages.info(request, f"Bank charges passed on to participants: {charged}.")
+                    if outcome.charges:
+                        messages.info(request, f"Bank charges passed on to participants: {outcome.charges}.")
                 return HttpResponseRedirect(reverse("admin:reconciliation_importedfile_change", args=[outcome.file.pk]))
         context = {
             **self.admin_site.each_context(request),

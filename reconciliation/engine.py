@@ -40,6 +40,7 @@ from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
 
+from netting.messages import house_accounts
 from reconciliation.models import ReconciliationRun
 from settlement.services.actors import Actor, actor_label
 
@@ -333,9 +334,8 @@ def reconciliation_run(
         internal_snapshot(now=timezone.now())
         first, last = _date_span(now=now)
         bd_assets, bd_days, bd_ords = business_day_ordinals(first=first, last=last)
-        house = [a.get("iban") or a["account"] for a in settings.CLEARHOUSE_HOUSE_BANK_ACCOUNTS.values()]
         params = {
-            "house": house,
+            "house": sorted(house_accounts()),
             "due_cutoff": now - grace,
             "tolerance": tolerance,
             "date_days": date_days,

@@ -71,6 +71,7 @@ class ImportOutcome:
     created: int
     repeated: int
     already_imported: bool
+    charges: dict[str, int] = field(default_factory=dict)  # bank charges passed on, by outcome
 
 
 def _signed(booking: iso20022.Booking) -> Decimal:

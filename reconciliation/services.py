@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+from dataclasses import replace
 from datetime import UTC, date, datetime
 from typing import Any
 
@@ -18,6 +19,21 @@ RECON = SystemActor("reconciliation")
 logger = logging.getLogger(__name__)
 
 
+BANK_SOURCES = (Source.CAMT053, Source.CAMT054)
+
+
+def records_import(
+    *, source: str, name: str, content: bytes, actor: Actor, mapping: dict[str, str] | None = None
+) -> ImportOutcome:
+    """Import one external file (``external_import``); when it is a bank report that brought new
+    bookings, their charges are passed on at once (``bank_charges_pass_on`` for this file). Every
+    import path (rail reports, statement fetch, the admin upload) goes through here."""
+    outcome = external_import(source=source, name=name, content=content, actor=actor, mapping=mapping)
+    if outcome.created and source in BANK_SOURCES:
+        return replace(outcome, charges=bank_charges_pass_on(actor=actor, file_id=outcome.file.pk))
+    return outcome
+
+
 def bank_statements_fetch(*, on: date, actor: Actor = RECON) -> list[ImportOutcome]:
     """Fetch the end-of-day camt.053 of every house account for ``on`` from the bank network and
     import it (idempotent: fetching the same day twice stores it once)."""
@@ -28,12 +44,11 @@ def bank_statements_fetch(*, on: date, actor: Actor = RECON) -> list[ImportOutco
     for currency, account in sorted(settings.CLEARHOUSE_HOUSE_BANK_ACCOUNTS.items()):
         key = account.get("iban") or account["account"]
         xml = client.statement(account=key, on=on)
-        outcome = external_import(
-            source=Source.CAMT053, name=f"{currency} {key} {on.isoformat()}.xml", content=xml.encode(), actor=actor
+        outcomes.append(
+            records_import(
+                source=Source.CAMT053, name=f"{currency} {key} {on.isoformat()}.xml", content=xml.encode(), actor=actor
+            )
         )
-        if outcome.created:
-            bank_charges_pass_on(actor=actor, file_id=outcome.file.pk)
-        outcomes.append(outcome)
     return outcomes
 
 
@@ -56,16 +71,15 @@ def rail_reports_record(*, limit: int = 5000, actor: Actor = RECON) -> dict[str,
     reports = list(RailReport.objects.filter(recorded=False, kind__in=list(REPORT_SOURCES)).order_by("pk")[:limit])
     for report in reports:
         try:
-            result = external_import(
+            result = records_import(
                 source=REPORT_SOURCES[report.kind],
                 name=f"{report.network} report #{report.sequence} ({report.kind})",
                 content=report.content.encode(),
                 actor=actor,
             )
             outcome["records"] += result.created
-            if result.created and report.kind == "camt.054":
-                for state, n in bank_charges_pass_on(actor=actor, file_id=result.file.pk).items():
-                    outcome[f"bank_charges_{state}"] = outcome.get(f"bank_charges_{state}", 0) + n
+            for state, n in result.charges.items():
+                outcome[f"bank_charges_{state}"] = outcome.get(f"bank_charges_{state}", 0) + n
         except ImportRejected as exc:
             logger.error("%s report %s could not be recorded: %s", report.network, report.sequence, exc.message)
             outcome["refused"] += 1
@@ -174,18 +188,19 @@ def bank_charges_pass_on(*, actor: Actor = RECON, file_id: int | None = None) ->
     """Pass the charges a house account's bank booking reports (camt.053/054 Chrgs) on to the
     participant of the netted payment it books, once per booking (by the bank's entry reference,
     so a charge in both the notification and the statement is charged once). Runs after each
-    import of bank reports (``file_id``: only that file's bookings) and as a sweep before every
+    import of a bank report (``records_import``; ``file_id``: only that file's bookings) and as a
+    sweep before every
     reconciliation run, which also posts charges that earlier waited for the participant's funds.
     A booking without the bank's own entry reference is not passed on (nothing would tell its
     notification and statement apart)."""
     from django.db import connection
 
+    from netting.messages import house_accounts
     from netting.models import NettedInstruction
     from settlement.services.fees import bank_charge_pass_on
 
-    house = [a.get("iban") or a["account"] for a in settings.CLEARHOUSE_HOUSE_BANK_ACCOUNTS.values()]
     with connection.cursor() as cursor:
-        cursor.execute(_CHARGED_BOOKINGS, {"house": house, "file": file_id})
+        cursor.execute(_CHARGED_BOOKINGS, {"house": sorted(house_accounts()), "file": file_id})
         rows = cursor.fetchall()
     outcome: dict[str, int] = {}
     payments = NettedInstruction.objects.select_related("participant", "asset").in_bulk([row[4] for row in rows])
