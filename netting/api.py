@@ -14,7 +14,7 @@ from rest_framework import serializers, viewsets
 from netting.models import Direction, NettedInstruction, NettedStatus, NettingWindow, RailAttempt, RailMethod
 from netting.selectors import net_payments_visible_to, windows_visible_to
 from settlement.api.serializers import AmountField, FeeChargeSerializer, TransitionSerializer
-from settlement.models import TransitionLog
+from settlement.selectors import transitions_of
 
 
 class WindowSerializer(serializers.ModelSerializer):
@@ -61,8 +61,7 @@ class NetPaymentDetailSerializer(NetPaymentSerializer):
         return list(obj.legs().order_by("pk").values_list("pk", flat=True))
 
     def get_transitions(self, obj: NettedInstruction) -> Any:
-        log = TransitionLog.objects.filter(entity_type="nettedinstruction", entity_id=obj.pk).order_by("id")
-        return TransitionSerializer(log, many=True).data
+        return TransitionSerializer(transitions_of("nettedinstruction", obj.pk), many=True).data
 
 
 class WindowFilter(django_filters.FilterSet):

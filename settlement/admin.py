@@ -43,6 +43,7 @@ from settlement.models import (
     WalletAddress,
 )
 from settlement.money import format_amount
+from settlement.selectors import transitions_of
 from settlement.services.crypto import case_assign, case_resolve, instruction_escalate
 from settlement.services.instructions import instruction_cancel, instruction_retry
 
@@ -314,7 +315,7 @@ class TradeAdmin(ReadOnlyAdminMixin, HistoryAdmin):
 
 
 def _transitions_table(entity_type: str, entity_id: int) -> str:
-    rows = TransitionLog.objects.filter(entity_type=entity_type, entity_id=entity_id).order_by("id")
+    rows = transitions_of(entity_type, entity_id)
     body = format_html_join(
         "",
         "<tr><td>{}</td><td>{} → {}</td><td>{}</td><td>{}</td><td><code>{}</code></td></tr>",

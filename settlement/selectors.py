@@ -60,8 +60,13 @@ def balances_visible_to(user: Any) -> QuerySet[LedgerAccount]:
     return visible_scope(qs, user, "owner")
 
 
+def transitions_of(entity_type: str, entity_id: int) -> QuerySet[TransitionLog]:
+    """One entity's transition log entries, oldest first."""
+    return TransitionLog.objects.filter(entity_type=entity_type, entity_id=entity_id).order_by("id")
+
+
 def instruction_transitions(instruction: SettlementInstruction) -> QuerySet[TransitionLog]:
-    return TransitionLog.objects.filter(entity_type="instruction", entity_id=instruction.pk).order_by("id")
+    return transitions_of("instruction", instruction.pk)
 
 
 def ingest_lookups() -> tuple[dict[str, Participant], dict[str, Instrument]]:
