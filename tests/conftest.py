@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import os
+from datetime import UTC, datetime
 
 import pytest
 from rest_framework.test import APIClient
@@ -9,10 +10,37 @@ from tests import factories
 from tests.factories import ACTOR
 
 
+def pytest_addoption(parser):
+    parser.addoption(
+        "--clock",
+        default=os.environ.get("CLEARHOUSE_TEST_CLOCK", ""),
+        help="travel the Python clock of the whole run to this ISO date or datetime (UTC), ticking from there: "
+        "shows the suite passes on any date (e.g. --clock 2027-03-01 or --clock 2026-12-24T23:30)",
+    )
+
+
 def pytest_configure(config):
     """Every test runs on PostgreSQL: the guarantees under test live in the database."""
     if not os.environ.get("DATABASE_URL", "").startswith(("postgres://", "postgresql://")):
         raise pytest.UsageError("tests run on PostgreSQL: set DATABASE_URL (see `make test`)")
+    clock = config.getoption("--clock")
+    if clock:
+        import time_machine
+
+        try:
+            destination = datetime.fromisoformat(clock)
+        except ValueError as exc:
+            raise pytest.UsageError(f"--clock: not an ISO date or datetime: {clock!r}") from exc
+        if destination.tzinfo is None:
+            destination = destination.replace(tzinfo=UTC)
+        traveller = time_machine.travel(destination, tick=True)
+        traveller.start()
+        config.add_cleanup(traveller.stop)
+
+
+def pytest_report_header(config):
+    clock = config.getoption("--clock")
+    return f"clock: travelled to {clock} (Python clock only)" if clock else "clock: the machine's"
 
 
 @pytest.fixture

@@ -118,6 +118,6 @@ def test_missing_only_after_the_rails_completion_time_and_the_grace_period(setti
     late = reconciliation_run(actor=ACTOR, as_of=due + timedelta(minutes=150))
     assert late.totals["breaks"] == {"missing": 1}
     assert Break.objects.get().severity == "medium"  # 250.00, overdue less than 3 days
-    book("SLOW", "250.00", "L1")  # the confirmation arrives after all
+    book("SLOW", "250.00", "L1", value_date=date(2026, 11, 24))  # the confirmation arrives after all, as expected
     reconciliation_run(actor=ACTOR, as_of=due + timedelta(minutes=200))
     assert Break.objects.get().status == "resolved"
