@@ -13,7 +13,7 @@ from rest_framework import serializers
 
 from settlement.models import FeeCharge, LedgerAccount, SettlementInstruction, Trade, TransitionLog
 from settlement.money import fits_precision, format_amount
-from settlement.selectors import instruction_transitions
+from settlement.selectors import instruction_transitions, visible_scope
 from settlement.services.trades import TradeInput
 
 
@@ -279,13 +279,21 @@ class FeeChargeSerializer(serializers.ModelSerializer):
 
 class InstructionDetailSerializer(InstructionSerializer):
     transitions = serializers.SerializerMethodField()
-    fees = FeeChargeSerializer(source="fee_charges", many=True, read_only=True)
+    fees = serializers.SerializerMethodField(
+        help_text="The leg's fee charges; a participant sees only its own (never its counterparty's rule or fee)."
+    )
     net_payments = serializers.SerializerMethodField(
         help_text="Ids of the net payments (payer's and payee's side) that settled this leg, when netted."
     )
 
     class Meta(InstructionSerializer.Meta):
         fields = [*InstructionSerializer.Meta.fields, "fees", "net_payments", "transitions"]
+
+    @extend_schema_field(FeeChargeSerializer(many=True))
+    def get_fees(self, obj: SettlementInstruction) -> list[dict[str, Any]]:
+        request = self.context.get("request")
+        charges = visible_scope(obj.fee_charges.all(), getattr(request, "user", None), "participant")
+        return FeeChargeSerializer(charges.select_related("participant", "asset", "rule"), many=True).data
 
     def get_net_payments(self, obj: SettlementInstruction) -> list[int]:
         from netting.selectors import netted_instructions_for_leg

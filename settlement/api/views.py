@@ -222,18 +222,34 @@ class FeePreviewView(viewsets.ViewSet):
     """``POST /api/v1/fees/preview/``: the fees a trade would be charged now, per party, with the
     rule applied (nothing is stored). A trade that settles through a netting window is charged on
     the net payments instead; its quote is then ``indicative`` (as if it were the whole net
-    payment). A read: the ``read`` scope suffices."""
+    payment). A read: the ``read`` scope suffices. Staff see every party's quote; a participant
+    may preview only a trade it is a party to, and sees only its own fee (and total)."""
 
     required_scope = "read"
 
-    @extend_schema(request=FeePreviewSerializer, responses={200: OpenApiResponse(description="Fees per party.")})
+    @extend_schema(
+        request=FeePreviewSerializer,
+        responses={
+            200: OpenApiResponse(description="Fees per party (a participant: its own only)."),
+            403: OpenApiResponse(description="The caller is not a party to the trade (`not_a_party`)."),
+        },
+    )
     def create(self, request: Request) -> Response:
         from settlement.money import format_amount, quantize
         from settlement.services.fees import fee_quotes
 
+        viewer = None if selectors.sees_everything(request.user) else selectors.participant_for_user(request.user)
+        if viewer is None and not selectors.sees_everything(request.user):
+            return error_response(code="permission_denied", message="This user may not preview fees.", http_status=403)
         serializer = FeePreviewSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         data = serializer.validated_data
+        if viewer is not None and viewer.pk not in (data["buyer"].pk, data["seller"].pk):
+            return error_response(
+                code="not_a_party",
+                message="A participant may preview the fees only of a trade it is a party to.",
+                http_status=403,
+            )
         instrument = data["instrument"]
         quote = instrument.quote
         notional = quantize(data["quantity"] * data["price"], quote.precision)
@@ -246,6 +262,8 @@ class FeePreviewView(viewsets.ViewSet):
             rail=FeeRail.BANK if netted and quote.kind == AssetKind.FIAT else FeeRail.LEDGER,
             settlement_type=SettlementType.NETTED if netted else SettlementType.GROSS,
         )
+        if viewer is not None:  # never the counterparty's rule, rate or fee
+            quotes = [q for q in quotes if q.participant.pk == viewer.pk]
         return Response(
             {
                 "symbol": instrument.symbol,
