@@ -78,3 +78,19 @@ def test_trades_ingest_refuses_a_browser_session(client, btc_usd, alice, bob, dj
     assert response.status_code == 403
     assert response.json()["error"]["code"] == "service_token_required"
     assert not Trade.objects.exists()
+
+
+def test_trades_ingest_conflict_never_names_another_users_trade(btc_usd, alice, bob, engine):
+    # given: the engine's trade E-1, and a second service user
+    first = engine.post(URL, item("E-1"), format="json").json()
+    venue = token_client(factories.UserFactory(username="venue-b", is_staff=True))
+    # when: the other user reuses the id, once under the engine's source and once plainly
+    posing = venue.post(URL, item("E-1", source="matching-engine", price="999.00"), format="json")
+    own = venue.post(URL, item("E-1", price="999.00"), format="json")
+    # then: no 409 pointing at the engine's trade; the plain one is the venue's own trade
+    assert posing.status_code == 400 and str(first["id"]) not in str(posing.json()["error"])
+    assert own.status_code == 201 and own.json()["source"] == "venue-b" and own.json()["id"] != first["id"]
+    # and a real conflict (same user, same id, other content) names the caller's own trade
+    conflict = engine.post(URL, item("E-1", price="1.00"), format="json")
+    assert conflict.status_code == 409
+    assert [d["existing_id"] for d in conflict.json()["error"]["detail"]] == [first["id"]]
