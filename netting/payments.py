@@ -20,6 +20,9 @@ pay-out (CSA → participant), created set-based when the window closes. Then, p
    balance by exactly the sum of its legs: the same final ledger as settling every leg gross.
 
 Lock order: netted instruction rows → netting window row → ledger accounts → transition-log head.
+The trade legs of a window are changed only under its row: while it is open by ingest and by
+``trade_cancel`` (which take the window row before any leg, so neither holds a leg while waiting
+for the window), once it is closed by ``legs_settle_netted`` here.
 """
 
 from __future__ import annotations

@@ -58,6 +58,16 @@ def _share_lock_open(window_id: int) -> bool:
     return row is not None and row[0] == WindowStatus.OPEN
 
 
+def window_hold_open(*, window_id: int) -> bool:
+    """Share-lock a window row for the rest of the caller's transaction and say whether it is
+    still open. ``window_close`` takes the row FOR UPDATE, so a close waits for the caller to
+    commit, and a caller that comes after a close (or waits behind one) sees it closed. Services
+    that change legs of an open window (ingest, cancel) take this first, before any leg row."""
+    if connection.vendor != "postgresql":  # the SQLite demo: no row locks, the status is enough
+        return NettingWindow.objects.filter(pk=window_id, status=WindowStatus.OPEN).exists()
+    return _share_lock_open(window_id)
+
+
 def netting_windows_for(asset_classes: set[str]) -> dict[str, int]:
     """The open window of each class, share-locked for the rest of the caller's transaction (the
     ingest's), so none of them can close until the legs put in it are committed."""

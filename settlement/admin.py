@@ -465,11 +465,20 @@ class SettlementInstructionAdmin(ActionOnlyAdminMixin, HistoryAdmin):
         )
 
     @admin.action(
-        description="Cancel selected instructions, voiding their locks (asks for a reason)", permissions=["cancel"]
+        description="Cancel the trades of the selected instructions (both legs, voiding locks; asks for a reason)",
+        permissions=["cancel"],
     )
     def cancel_selected(self, request: HttpRequest, queryset: QuerySet) -> HttpResponse | None:
+        # one cancel per trade (both legs together, delivery versus payment), however many legs are selected
+        first_legs = queryset.order_by("trade_id", "pk").distinct("trade_id")
+        trades = SettlementInstruction.objects.filter(pk__in=[leg.pk for leg in first_legs])
         return _reason_action(
-            self, request, queryset, title="Cancel", service=instruction_cancel, action_name="cancel_selected"
+            self,
+            request,
+            trades if "apply" in request.POST else queryset,
+            title="Cancel trade",
+            service=instruction_cancel,
+            action_name="cancel_selected",
         )
 
     @admin.action(

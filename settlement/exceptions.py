@@ -42,6 +42,12 @@ class IllegalTransition(DomainError):
     http_status = 409
 
 
+class WindowNotOpen(IllegalTransition):
+    """A netted leg's window is closing or closed: its value moves with the window's payments."""
+
+    code = "netting_window_not_open"
+
+
 class LockNotPending(DomainError):
     code = "lock_not_pending"
     http_status = 409

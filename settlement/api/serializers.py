@@ -13,7 +13,7 @@ from rest_framework import serializers
 
 from settlement.models import FeeCharge, LedgerAccount, SettlementInstruction, Trade, TransitionLog
 from settlement.money import fits_precision, format_amount
-from settlement.selectors import instruction_transitions
+from settlement.selectors import instruction_transitions, visible_scope
 from settlement.services.trades import TradeInput
 
 
@@ -74,11 +74,16 @@ class TradeInputSerializer(serializers.Serializer):
     """One trade as the matching engine reports it.
 
     Context: ``participants`` and ``instruments`` (lookups by code, see
-    ``selectors.ingest_lookups``), ``default_source``, and ``acting_participant`` when the caller
-    is a participant (it may only report trades it is a party to).
+    ``selectors.ingest_lookups``) and ``source``: the authenticated service user's identity. The
+    source is never taken from the body (a caller cannot file trades under another system's ids):
+    a body ``source`` is accepted only when it equals it, otherwise it is a field error.
     """
 
-    source = serializers.CharField(max_length=64, required=False, help_text="Defaults to the API user.")
+    source = serializers.CharField(
+        max_length=64,
+        required=False,
+        help_text="Always the authenticated API user; may be omitted, or sent equal to it (anything else is refused).",
+    )
     external_id = serializers.CharField(max_length=100)
     symbol = serializers.CharField(max_length=40, help_text="BASE/QUOTE, e.g. BTC/USD or AAPL/USD")
     buyer = serializers.CharField(max_length=32, help_text="Participant code")
@@ -102,6 +107,13 @@ class TradeInputSerializer(serializers.Serializer):
     def validate_seller(self, value: str) -> Any:
         return self._lookup("participants", value, "participant")
 
+    def validate_source(self, value: str) -> str:
+        if value != self.context["source"]:
+            raise serializers.ValidationError(
+                f"The source is the API user ('{self.context['source']}'), not '{value}': omit it or send that."
+            )
+        return value
+
     def validate_executed_at(self, value: datetime) -> datetime:
         now = timezone.now()
         if value > now + timedelta(seconds=settings.CLEARHOUSE_MAX_CLOCK_SKEW_SECONDS):
@@ -115,9 +127,6 @@ class TradeInputSerializer(serializers.Serializer):
         instrument, buyer, seller = attrs["symbol"], attrs["buyer"], attrs["seller"]
         if buyer.pk == seller.pk:
             errors["seller"] = "Buyer and seller must be different participants."
-        acting = self.context.get("acting_participant")
-        if acting is not None and acting.pk not in (buyer.pk, seller.pk):
-            errors["buyer"] = f"Participant '{acting.code}' may only report trades it is a party to."
         if not fits_precision(attrs["quantity"], instrument.base.precision):
             errors["quantity"] = f"{instrument.base.code} allows at most {instrument.base.precision} decimal places."
         if not fits_precision(attrs["price"], instrument.price_precision):
@@ -132,7 +141,7 @@ class TradeInputSerializer(serializers.Serializer):
 
     def to_trade_input(self, attrs: dict[str, Any]) -> TradeInput:
         return TradeInput(
-            source=attrs.get("source") or self.context["default_source"],
+            source=self.context["source"],
             external_id=attrs["external_id"],
             instrument=attrs["symbol"],
             buyer=attrs["buyer"],
@@ -270,13 +279,21 @@ class FeeChargeSerializer(serializers.ModelSerializer):
 
 class InstructionDetailSerializer(InstructionSerializer):
     transitions = serializers.SerializerMethodField()
-    fees = FeeChargeSerializer(source="fee_charges", many=True, read_only=True)
+    fees = serializers.SerializerMethodField(
+        help_text="The leg's fee charges; a participant sees only its own (never its counterparty's rule or fee)."
+    )
     net_payments = serializers.SerializerMethodField(
         help_text="Ids of the net payments (payer's and payee's side) that settled this leg, when netted."
     )
 
     class Meta(InstructionSerializer.Meta):
         fields = [*InstructionSerializer.Meta.fields, "fees", "net_payments", "transitions"]
+
+    @extend_schema_field(FeeChargeSerializer(many=True))
+    def get_fees(self, obj: SettlementInstruction) -> list[dict[str, Any]]:
+        request = self.context.get("request")
+        charges = visible_scope(obj.fee_charges.all(), getattr(request, "user", None), "participant")
+        return FeeChargeSerializer(charges.select_related("participant", "asset", "rule"), many=True).data
 
     def get_net_payments(self, obj: SettlementInstruction) -> list[int]:
         from netting.selectors import netted_instructions_for_leg

@@ -27,6 +27,7 @@ from settlement.api.serializers import (
 from settlement.choices import AssetKind, InstructionStatus, Leg
 from settlement.models import LedgerAccount, SettlementInstruction, Trade
 from settlement.models.fees import FeeRail, SettlementType
+from settlement.models.tokens import ApiToken
 from settlement.services.trades import trades_ingest
 
 
@@ -38,6 +39,29 @@ def _item_errors(items: list[Any], errors: dict[int, Any]) -> list[dict[str, Any
         external_id = item.get("external_id") if isinstance(item, dict) else None
         rejected.append({"index": index, "external_id": external_id, "errors": errors[index]})
     return rejected
+
+
+def _trade_reporter_refusal(request: Request) -> Response | None:
+    """Who may report trades: only a staff service user (the matching engine) with its API token.
+    A participant's token is refused (a trade it reports would bind its counterparty unaffirmed),
+    as is a browser session (people do not report trades) and any other user."""
+    if selectors.participant_for_user(request.user) is not None:
+        return error_response(
+            code="participant_cannot_report_trades",
+            message="Trades are reported by the matching engine; a participant's token may not submit them.",
+            http_status=status.HTTP_403_FORBIDDEN,
+        )
+    if not selectors.sees_everything(request.user):
+        return error_response(
+            code="permission_denied", message="This user may not submit trades.", http_status=status.HTTP_403_FORBIDDEN
+        )
+    if not isinstance(request.auth, ApiToken):
+        return error_response(
+            code="service_token_required",
+            message="Trades are submitted with the matching engine's API token, not a browser session.",
+            http_status=status.HTTP_403_FORBIDDEN,
+        )
+    return None
 
 
 class TradeViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
@@ -58,12 +82,18 @@ class TradeViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Ge
             200: OpenApiResponse(description="Every trade was already stored with the same content (replay)."),
             201: OpenApiResponse(description="At least one trade was stored."),
             400: OpenApiResponse(description="Validation failed; nothing of the request was stored."),
+            403: OpenApiResponse(
+                description="Not the matching engine: a participant's token (`participant_cannot_report_trades`), "
+                "a browser session (`service_token_required`) or any other user (`permission_denied`)."
+            ),
             409: OpenApiResponse(description="A trade id was already used with different content."),
         },
         description=(
             'Submit one trade (a JSON object) or a batch (`{"trades": [...]}` or a JSON list, at most '
             "10,000). All-or-nothing per request: if any item is invalid, nothing is stored and the response "
-            "lists every rejected item with per-field messages. Idempotent by (source, external_id)."
+            "lists every rejected item with per-field messages. Idempotent by (source, external_id). Only a "
+            "staff service user (the matching engine) may submit, with its API token; the trades' `source` is "
+            "that user's name (a body `source` that differs is a field error)."
         ),
     )
     def create(self, request: Request, *args: Any, **kwargs: Any) -> Response:
@@ -87,20 +117,11 @@ class TradeViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Ge
                 message=f"A batch holds at most {settings.CLEARHOUSE_MAX_BATCH} trades, got {len(items)}.",
                 http_status=status.HTTP_400_BAD_REQUEST,
             )
+        refused = _trade_reporter_refusal(request)
+        if refused is not None:
+            return refused
         participants, instruments = selectors.ingest_lookups()
-        acting = None if selectors.sees_everything(request.user) else selectors.participant_for_user(request.user)
-        if acting is None and not selectors.sees_everything(request.user):
-            return error_response(
-                code="permission_denied",
-                message="This user may not submit trades.",
-                http_status=status.HTTP_403_FORBIDDEN,
-            )
-        context = {
-            "participants": participants,
-            "instruments": instruments,
-            "default_source": acting.code if acting else request.user.get_username(),
-            "acting_participant": acting,
-        }
+        context = {"participants": participants, "instruments": instruments, "source": request.user.get_username()}
         serializer = TradeInputSerializer(data=items, many=True, context=context)
         if not serializer.is_valid():
             rejected = _item_errors(items, serializer.errors)
@@ -201,18 +222,34 @@ class FeePreviewView(viewsets.ViewSet):
     """``POST /api/v1/fees/preview/``: the fees a trade would be charged now, per party, with the
     rule applied (nothing is stored). A trade that settles through a netting window is charged on
     the net payments instead; its quote is then ``indicative`` (as if it were the whole net
-    payment). A read: the ``read`` scope suffices."""
+    payment). A read: the ``read`` scope suffices. Staff see every party's quote; a participant
+    may preview only a trade it is a party to, and sees only its own fee (and total)."""
 
     required_scope = "read"
 
-    @extend_schema(request=FeePreviewSerializer, responses={200: OpenApiResponse(description="Fees per party.")})
+    @extend_schema(
+        request=FeePreviewSerializer,
+        responses={
+            200: OpenApiResponse(description="Fees per party (a participant: its own only)."),
+            403: OpenApiResponse(description="The caller is not a party to the trade (`not_a_party`)."),
+        },
+    )
     def create(self, request: Request) -> Response:
         from settlement.money import format_amount, quantize
         from settlement.services.fees import fee_quotes
 
+        viewer = None if selectors.sees_everything(request.user) else selectors.participant_for_user(request.user)
+        if viewer is None and not selectors.sees_everything(request.user):
+            return error_response(code="permission_denied", message="This user may not preview fees.", http_status=403)
         serializer = FeePreviewSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         data = serializer.validated_data
+        if viewer is not None and viewer.pk not in (data["buyer"].pk, data["seller"].pk):
+            return error_response(
+                code="not_a_party",
+                message="A participant may preview the fees only of a trade it is a party to.",
+                http_status=403,
+            )
         instrument = data["instrument"]
         quote = instrument.quote
         notional = quantize(data["quantity"] * data["price"], quote.precision)
@@ -225,6 +262,8 @@ class FeePreviewView(viewsets.ViewSet):
             rail=FeeRail.BANK if netted and quote.kind == AssetKind.FIAT else FeeRail.LEDGER,
             settlement_type=SettlementType.NETTED if netted else SettlementType.GROSS,
         )
+        if viewer is not None:  # never the counterparty's rule, rate or fee
+            quotes = [q for q in quotes if q.participant.pk == viewer.pk]
         return Response(
             {
                 "symbol": instrument.symbol,

@@ -14,9 +14,10 @@ from django.db import connection, transaction
 from django.db.models import Q
 from django.utils import timezone
 
+from netting.services import window_hold_open
 from settlement.choices import AccountKind, InstructionStatus, LockStatus
 from settlement.dispatch import dispatch_crypto_trades
-from settlement.exceptions import IllegalTransition, InsufficientFunds
+from settlement.exceptions import IllegalTransition, InsufficientFunds, WindowNotOpen
 from settlement.models import LedgerAccount, LedgerLock, SettlementInstruction, Trade
 from settlement.models.fees import FeeChargeStatus, FeeKind, FeeParty
 from settlement.services.actors import Actor, SystemActor
@@ -195,17 +196,10 @@ def instruction_retry(*, instruction: SettlementInstruction, actor: Actor, reaso
 
 
 def instruction_cancel(*, instruction: SettlementInstruction, actor: Actor, reason: str) -> SettlementInstruction:
-    """pending/locked/failed → cancelled; a held lock is voided."""
-    with transaction.atomic():
-        instruction = _for_update(instruction)
-        if instruction.netting_window_id and instruction.netting_window.status == "closed":
-            raise IllegalTransition(
-                f"instruction {instruction.pk} is netted in window {instruction.netting_window_id}: its value moves "
-                "with the window's payments; reverse it once settled"
-            )
-        if instruction.status in (S.PENDING, S.LOCKED, S.FAILED):
-            _void_if_pending(instruction, actor=actor, reason=f"void: {reason}")
-        return _apply(instruction, instruction.mark_cancelled, actor=actor, reason=reason)
+    """Cancel the trade this leg belongs to: both legs or neither (see ``trade_cancel``)."""
+    trade_cancel(trade=instruction.trade, actor=actor, reason=reason)
+    instruction.refresh_from_db()
+    return instruction
 
 
 def instruction_reverse(*, instruction: SettlementInstruction, actor: Actor, reason: str) -> SettlementInstruction:
@@ -259,7 +253,8 @@ def instruction_reverse(*, instruction: SettlementInstruction, actor: Actor, rea
 def _trade_legs_for_update(trade: Trade) -> list[SettlementInstruction]:
     """Lock a trade's legs, then every ledger account they can touch.
 
-    Lock order everywhere: instruction rows → ledger accounts (by pk) → transition-log head. A
+    Lock order everywhere: (netting window row →) instruction rows → ledger accounts (by pk) →
+    transition-log head. A
     trade-level service moves value on several legs, and the first leg's log entry takes the head;
     if the second leg then had to wait for an account another transaction holds while that one
     waits for the head, the two would deadlock. Taking all accounts first keeps the order.
@@ -278,6 +273,42 @@ def _trade_legs_for_update(trade: Trade) -> list[SettlementInstruction]:
     }
     list(LedgerAccount.objects.select_for_update().filter(pk__in=account_ids).order_by("pk").values_list("pk"))
     return legs
+
+
+def trade_cancel(*, trade: Trade, actor: Actor, reason: str) -> list[SettlementInstruction]:
+    """pending/locked/failed → cancelled for every leg of the trade together, voiding what they
+    hold (delivery versus payment: one leg never settles without the other).
+
+    A netted trade is cancelled only while its window is open, under the window's row lock taken
+    first (lock order: netting window row → instruction rows → ledger accounts → log head): a
+    close waits for the cancel, or the cancel sees the window closed and is refused with
+    ``WindowNotOpen`` (the legs are in the plan: reverse the trade once settled). Refused as a
+    whole, nothing changed, if any leg is past cancelling (processing, settled, reversed).
+    """
+    with transaction.atomic():
+        window_ids = sorted(
+            set(trade.instructions.exclude(netting_window=None).values_list("netting_window_id", flat=True))
+        )
+        for window_id in window_ids:
+            if not window_hold_open(window_id=window_id):
+                raise WindowNotOpen(
+                    f"trade {trade.pk} is netted in window {window_id}, which is closing or closed: its value moves "
+                    "with the window's payments; reverse the trade once settled"
+                )
+        legs = _trade_legs_for_update(trade)
+        if any(leg.netting_window_id is not None and leg.netting_window_id not in window_ids for leg in legs):
+            raise IllegalTransition(f"trade {trade.pk} changed window while being cancelled; try again")
+        live = [leg for leg in legs if leg.status != S.CANCELLED]
+        if not live:
+            raise IllegalTransition(f"trade {trade.pk} is already cancelled")
+        stuck = [leg for leg in live if leg.status not in (S.PENDING, S.LOCKED, S.FAILED)]
+        if stuck:
+            states = ", ".join(f"{leg.leg} {leg.status}" for leg in stuck)
+            raise IllegalTransition(f"trade {trade.pk} cannot be cancelled ({states}): both legs go or neither")
+        for leg in live:
+            _void_if_pending(leg, actor=actor, reason=f"void: {reason}")
+            _apply(leg, leg.mark_cancelled, actor=actor, reason=reason, metadata={"trade": trade.pk})
+        return legs
 
 
 def trade_settle_internal(*, trade: Trade, actor: Actor) -> list[SettlementInstruction]:

@@ -70,7 +70,24 @@ def test_cancel_action_requires_a_reason_and_is_audited(ops, alice, bob, btc_usd
     assert SettlementInstruction.objects.get(pk=leg.pk).status == InstructionStatus.PENDING
     # with a reason it is applied and logged with the user
     ops.post(url, {**form, "apply": "1", "reason": "client called"})
-    assert SettlementInstruction.objects.get(pk=leg.pk).status == InstructionStatus.CANCELLED
+    assert set(t.instructions.values_list("status", flat=True)) == {InstructionStatus.CANCELLED}  # both legs
     entry = TransitionLog.objects.get(entity_type="instruction", entity_id=leg.pk)
     assert (entry.actor_label, entry.reason) == ("ops", "client called")
     assert SettlementInstruction.history.filter(id=leg.pk).latest("history_id").history_user.username == "ops"
+
+
+def test_cancel_action_cancels_each_selected_trade_once_with_both_legs(ops, alice, bob, btc_usd):
+    # given: both legs of one trade and one leg of another selected
+    one = factories.trade(buyer=alice, seller=bob, instrument=btc_usd, quantity="1", price="1", external_id="A")
+    two = factories.trade(buyer=alice, seller=bob, instrument=btc_usd, quantity="1", price="1", external_id="B")
+    selected = [*one.instructions.values_list("pk", flat=True), two.instructions.get(leg=Leg.PAYMENT).pk]
+    url = reverse("admin:settlement_settlementinstruction_changelist")
+    # when
+    page = ops.post(
+        url, {"action": "cancel_selected", "_selected_action": selected, "apply": "1", "reason": "x"}, follow=True
+    )
+    # then: every leg of both trades is cancelled, once each, and nothing is reported refused
+    assert SettlementInstruction.objects.exclude(status=InstructionStatus.CANCELLED).count() == 0
+    entries = TransitionLog.objects.filter(entity_type="instruction", to_status=InstructionStatus.CANCELLED)
+    assert entries.count() == 4
+    assert not [m for m in page.context["messages"] if "refused" in str(m)]
