@@ -15,7 +15,7 @@ from netting.models import (
     RailMethod,
     RailReport,
 )
-from netting.payments import netted_release, netted_retry
+from netting.payments import netted_retry
 from netting.selectors import liquidity_position
 from settlement.admin import (
     ActionOnlyAdminMixin,
@@ -131,7 +131,7 @@ class NettedFeeInline(FeeChargeInline):
 
 @admin.register(NettedInstruction)
 class NettedInstructionAdmin(ActionOnlyAdminMixin, HistoryAdmin):
-    """The settlement plan's payments. Ops release held ones and retry those in review; every
+    """The settlement plan's payments. Ops propose releasing held ones (four-eyes) and retry those in review; every
     attempt (method, message, answer) is listed below the payment."""
 
     list_display = (
@@ -187,10 +187,19 @@ class NettedInstructionAdmin(ActionOnlyAdminMixin, HistoryAdmin):
     def transitions(self, obj: NettedInstruction) -> str:
         return _transitions_table("nettedinstruction", obj.pk)
 
-    @admin.action(description="Release selected held payments (asks for a reason)", permissions=["release"])
+    @admin.action(
+        description="Propose releasing selected held payments past their net debit cap (four-eyes)",
+        permissions=["release"],
+    )
     def release_selected(self, request: HttpRequest, queryset: QuerySet) -> HttpResponse | None:
         return _reason_action(
-            self, request, queryset, title="Release", service=netted_release, action_name="release_selected", kwarg="ni"
+            self,
+            request,
+            queryset,
+            title="Propose a release",
+            service=_propose("netted_release", lambda ni: ni.pk),
+            action_name="release_selected",
+            kwarg="obj",
         )
 
     @admin.action(description="Retry selected payments in review (asks for a reason)", permissions=["retry"])
