@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from django import forms
 from django.contrib import admin
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse
@@ -27,6 +28,8 @@ from settlement.admin import (
     _transitions_table,
     permission_check,
 )
+from settlement.admin_changes import REASON, ProposeChangesMixin
+from settlement.models import ApprovalKind
 
 
 class ObligationInline(ReadOnlyAdminMixin, admin.TabularInline):
@@ -66,11 +69,22 @@ class NetObligationAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     list_select_related = ("window", "participant", "asset")
 
 
-@admin.register(NetDebitCap)
-class NetDebitCapAdmin(HistoryAdmin):
-    """Caps are liquidity limits set by operations (every change kept in history); next to each,
-    the participant's liquidity position in that asset."""
+class NetDebitCapForm(forms.ModelForm):
+    reason = REASON
 
+    class Meta:
+        model = NetDebitCap
+        fields = ["participant", "asset", "cap"]
+
+
+@admin.register(NetDebitCap)
+class NetDebitCapAdmin(ProposeChangesMixin, HistoryAdmin):
+    """Caps are liquidity limits set by operations: adding or changing one is a four-eyes
+    proposal (a raised cap lets payments past the old limit); every change is kept in history.
+    Next to each, the participant's liquidity position in that asset."""
+
+    form = NetDebitCapForm
+    change_kind = ApprovalKind.NET_DEBIT_CAP
     list_display = ("participant", "asset", "cap", "available", "locked", "open_pay_ins", "latest_net", "headroom")
     list_select_related = ("participant", "asset")
 

@@ -6,7 +6,9 @@ in step after every ``migrate`` (permissions of new models join the roles automa
   four-eyes requests (reversals, halt lifts, method overrides, adjusting journals, write-offs).
 - approver: sees everything; approves or rejects what someone else proposed.
 - auditor: sees everything, including history, and changes nothing.
-- administrator: everything else (participants, assets, users, tokens, beat's schedule), but
+- administrator: everything else (participants, assets, users, tokens, beat's schedule; the
+  high-risk edits there - participants' bank, custody and wallet accounts, net debit caps, beat's
+  tasks, an asset's kind/chain/cycle in flight - are four-eyes proposals), but
   like everybody never edits or deletes ledger rows, the transition log or history rows, and
   never approves: whoever can create users or change their roles could otherwise make a second
   account and approve their own proposal. No role holds both user management (any permission on

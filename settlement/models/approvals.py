@@ -26,6 +26,7 @@ class ApprovalKind(models.TextChoices):
     BANK_ACCOUNT = "bank_account", "Add or change a participant's bank account"
     WALLET = "wallet", "Add or change a participant's wallet"
     CUSTODY_ACCOUNT = "custody_account", "Add or change a participant's custody account"
+    NET_DEBIT_CAP = "net_debit_cap", "Add or change a participant's net debit cap"
     BEAT_TASK = "beat_task", "Change, enable or disable a scheduled task"
     ASSET = "asset", "Change an asset's kind, chain, cycle or precision while it settles"
 
@@ -41,7 +42,7 @@ class ApprovalRequest(ConcurrentTransitionMixin, models.Model):
     kind = models.CharField(max_length=20, choices=ApprovalKind.choices)
     target_id = models.BigIntegerField(
         help_text="Trade (reversal), halt (lift), netted instruction (override, release), participant (its bank, "
-        "custody and wallet accounts), periodic task or asset."
+        "custody and wallet accounts, its net debit caps), periodic task or asset."
     )
     target_label = models.CharField(max_length=200)
     payload = models.JSONField(

@@ -1,10 +1,10 @@
-"""Record changes under four-eyes: a participant's bank, custody and wallet accounts, beat's
-periodic tasks, and an asset's kind, chain, cycle or precision while it has instructions in
-flight. A change is proposed as an ``ApprovalRequest`` whose payload holds the record, the
-fields' values before and after (the record of what changed, also for beat's tasks, which keep
-no history of their own); it is applied only when a second person approves it, and only if the
-record still holds the values it was proposed against (a stale proposal fails, nothing is
-written over)."""
+"""Record changes under four-eyes: a participant's bank, custody and wallet accounts and its
+net debit caps (raising one lets payments past the old limit), beat's periodic tasks, and an
+asset's kind, chain, cycle or precision while it has instructions in flight. A change is
+proposed as an ``ApprovalRequest`` whose payload holds the record and the fields' values before
+and after (the record of what changed, also for beat's tasks, which keep no history of their
+own); it is applied only when a second person approves it, and only if the record still holds
+the values it was proposed against (a stale proposal fails, nothing is written over)."""
 
 from __future__ import annotations
 
@@ -53,6 +53,9 @@ CHANGE_KINDS: dict[str, ChangeKind] = {
     ),
     ApprovalKind.CUSTODY_ACCOUNT: ChangeKind(
         "settlement.custodyaccount", ("participant", "custodian_bic", "account_id"), parent="participant", adds=True
+    ),
+    ApprovalKind.NET_DEBIT_CAP: ChangeKind(
+        "netting.netdebitcap", ("participant", "asset", "cap"), parent="participant", adds=True
     ),
     ApprovalKind.BEAT_TASK: ChangeKind("django_celery_beat.periodictask", BEAT_TASK_FIELDS),
     ApprovalKind.ASSET: ChangeKind("settlement.asset", ASSET_FIELDS),

@@ -198,6 +198,20 @@ def test_beat_task_disable_and_edit_are_proposed_and_recorded(admin_user, approv
     assert approve(approver, request).status == "approved"
     task.refresh_from_db()
     assert not task.enabled
+    # and an edit in the form (moving it to half past) is a proposal too
+    half_past = CrontabSchedule.objects.create(minute="30", hour="*", timezone="UTC")
+    url = reverse("admin:django_celery_beat_periodictask_change", args=[task.pk])
+    assert login(admin_user).get(url).status_code == 200
+    form = {"name": task.name, "task": task.task, "crontab": half_past.pk, "args": "[]", "kwargs": "{}",
+            "headers": "{}", "reason": "the bank posts at :20"}  # fmt: skip
+    login(admin_user).post(url, form)
+    task.refresh_from_db()
+    assert task.crontab_id != half_past.pk
+    edit = ApprovalRequest.objects.get(kind="beat_task", status="pending")
+    assert edit.payload["after"]["crontab"] == str(half_past.pk)
+    assert approve(approver, edit).status == "approved"
+    task.refresh_from_db()
+    assert task.crontab_id == half_past.pk
     # and an existing schedule cannot be edited in place (that would move its tasks unseen)
     crontab = task.crontab
     page = login(admin_user).post(reverse("admin:django_celery_beat_crontabschedule_change", args=[crontab.pk]), {})
@@ -237,3 +251,22 @@ def test_asset_edit_without_instructions_in_flight_is_saved_at_once(admin_user, 
     assert (usd.name, usd.settlement_cycle) == ("Dollar", 2)
     assert usd.history.first().history_change_reason == "T+2 market"
     assert not ApprovalRequest.objects.exists()
+
+
+def test_net_debit_cap_raise_is_proposed_and_applied_on_approval(admin_user, approver, alice, usd):
+    from decimal import Decimal
+
+    from netting.models import NetDebitCap
+
+    # given a participant's net debit cap
+    cap = NetDebitCap.objects.create(participant=alice, asset=usd, cap=Decimal("500.00"))
+    url = reverse("admin:netting_netdebitcap_change", args=[cap.pk])
+    # when an administrator raises it
+    login(admin_user).post(url, {"participant": alice.pk, "asset": usd.pk, "cap": "5000.00", "reason": "risk ok"})
+    # then the old limit holds until an approver agrees
+    cap.refresh_from_db()
+    assert cap.cap == Decimal("500.00")
+    request = ApprovalRequest.objects.get(kind="net_debit_cap")
+    assert approve(approver, request).status == "approved"
+    cap.refresh_from_db()
+    assert cap.cap == Decimal("5000.00")
