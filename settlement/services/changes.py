@@ -128,6 +128,19 @@ def change_payload(obj: models.Model, kind: str, fields: list[str]) -> tuple[int
     return obj.pk, payload
 
 
+def _guard(kind: str, record: models.Model, after: dict[str, Any]) -> None:
+    """A wallet that has signed keeps its chain and address: its nonce and chain state (and any
+    transfer still on its way) belong to that key, so pointing the row elsewhere would sign the
+    next transfer with the wrong nonce or lose the rollback of a failed one."""
+    if kind != ApprovalKind.WALLET or not {"chain", "address"} & set(after):
+        return
+    from settlement.models import ChainTransfer
+
+    signing = ChainTransfer.objects.filter(chain=record.chain, from_address=record.address)
+    if record.next_nonce or record.chain_state or signing.exists():
+        raise IllegalTransition(f"wallet {record} has signed transfers: its chain and address stay (add a new wallet)")
+
+
 def change_target(kind: str, target_id: int, payload: dict[str, Any]) -> str:
     """Check a proposed change makes sense; returns its label."""
     spec = CHANGE_KINDS[kind]
@@ -150,6 +163,7 @@ def change_target(kind: str, target_id: int, payload: dict[str, Any]) -> str:
         raise ValidationFailed(f"no {spec.model} {pk}")
     if (getattr(record, f"{spec.parent}_id") if spec.parent else record.pk) != target_id:
         raise ValidationFailed(f"{spec.model} {pk} does not belong to {target_id}")
+    _guard(kind, record, after)
     shown = ", ".join(sorted(after))
     return f"{model._meta.verbose_name} {record} ({shown})"[:200]
 
@@ -167,6 +181,7 @@ def change_apply(request: ApprovalRequest, *, actor: Actor, reason: str) -> str:
         stale = sorted(name for name, value in payload["before"].items() if field_dump(record, name) != value)
         if stale:
             raise IllegalTransition(f"{record} changed since the proposal ({', '.join(stale)}): propose again")
+        _guard(request.kind, record, payload["after"])
     for name, value in payload["after"].items():
         setattr(record, model._meta.get_field(name).attname, _field_load(model, name, value))
     try:

@@ -158,10 +158,8 @@ def test_change_apply_fails_a_stale_proposal_without_writing_over(admin_user, ap
 
 
 def test_wallet_signing_state_is_read_only_and_edits_are_proposed(admin_user, approver, alice):
-    # given a participant's wallet with signing state
-    wallet = WalletAddress.objects.create(
-        participant=alice, chain="ethereum", address="0x" + "11" * 20, next_nonce=7, chain_state={"k": 1}
-    )
+    # given a participant's wallet that has not signed yet
+    wallet = WalletAddress.objects.create(participant=alice, chain="ethereum", address="0x" + "11" * 20)
     page = login(admin_user).get(reverse("admin:settlement_participant_change", args=[alice.pk])).content.decode()
     assert 'name="wallets-0-address"' not in page and 'name="wallets-0-next_nonce"' not in page
     # when an administrator edits the wallet, nonce and chain state included
@@ -174,10 +172,21 @@ def test_wallet_signing_state_is_read_only_and_edits_are_proposed(admin_user, ap
     request = ApprovalRequest.objects.get(kind="wallet")
     assert set(request.payload["after"]) == {"address", "label"}
     # then on approval only address and label change; the signing state stays as the pipeline left it
-    assert approve(approver, request).status == "approved"
+    WalletAddress.objects.filter(pk=wallet.pk).update(chain_state={"k": 1})  # the pipeline signed meanwhile
+    request = approve(approver, request)
+    assert request.status == "failed" and "has signed transfers" in request.outcome
+    WalletAddress.objects.filter(pk=wallet.pk).update(chain_state={})
+    login(admin_user).post(url, form)
+    request = approve(approver, ApprovalRequest.objects.get(kind="wallet", status="pending"))
+    assert request.status == "approved"
     wallet.refresh_from_db()
-    assert (wallet.label, wallet.next_nonce, wallet.chain_state) == ("hot", 7, {"k": 1})
+    assert (wallet.label, wallet.next_nonce, wallet.chain_state) == ("hot", 0, {})
     assert wallet.address.lower() == "0x" + "22" * 20
+    # and once it has signed, its address cannot be proposed away (its nonce belongs to that key)
+    WalletAddress.objects.filter(pk=wallet.pk).update(next_nonce=7)
+    login(admin_user).post(url, {**form, "address": "0x" + "33" * 20})
+    assert not ApprovalRequest.objects.filter(kind="wallet", status="pending").exists()
+    assert WalletAddress.objects.get(pk=wallet.pk).next_nonce == 7
 
 
 def test_beat_task_disable_and_edit_are_proposed_and_recorded(admin_user, approver):
