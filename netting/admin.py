@@ -145,8 +145,8 @@ class NettedFeeInline(FeeChargeInline):
 
 @admin.register(NettedInstruction)
 class NettedInstructionAdmin(ActionOnlyAdminMixin, HistoryAdmin):
-    """The settlement plan's payments. Ops propose releasing held ones (four-eyes) and retry those in review; every
-    attempt (method, message, answer) is listed below the payment."""
+    """The settlement plan's payments. Ops propose releasing held ones (four-eyes) and retry
+    those in review; every attempt (method, message, answer) is listed below the payment."""
 
     list_display = (
         "id",
