@@ -15,7 +15,7 @@ from django.urls import reverse
 from django_celery_beat.models import CrontabSchedule, PeriodicTask
 
 from config.beat import beat_defaults_install
-from settlement.exceptions import NotPermitted
+from settlement.exceptions import NotPermitted, ValidationFailed
 from settlement.models import ApprovalRequest, Asset, BankAccount, WalletAddress
 from settlement.roles import APPROVER_PERMISSIONS, RoleConflict, roles_check, user_management
 from settlement.services.approvals import approval_decide, approval_propose
@@ -182,6 +182,10 @@ def test_wallet_signing_state_is_read_only_and_edits_are_proposed(admin_user, ap
     wallet.refresh_from_db()
     assert (wallet.label, wallet.next_nonce, wallet.chain_state) == ("hot", 0, {})
     assert wallet.address.lower() == "0x" + "22" * 20
+    # and the signing state cannot be proposed through the service either
+    payload = {"model": "settlement.walletaddress", "pk": wallet.pk, "before": {}, "after": {"next_nonce": "0"}}
+    with pytest.raises(ValidationFailed, match="not proposable"):
+        approval_propose(kind="wallet", target_id=alice.pk, actor=admin_user, reason="reset", payload=payload)
     # and once it has signed, its address cannot be proposed away (its nonce belongs to that key)
     WalletAddress.objects.filter(pk=wallet.pk).update(next_nonce=7)
     login(admin_user).post(url, {**form, "address": "0x" + "33" * 20})
