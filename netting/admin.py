@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from django import forms
 from django.contrib import admin
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse
@@ -15,7 +16,7 @@ from netting.models import (
     RailMethod,
     RailReport,
 )
-from netting.payments import netted_release, netted_retry
+from netting.payments import netted_retry
 from netting.selectors import liquidity_position
 from settlement.admin import (
     ActionOnlyAdminMixin,
@@ -27,6 +28,8 @@ from settlement.admin import (
     _transitions_table,
     permission_check,
 )
+from settlement.admin_changes import REASON, ProposeChangesMixin
+from settlement.models import ApprovalKind
 
 
 class ObligationInline(ReadOnlyAdminMixin, admin.TabularInline):
@@ -66,11 +69,22 @@ class NetObligationAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     list_select_related = ("window", "participant", "asset")
 
 
-@admin.register(NetDebitCap)
-class NetDebitCapAdmin(HistoryAdmin):
-    """Caps are liquidity limits set by operations (every change kept in history); next to each,
-    the participant's liquidity position in that asset."""
+class NetDebitCapForm(forms.ModelForm):
+    reason = REASON
 
+    class Meta:
+        model = NetDebitCap
+        fields = ["participant", "asset", "cap"]
+
+
+@admin.register(NetDebitCap)
+class NetDebitCapAdmin(ProposeChangesMixin, HistoryAdmin):
+    """Caps are liquidity limits set by operations: adding or changing one is a four-eyes
+    proposal (a raised cap lets payments past the old limit); every change is kept in history.
+    Next to each, the participant's liquidity position in that asset."""
+
+    form = NetDebitCapForm
+    change_kind = ApprovalKind.NET_DEBIT_CAP
     list_display = ("participant", "asset", "cap", "available", "locked", "open_pay_ins", "latest_net", "headroom")
     list_select_related = ("participant", "asset")
 
@@ -131,8 +145,8 @@ class NettedFeeInline(FeeChargeInline):
 
 @admin.register(NettedInstruction)
 class NettedInstructionAdmin(ActionOnlyAdminMixin, HistoryAdmin):
-    """The settlement plan's payments. Ops release held ones and retry those in review; every
-    attempt (method, message, answer) is listed below the payment."""
+    """The settlement plan's payments. Ops propose releasing held ones (four-eyes) and retry
+    those in review; every attempt (method, message, answer) is listed below the payment."""
 
     list_display = (
         "id",
@@ -187,10 +201,19 @@ class NettedInstructionAdmin(ActionOnlyAdminMixin, HistoryAdmin):
     def transitions(self, obj: NettedInstruction) -> str:
         return _transitions_table("nettedinstruction", obj.pk)
 
-    @admin.action(description="Release selected held payments (asks for a reason)", permissions=["release"])
+    @admin.action(
+        description="Propose releasing selected held payments past their net debit cap (four-eyes)",
+        permissions=["release"],
+    )
     def release_selected(self, request: HttpRequest, queryset: QuerySet) -> HttpResponse | None:
         return _reason_action(
-            self, request, queryset, title="Release", service=netted_release, action_name="release_selected", kwarg="ni"
+            self,
+            request,
+            queryset,
+            title="Propose a release",
+            service=_propose("netted_release", lambda ni: ni.pk),
+            action_name="release_selected",
+            kwarg="obj",
         )
 
     @admin.action(description="Retry selected payments in review (asks for a reason)", permissions=["retry"])

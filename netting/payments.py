@@ -54,8 +54,8 @@ from rails.base import RailRejected, RailTransientError
 from rails.fiat.routing import AccountDetails, NoRoute, method_choose, method_fallback
 from settlement.calendars import business_days_between
 from settlement.choices import AccountKind, AssetKind, InstructionStatus, LockStatus
-from settlement.exceptions import IllegalTransition, InsufficientFunds
-from settlement.models import LedgerAccount, SettlementInstruction
+from settlement.exceptions import IllegalTransition, InsufficientFunds, NotPermitted
+from settlement.models import ApprovalKind, ApprovalRequest, LedgerAccount, SettlementInstruction
 from settlement.models.fees import FeeChargeStatus
 from settlement.models.pipeline import CaseKind
 from settlement.money import format_amount
@@ -957,9 +957,21 @@ def reports_apply(*, report_ids: list[int], actor: Actor = PLAN) -> dict[str, in
 # --- operations --------------------------------------------------------------------------------------
 
 
-def netted_release(*, ni: NettedInstruction, actor: Actor, reason: str) -> NettedInstruction:
-    """Ops: release a payment held over the net debit cap."""
+def netted_release(*, ni: NettedInstruction, actor: Actor, reason: str, approval: ApprovalRequest) -> NettedInstruction:
+    """Release a payment held over the net debit cap: only as the application of an approved
+    four-eyes request (``approval``, being decided by ``actor``, in its transaction). Ops propose
+    it with ``approval_propose(kind="netted_release", ...)``."""
     with transaction.atomic():
+        stored = ApprovalRequest.objects.filter(pk=approval.pk, status="pending").first()
+        user = actor_user(actor)
+        if (
+            stored is None
+            or (stored.kind, stored.target_id) != (ApprovalKind.NETTED_RELEASE, ni.pk)
+            or user is None
+            or user.pk == stored.proposed_by_id
+            or approval.decided_by_id != user.pk
+        ):
+            raise NotPermitted(f"releasing netted instruction {ni.pk} past its cap needs an approved four-eyes request")
         ni = NettedInstruction.objects.select_for_update().get(pk=ni.pk)
         _apply(ni, ni.mark_released, actor=actor, reason=reason)
         _after_commit_dispatch([ni.pk])

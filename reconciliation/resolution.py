@@ -15,7 +15,7 @@ from reconciliation.models import Break, BreakProposal, ProposalAction
 from settlement.exceptions import IllegalTransition, ValidationFailed
 from settlement.models import LedgerAccount
 from settlement.services.actors import Actor, actor_user, stamp_history
-from settlement.services.approvals import APPROVE_PERMISSION, permission_require
+from settlement.services.approvals import APPROVE_PERMISSION, approver_require, permission_require
 from settlement.services.audit import transition_run
 from settlement.services.ledger import ledger_adjust
 
@@ -124,6 +124,7 @@ def proposal_decide(*, proposal: BreakProposal, actor: Actor, approve: bool, rea
             raise IllegalTransition(f"proposal {proposal.pk} was already decided")
         if user is None or user.pk == proposal.proposed_by_id:
             raise ValidationFailed("four-eyes: a proposal is approved or rejected by someone other than its proposer")
+        approver_require(actor, proposed_by_id=proposal.proposed_by_id, what="approving an adjustment or write-off")
         brk = _locked(proposal.brk)
         proposal.decided_by = user
         proposal.decided_at = timezone.now()

@@ -17,7 +17,6 @@ from settlement.exceptions import DomainError
 from settlement.models import (
     ApiToken,
     ApprovalRequest,
-    Asset,
     AuthFailure,
     BankAccount,
     ChainTransfer,
@@ -130,19 +129,35 @@ class ActionOnlyAdminMixin:
         return super().change_view(request, object_id, form_url, extra_context)  # type: ignore[misc]
 
 
-class WalletInline(admin.TabularInline):
+class WalletInline(ReadOnlyAdminMixin, admin.TabularInline):
+    """Shown, not edited: adds and changes are four-eyes proposals on the wallet's own page
+    (``settlement.admin_changes``); the signing state (nonce, chain state) is never edited."""
+
     model = WalletAddress
+    fields = ["chain", "address", "label", "next_nonce"]
+    readonly_fields = fields
     extra = 0
+    show_change_link = True
 
 
-class BankAccountInline(admin.StackedInline):
+class BankAccountInline(ReadOnlyAdminMixin, admin.TabularInline):
+    """Shown, not edited: adds and changes are four-eyes proposals on the account's own page."""
+
     model = BankAccount
+    fields = ["currency", "holder_name", "iban", "bic", "aba_routing", "account_number"]
+    readonly_fields = fields
     extra = 0
+    show_change_link = True
 
 
-class CustodyAccountInline(admin.TabularInline):
+class CustodyAccountInline(ReadOnlyAdminMixin, admin.TabularInline):
+    """Shown, not edited: adds and changes are four-eyes proposals on the account's own page."""
+
     model = CustodyAccount
+    fields = ["custodian_bic", "account_id"]
+    readonly_fields = fields
     extra = 0
+    show_change_link = True
 
 
 class ParticipantUserInline(admin.TabularInline):
@@ -198,13 +213,6 @@ class ParticipantAdmin(HistoryAdmin):
             "(other periods: change from/to in the address)",
             url, query, url, query,
         )  # fmt: skip
-
-
-@admin.register(Asset)
-class AssetAdmin(HistoryAdmin):
-    list_display = ["code", "name", "kind", "precision", "settlement_cycle", "calendar", "chain", "is_active"]
-    list_filter = ["kind", "settlement_cycle", "calendar", "is_active"]
-    search_fields = ["code", "name"]
 
 
 @admin.register(Instrument)
@@ -999,3 +1007,7 @@ class DailyReportAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
         for report in queryset:
             daily_report_build(day=report.day, actor=request.user)
         self.message_user(request, f"{queryset.count()} reports regenerated.", messages.SUCCESS)
+
+
+# Participants' accounts, assets and beat's schedule: saves there are four-eyes proposals.
+from settlement import admin_changes  # noqa: E402, F401

@@ -6,8 +6,15 @@ in step after every ``migrate`` (permissions of new models join the roles automa
   four-eyes requests (reversals, halt lifts, method overrides, adjusting journals, write-offs).
 - approver: sees everything; approves or rejects what someone else proposed.
 - auditor: sees everything, including history, and changes nothing.
-- administrator: everything else (participants, assets, users, tokens, beat's schedule), but
-  like everybody never edits or deletes ledger rows, the transition log or history rows.
+- administrator: everything else (participants, assets, users, tokens, beat's schedule; the
+  high-risk edits there - participants' bank, custody and wallet accounts, net debit caps, beat's
+  tasks, an asset's kind/chain/cycle in flight - are four-eyes proposals), but
+  like everybody never edits or deletes ledger rows, the transition log or history rows, and
+  never approves: whoever can create users or change their roles could otherwise make a second
+  account and approve their own proposal. No role holds both user management (any permission on
+  ``auth`` users, groups or permissions) and an approver permission: ``roles_install`` refuses a
+  table that would, and ``approver_require`` (settlement.services.approvals) refuses such a
+  person (and superusers) at the moment of approval too.
 """
 
 from __future__ import annotations
@@ -42,6 +49,27 @@ OPERATOR = {
     "reconciliation.add_breakproposal",
 }
 APPROVER = {"settlement.approve_approvalrequest"}
+# Permissions that decide a four-eyes request (never together with user management).
+APPROVER_PERMISSIONS = frozenset(APPROVER)
+
+
+def user_management(permission: str) -> bool:
+    """Creating or changing users, their groups or their permissions (``auth.*`` writes)."""
+    app, codename = permission.split(".", 1)
+    return app == "auth" and codename.split("_", 1)[0] in ("add", "change", "delete")
+
+
+class RoleConflict(Exception):
+    """A role table in which one role could both manage users and approve."""
+
+
+def roles_check(roles: dict[str, set[str]]) -> None:
+    """Refuse a role table in which a role holds user management and an approver permission."""
+    for name, keys in roles.items():
+        managing = sorted(key for key in keys if user_management(key))
+        approving = sorted(keys & APPROVER_PERMISSIONS)
+        if managing and approving:
+            raise RoleConflict(f"role {name} would both manage users ({managing[0]}) and approve ({approving[0]})")
 
 
 def _immutable(app_label: str, model: str) -> bool:
@@ -62,6 +90,7 @@ def roles_install(group_model: Any, permission_model: Any) -> None:
         key
         for key, (_, model) in perms.items()
         if not (key.split(".")[1].split("_")[0] in ("change", "delete") and _immutable(key.split(".")[0], model))
+        and key not in APPROVER_PERMISSIONS
     }
     roles = {
         "operator": view | OPERATOR,
@@ -69,6 +98,7 @@ def roles_install(group_model: Any, permission_model: Any) -> None:
         "auditor": view,
         "administrator": admin,
     }
+    roles_check(roles)
     for name, keys in roles.items():
         group, _ = group_model.objects.get_or_create(name=name)
         group.permissions.set([perms[key][0] for key in keys if key in perms])

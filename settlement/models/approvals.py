@@ -1,8 +1,10 @@
 """Four-eyes (maker-checker) approvals for sensitive operations.
 
 One person proposes (with a reason); the operation takes effect only when a different person
-with the approver role approves it (with a reason). The database refuses a decision by the
-proposer (CHECK constraint), and at most one request per operation and target is pending.
+with the approver role approves it (with a reason) - someone who manages no users and whose
+account the proposer neither created nor changed (``approver_require``). The database refuses a
+decision by the proposer (CHECK constraint), and at most one request per operation and target
+is pending (for a participant's accounts: one per participant and kind of account).
 Adjusting journals and write-offs of reconciliation breaks have their own proposals
 (``reconciliation.BreakProposal``) under the same rule.
 """
@@ -20,6 +22,13 @@ class ApprovalKind(models.TextChoices):
     REVERSAL = "reversal", "Reverse a settled trade"
     HALT_LIFT = "halt_lift", "Lift a settlement halt"
     METHOD_OVERRIDE = "method_override", "Override a payment's rail method"
+    NETTED_RELEASE = "netted_release", "Release a payment held over its net debit cap"
+    BANK_ACCOUNT = "bank_account", "Add or change a participant's bank account"
+    WALLET = "wallet", "Add or change a participant's wallet"
+    CUSTODY_ACCOUNT = "custody_account", "Add or change a participant's custody account"
+    NET_DEBIT_CAP = "net_debit_cap", "Add or change a participant's net debit cap"
+    BEAT_TASK = "beat_task", "Change, enable or disable a scheduled task"
+    ASSET = "asset", "Change an asset's kind, chain, cycle or precision while it settles"
 
 
 class ApprovalStatus(models.TextChoices):
@@ -31,9 +40,14 @@ class ApprovalStatus(models.TextChoices):
 
 class ApprovalRequest(ConcurrentTransitionMixin, models.Model):
     kind = models.CharField(max_length=20, choices=ApprovalKind.choices)
-    target_id = models.BigIntegerField(help_text="Trade (reversal), halt (lift) or netted instruction (override).")
+    target_id = models.BigIntegerField(
+        help_text="Trade (reversal), halt (lift), netted instruction (override, release), participant (its bank, "
+        "custody and wallet accounts, its net debit caps), periodic task or asset."
+    )
     target_label = models.CharField(max_length=200)
-    payload = models.JSONField(default=dict, blank=True, help_text="What exactly is to be done (e.g. the method).")
+    payload = models.JSONField(
+        default=dict, blank=True, help_text="What is to be done (the method; a record's values before and after)."
+    )
     reason = models.TextField()
     proposed_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
     proposed_at = models.DateTimeField(auto_now_add=True)

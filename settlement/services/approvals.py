@@ -25,8 +25,34 @@ def permission_require(actor: Actor, permission: str, what: str) -> Any:
     return user
 
 
+def approver_require(actor: Actor, *, proposed_by_id: int | None, what: str) -> Any:
+    """The person deciding a four-eyes request: holds the approver permission, is not the
+    proposer, is no administrator (no superuser, no permission to manage users, groups or
+    permissions: else they could make themselves a second account), and the proposer neither
+    created nor changed their account (the admin's log of user changes)."""
+    from django.contrib.admin.models import LogEntry
+    from django.contrib.auth import get_user_model
+    from django.contrib.contenttypes.models import ContentType
+
+    from settlement.roles import user_management
+
+    user = permission_require(actor, APPROVE_PERMISSION, what)
+    if user.pk == proposed_by_id:
+        raise NotPermitted("four-eyes: the proposer cannot approve or reject their own request")
+    if user.is_superuser or any(user_management(perm) for perm in user.get_all_permissions()):
+        raise NotPermitted("four-eyes: an administrator (who manages users) does not approve")
+    users = ContentType.objects.get_for_model(get_user_model())
+    if LogEntry.objects.filter(user_id=proposed_by_id, content_type=users, object_id=str(user.pk)).exists():
+        raise NotPermitted("four-eyes: the proposer created or changed the approver's account")
+    return user
+
+
 def _target(kind: str, target_id: int, payload: dict[str, Any]) -> str:
     """Check the target exists and the request makes sense now; returns its label."""
+    from settlement.services.changes import CHANGE_KINDS, change_target
+
+    if kind in CHANGE_KINDS:
+        return change_target(kind, target_id, payload)
     if kind == ApprovalKind.REVERSAL:
         trade = Trade.objects.filter(pk=target_id).first()
         if trade is None:
@@ -53,6 +79,15 @@ def _target(kind: str, target_id: int, payload: dict[str, Any]) -> str:
         if method not in RailMethod.values or method == RailMethod.LEDGER:
             raise ValidationFailed(f"method must be one of the rails, not {method!r}", detail={"method": method})
         return f"{ni} by {method}"
+    if kind == ApprovalKind.NETTED_RELEASE:
+        from netting.models import NettedInstruction
+
+        ni = NettedInstruction.objects.filter(pk=target_id).first()
+        if ni is None:
+            raise ValidationFailed(f"no netted instruction {target_id}")
+        if ni.status != "held":
+            raise IllegalTransition(f"netted instruction {ni.pk} is {ni.status}: only a held payment is released")
+        return f"release of {ni}"
     raise ValidationFailed(f"unknown request kind {kind!r}")
 
 
@@ -92,7 +127,11 @@ def approval_propose(
 
 
 def _apply(request: ApprovalRequest, actor: Actor) -> str:
+    from settlement.services.changes import CHANGE_KINDS, change_apply
+
     reason = f"{request.reason} (approved: {request.decision_reason})"
+    if request.kind in CHANGE_KINDS:
+        return change_apply(request, actor=actor, reason=reason)
     if request.kind == ApprovalKind.REVERSAL:
         from settlement.services.instructions import trade_reverse
 
@@ -104,9 +143,12 @@ def _apply(request: ApprovalRequest, actor: Actor) -> str:
         halt_lift(halt=SettlementHalt.objects.get(pk=request.target_id), actor=actor, reason=reason)
         return "halt lifted"
     from netting.models import NettedInstruction
-    from netting.payments import netted_retry
+    from netting.payments import netted_release, netted_retry
 
     ni = NettedInstruction.objects.get(pk=request.target_id)
+    if request.kind == ApprovalKind.NETTED_RELEASE:
+        netted_release(ni=ni, actor=actor, reason=reason, approval=request)
+        return "released"
     netted_retry(ni=ni, actor=actor, reason=reason, method=request.payload["method"])
     return f"retried by {request.payload['method']}"
 
@@ -114,8 +156,8 @@ def _apply(request: ApprovalRequest, actor: Actor) -> str:
 def approval_decide(*, request: ApprovalRequest, actor: Actor, approve: bool, reason: str) -> ApprovalRequest:
     """A different person with the approver role approves (the operation is applied now, in
     this transaction; if it can no longer be applied the request ends failed with the reason)
-    or rejects."""
-    user = permission_require(actor, APPROVE_PERMISSION, "approving a four-eyes request")
+    or rejects. See ``approver_require`` for who may decide."""
+    permission_require(actor, APPROVE_PERMISSION, "approving a four-eyes request")
     reason = reason.strip()
     if not reason:
         raise ValidationFailed("a decision needs a reason")
@@ -123,8 +165,7 @@ def approval_decide(*, request: ApprovalRequest, actor: Actor, approve: bool, re
         request = ApprovalRequest.objects.select_for_update().get(pk=request.pk)
         if request.status != "pending":
             raise IllegalTransition(f"request {request.pk} was already decided ({request.status})")
-        if request.proposed_by_id == user.pk:
-            raise NotPermitted("four-eyes: the proposer cannot approve or reject their own request")
+        user = approver_require(actor, proposed_by_id=request.proposed_by_id, what="approving a four-eyes request")
         request.decided_by, request.decided_at, request.decision_reason = user, timezone.now(), reason
         if not approve:
             transition_run(request, request.reject, entity="approval", actor=actor, reason=reason)

@@ -27,7 +27,8 @@ from netting.selectors import netted_instructions_for_leg
 from netting.services import window_close
 from rails.formats import iso20022, nacha
 from settlement.choices import InstructionStatus
-from settlement.models import LedgerAccount, ReviewCase, SettlementInstruction, TransitionLog
+from settlement.exceptions import NotPermitted
+from settlement.models import ApprovalRequest, LedgerAccount, ReviewCase, SettlementInstruction, TransitionLog
 from settlement.services.trades import TradeInput, trades_ingest
 from tests.factories import ACTOR
 from tests.helpers import assert_admin_pages_render
@@ -296,7 +297,10 @@ def test_a_message_the_network_refuses_as_a_whole_goes_to_review(fiat_market: Fi
     assert "BAD1" not in fiat_market.bank.received and not fiat_market.bank.payments
 
 
-def test_cap_breach_holds_the_pay_in_until_released(fiat_market: FiatMarket):
+def test_cap_breach_holds_the_pay_in_until_released(fiat_market: FiatMarket, django_user_model):
+    from settlement.services.approvals import approval_decide, approval_propose
+    from tests.helpers import staff_user
+
     m = fiat_market
     NetDebitCap.objects.create(participant=m.parties[0], asset=m.usd, cap=Decimal("500.00"))
     _, day = _one_usd_trade(m)
@@ -306,7 +310,14 @@ def test_cap_breach_holds_the_pay_in_until_released(fiat_market: FiatMarket):
     settle_day(m, day)
     ni.refresh_from_db()
     assert ni.status == NettedStatus.HELD and not ni.rail_attempts.exists()
-    netted_release(ni=ni, actor=ACTOR, reason="limit raised by risk")
+    with pytest.raises(NotPermitted):  # past the cap only under four-eyes
+        netted_release(ni=ni, actor=ACTOR, reason="limit raised by risk", approval=ApprovalRequest())
+    operator = staff_user(django_user_model, "ops", "operator")
+    request = approval_propose(kind="netted_release", target_id=ni.pk, actor=operator, reason="limit raised by risk")
+    ni.refresh_from_db()
+    assert ni.status == NettedStatus.HELD
+    approver = staff_user(django_user_model, "risk", "approver")
+    approval_decide(request=request, actor=approver, approve=True, reason="confirmed with risk")
     pump()
     settle_day(m, m.bank.add_business_days(day, 1))  # a new ACH takes a business day
     ni.refresh_from_db()
@@ -316,6 +327,8 @@ def test_cap_breach_holds_the_pay_in_until_released(fiat_market: FiatMarket):
 
 def test_netting_admin_pages_render_and_release_needs_a_reason(fiat_market: FiatMarket, client, django_user_model):
     from django.urls import reverse
+
+    from tests.helpers import staff_user
 
     m = fiat_market
     NetDebitCap.objects.create(participant=m.parties[0], asset=m.usd, cap=Decimal("500.00"))
@@ -333,9 +346,15 @@ def test_netting_admin_pages_render_and_release_needs_a_reason(fiat_market: Fiat
     assert held.status == NettedStatus.HELD  # no reason, no release
     client.post(url, {**form, "reason": "risk raised the cap"})
     held.refresh_from_db()
+    assert held.status == NettedStatus.HELD  # proposed (four-eyes), not released
+    request = ApprovalRequest.objects.get(kind="netted_release", target_id=held.pk, status="pending")
+    client.force_login(staff_user(django_user_model, "risk", "approver"))
+    approve = {"action": "approve_selected", "_selected_action": [request.pk], "apply": "1", "reason": "agreed"}
+    client.post(reverse("admin:settlement_approvalrequest_changelist"), approve)
+    held.refresh_from_db()
     assert held.status == NettedStatus.PENDING
     entry = TransitionLog.objects.filter(entity_type="nettedinstruction", entity_id=held.pk).last()
-    assert entry.reason == "risk raised the cap" and entry.actor_label == "ops"
+    assert entry.reason == "risk raised the cap (approved: agreed)" and entry.actor_label == "risk"
 
 
 class WorkerDied(BaseException):

@@ -176,7 +176,7 @@ def test_the_admin_queue_four_eyes(client, django_user_model):
     suspense = system_account_for(code="reconciliation-suspense", asset=usd)
     csa = system_account_for(code="central-settlement", asset=usd, allow_negative=False)
     ops1 = django_user_model.objects.create_superuser("ops1", "1@example.com", "pw")
-    ops2 = django_user_model.objects.create_superuser("ops2", "2@example.com", "pw")
+    ops2 = staff_user(django_user_model, "ops2", "approver")  # superusers manage users: they never approve
     client.force_login(ops1)
     page = client.get(reverse("admin:reconciliation_break_change", args=[brk.pk])).content.decode()
     assert "none: nothing of ours carries this reference" in page and "40.00 USD on 4400123456" in page  # side by side
