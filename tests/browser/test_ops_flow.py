@@ -65,11 +65,20 @@ class Console:
 
     def submit(self, button) -> None:
         """Click and wait until the next page replaced this one (a click does not wait for it)."""
-        from selenium.webdriver.support import expected_conditions
+        from selenium.common.exceptions import WebDriverException
         from selenium.webdriver.support.ui import WebDriverWait
 
+        def replaced(_driver) -> bool:
+            # Chromium reports a node of a page already gone either as stale or, while the new page
+            # is being attached, as "does not belong to the document": both mean the page moved on
+            try:
+                button.is_enabled()
+            except WebDriverException:
+                return True
+            return False
+
         button.click()
-        WebDriverWait(self.driver, 15).until(expected_conditions.staleness_of(button))
+        WebDriverWait(self.driver, 15).until(replaced)
 
     def action(self, changelist: str, pk: int, action: str, reason: str) -> str:
         """Tick one row, run an action, give the reason; returns the resulting page."""
