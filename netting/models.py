@@ -330,6 +330,11 @@ class RailReport(models.Model):
     applied = models.BooleanField(default=False)
     outcome = models.CharField(max_length=255, blank=True)
     recorded = models.BooleanField(default=False, help_text="Imported into reconciliation's external records.")
+    record_error = models.TextField(
+        blank=True,
+        help_text="Why reconciliation could not import it (an import failure, alerted): it stays unrecorded "
+        "and is not tried again until someone clears this.",
+    )
 
     class Meta:
         ordering = ["network", "sequence"]
