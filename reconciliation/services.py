@@ -78,7 +78,8 @@ def rail_reports_record(*, limit: int = 5000, actor: Actor = RECON) -> dict[str,
         try:
             result = records_import(
                 source=REPORT_SOURCES[report.kind],
-                name=f"{report.network} report #{report.sequence} ({report.kind})",
+                name=f"{report.network} report #{report.sequence}{f' of epoch {report.epoch}' if report.epoch else ''}"
+                f" ({report.kind})",
                 content=report.content.encode(),
                 actor=actor,
             )
