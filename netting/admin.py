@@ -16,6 +16,7 @@ from netting.models import (
     RailReport,
 )
 from netting.payments import netted_release, netted_retry
+from netting.reports import rail_report_record_retry
 from netting.selectors import liquidity_position
 from settlement.admin import (
     ActionOnlyAdminMixin,
@@ -276,10 +277,21 @@ class ImportFailedFilter(admin.SimpleListFilter):
 class RailReportAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     """Reports received from the networks, raw, with what applying them did."""
 
-    list_display = ("network", "sequence", "kind", "received_at", "applied", "outcome", "recorded", "import_failed")
+    list_display = (
+        "network",
+        "epoch",
+        "sequence",
+        "kind",
+        "received_at",
+        "applied",
+        "outcome",
+        "recorded",
+        "import_failed",
+    )
     list_filter = ("network", "kind", "applied", "recorded", ImportFailedFilter)
     readonly_fields = (
         "network",
+        "epoch",
         "sequence",
         "kind",
         "received_at",
@@ -290,6 +302,20 @@ class RailReportAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
         "content",
     )
     fields = readonly_fields
+    actions = ["record_retry_selected"]
+    has_record_retry_permission = permission_check("reconciliation.work_break")
+
+    @admin.action(description="Import selected failed reports again (asks for a reason)", permissions=["record_retry"])
+    def record_retry_selected(self, request: HttpRequest, queryset: QuerySet) -> HttpResponse | None:
+        return _reason_action(
+            self,
+            request,
+            queryset,
+            title="Import again",
+            service=rail_report_record_retry,
+            action_name="record_retry_selected",
+            kwarg="report",
+        )
 
     @admin.display(boolean=True, description="import failed")
     def import_failed(self, obj: RailReport) -> bool:

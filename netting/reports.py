@@ -13,9 +13,13 @@ from __future__ import annotations
 
 import logging
 
+from django.db import transaction
 from django.db.models import Max
 
 from netting.models import RailReport
+from settlement.exceptions import IllegalTransition, ValidationFailed
+from settlement.services.actors import Actor
+from settlement.services.audit import LogEntry, transition_log_append
 
 logger = logging.getLogger(__name__)
 
@@ -55,3 +59,24 @@ def _restart_alert(*, network: str, old: str, after: int, new: str) -> None:
         level="warning",
         dedupe_key=f"report-epoch:{network}:{new}"[:200],
     )
+
+
+def rail_report_record_retry(*, report: RailReport, actor: Actor, reason: str) -> RailReport:
+    """Ops: have reconciliation import a report it could not read again (its next
+    ``rail_reports_record``): clears the import error, with the reason in the transition log."""
+    reason = (reason or "").strip()
+    if not reason:
+        raise ValidationFailed("a reason is required")
+    with transaction.atomic():
+        report = RailReport.objects.select_for_update().get(pk=report.pk)
+        if report.recorded or not report.record_error:
+            raise IllegalTransition(f"{report} is not an import failure")
+        transition_log_append(
+            entries=[
+                LogEntry("railreport", report.pk, "import_failed", "unrecorded", reason, {"error": report.record_error})
+            ],
+            actor=actor,
+        )
+        report.record_error = ""
+        report.save(update_fields=("record_error",))
+        return report

@@ -13,7 +13,6 @@ from django.db import transaction
 
 from reconciliation.importers import ImportOutcome, ImportRejected, external_import
 from reconciliation.models import ChainScan, Source
-from settlement.exceptions import IllegalTransition, ValidationFailed
 from settlement.services.actors import Actor, SystemActor
 
 RECON = SystemActor("reconciliation")
@@ -67,7 +66,7 @@ def rail_reports_record(*, limit: int = 5000, actor: Actor = RECON) -> dict[str,
     once. A report that cannot be read is an import failure, not a record: it stays unrecorded
     with the reason (``record_error``, filter "import failed" in the admin, its raw content beside
     it), operations are alerted once, and it is not tried again until someone clears the error
-    (``rail_report_record_retry``)."""
+    (``netting.reports.rail_report_record_retry``)."""
     from netting.models import RailReport
 
     outcome = {"records": 0, "reports": 0, "refused": 0}
@@ -118,29 +117,6 @@ def _report_import_failed(report: Any, *, error: str, actor: Actor) -> None:
             roles=("operator",),
             dedupe_key=f"rail-report-unreadable:{report.pk}",
         )
-
-
-def rail_report_record_retry(*, report: Any, actor: Actor, reason: str) -> Any:
-    """Ops: try an import failure again at the next ``rail_reports_record`` (clears its error)."""
-    from netting.models import RailReport
-    from settlement.services.audit import LogEntry, transition_log_append
-
-    reason = (reason or "").strip()
-    if not reason:
-        raise ValidationFailed("a reason is required")
-    with transaction.atomic():
-        report = RailReport.objects.select_for_update().get(pk=report.pk)
-        if report.recorded or not report.record_error:
-            raise IllegalTransition(f"{report} is not an import failure")
-        transition_log_append(
-            entries=[
-                LogEntry("railreport", report.pk, "import_failed", "unrecorded", reason, {"error": report.record_error})
-            ],
-            actor=actor,
-        )
-        report.record_error = ""
-        report.save(update_fields=("record_error",))
-        return report
 
 
 def chain_transactions_fetch(*, chain: str, actor: Actor = RECON, max_blocks: int = 500) -> ImportOutcome | None:

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import pytest
+from django.urls import reverse
 
 from netting.models import RailReport
+from netting.reports import rail_report_record_retry
 from reconciliation.models import ExternalRecord
-from reconciliation.services import rail_report_record_retry, rail_reports_record
+from reconciliation.services import rail_reports_record
 from settlement.exceptions import IllegalTransition, ValidationFailed
 from settlement.models import OpsAlert, TransitionLog
 from tests.factories import ACTOR
-from tests.helpers import house_usd_credit
+from tests.helpers import house_usd_credit, staff_user
 
 pytestmark = pytest.mark.django_db
 
@@ -66,3 +68,28 @@ def test_rail_report_record_retry_tries_an_import_failure_again(django_user_mode
     ).exists()
     with pytest.raises(IllegalTransition):
         rail_report_record_retry(report=report, actor=ACTOR, reason="again")
+
+
+def test_rail_report_record_retry_from_the_admin_needs_a_reason_and_the_operator_role(client, django_user_model):
+    # given an import failure, an operator and an auditor
+    report = RailReport.objects.create(network="bank", sequence=3, kind="camt.054", content="not xml")
+    rail_reports_record()
+    operator = staff_user(django_user_model, "ops", "operator")
+    auditor = staff_user(django_user_model, "audit", "auditor")
+    url = reverse("admin:netting_railreport_changelist")
+    form = {"action": "record_retry_selected", "_selected_action": [report.pk], "apply": "1", "reason": "fixed"}
+
+    # when the auditor and then the operator ask for it to be imported again
+    client.force_login(auditor)
+    listing = client.get(url + "?import_failed=yes")
+    client.post(url, form)
+    still_failed = RailReport.objects.get(pk=report.pk).record_error
+    client.force_login(operator)
+    client.post(url, form)
+
+    # then the failure is listed, only the operator's request counts, and it is logged with the user
+    assert listing.status_code == 200 and f"/admin/netting/railreport/{report.pk}/change/".encode() in listing.content
+    assert still_failed
+    assert RailReport.objects.get(pk=report.pk).record_error == ""
+    entry = TransitionLog.objects.get(entity_type="railreport", entity_id=report.pk, from_status="import_failed")
+    assert (entry.actor_label, entry.reason) == ("ops", "fixed")
