@@ -25,6 +25,8 @@ Fault switches (``inject(fault, times, code=...)``):
 * ``duplicate``            - the next report(s) are delivered twice (a second sequence number)
 * ``sequence_restart``     - the network restarts its report numbering: the next report is
                              sequence 1 of a new epoch (``restart-1``, ``restart-2``, ...)
+* ``sequence_reset``       - the same without naming a new epoch (a network that lost its
+                             numbering): the next report is sequence 1 again, earlier ones gone
 
 The clock: ``today`` is the network's business date; payments settle on their value date (at
 the earliest after the configured business-day delay). ``instant=True`` (the test clock) settles
@@ -45,7 +47,15 @@ from urllib.parse import parse_qs, urlparse
 from rails.simulators.loopback import LoopbackServer
 from settlement.calendars import settlement_date
 
-FAULTS = ("unavailable", "timeout", "timeout_after_accept", "reject", "duplicate", "sequence_restart")
+FAULTS = (
+    "unavailable",
+    "timeout",
+    "timeout_after_accept",
+    "reject",
+    "duplicate",
+    "sequence_restart",
+    "sequence_reset",
+)
 
 
 class Refused(Exception):
@@ -126,12 +136,15 @@ class NetworkSimulator(LoopbackServer):
     # --- reports ------------------------------------------------------------------------------
     def emit(self, kind: str, content: str) -> None:
         """Queue a report for the client (twice under the ``duplicate`` fault; first in a new
-        epoch under ``sequence_restart``)."""
+        epoch under ``sequence_restart``, numbered from 1 again in the same one under
+        ``sequence_reset``)."""
         with self.lock:
             if self.take("sequence_restart"):
                 self.epoch = f"restart-{len(self.epochs)}"
                 self.reports = []
                 self.epochs[self.epoch] = self.reports
+            if self.take("sequence_reset"):
+                self.reports.clear()
             copies = 2 if self.take("duplicate") else 1
             for _ in range(copies):
                 self.reports.append(

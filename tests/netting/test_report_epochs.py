@@ -75,6 +75,35 @@ def test_rail_reports_fetch_when_the_network_forgot_the_old_epoch_takes_the_new_
     assert _stored()[5:] == [("restart-1", 1), ("restart-1", 2)]
 
 
+@pytest.mark.parametrize("new_reports", [2, 5])
+def test_rail_reports_fetch_after_a_silent_sequence_reset_keeps_the_new_numbering_under_an_epoch_of_ours(
+    fiat_market: FiatMarket, new_reports: int
+):
+    # given three reports received, then the network numbers from 1 again without naming an epoch,
+    # fewer (2) or more (5) reports than we had
+    bank = fiat_market.bank
+    for n in (1, 2, 3):
+        _notify(bank, n)
+    rail_reports_fetch(network="bank")
+    bank.inject("sequence_reset")
+    for n in range(4, 4 + new_reports):
+        _notify(bank, n)
+
+    # when the reports are fetched (twice), one more is emitted and fetched, and all are recorded
+    rail_reports_fetch(network="bank")
+    rail_reports_fetch(network="bank")
+    _notify(bank, 99)
+    rail_reports_fetch(network="bank")
+    rail_reports_record()
+
+    # then the new numbering is stored whole under "~1", nothing twice, and operations were told
+    assert _stored() == [("", 1), ("", 2), ("", 3)] + [("~1", n) for n in range(1, new_reports + 2)]
+    assert not RailReport.objects.filter(applied=False).exists()
+    references = sorted(ExternalRecord.objects.values_list("reference", flat=True))
+    assert references == sorted(f"E2E-{n}" for n in [*range(1, 4 + new_reports), 99])
+    assert OpsAlert.objects.filter(dedupe_key="report-epoch:bank:~1").count() == 1
+
+
 def test_rail_reports_fetch_payments_settle_after_the_bank_restarts_its_sequence(fiat_market: FiatMarket):
     # given a first trade settled through the bank, its reports received
     m = fiat_market
