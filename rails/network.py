@@ -14,7 +14,8 @@ gateway adapter would sit behind:
   sequence numbers names a new epoch (numbered from 1 again) and, asked from an earlier epoch,
   serves the rest of it, then the later ones (from an epoch it does not know: its current epoch
   from the start). The answer's ``epoch`` is the network's current one; a network without epochs
-  leaves them out ("").
+  leaves them out (""). Epoch names never contain ``~`` (the client's names for numberings a
+  network restarted without naming, ``netting.reports``).
 * ``GET /statement?account=...&date=YYYY-MM-DD`` returns the camt.053 of that account and day.
 """
 
