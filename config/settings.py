@@ -295,8 +295,10 @@ CLEARHOUSE_FIAT_ROUTING = {
 CLEARHOUSE_RAIL_MAX_SENDS = int(os.environ.get("CLEARHOUSE_RAIL_MAX_SENDS", "6"))
 # Business days a custody delivery may fail before a buy-in case is opened.
 CLEARHOUSE_BUY_IN_AFTER_DAYS = int(os.environ.get("CLEARHOUSE_BUY_IN_AFTER_DAYS", "4"))
-# Reconciliation: a bank booking short by at most this much (a correspondent bank's fee) is
-# resolved automatically; anything larger goes to the admin queue.
+# Reconciliation: a house bank account's booking short by at most this much (a correspondent
+# bank's fee) is booked as a fee - a journal from the house's absorbed bank charges
+# (``bank-charges:absorbed``) to ``bank-charges`` - and its break resolves citing the journal;
+# a larger shortfall stays open for people (an adjusting journal needs four-eyes approval).
 CLEARHOUSE_RECON_FEE_SCHEDULE = {"USD": "25.00", "EUR": "20.00", "GBP": "20.00"}
 # When each rail should have confirmed a movement: bank methods and custody by the end of the
 # value date plus these days, chains this many minutes after the broadcast. A confirmation is

@@ -17,6 +17,7 @@ from netting.models import (
     RailReport,
 )
 from netting.payments import netted_retry
+from netting.reports import rail_report_record_retry
 from netting.selectors import liquidity_position
 from settlement.admin import (
     ActionOnlyAdminMixin,
@@ -278,11 +279,67 @@ class RailAttemptAdmin(ReadOnlyAdminMixin, HistoryAdmin):
         return _transitions_table("railattempt", obj.pk)
 
 
+class ImportFailedFilter(admin.SimpleListFilter):
+    """Reports reconciliation could not import: they wait for people (see their record error)."""
+
+    title = "import failed"
+    parameter_name = "import_failed"
+
+    def lookups(self, request: HttpRequest, model_admin: admin.ModelAdmin) -> list[tuple[str, str]]:
+        return [("yes", "Yes"), ("no", "No")]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet) -> QuerySet:
+        if self.value() == "yes":
+            return queryset.exclude(record_error="")
+        if self.value() == "no":
+            return queryset.filter(record_error="")
+        return queryset
+
+
 @admin.register(RailReport)
 class RailReportAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     """Reports received from the networks, raw, with what applying them did."""
 
-    list_display = ("network", "sequence", "kind", "received_at", "applied", "outcome")
-    list_filter = ("network", "kind", "applied")
-    readonly_fields = ("network", "sequence", "kind", "received_at", "applied", "outcome", "content")
+    list_display = (
+        "network",
+        "epoch",
+        "sequence",
+        "kind",
+        "received_at",
+        "applied",
+        "outcome",
+        "recorded",
+        "import_failed",
+    )
+    list_filter = ("network", "kind", "applied", "recorded", ImportFailedFilter)
+    readonly_fields = (
+        "network",
+        "epoch",
+        "sequence",
+        "kind",
+        "received_at",
+        "applied",
+        "outcome",
+        "recorded",
+        "record_error",
+        "content",
+    )
     fields = readonly_fields
+    actions = ["record_retry_selected"]
+    has_record_retry_permission = permission_check("reconciliation.work_break")
+
+    @admin.action(description="Import selected failed reports again (asks for a reason)", permissions=["record_retry"])
+    def record_retry_selected(self, request: HttpRequest, queryset: QuerySet) -> HttpResponse | None:
+        return _reason_action(
+            self,
+            request,
+            queryset,
+            title="Import again",
+            service=rail_report_record_retry,
+            action_name="record_retry_selected",
+            kwarg="report",
+        )
+
+    @admin.display(boolean=True, description="import failed")
+    def import_failed(self, obj: RailReport) -> bool:
+        return bool(obj.record_error)

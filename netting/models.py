@@ -319,10 +319,15 @@ class RailAttempt(ConcurrentTransitionMixin, models.Model):
 
 class RailReport(models.Model):
     """A report received from a network (status report, booking notification, custody
-    confirmation or fail advice), kept with its raw content. (network, sequence) is its natural
-    key: fetching the same report twice stores it once and applies it once."""
+    confirmation or fail advice), kept with its raw content. (network, epoch, sequence) is its
+    natural key: fetching the same report twice stores it once and applies it once, and a network
+    that restarts its sequence numbers (a new epoch, numbered from 1 again) is not mistaken for
+    reports already received."""
 
     network = models.CharField(max_length=16)
+    epoch = models.CharField(
+        max_length=64, blank=True, default="", help_text="The network's numbering of its reports (new on a restart)."
+    )
     sequence = models.PositiveBigIntegerField()
     kind = models.CharField(max_length=32)
     content = models.TextField()
@@ -330,12 +335,17 @@ class RailReport(models.Model):
     applied = models.BooleanField(default=False)
     outcome = models.CharField(max_length=255, blank=True)
     recorded = models.BooleanField(default=False, help_text="Imported into reconciliation's external records.")
+    record_error = models.TextField(
+        blank=True,
+        help_text="Why reconciliation could not import it (an import failure, alerted): it stays unrecorded "
+        "and is not tried again until someone clears this.",
+    )
 
     class Meta:
         ordering = ["network", "sequence"]
         constraints = [
-            models.UniqueConstraint(fields=["network", "sequence"], name="rail_report_unique"),
+            models.UniqueConstraint(fields=["network", "epoch", "sequence"], name="rail_report_epoch_unique"),
         ]
 
     def __str__(self) -> str:
-        return f"{self.network} #{self.sequence} {self.kind}"
+        return f"{self.network} #{self.epoch + ':' if self.epoch else ''}{self.sequence} {self.kind}"

@@ -37,7 +37,7 @@ from functools import partial
 
 from django.conf import settings
 from django.db import connection, transaction
-from django.db.models import F, Max, Q
+from django.db.models import F, Q
 from django.utils import timezone
 
 from netting.models import (
@@ -747,22 +747,18 @@ def _on_failing(
 
 
 def rail_reports_fetch(*, network: str, actor: Actor = PLAN, dispatch: bool = False) -> dict[str, int]:
-    """Fetch the network's new reports, store them raw (once per sequence number) and apply the
-    ones not applied yet: here, in order, or (``dispatch``) spread over the workers in chunks -
-    applying is idempotent and order-tolerant (a settlement seen before its acceptance settles,
-    the acceptance is then a duplicate), so chunks may run in parallel."""
-    from rails.network import network_client
+    """Fetch the network's new reports, store them raw (once per natural key: epoch and sequence
+    number, ``netting.reports``) and apply the ones not applied yet: here, in order, or
+    (``dispatch``) spread over the workers in chunks - applying is idempotent and order-tolerant
+    (a settlement seen before its acceptance settles, the acceptance is then a duplicate), so
+    chunks may run in parallel."""
+    from netting.reports import reports_receive
 
-    after = RailReport.objects.filter(network=network).aggregate(m=Max("sequence"))["m"] or 0
-    reports = network_client(network).reports(after=after)
-    RailReport.objects.bulk_create(
-        [RailReport(network=network, sequence=r.sequence, kind=r.kind, content=r.content) for r in reports],
-        ignore_conflicts=True,
-    )
+    before = reports_receive(network=network)
     unapplied = RailReport.objects.filter(network=network, applied=False)
     if dispatch:  # only the new ones: ones a lost task left behind are the sweeper's (netted_sweep)
-        unapplied = unapplied.filter(sequence__gt=after)
-    pending = list(unapplied.order_by("sequence").values_list("pk", flat=True))
+        unapplied = unapplied.filter(pk__gt=before)
+    pending = list(unapplied.order_by("pk").values_list("pk", flat=True))
     if dispatch:
         from netting.tasks import reports_apply_task
 
@@ -894,7 +890,7 @@ def reports_apply(*, report_ids: list[int], actor: Actor = PLAN) -> dict[str, in
     (``attempts_settle``), every other event on its own (``attempt_event``). Idempotent."""
     from netting.messages import report_events
 
-    reports = list(RailReport.objects.filter(pk__in=report_ids, applied=False).order_by("sequence"))
+    reports = list(RailReport.objects.filter(pk__in=report_ids, applied=False).order_by("pk"))
     events = {report.pk: report_events(kind=report.kind, content=report.content) for report in reports}
     wanted = {event.end_to_end_id for items in events.values() for event in items}
     attempt_of = dict(RailAttempt.objects.filter(end_to_end_id__in=wanted).values_list("end_to_end_id", "pk"))

@@ -7,9 +7,15 @@ gateway adapter would sit behind:
   ``text/plain`` for NACHA) and the message id in ``X-Message-Id``. 202 = accepted (also for a
   message id the network already has: a resend never pays twice), 400 = the message is refused
   as a whole (schema, layout) with the reason in the JSON body.
-* ``GET /reports?after=N`` returns ``{"reports": [{"sequence", "kind", "content"}, ...]}``:
-  status reports (pain.002, pacs.002), booking notifications (camt.054), custody confirmations
-  (sese.025) and fail advices, in sequence order; the same report may come twice.
+* ``GET /reports?after=N&epoch=E`` returns ``{"epoch", "reports": [{"epoch", "sequence", "kind",
+  "content"}, ...]}``: status reports (pain.002, pacs.002), booking notifications (camt.054),
+  custody confirmations (sese.025) and fail advices after position (E, N), in order; the same
+  report may come twice. A report's natural key is (epoch, sequence): a network that restarts its
+  sequence numbers names a new epoch (numbered from 1 again) and, asked from an earlier epoch,
+  serves the rest of it, then the later ones (from an epoch it does not know: its current epoch
+  from the start). The answer's ``epoch`` is the network's current one; a network without epochs
+  leaves them out (""). Epoch names never contain ``~`` (the client's names for numberings a
+  network restarted without naming, ``netting.reports``).
 * ``GET /statement?account=...&date=YYYY-MM-DD`` returns the camt.053 of that account and day.
 """
 
@@ -30,6 +36,13 @@ class Report:
     sequence: int
     kind: str
     content: str
+    epoch: str = ""
+
+
+@dataclass(frozen=True)
+class ReportPage:
+    epoch: str  # the network's current numbering
+    reports: list[Report]
 
 
 class NetworkClient:
@@ -65,9 +78,18 @@ class NetworkClient:
             raise RailUnavailable(f"unexpected HTTP {response.status_code} from {self.url}")
         return response.json()
 
-    def reports(self, *, after: int, limit: int = 1000) -> list[Report]:
-        response = self._call("GET", "/reports", params={"after": after, "limit": limit})
-        return [Report(int(r["sequence"]), r["kind"], r["content"]) for r in response.json()["reports"]]
+    def reports(self, *, after: int, epoch: str = "", limit: int = 1000) -> ReportPage:
+        """The reports after position (``epoch``, ``after``)."""
+        response = self._call("GET", "/reports", params={"after": after, "epoch": epoch, "limit": limit})
+        body = response.json()
+        current = str(body.get("epoch") or "")
+        return ReportPage(
+            epoch=current,
+            reports=[
+                Report(int(r["sequence"]), r["kind"], r["content"], str(r.get("epoch", current) or ""))
+                for r in body["reports"]
+            ],
+        )
 
     def statement(self, *, account: str, on: date) -> str:
         response = self._call("GET", "/statement", params={"account": account, "date": on.isoformat()})

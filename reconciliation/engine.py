@@ -41,6 +41,7 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from netting.messages import house_accounts
+from reconciliation.autoresolve import breaks_auto_resolve
 from reconciliation.models import ReconciliationRun
 from settlement.services.actors import Actor, actor_label
 
@@ -354,7 +355,7 @@ def reconciliation_run(
             cursor.execute(_RUN, params)
             counts = {kind: int(n) for kind, n in cursor.fetchall()}
         _record_new_breaks(run, actor=actor)
-        resolved = _auto_resolve(run, actor=actor)
+        resolved = breaks_auto_resolve(run=run, actor=actor)
         quiet = ("ok", "awaiting", "void")
         run.totals = {
             "expected": sum(n for kind, n in counts.items() if kind not in ("unexpected", "void")),
@@ -387,49 +388,3 @@ def _record_new_breaks(run: ReconciliationRun, *, actor: Actor) -> None:
             ],
             actor=actor,
         )
-
-
-_AUTO_RESOLVE = """
-UPDATE reconciliation_break b SET status = 'resolved', resolution = r.why
-FROM (
-    SELECT id, 'no longer found by run ' || %(run)s || ' (e.g. a late confirmation arrived)' AS why
-    FROM reconciliation_break
-    WHERE status IN ('open', 'investigating') AND last_run_id <> %(run)s
-    UNION ALL
-    SELECT id,
-           'correspondent bank fee of ' || ROUND(ABS(difference), 2) || ' ' || asset_code || ' within the fee schedule'
-    FROM reconciliation_break
-    JOIN unnest(%(fee_assets)s::text[], %(fee_caps)s::numeric[]) AS f(asset, cap) ON f.asset = asset_code
-    WHERE status = 'open' AND kind = 'amount' AND difference < 0 AND ABS(difference) <= f.cap
-) r
-WHERE b.id = r.id
-RETURNING b.id, r.why
-"""
-
-
-def _auto_resolve(run: ReconciliationRun, *, actor: Actor) -> int:
-    """Known patterns resolve themselves: a break this run no longer finds (the late confirmation
-    arrived, the duplicate was reversed), and an amount short by a correspondent bank's fee within
-    ``CLEARHOUSE_RECON_FEE_SCHEDULE``. Everything else stays in the admin queue."""
-    from reconciliation.models import Break
-    from settlement.services.audit import LogEntry, transition_log_append
-    from settlement.services.trades import history_insert_sql
-
-    fees = settings.CLEARHOUSE_RECON_FEE_SCHEDULE
-    with connection.cursor() as cursor:
-        cursor.execute(
-            _AUTO_RESOLVE,
-            {"run": run.pk, "fee_assets": list(fees), "fee_caps": [Decimal(v) for v in fees.values()]},
-        )
-        resolved = cursor.fetchall()
-        if resolved:
-            cursor.execute(
-                history_insert_sql(Break, "id = ANY(%(ids)s)", history_type="~"),
-                {"ids": [pk for pk, _ in resolved], "now": timezone.now(), "reason": "auto-resolved", "user": None},
-            )
-    if resolved:
-        transition_log_append(
-            entries=[LogEntry("break", pk, "open", "resolved", why, {"run": run.pk}) for pk, why in resolved],
-            actor=actor,
-        )
-    return len(resolved)

@@ -63,29 +63,60 @@ REPORT_SOURCES = {
 def rail_reports_record(*, limit: int = 5000, actor: Actor = RECON) -> dict[str, int]:
     """Import the reports the rails fetched (stored raw in ``netting.RailReport``) as external
     records: notifications, status reports and custody confirmations. Each report is imported
-    once; a report that cannot be read is logged, marked and left for people (its raw content is
-    in the admin)."""
+    once. A report that cannot be read is an import failure, not a record: it stays unrecorded
+    with the reason (``record_error``, filter "import failed" in the admin, its raw content beside
+    it), operations are alerted once, and it is not tried again until someone clears the error
+    (``netting.reports.rail_report_record_retry``)."""
     from netting.models import RailReport
 
     outcome = {"records": 0, "reports": 0, "refused": 0}
-    reports = list(RailReport.objects.filter(recorded=False, kind__in=list(REPORT_SOURCES)).order_by("pk")[:limit])
+    reports = list(
+        RailReport.objects.filter(recorded=False, record_error="", kind__in=list(REPORT_SOURCES)).order_by("pk")[:limit]
+    )
     for report in reports:
         try:
             result = records_import(
                 source=REPORT_SOURCES[report.kind],
-                name=f"{report.network} report #{report.sequence} ({report.kind})",
+                name=f"{report.network} report #{report.sequence}{f' of epoch {report.epoch}' if report.epoch else ''}"
+                f" ({report.kind})",
                 content=report.content.encode(),
                 actor=actor,
             )
-            outcome["records"] += result.created
-            for state, n in result.charges.items():
-                outcome[f"bank_charges_{state}"] = outcome.get(f"bank_charges_{state}", 0) + n
         except ImportRejected as exc:
-            logger.error("%s report %s could not be recorded: %s", report.network, report.sequence, exc.message)
+            _report_import_failed(report, error=exc.message, actor=actor)
             outcome["refused"] += 1
+            continue
+        outcome["records"] += result.created
+        for state, n in result.charges.items():
+            outcome[f"bank_charges_{state}"] = outcome.get(f"bank_charges_{state}", 0) + n
         RailReport.objects.filter(pk=report.pk).update(recorded=True)
         outcome["reports"] += 1
     return outcome
+
+
+def _report_import_failed(report: Any, *, error: str, actor: Actor) -> None:
+    """Keep an unreadable report visible as an import failure (in the transition log too) and
+    alert operations (once)."""
+    from netting.models import RailReport
+    from settlement.services.alerts import ops_alert
+    from settlement.services.audit import LogEntry, transition_log_append
+
+    logger.error("%s report %s could not be recorded: %s", report.network, report.sequence, error)
+    with transaction.atomic():
+        RailReport.objects.filter(pk=report.pk, recorded=False).update(record_error=error or "unreadable")
+        transition_log_append(
+            entries=[LogEntry("railreport", report.pk, "unrecorded", "import_failed", f"not imported: {error}", {})],
+            actor=actor,
+        )
+        ops_alert(
+            title=f"{report.network} report #{report.sequence} ({report.kind}) could not be imported",
+            body=f"Reconciliation could not read this report: {error}. Its records are missing from the external "
+            "records until it is imported: fix the cause, then clear the error (retry) on the report.",
+            link=f"/admin/netting/railreport/{report.pk}/change/",
+            level="critical",
+            roles=("operator",),
+            dedupe_key=f"rail-report-unreadable:{report.pk}",
+        )
 
 
 def chain_transactions_fetch(*, chain: str, actor: Actor = RECON, max_blocks: int = 500) -> ImportOutcome | None:

@@ -5,8 +5,13 @@ Protocol (the client is ``rails.network.NetworkClient``):
 * ``POST /messages`` (body = the message, header ``X-Message-Id``) → 202 ``{"status": "accepted"}``,
   202 ``{"status": "duplicate"}`` for a message id already received (nothing happens twice), 400
   ``{"code", "error"}`` for a message refused as a whole.
-* ``GET /reports?after=N&limit=M`` → ``{"reports": [{"sequence", "kind", "content"}]}``. Due
-  payments are processed first (the network settles what its clock says is due).
+* ``GET /reports?after=N&limit=M&epoch=E`` → ``{"epoch", "reports": [{"epoch", "sequence", "kind",
+  "content"}]}``: the reports after position (E, N), in order. ``epoch`` names a numbering of the
+  reports: it is "" until the network restarts its sequence numbers, then each restart starts a
+  new epoch at sequence 1. Asked from an earlier epoch, the network serves the rest of it and
+  then the later epochs; asked from an epoch it does not know, its current epoch from the start.
+  The answer's ``epoch`` is the current one. Due payments are processed first (the network
+  settles what its clock says is due).
 * ``GET /statement?account=&date=`` → the account's end-of-day statement.
 * ``POST /sim/<command>`` with a JSON body: control from another process (``advance``,
   ``inject``, ``clear``, ``open_account``, ``close_account``, ``set_date``, ``instant``).
@@ -18,6 +23,10 @@ Fault switches (``inject(fault, times, code=...)``):
 * ``timeout_after_accept`` - the message is received and processed, then the answer never comes
 * ``reject``               - the next payment(s) are rejected with ISO reason ``code``
 * ``duplicate``            - the next report(s) are delivered twice (a second sequence number)
+* ``sequence_restart``     - the network restarts its report numbering: the next report is
+                             sequence 1 of a new epoch (``restart-1``, ``restart-2``, ...)
+* ``sequence_reset``       - the same without naming a new epoch (a network that lost its
+                             numbering): the next report is sequence 1 again, earlier ones gone
 
 The clock: ``today`` is the network's business date; payments settle on their value date (at
 the earliest after the configured business-day delay). ``instant=True`` (the test clock) settles
@@ -38,7 +47,15 @@ from urllib.parse import parse_qs, urlparse
 from rails.simulators.loopback import LoopbackServer
 from settlement.calendars import settlement_date
 
-FAULTS = ("unavailable", "timeout", "timeout_after_accept", "reject", "duplicate")
+FAULTS = (
+    "unavailable",
+    "timeout",
+    "timeout_after_accept",
+    "reject",
+    "duplicate",
+    "sequence_restart",
+    "sequence_reset",
+)
 
 
 class Refused(Exception):
@@ -68,7 +85,9 @@ class NetworkSimulator(LoopbackServer):
         self.hang_seconds = hang_seconds
         self.today = today or datetime.now(UTC).date()
         self.instant = instant
-        self.reports: list[dict[str, Any]] = []
+        self.epoch = ""  # the current numbering of the reports (a restart starts the next one)
+        self.reports: list[dict[str, Any]] = []  # the current epoch's
+        self.epochs: dict[str, list[dict[str, Any]]] = {self.epoch: self.reports}  # every epoch, in order
         self.received: dict[str, str] = {}  # message id -> message type
 
     # --- faults and clock -------------------------------------------------------------------
@@ -116,16 +135,37 @@ class NetworkSimulator(LoopbackServer):
 
     # --- reports ------------------------------------------------------------------------------
     def emit(self, kind: str, content: str) -> None:
-        """Queue a report for the client (twice under the ``duplicate`` fault)."""
+        """Queue a report for the client (twice under the ``duplicate`` fault; first in a new
+        epoch under ``sequence_restart``, numbered from 1 again in the same one under
+        ``sequence_reset``)."""
         with self.lock:
+            if self.take("sequence_restart"):
+                self.epoch = f"restart-{len(self.epochs)}"
+                self.reports = []
+                self.epochs[self.epoch] = self.reports
+            if self.take("sequence_reset"):
+                self.reports.clear()
             copies = 2 if self.take("duplicate") else 1
             for _ in range(copies):
-                self.reports.append({"sequence": len(self.reports) + 1, "kind": kind, "content": content})
+                self.reports.append(
+                    {"epoch": self.epoch, "sequence": len(self.reports) + 1, "kind": kind, "content": content}
+                )
 
-    def reports_after(self, after: int, limit: int = 1000) -> list[dict[str, Any]]:
+    def reports_after(self, after: int, limit: int = 1000, epoch: str | None = None) -> dict[str, Any]:
+        """The reports after position (``epoch``, ``after``) - ``epoch`` None: the current one."""
         with self.lock:
             self.process_due()
-            return self.reports[after : after + limit]
+            names = list(self.epochs)
+            if epoch is None:
+                epoch = self.epoch
+            if epoch not in self.epochs:  # a position the network cannot place: all of the current epoch
+                epoch, after = self.epoch, 0
+            found: list[dict[str, Any]] = []
+            for name in names[names.index(epoch) :]:
+                found += self.epochs[name][after if name == epoch else 0 :]
+                if len(found) >= limit:
+                    break
+            return {"epoch": self.epoch, "reports": found[:limit]}
 
     # --- subclass hooks ----------------------------------------------------------------------------
     def accept(self, *, message_id: str, body: bytes, content_type: str) -> None:
@@ -222,11 +262,13 @@ class NetworkSimulator(LoopbackServer):
 
             def do_GET(self) -> None:
                 url = urlparse(self.path)
-                query = {k: v[0] for k, v in parse_qs(url.query).items()}
+                query = {k: v[0] for k, v in parse_qs(url.query, keep_blank_values=True).items()}
                 try:
                     if url.path == "/reports":
-                        reports = simulator.reports_after(int(query.get("after", 0)), int(query.get("limit", 1000)))
-                        self._answer(200, {"reports": reports})
+                        page = simulator.reports_after(
+                            int(query.get("after", 0)), int(query.get("limit", 1000)), query.get("epoch")
+                        )
+                        self._answer(200, page)
                     elif url.path == "/statement":
                         with simulator.lock:
                             xml = simulator.statement(account=query["account"], on=date.fromisoformat(query["date"]))

@@ -49,6 +49,7 @@ def run():
 
 
 def test_a_late_confirmation_and_a_correspondent_fee_resolve_themselves():
+    factories.usd()
     expect("LATE-1", "1000.00")
     expect("FEE-1", "1000.00")
     expect("FEE-2", "1000.00")
@@ -59,6 +60,7 @@ def test_a_late_confirmation_and_a_correspondent_fee_resolve_themselves():
     assert (breaks["LATE-1"].kind, breaks["LATE-1"].status) == ("missing", "open")
     assert (breaks["FEE-1"].status, breaks["FEE-2"].status) == ("resolved", "open")
     assert "correspondent bank fee of 15.00 USD" in breaks["FEE-1"].resolution
+    assert Journal.objects.filter(reference=f"recon:correspondent-fee:break:{breaks['FEE-1'].pk}").exists()
     assert first.totals["auto_resolved"] == 1
     book("LATE-1", "1000.00", "L1")  # the confirmation arrives late
     run()
@@ -224,6 +226,7 @@ def test_run_report_downloads_as_csv_and_the_run_list_charts_matched_and_breaks(
 
 
 def test_lines_without_a_reference_match_by_rule_one_to_one_closest_first():
+    factories.usd()  # the 9.00 fee is booked in USD
     expect("OURS-1", "1000.00")
     expect("OURS-2", "480.00")
     expect("OURS-3", "77.00")
@@ -238,3 +241,31 @@ def test_lines_without_a_reference_match_by_rule_one_to_one_closest_first():
     assert {(k, r) for k, r, _ in breaks} == {("amount", "OURS-2"), ("unexpected", "-"), ("missing", "OURS-3")}
     assert Break.objects.get(kind="amount").status == "resolved"
     assert Break.objects.get(kind="unexpected").found == Decimal("470.00")
+
+
+def test_reconciliation_run_books_a_correspondent_fee_as_a_journal_and_leaves_larger_shortfalls_open():
+    # given a USD payment booked 15.00 short (within the 25.00 schedule) and one 40.00 short
+    usd = factories.usd()
+    expect("FEE-1", "1000.00")
+    expect("FEE-2", "1000.00")
+    book("FEE-1", "985.00", "F1")
+    book("FEE-2", "960.00", "F2")
+
+    # when reconciliation runs, twice
+    first = run()
+    second = run()
+
+    # then the fee is booked once, balanced, from the house's absorbed charges to bank charges
+    fee_break = Break.objects.get(reference="FEE-1")
+    journal = Journal.objects.get(reference=f"recon:correspondent-fee:break:{fee_break.pk}")
+    legs = sorted(journal.postings.values_list("account__system_code", "amount"))
+    assert legs == [("bank-charges", Decimal("15.00")), ("bank-charges:absorbed", Decimal("-15.00"))]
+    assert system_account_for(code="bank-charges", asset=usd).balance == Decimal("15.00")
+    assert Journal.objects.filter(reference__startswith="recon:correspondent-fee:").count() == 1
+    assert fee_break.status == "resolved" and journal.reference in fee_break.resolution
+    log = TransitionLog.objects.get(entity_type="break", entity_id=fee_break.pk, to_status="resolved")
+    assert log.metadata["journal"] == journal.pk
+    assert (first.totals["auto_resolved"], second.totals["auto_resolved"]) == (1, 0)
+    # and the larger shortfall waits for people (four-eyes), with nothing posted for it
+    assert Break.objects.get(reference="FEE-2").status == "open"
+    assert not Journal.objects.filter(memo__contains="FEE-2").exists()
