@@ -326,6 +326,11 @@ CLEARHOUSE_CRYPTO_BATCH = int(os.environ.get("CLEARHOUSE_CRYPTO_BATCH", "50"))
 # Webhooks: request timeout and attempts before a notification is given up (ops are told).
 CLEARHOUSE_WEBHOOK_TIMEOUT_SECONDS = float(os.environ.get("CLEARHOUSE_WEBHOOK_TIMEOUT_SECONDS", "5"))
 CLEARHOUSE_WEBHOOK_MAX_ATTEMPTS = int(os.environ.get("CLEARHOUSE_WEBHOOK_MAX_ATTEMPTS", "8"))
+# Webhook targets (settlement/webhook_targets.py): https only in production; never loopback,
+# private, link-local or other non-public addresses, except the hosts and networks (CIDR) listed
+# here (tests, the demo).
+CLEARHOUSE_WEBHOOK_REQUIRE_HTTPS = env_bool("CLEARHOUSE_WEBHOOK_REQUIRE_HTTPS", not DEBUG and bool(os.environ.get("DATABASE_URL")))
+CLEARHOUSE_WEBHOOK_ALLOWED_HOSTS = env_list("CLEARHOUSE_WEBHOOK_ALLOWED_HOSTS", "")
 # Test hook for the crash test only: a worker exits hard right after this pipeline step.
 CLEARHOUSE_CRASH_AFTER = os.environ.get("CLEARHOUSE_CRASH_AFTER", "")
 
