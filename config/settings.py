@@ -246,6 +246,12 @@ REST_FRAMEWORK = {
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated", "settlement.api.auth.HasScope"],
     "DEFAULT_THROTTLE_CLASSES": ["settlement.api.auth.TokenRateThrottle"],
+    # JSON bodies nested deeper than CLEARHOUSE_JSON_MAX_DEPTH are a 400, not a RecursionError
+    "DEFAULT_PARSER_CLASSES": [
+        "settlement.api.parsers.BoundedJSONParser",
+        "rest_framework.parsers.FormParser",
+        "rest_framework.parsers.MultiPartParser",
+    ],
     "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
     "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.LimitOffsetPagination",
     "PAGE_SIZE": 100,
@@ -256,6 +262,10 @@ REST_FRAMEWORK = {
 }
 # A batch of 10,000 trades is several MB of JSON.
 DATA_UPLOAD_MAX_MEMORY_SIZE = 32 * 1024 * 1024
+# JSON from outside (API bodies, imported chain lists) nests at most this deep.
+CLEARHOUSE_JSON_MAX_DEPTH = int(os.environ.get("CLEARHOUSE_JSON_MAX_DEPTH", "32"))
+# Files uploaded in the admin (reconciliation imports) are refused above this size.
+CLEARHOUSE_IMPORT_MAX_BYTES = int(os.environ.get("CLEARHOUSE_IMPORT_MAX_BYTES", str(20 * 1024 * 1024)))
 
 SPECTACULAR_SETTINGS = {
     "TITLE": "Clearhouse API",
