@@ -39,7 +39,7 @@ from rails.formats import iso20022, sese
 from reconciliation.models import ExternalRecord, ImportedFile, Source
 from settlement.exceptions import ValidationFailed
 from settlement.jsonload import json_loads
-from settlement.money import DECIMAL_PLACES, MAX_DIGITS
+from settlement.money import DECIMAL_PLACES, MAX_DIGITS, fits_columns
 from settlement.services.actors import Actor, actor_label, actor_user
 
 CSV_FIELDS = ("external_id", "amount", "currency", "value_date", "reference", "account", "counterparty", "status")
@@ -168,13 +168,7 @@ def _decimal(value: Any, where: str) -> Decimal:
         raise ImportRejected(f"{where}: {value!r} is not a decimal amount") from exc
     if not amount.is_finite():
         raise ImportRejected(f"{where}: {value!r} is not a finite decimal amount")
-    # digits and exponent without trailing zeros (not normalize(): it rounds to the context's 28 digits)
-    _sign, digits, exponent = amount.as_tuple()
-    exponent = int(exponent)  # an int: the amount is finite
-    significant = len(digits)
-    while significant > 1 and exponent < 0 and digits[significant - 1] == 0:
-        significant, exponent = significant - 1, exponent + 1
-    if -exponent > DECIMAL_PLACES or significant + exponent > MAX_DIGITS - DECIMAL_PLACES:
+    if not fits_columns(amount):
         raise ImportRejected(
             f"{where}: {value!r} does not fit an amount ({MAX_DIGITS - DECIMAL_PLACES} digits before the point, "
             f"{DECIMAL_PLACES} after)"
