@@ -13,15 +13,17 @@ ROUNDING = ROUND_HALF_EVEN
 
 
 def to_decimal(value: object) -> Decimal:
-    """Build a Decimal from a string or int; floats are refused so no binary error sneaks in."""
+    """Build a Decimal from a string or int; floats are refused so no binary error sneaks in, and
+    NaN and infinities are refused: they are no amount."""
     if isinstance(value, (bool, float)):
         raise TypeError("money must be given as a string or integer, not a float")
-    if isinstance(value, Decimal):
-        return value
     try:
-        return Decimal(str(value))
+        amount = value if isinstance(value, Decimal) else Decimal(str(value))
     except InvalidOperation as exc:
         raise ValueError(f"not a number: {value!r}") from exc
+    if not amount.is_finite():
+        raise ValueError(f"not a finite number: {value!r}")
+    return amount
 
 
 def quantum(precision: int) -> Decimal:

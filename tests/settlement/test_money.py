@@ -6,7 +6,7 @@ from decimal import Decimal
 
 import pytest
 
-from settlement.money import fits_columns, fits_precision, integer_digits, places
+from settlement.money import fits_columns, fits_precision, integer_digits, places, to_decimal
 
 
 @pytest.mark.parametrize(
@@ -34,3 +34,11 @@ def test_fits_precision_refuses_digits_beyond_the_context_precision():
     assert not fits_precision(value, 8)
     assert not fits_columns(value)
     assert fits_precision(Decimal("1.00000000"), 0)
+
+
+@pytest.mark.parametrize("value", ["NaN", "sNaN", "Infinity", "-inf", Decimal("NaN")])
+def test_to_decimal_refuses_values_that_are_no_amount(value):
+    # given / when / then
+    with pytest.raises(ValueError, match="not a finite number"):
+        to_decimal(value)
+    assert to_decimal("-1.50") == Decimal("-1.50")
