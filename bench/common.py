@@ -42,6 +42,7 @@ def scratch_database(*, server: str, db: str, env: dict[str, str] | None = None)
         "DATABASE_URL": f"{server}/{db}",
         "SECRET_KEY": "bench",
         "DEBUG": "0",
+        "CLEARHOUSE_PRODUCTION": "0",  # plain HTTP on loopback, the bench SECRET_KEY
         "LOG_LEVEL": "WARNING",
         **(env or {}),
     }

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import dj_database_url
 from celery.schedules import crontab
+from django.core.exceptions import ImproperlyConfigured
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(os.environ.get("CLEARHOUSE_VAR_DIR", BASE_DIR / "var"))
@@ -30,15 +31,40 @@ def env_list(name: str, default: str) -> list[str]:
 
 
 DEBUG = env_bool("DEBUG", False)
+# Production unless told otherwise: with DEBUG off the deployment settings below hold (HTTPS only,
+# HSTS, secure cookies, a strong SECRET_KEY, a second factor for staff). The demo runs with DEBUG
+# on; the test settings (config/settings_test.py) and the benchmarks set CLEARHOUSE_PRODUCTION=0.
+CLEARHOUSE_PRODUCTION = env_bool("CLEARHOUSE_PRODUCTION", not DEBUG)
+if CLEARHOUSE_PRODUCTION and DEBUG:
+    raise ImproperlyConfigured("DEBUG must be off in production (CLEARHOUSE_PRODUCTION=1)")
 SECRET_KEY = os.environ.get("SECRET_KEY", "")
-if not SECRET_KEY:
-    if not DEBUG and os.environ.get("DATABASE_URL"):
-        raise RuntimeError("SECRET_KEY must be set when DEBUG is off and DATABASE_URL is set")
+if CLEARHOUSE_PRODUCTION:
+    # the strength Django's deployment check asks for (security.W009)
+    if len(SECRET_KEY) < 50 or len(set(SECRET_KEY)) < 5 or SECRET_KEY.startswith("django-insecure-"):
+        raise ImproperlyConfigured(
+            "SECRET_KEY must be a random string of at least 50 characters in production "
+            "(python -c 'from django.core.management.utils import get_random_secret_key as k; print(k())')"
+        )
+elif not SECRET_KEY:
     SECRET_KEY = "insecure-demo-key-do-not-use-in-production"  # noqa: S105
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", "127.0.0.1,localhost,testserver")
+CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", "")
+
+# --- Transport security (production: HTTPS only) ---------------------------------------------
+SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", CLEARHOUSE_PRODUCTION)
+SECURE_HSTS_SECONDS = int(os.environ.get("SECURE_HSTS_SECONDS", "31536000" if CLEARHOUSE_PRODUCTION else "0"))
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", CLEARHOUSE_PRODUCTION)
+SECURE_HSTS_PRELOAD = env_bool("SECURE_HSTS_PRELOAD", CLEARHOUSE_PRODUCTION)
+SESSION_COOKIE_SECURE = env_bool("SESSION_COOKIE_SECURE", CLEARHOUSE_PRODUCTION)
+CSRF_COOKIE_SECURE = env_bool("CSRF_COOKIE_SECURE", CLEARHOUSE_PRODUCTION)
+X_FRAME_OPTIONS = "DENY"
+# Behind a TLS-terminating proxy: the header it sets, e.g. SECURE_PROXY_SSL_HEADER=HTTP_X_FORWARDED_PROTO
+# (only when the proxy always sets or overwrites it).
+if os.environ.get("SECURE_PROXY_SSL_HEADER"):
+    SECURE_PROXY_SSL_HEADER = (os.environ["SECURE_PROXY_SSL_HEADER"], "https")
 
 INSTALLED_APPS = [
-    "django.contrib.admin",
+    "config.apps.ClearhouseAdminConfig",  # django.contrib.admin with the second-factor site
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",
@@ -51,6 +77,10 @@ INSTALLED_APPS = [
     "drf_spectacular_sidecar",
     "simple_history",
     "django_celery_beat",
+    "django_otp",
+    "django_otp.plugins.otp_totp",
+    "django_otp.plugins.otp_static",
+    "axes",
     "settlement",
     "netting",
     "reconciliation",
@@ -63,10 +93,34 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django_otp.middleware.OTPMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "simple_history.middleware.HistoryRequestMiddleware",
+    "axes.middleware.AxesMiddleware",  # last, as django-axes asks
 ]
+
+# --- Logins -----------------------------------------------------------------------------------
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",  # first: refuses a locked-out login before the password check
+    "django.contrib.auth.backends.ModelBackend",
+]
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator", "OPTIONS": {"min_length": 12}},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+# Failed admin logins: after AXES_FAILURE_LIMIT failures of one username from one address the
+# pair is locked out for AXES_COOLOFF_MINUTES (answer 429); a success resets the count.
+# `manage.py axes_reset_username <name>` lifts a lockout early.
+AXES_FAILURE_LIMIT = int(os.environ.get("AXES_FAILURE_LIMIT", "5"))
+AXES_COOLOFF_TIME = timedelta(minutes=int(os.environ.get("AXES_COOLOFF_MINUTES", "30")))
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+# Staff need a verified second factor (TOTP or static backup codes, django-otp) to use the admin.
+CLEARHOUSE_ADMIN_OTP_REQUIRED = env_bool("CLEARHOUSE_ADMIN_OTP_REQUIRED", CLEARHOUSE_PRODUCTION)
+OTP_TOTP_ISSUER = "Clearhouse"
 
 ROOT_URLCONF = "config.urls"
 WSGI_APPLICATION = "config.wsgi.application"
@@ -192,6 +246,12 @@ REST_FRAMEWORK = {
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated", "settlement.api.auth.HasScope"],
     "DEFAULT_THROTTLE_CLASSES": ["settlement.api.auth.TokenRateThrottle"],
+    # JSON bodies nested deeper than CLEARHOUSE_JSON_MAX_DEPTH are a 400, not a RecursionError
+    "DEFAULT_PARSER_CLASSES": [
+        "settlement.api.parsers.BoundedJSONParser",
+        "rest_framework.parsers.FormParser",
+        "rest_framework.parsers.MultiPartParser",
+    ],
     "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
     "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.LimitOffsetPagination",
     "PAGE_SIZE": 100,
@@ -202,6 +262,10 @@ REST_FRAMEWORK = {
 }
 # A batch of 10,000 trades is several MB of JSON.
 DATA_UPLOAD_MAX_MEMORY_SIZE = 32 * 1024 * 1024
+# JSON from outside (API bodies, imported chain lists) nests at most this deep.
+CLEARHOUSE_JSON_MAX_DEPTH = int(os.environ.get("CLEARHOUSE_JSON_MAX_DEPTH", "32"))
+# Files uploaded in the admin (reconciliation imports) are refused above this size.
+CLEARHOUSE_IMPORT_MAX_BYTES = int(os.environ.get("CLEARHOUSE_IMPORT_MAX_BYTES", str(20 * 1024 * 1024)))
 
 SPECTACULAR_SETTINGS = {
     "TITLE": "Clearhouse API",
@@ -328,6 +392,11 @@ CLEARHOUSE_CRYPTO_BATCH = int(os.environ.get("CLEARHOUSE_CRYPTO_BATCH", "50"))
 # Webhooks: request timeout and attempts before a notification is given up (ops are told).
 CLEARHOUSE_WEBHOOK_TIMEOUT_SECONDS = float(os.environ.get("CLEARHOUSE_WEBHOOK_TIMEOUT_SECONDS", "5"))
 CLEARHOUSE_WEBHOOK_MAX_ATTEMPTS = int(os.environ.get("CLEARHOUSE_WEBHOOK_MAX_ATTEMPTS", "8"))
+# Webhook targets (settlement/webhook_targets.py): https only in production; never loopback,
+# private, link-local or other non-public addresses, except the hosts and networks (CIDR) listed
+# here (tests, the demo).
+CLEARHOUSE_WEBHOOK_REQUIRE_HTTPS = env_bool("CLEARHOUSE_WEBHOOK_REQUIRE_HTTPS", CLEARHOUSE_PRODUCTION)
+CLEARHOUSE_WEBHOOK_ALLOWED_HOSTS = env_list("CLEARHOUSE_WEBHOOK_ALLOWED_HOSTS", "")
 # Test hook for the crash test only: a worker exits hard right after this pipeline step.
 CLEARHOUSE_CRASH_AFTER = os.environ.get("CLEARHOUSE_CRASH_AFTER", "")
 

@@ -1,12 +1,13 @@
 from __future__ import annotations
 
-import json
 from decimal import Decimal
 from typing import Any
 
 from django import forms
+from django.conf import settings
 from django.contrib import admin, messages
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.template.defaultfilters import filesizeformat
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.html import format_html
@@ -25,6 +26,7 @@ from reconciliation.resolution import break_confirm, break_escalate, break_inves
 from reconciliation.services import records_import
 from settlement.admin import ActionOnlyAdminMixin, HistoryAdmin, ReadOnlyAdminMixin, _reason_action, permission_check
 from settlement.exceptions import DomainError
+from settlement.jsonload import json_loads
 
 
 class ImportForm(forms.Form):
@@ -36,13 +38,23 @@ class ImportForm(forms.Form):
         help_text='CSV only: JSON {"field": "column header"}, e.g. {"external_id": "Txn", "amount": "Amt"}.',
     )
 
+    def clean_file(self) -> Any:
+        upload = self.cleaned_data["file"]
+        limit = settings.CLEARHOUSE_IMPORT_MAX_BYTES
+        if upload.size > limit:  # refused before it is read into memory
+            raise forms.ValidationError(
+                f"{upload.name} is {filesizeformat(upload.size)}; files up to {filesizeformat(limit)} are imported "
+                "here (CLEARHOUSE_IMPORT_MAX_BYTES)."
+            )
+        return upload
+
     def clean_mapping(self) -> dict[str, str] | None:
         raw = self.cleaned_data["mapping"].strip()
         if not raw:
             return None
         try:
-            value = json.loads(raw)
-        except json.JSONDecodeError as exc:
+            value = json_loads(raw)
+        except ValueError as exc:
             raise forms.ValidationError(f"not JSON: {exc}") from exc
         if not isinstance(value, dict) or not all(isinstance(v, str) for v in value.values()):
             raise forms.ValidationError('a JSON object of column names, e.g. {"amount": "Amt"}')
@@ -85,7 +97,7 @@ class ImportedFileAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
                 outcome = records_import(
                     source=form.cleaned_data["source"],
                     name=upload.name,
-                    content=upload.read(),
+                    content=upload.read(settings.CLEARHOUSE_IMPORT_MAX_BYTES),
                     actor=request.user,
                     mapping=form.cleaned_data["mapping"],
                 )

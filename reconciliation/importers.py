@@ -28,7 +28,6 @@ from __future__ import annotations
 import csv
 import hashlib
 import io
-import json
 from dataclasses import dataclass, field
 from datetime import date
 from decimal import Decimal, InvalidOperation
@@ -39,6 +38,8 @@ from django.db import IntegrityError, transaction
 from rails.formats import iso20022, sese
 from reconciliation.models import ExternalRecord, ImportedFile, Source
 from settlement.exceptions import ValidationFailed
+from settlement.jsonload import json_loads
+from settlement.money import DECIMAL_PLACES, MAX_DIGITS, fits_columns
 from settlement.services.actors import Actor, actor_label, actor_user
 
 CSV_FIELDS = ("external_id", "amount", "currency", "value_date", "reference", "account", "counterparty", "status")
@@ -160,10 +161,19 @@ def _sese025(content: bytes, sha: str) -> list[Line]:
 
 
 def _decimal(value: Any, where: str) -> Decimal:
+    """A finite amount that the amount columns hold exactly (no NaN or Infinity, no rounding)."""
     try:
-        return Decimal(str(value).strip())
+        amount = Decimal(str(value).strip())
     except (InvalidOperation, ValueError) as exc:
         raise ImportRejected(f"{where}: {value!r} is not a decimal amount") from exc
+    if not amount.is_finite():
+        raise ImportRejected(f"{where}: {value!r} is not a finite decimal amount")
+    if not fits_columns(amount):
+        raise ImportRejected(
+            f"{where}: {value!r} does not fit an amount ({MAX_DIGITS - DECIMAL_PLACES} digits before the point, "
+            f"{DECIMAL_PLACES} after)"
+        )
+    return amount
 
 
 def _date(value: Any, where: str) -> date | None:
@@ -190,8 +200,8 @@ def _chain_status(row: dict[str, Any], where: str) -> str:
 
 def _chain(content: bytes, sha: str) -> list[Line]:
     try:
-        rows = json.loads(content)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        rows = json_loads(content)
+    except ValueError as exc:  # malformed, not UTF-8, or nested too deeply
         raise ImportRejected(f"not JSON: {exc}") from exc
     if not isinstance(rows, list):
         raise ImportRejected("a chain transaction list is a JSON array of objects")

@@ -3,13 +3,13 @@
 
 from __future__ import annotations
 
-import csv
 import io
 from collections.abc import Iterable
 
 from django.db.models import Q
 
 from reconciliation.models import Break, ReconciliationRun
+from settlement.exports import SafeCsvWriter
 
 CSV_COLUMNS = [
     "break",
@@ -31,7 +31,7 @@ CSV_COLUMNS = [
 def run_breaks_csv(run: ReconciliationRun) -> str:
     """Every break the run found (new or seen again), one row each."""
     out = io.StringIO()
-    writer = csv.writer(out)
+    writer = SafeCsvWriter(out)
     writer.writerow(CSV_COLUMNS)
     for b in Break.objects.filter(Q(first_run=run) | Q(last_run=run)).order_by("pk"):
         writer.writerow(

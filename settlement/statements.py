@@ -8,7 +8,6 @@ only the period's lines reach Python. Rendered as JSON, CSV or PDF (reportlab)."
 
 from __future__ import annotations
 
-import csv
 import io
 import json
 from collections import defaultdict
@@ -18,6 +17,7 @@ from decimal import Decimal
 
 from django.db.models import Sum
 
+from settlement.exports import SafeCsvWriter
 from settlement.models import Asset, FeeCharge, Participant, Posting
 from settlement.money import format_amount
 
@@ -138,7 +138,7 @@ CSV_COLUMNS = ["participant", "asset", "date", "journal", "kind", "reference", "
 
 def statement_csv(statement: Statement) -> str:
     out = io.StringIO()
-    writer = csv.writer(out)
+    writer = SafeCsvWriter(out)
     writer.writerow(CSV_COLUMNS)
     code = statement.participant.code
     for s in statement.assets:

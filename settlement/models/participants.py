@@ -14,6 +14,7 @@ from stdnum.us import rtn as stdnum_rtn
 
 from settlement.choices import AssetKind, Chain, MarketCalendar, SettlementCycle
 from settlement.money import MAX_PRECISION
+from settlement.webhook_targets import validate_webhook_url
 
 code_validator = RegexValidator(r"^[A-Z0-9][A-Z0-9_.-]{0,31}$", "Use upper-case letters, digits, '_', '-' or '.'.")
 
@@ -26,7 +27,11 @@ class Participant(models.Model):
     lei = models.CharField("LEI", max_length=20, blank=True, help_text="Legal Entity Identifier (ISO 17442)")
     is_active = models.BooleanField(default=True)
     tier = models.CharField(max_length=32, default="standard", help_text="Fee tier (matches fee rules' tier).")
-    webhook_url = models.URLField(blank=True, help_text="Settlement events are POSTed here (JSON, HMAC-signed).")
+    webhook_url = models.URLField(
+        blank=True,
+        validators=[validate_webhook_url],
+        help_text="Settlement events are POSTed here (JSON, HMAC-signed). Public https addresses only.",
+    )
     webhook_secret = models.CharField(
         max_length=128, blank=True, help_text="Shared secret for the X-Clearhouse-Signature HMAC of webhook bodies."
     )

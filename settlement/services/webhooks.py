@@ -7,7 +7,10 @@ Headers sent with each delivery:
 * ``X-Clearhouse-Timestamp``: Unix seconds when this attempt was signed
 * ``X-Clearhouse-Signature``: ``sha256=<hex HMAC of "<timestamp>.<body>" with the participant's secret>``
 
-A 2xx answer is a delivery; anything else (or no answer) is retried with backoff by the task.
+A 2xx answer is a delivery; anything else (a redirect too: none is followed, or no answer) is
+retried with backoff by the task. The target is checked before every attempt and every connection
+(``settlement.webhook_targets``); ``last_error`` keeps our own short account of a failure (status
+code or error kind), never the receiver's answer.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from django.utils import timezone
 
 from settlement.models import Notification
 from settlement.models.pipeline import DeliveryStatus
+from settlement.webhook_targets import WebhookTargetRefused, webhook_post
 
 
 def webhook_signature(*, secret: str, timestamp: int, body: bytes) -> str:
@@ -69,13 +73,15 @@ def webhook_deliver(*, notification_id: int) -> DeliveryOutcome:
     }
     error = ""
     try:
-        response = requests.post(
+        response = webhook_post(
             participant.webhook_url, data=body, headers=headers, timeout=settings.CLEARHOUSE_WEBHOOK_TIMEOUT_SECONDS
         )
         if not 200 <= response.status_code < 300:
             error = f"HTTP {response.status_code}"
+    except WebhookTargetRefused as exc:
+        error = f"target refused: {exc}"
     except requests.RequestException as exc:
-        error = f"{type(exc).__name__}: {exc}"
+        error = f"no answer ({type(exc).__name__})"
     with transaction.atomic():
         notification = Notification.objects.select_for_update().get(pk=notification.pk)
         if notification.delivery_status != DeliveryStatus.PENDING:

@@ -131,6 +131,8 @@ def future() -> str:
         ({"quantity": "abc"}, "quantity", "Must be a decimal number given as a string or a number."),
         ({"quantity": "NaN"}, "quantity", "Must be a decimal number given as a string or a number."),
         ({"quantity": "0.123456789"}, "quantity", "BTC allows at most 8 decimal places."),
+        # more digits than the decimal context's 28: still counted exactly (normalize() would round them away)
+        ({"quantity": "0.2500000000000000000000000000001"}, "quantity", "BTC allows at most 8 decimal places."),
         ({"price": "64000.001"}, "price", "BTC/USD prices allow at most 2 decimal places."),
         ({"quantity": "0.00000001", "price": "0.01"}, "quantity", "The payment rounds to zero USD."),
         ({"executed_at": "yesterday"}, "executed_at", "Must be an ISO 8601 timestamp such as 2026-11-24T14:30:00Z."),

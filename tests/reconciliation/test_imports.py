@@ -173,3 +173,56 @@ def test_ops_import_a_file_in_the_admin(client, django_user_model):
     file = ImportedFile.objects.get()
     assert file.imported_by_label == "ops"
     assert client.get(reverse("admin:reconciliation_importedfile_change", args=[file.pk])).status_code == 200
+
+
+@pytest.mark.parametrize("amount", ["NaN", "nan", "Infinity", "-Infinity", "sNaN", "1E+400", "0.0000000000000000001"])
+def test_external_import_refuses_amounts_that_are_not_finite_or_do_not_fit(amount):
+    # given a CSV line and a chain transaction whose amount is not a finite decimal the columns hold
+    csv_text = f"external_id,amount,currency\nX1,10.00,USD\nX2,{amount},USD\n"
+    chain = json.dumps([{"chain": "ethereum", "tx_hash": "0xab", "asset": "ETH", "amount": amount}])
+    # when / then each file is refused whole, naming the line and the field
+    with pytest.raises(ImportRejected, match=r"line 3 'amount'"):
+        imp(Source.CSV, csv_text)
+    with pytest.raises(ImportRejected, match=r"item 1 amount"):
+        imp(Source.CHAIN, chain)
+    assert ImportedFile.objects.count() == 0 and ExternalRecord.objects.count() == 0
+
+
+def test_external_import_refuses_a_deeply_nested_chain_list():
+    # given a chain list nested deeper than the recursion limit
+    content = "[" * 100_000 + "]" * 100_000
+    # when / then it is refused as not JSON (no RecursionError)
+    with pytest.raises(ImportRejected, match="not JSON: nested deeper than"):
+        imp(Source.CHAIN, content)
+
+
+def test_ops_admin_import_refuses_a_file_over_the_size_limit(client, django_user_model, settings):
+    from django.core.files.uploadedfile import SimpleUploadedFile
+    from django.urls import reverse
+
+    # given a limit of 100 bytes and a bigger file
+    settings.CLEARHOUSE_IMPORT_MAX_BYTES = 100
+    client.force_login(django_user_model.objects.create_superuser("ops", "ops@example.com", "pw"))
+    big = b"external_id,amount,currency\n" + b"".join(b"X%d,1.00,USD\n" % n for n in range(20))
+    url = reverse("admin:reconciliation_importedfile_import")
+    # when it is uploaded
+    response = client.post(url, {"source": "csv", "file": SimpleUploadedFile("big.csv", big)})
+    # then the form says why, and nothing was imported
+    assert response.status_code == 200
+    assert "files up to 100\xa0bytes are imported here" in response.content.decode()
+    assert ImportedFile.objects.count() == 0
+
+
+def test_ops_admin_import_refuses_a_deeply_nested_mapping(client, django_user_model):
+    from django.core.files.uploadedfile import SimpleUploadedFile
+    from django.urls import reverse
+
+    # given a column mapping nested deeper than the recursion limit
+    client.force_login(django_user_model.objects.create_superuser("ops", "ops@example.com", "pw"))
+    url = reverse("admin:reconciliation_importedfile_import")
+    nested = "[" * 100_000 + "]" * 100_000
+    small = SimpleUploadedFile("ok.csv", b"external_id,amount,currency\nX1,1.00,USD\n")
+    # when it is posted / then it is a form error, not a server error, and nothing was imported
+    response = client.post(url, {"source": "csv", "file": small, "mapping": nested})
+    assert response.status_code == 200 and "not JSON: nested deeper than" in response.content.decode()
+    assert ImportedFile.objects.count() == 0

@@ -144,6 +144,7 @@ class Command(BaseCommand):
             if created:
                 admin.set_password(DEMO_ADMIN[1])
                 admin.save()
+            otp_device = self._demo_second_factor(admin)
             self._open_at_networks()
             self._fee_schedule(assets)
             engine, _ = users.objects.get_or_create(username=ENGINE_USER, defaults={"is_staff": True})
@@ -159,7 +160,20 @@ class Command(BaseCommand):
             )
         )
         self.stdout.write(f"Admin login: {DEMO_ADMIN[0]} / {DEMO_ADMIN[1]}")
+        if otp_device is not None:
+            self.stdout.write(f"Admin second factor (TOTP, add to an authenticator app): {otp_device.config_url}")
         self.stdout.write(f"Matching-engine API token: {issued.key}")
+
+    @staticmethod
+    def _demo_second_factor(admin: Any) -> Any:
+        """With CLEARHOUSE_ADMIN_OTP_REQUIRED on (production settings) the demo admin gets a
+        confirmed TOTP device; otherwise (the demo's DEBUG mode) the admin asks for no token."""
+        if not settings.CLEARHOUSE_ADMIN_OTP_REQUIRED:
+            return None
+        from django_otp.plugins.otp_totp.models import TOTPDevice
+
+        device, _ = TOTPDevice.objects.get_or_create(user=admin, name="demo", defaults={"confirmed": True})
+        return device
 
     @staticmethod
     def _fee_schedule(assets: dict) -> None:

@@ -1,0 +1,30 @@
+"""The admin site: staff need a verified second factor (django-otp) when
+``CLEARHOUSE_ADMIN_OTP_REQUIRED`` is on (the default in production). The login form then asks for
+the one-time token, and a session that was not verified by one cannot use any admin page (the ops
+dashboard and the import/export views go through ``admin_view`` too). Failed logins are throttled
+and locked out by django-axes (``AXES_*`` settings)."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.contrib import admin
+from django_otp.admin import OTPAdminAuthenticationForm
+
+
+def admin_otp_required() -> bool:
+    return bool(settings.CLEARHOUSE_ADMIN_OTP_REQUIRED)
+
+
+class ClearhouseAdminSite(admin.AdminSite):
+    @property
+    def login_form(self):  # read per request: tests switch the setting
+        return OTPAdminAuthenticationForm if admin_otp_required() else None
+
+    @property
+    def login_template(self):
+        return "otp/admin111/login.html" if admin_otp_required() else None
+
+    def has_permission(self, request) -> bool:
+        if not super().has_permission(request):
+            return False
+        return not admin_otp_required() or request.user.is_verified()
