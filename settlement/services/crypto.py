@@ -17,10 +17,11 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from datetime import datetime
 from decimal import ROUND_CEILING, Decimal
 
 from django.conf import settings
-from django.db import transaction
+from django.db import InterfaceError, OperationalError, transaction
 from django.db.models import Q
 from django.utils import timezone
 
@@ -39,12 +40,13 @@ from settlement.models import (
     Trade,
     WalletAddress,
 )
+from settlement.models.fees import FeeChargeStatus
 from settlement.models.pipeline import Audience, CaseKind, CaseStatus, DeliveryStatus
 from settlement.models.pipeline import TransferStatus as TS
 from settlement.money import format_amount
 from settlement.services.actors import Actor, SystemActor, actor_label, stamp_history
 from settlement.services.audit import LogEntry, transition_log_append, transition_run
-from settlement.services.fees import gas_charge_record
+from settlement.services.fees import fee_charges_mark, fees_pending, gas_charge_record
 from settlement.services.instructions import _apply, _hold_and_lock, _settle_locked, _trade_legs_for_update
 from settlement.services.ledger import ledger_lock, ledger_post, ledger_post_journal, ledger_void, system_account_for
 
@@ -52,6 +54,8 @@ logger = logging.getLogger(__name__)
 S = InstructionStatus
 PIPELINE = SystemActor("crypto-pipeline")
 NETWORK_FEES = "network-fees"
+# database errors worth a retry of the whole batch (connection lost, server restarting)
+TRANSIENT_DB_ERRORS = (OperationalError, InterfaceError)
 
 
 class SettlementHalted(DomainError):
@@ -269,15 +273,24 @@ def halt_lift(*, halt: SettlementHalt, actor: Actor, reason: str) -> SettlementH
 # --- failing a trade -----------------------------------------------------------------------------
 
 
+def _release_leg(leg: SettlementInstruction, *, actor: Actor, reason: str) -> None:
+    """Void what a leg holds: its funds lock, its network-fee reserve and its pending fee
+    charges (row already locked by the caller)."""
+    for lock in (leg.lock, leg.fee_lock):
+        if lock is not None:
+            lock.refresh_from_db(fields=("status",))
+            if lock.status == LockStatus.PENDING:
+                ledger_void(lock=lock, actor=actor, reason=reason)
+    fee_charges_mark(charges=fees_pending(leg), status=FeeChargeStatus.VOIDED, actor=actor, reason=reason)
+
+
 def _fail_legs(legs: list[SettlementInstruction], *, reason: str, actor: Actor) -> None:
     """Void every pending lock (funds and fee reserve) of the trade's legs and fail them.
     Rows are already locked by the caller."""
     for leg in legs:
         if leg.status not in (S.PENDING, S.LOCKED, S.PROCESSING):
             continue
-        for lock in (leg.lock, leg.fee_lock):
-            if lock is not None and lock.status == LockStatus.PENDING:
-                ledger_void(lock=lock, actor=actor, reason=f"void: {reason}"[:200])
+        _release_leg(leg, actor=actor, reason=f"void: {reason}"[:200])
         leg.failure_reason = reason
         _apply(leg, leg.mark_failed, actor=actor, reason=reason, update_fields=("failure_reason",))
     trade = legs[0].trade
@@ -289,6 +302,68 @@ def _fail_legs(legs: list[SettlementInstruction], *, reason: str, actor: Actor) 
         participant_ids=[trade.buyer_id, trade.seller_id],
         payload={"trade": trade.external_id, "source": trade.source, "reason": reason},
     )
+
+
+def crypto_trade_fail(*, trade: Trade, reason: str, actor: Actor = PIPELINE) -> list[SettlementInstruction]:
+    """Fail a crypto T+0 trade that has not gone on chain (legs pending or locked): every lock of
+    both legs is voided, both parties are told and a case is opened. Legs already on their way
+    (processing) are left alone: their value may be on the chain."""
+    with transaction.atomic():
+        legs = _trade_legs_for_update(trade)
+        if not legs or any(leg.status not in (S.PENDING, S.LOCKED) for leg in legs):
+            return legs
+        _fail_legs(legs, reason=reason, actor=actor)
+        escalate(legs[0], reason=reason)
+        return legs
+
+
+def crypto_trade_expire(*, trade: Trade, now: datetime, actor: Actor = PIPELINE) -> bool:
+    """The lock-expiry sweeper found an expired lock on a crypto T+0 trade. If no leg is on its
+    way yet (none processing) and a lock of the trade really is past its expiry, the whole trade
+    fails (DvP: both legs, every lock voided), both parties are told and a case is opened, saying
+    so when the asset's settlement was halted. Returns True when the trade failed."""
+    with transaction.atomic():
+        legs = _trade_legs_for_update(trade)
+        if not legs or any(leg.status not in (S.PENDING, S.LOCKED) for leg in legs):
+            return False  # in flight or finished: never by time
+        locks = [lock for leg in legs for lock in (leg.lock, leg.fee_lock) if lock is not None]
+        for lock in locks:
+            lock.refresh_from_db(fields=("status", "expires_at"))
+        if not any(lock.status == LockStatus.PENDING and lock.expires_at < now for lock in locks):
+            return False
+        halted = [leg.asset.code for leg in legs if on_chain(leg.asset) and active_halt(leg.asset) is not None]
+        reason = "lock expired before settlement"
+        if halted:
+            reason += f" while {', '.join(sorted(set(halted)))} settlement was halted"
+        _fail_legs(legs, reason=reason, actor=actor)
+        case_open(
+            kind=CaseKind.ESCALATION,
+            reason=f"trade {trade}: {reason}",
+            instruction=legs[0],
+            asset=legs[0].asset,
+            dedupe_key=f"lock-expired:{trade.pk}:a{legs[0].attempt}",
+        )
+        return True
+
+
+def crypto_trade_cancel(*, trade: Trade, actor: Actor, reason: str) -> list[SettlementInstruction]:
+    """Cancel a crypto T+0 trade before it goes on chain: both legs together (DvP), the funds
+    lock and network-fee reserve of each leg voided, its pending fee charges voided. Refused once
+    a leg is on its way (processing) or settled. Locks the trade's legs in the documented order
+    (instructions by pk, then accounts): call it before locking any single leg."""
+    with transaction.atomic():
+        legs = _trade_legs_for_update(trade)
+        blocked = [leg for leg in legs if leg.status not in (S.PENDING, S.LOCKED, S.FAILED, S.CANCELLED)]
+        if blocked:
+            raise IllegalTransition(
+                f"trade {trade} cannot be cancelled: instruction {blocked[0].pk} is {blocked[0].status}"
+            )
+        for leg in legs:
+            if leg.status == S.CANCELLED:
+                continue
+            _release_leg(leg, actor=actor, reason=f"void: {reason}"[:200])
+            _apply(leg, leg.mark_cancelled, actor=actor, reason=reason)
+        return legs
 
 
 # --- step 1: lock both legs ----------------------------------------------------------------------
@@ -314,10 +389,13 @@ def crypto_trade_lock(
         legs = _trade_legs_for_update(trade)
         if any(leg.status != S.PENDING for leg in legs):
             return legs
+        # Funds and fee reserve expire together; once a leg is on its way over the chain
+        # (processing) neither expires by time (``locks_void_expired`` leaves in-flight locks alone).
+        expires_at = timezone.now() + settings.CLEARHOUSE_LOCK_TTL
         try:
             with transaction.atomic():
                 for leg in legs:
-                    _hold_and_lock(leg, actor=actor, reason="lock funds (crypto DvP)", expires_at=None)
+                    _hold_and_lock(leg, actor=actor, reason="lock funds (crypto DvP)", expires_at=expires_at)
                     if on_chain(leg.asset):
                         reserve = fee_reserves[leg.asset_id]
                         leg.fee_lock = ledger_lock(
@@ -326,6 +404,7 @@ def crypto_trade_lock(
                             amount=reserve,
                             reference=f"{leg.reference}:a{leg.attempt}:fee",
                             actor=actor,
+                            expires_at=expires_at,
                         )
                         leg.save(update_fields=("fee_lock",))
         except InsufficientFunds as exc:
@@ -417,11 +496,12 @@ def transfer_broadcast(*, transfer: ChainTransfer, actor: Actor = PIPELINE) -> C
         return transfer
     if active_halt(transfer.instruction.asset) is not None:
         raise SettlementHalted(f"{transfer.instruction.asset.code} settlement is halted")
+    sent = transfer.tx_hash
     chain_rail(transfer.chain).broadcast(transfer.raw_tx)  # outside any transaction
     with transaction.atomic():
         transfer = ChainTransfer.objects.select_for_update().get(pk=transfer.pk)
-        if transfer.status not in (TS.SIGNED, TS.BROADCAST):
-            return transfer
+        if transfer.status not in (TS.SIGNED, TS.BROADCAST) or transfer.tx_hash != sent:
+            return transfer  # finished, or re-signed meanwhile: whoever re-signed sends the new bytes
         from_status = transfer.status
         transfer.broadcast_count += 1
         transfer.unseen_checks = 0
@@ -452,25 +532,58 @@ def transfer_record_error(*, transfer: ChainTransfer, error: str) -> None:
 
 def transfer_give_up(*, transfer: ChainTransfer, reason: str, actor: Actor = PIPELINE) -> ChainTransfer:
     """Broadcast retries are exhausted. If the chain knows the transaction after all, keep waiting
-    for it; if the chain says it has never seen it, fail both legs (locks voided) and escalate;
-    if the chain cannot be asked, escalate and leave everything as it is."""
+    for it. Only if the chain says these bytes can never land any more (unknown *and* expired,
+    e.g. a Solana blockhash past its validity) do both legs fail (locks voided). Otherwise (it
+    could still land, or the chain cannot be asked) the case goes to operations and everything
+    stays as it is: the locks are in-flight work and do not expire by time.
+
+    A compare-and-set on what it observed: nothing happens if the transfer moved on or was
+    re-signed (another hash) meanwhile."""
+    seen_status, seen_hash = transfer.status, transfer.tx_hash
     try:
-        seen: bool | None = (
-            chain_rail(transfer.chain)
-            .status(tx_hash=transfer.tx_hash, sender=transfer.from_address, raw=transfer.raw_tx)
-            .found
+        status: ChainStatus | None = chain_rail(transfer.chain).status(
+            tx_hash=seen_hash, sender=transfer.from_address, raw=transfer.raw_tx
         )
     except RailError:
-        seen = None
-    if seen:
+        status = None
+    if status is not None and status.found:
         return transfer
+    never_lands = status is not None and status.expired
     with transaction.atomic():
         legs = _trade_legs_for_update(transfer.instruction.trade)
         transfer = ChainTransfer.objects.select_for_update().get(pk=transfer.pk)
-        if seen is False and transfer.status in (TS.SIGNED, TS.BROADCAST):
+        if transfer.status != seen_status or transfer.tx_hash != seen_hash:
+            return transfer
+        if never_lands:
             _transfer_fail(transfer, reason=reason, actor=actor)
             _fail_legs(legs, reason=reason, actor=actor)
-        escalate(transfer.instruction, reason=f"broadcast gave up: {reason}")
+            escalate(transfer.instruction, reason=f"broadcast gave up: {reason}")
+        else:
+            escalate(
+                transfer.instruction,
+                reason=f"broadcast gave up: {reason}; the transaction may still land, funds stay locked",
+            )
+        return transfer
+
+
+def transfer_reject(*, transfer: ChainTransfer, reason: str, actor: Actor = PIPELINE) -> ChainTransfer:
+    """The node refused the stored transaction for good (``RailRejected``: e.g. the wallet is short
+    on chain, or the fee cap is below the base fee). A transaction never accepted (signed) fails
+    with both legs, every lock released, and a case; one that was accepted before (broadcast) may
+    still land, so it only gets a case and keeps its locks. Compare-and-set on status and hash."""
+    seen_status, seen_hash = transfer.status, transfer.tx_hash
+    with transaction.atomic():
+        legs = _trade_legs_for_update(transfer.instruction.trade)
+        transfer = ChainTransfer.objects.select_for_update().get(pk=transfer.pk)
+        if transfer.status != seen_status or transfer.tx_hash != seen_hash:
+            return transfer
+        if transfer.status == TS.SIGNED:
+            reason = f"rejected by the chain: {reason}"
+            _transfer_fail(transfer, reason=reason, actor=actor)
+            _fail_legs(legs, reason=reason, actor=actor)
+            escalate(transfer.instruction, reason=reason)
+        elif transfer.status == TS.BROADCAST:
+            escalate(transfer.instruction, reason=f"rebroadcast rejected by the chain: {reason}")
         return transfer
 
 
@@ -517,23 +630,29 @@ def transfer_check(*, transfer: ChainTransfer, actor: Actor = PIPELINE) -> Check
         if status.confirmations >= asset.required_confirmations:
             settled = transfer_confirm(transfer=transfer, status=status, actor=actor)
             return CheckOutcome("settled" if settled else "confirmed", status.confirmations)
-        ChainTransfer.objects.filter(pk=transfer.pk).update(
-            confirmations=status.confirmations, block_number=status.block_number, unseen_checks=0
+        ChainTransfer.objects.filter(pk=transfer.pk, status=TS.BROADCAST, tx_hash=transfer.tx_hash).update(
+            confirmations=status.confirmations,
+            block_number=status.block_number,
+            unseen_checks=0,
+            updated_at=timezone.now(),  # polled: not stuck (the sweeper goes by updated_at)
         )
         return CheckOutcome("waiting", status.confirmations)
     if status.found:  # in the mempool
+        ChainTransfer.objects.filter(pk=transfer.pk, status=TS.BROADCAST).update(updated_at=timezone.now())
         return CheckOutcome("waiting")
     if status.double_spent(transfer.nonce):
         transfer_double_spent(transfer=transfer, sender_nonce=status.sender_nonce or 0, actor=actor)
         return CheckOutcome("double_spend")
     if status.expired:  # can never land any more: safe to sign a replacement
-        transfer_resign(transfer=transfer, actor=actor)
-        transfer_broadcast(transfer=transfer, actor=actor)
+        resigned = transfer_resign(transfer=transfer, actor=actor)  # no-op unless still the hash we saw
+        transfer_broadcast(transfer=resigned, actor=actor)
         return CheckOutcome("resigned")
     # Unknown to the node: dropped from the mempool, or its block was reorganised away.
     unseen = transfer.unseen_checks + 1
-    ChainTransfer.objects.filter(pk=transfer.pk).update(unseen_checks=unseen, confirmations=0, block_number=None)
-    if unseen >= settings.CLEARHOUSE_DROPPED_AFTER_CHECKS:
+    counted = ChainTransfer.objects.filter(pk=transfer.pk, status=TS.BROADCAST, tx_hash=transfer.tx_hash).update(
+        unseen_checks=unseen, confirmations=0, block_number=None, updated_at=timezone.now()
+    )
+    if counted and unseen >= settings.CLEARHOUSE_DROPPED_AFTER_CHECKS:
         transfer_broadcast(transfer=transfer, actor=actor)
         return CheckOutcome("rebroadcast")
     return CheckOutcome("waiting")
@@ -543,7 +662,13 @@ def transfer_resign(*, transfer: ChainTransfer, actor: Actor = PIPELINE) -> Chai
     """Replace a signed transaction the chain can no longer accept (Solana: its blockhash expired
     and the cluster never saw it) with a new signature for the same transfer, nonce and
     reference. Only called once the rail says the old one can never land, so at most one of the
-    two versions can ever move value."""
+    two versions can ever move value.
+
+    A compare-and-set on what the caller observed: ``transfer`` is the row as the caller read it
+    before asking the chain, and nothing is signed unless the stored row still has that status
+    and that very ``tx_hash``. A duplicate or stale check (the sweeper and the poller racing) finds
+    the hash already replaced and does nothing, so one expiry yields one replacement."""
+    seen_status, seen_hash = transfer.status, transfer.tx_hash
     with transaction.atomic():
         transfer = (
             ChainTransfer.objects.select_for_update(of=("self",))
@@ -552,6 +677,8 @@ def transfer_resign(*, transfer: ChainTransfer, actor: Actor = PIPELINE) -> Chai
         )
         if transfer.status not in (TS.SIGNED, TS.BROADCAST):
             return transfer
+        if transfer.status != seen_status or transfer.tx_hash != seen_hash:
+            return transfer  # someone else acted on this observation already
         leg = transfer.instruction
         signed = chain_rail(transfer.chain).sign_transfer(
             from_address=transfer.from_address,
@@ -723,18 +850,25 @@ def crypto_trades_advance(*, trade_ids: list[int], actor: Actor = PIPELINE) -> A
     reserves = fee_reserves_for(assets.values())  # may raise RailTransientError: the task retries
     to_send: list[ChainTransfer] = []
     for trade in trades:
-        legs = crypto_trade_lock(trade=trade, fee_reserves=reserves, actor=actor)
-        if any(leg.status == S.FAILED for leg in legs):
-            result.failed += 1
-            continue
         try:
-            to_send.extend(crypto_trade_prepare(trade=trade, actor=actor))
-        except SettlementHalted:
-            result.halted += 1
-        except WalletMissing as exc:
-            escalate(legs[0], reason=exc.message)
-        except RailRejected as exc:  # the chain cannot take this transfer as built (e.g. wallet short on chain)
-            escalate(legs[0], reason=f"could not sign: {exc}")
+            legs = crypto_trade_lock(trade=trade, fee_reserves=reserves, actor=actor)
+            if any(leg.status == S.FAILED for leg in legs):
+                result.failed += 1
+                continue
+            try:
+                to_send.extend(crypto_trade_prepare(trade=trade, actor=actor))
+            except SettlementHalted:
+                result.halted += 1
+            except WalletMissing as exc:
+                escalate(legs[0], reason=exc.message)
+            except RailRejected as exc:  # the chain cannot take this transfer as built (e.g. wallet short on chain)
+                crypto_trade_fail(trade=trade, reason=f"could not sign: {exc}", actor=actor)
+                result.failed += 1
+        except TRANSIENT_DB_ERRORS:
+            raise  # the task retries the whole chunk: every step is idempotent
+        except Exception as exc:  # one bad trade must not block the trades behind it
+            logger.exception("crypto trade %s failed unexpectedly", trade.pk)
+            _escalate_unexpected(trade, error=exc)
     # nonce order per sender, so a node never sees a gap
     for transfer in sorted(to_send, key=lambda t: (t.from_address, t.nonce)):
         if transfer.status == TS.BROADCAST:
@@ -748,7 +882,23 @@ def crypto_trades_advance(*, trade_ids: list[int], actor: Actor = PIPELINE) -> A
         except RailTransientError as exc:
             transfer_record_error(transfer=transfer, error=str(exc))
             result.retry.append(transfer.pk)
+        except RailRejected as exc:
+            transfer_reject(transfer=transfer, reason=str(exc), actor=actor)
+            result.failed += 1
+        except TRANSIENT_DB_ERRORS:
+            raise
+        except Exception as exc:
+            logger.exception("broadcast of chain transfer %s failed unexpectedly", transfer.pk)
+            _escalate_unexpected(transfer.instruction.trade, error=exc)
     return result
+
+
+def _escalate_unexpected(trade: Trade, *, error: Exception) -> None:
+    """A defect or an unforeseen answer: the trade waits for operations in a case (the sweeper
+    leaves trades with an open case alone), so it is neither retried forever nor lost."""
+    leg = SettlementInstruction.objects.filter(trade=trade).order_by("pk").first()
+    if leg is not None:
+        escalate(leg, reason=f"unexpected error: {type(error).__name__}: {error}"[:500])
 
 
 # --- sweeper ---------------------------------------------------------------------------------------
@@ -764,7 +914,8 @@ class StuckWork:
 def stuck_crypto_work(*, older_than_seconds: int, limit: int = 1000) -> StuckWork:
     """Work that a lost task, a killed worker or a restarted broker left behind."""
     cutoff = timezone.now() - timezone.timedelta(seconds=older_than_seconds)
-    open_case = Q(instruction__cases__status=CaseStatus.OPEN)
+    # a case on either leg of a trade puts the whole trade in operations' hands
+    open_case = Q(instruction__trade__instructions__cases__status=CaseStatus.OPEN)
     trades = list(
         SettlementInstruction.objects.filter(
             updated_at__lt=cutoff,
@@ -772,7 +923,7 @@ def stuck_crypto_work(*, older_than_seconds: int, limit: int = 1000) -> StuckWor
             trade__instrument__base__kind=AssetKind.CRYPTO,
             trade__instrument__base__settlement_cycle=0,
         )
-        .exclude(cases__status=CaseStatus.OPEN)
+        .exclude(trade__instructions__cases__status=CaseStatus.OPEN)
         .order_by()
         .values_list("trade_id", flat=True)
         .distinct()[:limit]

@@ -28,7 +28,7 @@ from settlement.models import (
 )
 from settlement.models.pipeline import CaseKind
 from settlement.models.pipeline import TransferStatus as TS
-from settlement.services.crypto import NETWORK_FEES, transfer_check
+from settlement.services.crypto import NETWORK_FEES, transfer_check, transfer_give_up
 from settlement.services.wallets import local_chain_fund, wallet_provision
 from settlement.tasks import crypto_advance_task, crypto_check_task
 from tests import factories
@@ -176,18 +176,41 @@ def test_broadcast_timeouts_are_retried_and_a_lost_answer_pays_once(coin):
     assert_ledger_matches_chain(coin)
 
 
-def test_node_down_beyond_the_bound_fails_escalates_and_gives_the_wallet_state_back(coin, usd, alice, bob):
+def test_node_down_beyond_the_bound_escalates_and_keeps_the_funds_locked_while_it_may_land(coin, usd, alice, bob):
+    # given: every broadcast times out (Solana: the blockhash stays valid, so the bytes can still land)
     coin.sim.inject("timeout", times=100)
     trade = coin.trade(quantity="1", external_id="DOWN-1")
+    # when
+    crypto_advance_task(trade_ids=[trade.pk])
+    # then: a case, no leg failed, no lock released
+    transfer = ChainTransfer.objects.get()
+    assert transfer.status == TS.SIGNED and statuses(trade) == [S.PROCESSING, S.PROCESSING]
+    case = ReviewCase.objects.get(kind=CaseKind.ESCALATION, instruction__trade=trade)
+    assert "may still land" in case.reason
+    assert ledger_available(bob, coin.asset) < Decimal("9") and ledger_available(alice, usd) < Decimal("100000.00")
+    assert not Notification.objects.filter(event="failed").exists()
+
+
+@pytest.mark.parametrize("coin", [Chain.SOLANA], indirect=True)
+def test_transfer_give_up_fails_the_legs_only_once_the_blockhash_expired(coin, usd, alice, bob):
+    # given: retries exhausted while the blockhash is still valid
+    coin.sim.inject("timeout", times=100)
+    trade = coin.trade(quantity="1", external_id="DOWN-2")
     crypto_advance_task(trade_ids=[trade.pk])
     transfer = ChainTransfer.objects.get()
+    assert statuses(trade) == [S.PROCESSING, S.PROCESSING]
+    # when: the blockhash expires and the give-up is asked again
+    coin.sim.call("sim_expire_blockhash", [])
+    transfer_give_up(transfer=ChainTransfer.objects.get(), reason="broadcast failed")
+    # then: these bytes can never land: both legs fail, every lock released, the wallet state given back
+    transfer.refresh_from_db()
     assert transfer.status == TS.FAILED and statuses(trade) == [S.FAILED, S.FAILED]
-    assert ReviewCase.objects.filter(kind=CaseKind.ESCALATION, instruction__trade=trade).exists()
     wallet = WalletAddress.objects.get(pk=coin.wallets["BOB"].pk)
     assert wallet.next_nonce == 0 and wallet.chain_state == transfer.wallet_state_before
     assert ledger_available(bob, coin.asset) == Decimal("10") and ledger_available(alice, usd) == Decimal("100000.00")
+    assert Notification.objects.filter(event="failed", audience="participant").count() == 2
     coin.sim.clear_faults()
-    retry = coin.trade(quantity="1", external_id="DOWN-2")
+    retry = coin.trade(quantity="1", external_id="DOWN-3")
     crypto_advance_task(trade_ids=[retry.pk])
     settle_waiting(coin)
     assert statuses(retry) == [S.SETTLED, S.SETTLED]
