@@ -28,7 +28,13 @@ from settlement.models import (
 )
 from settlement.models.pipeline import CaseKind
 from settlement.models.pipeline import TransferStatus as TS
-from settlement.services.crypto import NETWORK_FEES, transfer_check, transfer_give_up
+from settlement.services.crypto import (
+    NETWORK_FEES,
+    transfer_broadcast,
+    transfer_check,
+    transfer_give_up,
+    transfer_resign,
+)
 from settlement.services.wallets import local_chain_fund, wallet_provision
 from settlement.tasks import crypto_advance_task, crypto_check_task
 from tests import factories
@@ -280,6 +286,32 @@ def test_solana_transfer_whose_blockhash_expired_unlanded_is_re_signed(coin, set
     assert coin.rail.broadcast(ChainTransfer.objects.get().raw_tx)  # re-sending changes nothing
     assert coin.on_chain("ALICE") == Decimal("2")
     assert TransitionLog.objects.filter(entity_type="chaintransfer", reason__startswith="re-signed").count() == 1
+    assert_ledger_matches_chain(coin)
+
+
+@pytest.mark.parametrize("coin", [Chain.SOLANA], indirect=True)
+def test_transfer_resign_twice_for_the_same_observed_hash_acts_once(coin, settings):
+    # given: a Solana transfer whose blockhash expired unlanded, seen so by two racing checks
+    settings.CLEARHOUSE_DROPPED_AFTER_CHECKS = 5
+    coin.sim.inject("drop")
+    trade = coin.trade(quantity="1", external_id="RACE-1")
+    crypto_advance_task(trade_ids=[trade.pk])
+    seen = ChainTransfer.objects.get()  # the row as both checks read it
+    coin.sim.call("sim_expire_blockhash", [])
+    # when: both re-sign on that observation and send what they got; the first one lands at once,
+    # and the cluster's recent blockhash moves on before the second acts
+    first = transfer_resign(transfer=seen)
+    transfer_broadcast(transfer=first)
+    coin.sim.call("sim_expire_blockhash", [])
+    second = transfer_resign(transfer=seen)
+    transfer_broadcast(transfer=second)
+    # then: one replacement only; the second saw its hash replaced and did nothing
+    stored = ChainTransfer.objects.get()
+    assert stored.resign_count == 1 and stored.tx_hash == first.tx_hash == second.tx_hash != seen.tx_hash
+    assert TransitionLog.objects.filter(entity_type="chaintransfer", reason__startswith="re-signed").count() == 1
+    settle_waiting(coin)
+    assert statuses(trade) == [S.SETTLED, S.SETTLED]
+    assert coin.on_chain("ALICE") == Decimal("2")  # paid once
     assert_ledger_matches_chain(coin)
 
 
