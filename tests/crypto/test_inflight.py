@@ -18,7 +18,6 @@ from settlement.models import ChainTransfer, LedgerLock, Notification, ReviewCas
 from settlement.models.pipeline import CaseKind
 from settlement.models.pipeline import TransferStatus as TS
 from settlement.services.crypto import (
-    crypto_trade_cancel,
     crypto_trade_lock,
     crypto_trade_prepare,
     fee_reserves_for,
@@ -170,6 +169,8 @@ def test_crypto_trades_advance_one_bad_trade_does_not_block_the_rest(
 
 def test_crypto_trade_cancel_voids_both_legs_locks_and_fee_reserve(funded, chain, eth, eth_usd, alice, bob, usd):
     # given: a locked T+0 trade (funds on both legs, the network-fee reserve on the chain leg)
+    from settlement.services.crypto import crypto_trade_cancel
+
     trade = make_trade(eth_usd, buyer=alice, seller=bob, quantity="1")
     crypto_trade_lock(trade=trade, fee_reserves=fee_reserves_for([eth]))
     assert ledger_available(alice, usd) < Decimal("100000.00") and ledger_available(bob, eth) < Decimal("9")
@@ -184,6 +185,7 @@ def test_crypto_trade_cancel_voids_both_legs_locks_and_fee_reserve(funded, chain
 def test_crypto_trade_cancel_is_refused_once_a_leg_is_on_chain(funded, chain, eth, eth_usd, alice, bob):
     # given: a transfer in flight
     from settlement.exceptions import IllegalTransition
+    from settlement.services.crypto import crypto_trade_cancel
 
     eth.required_confirmations = 3
     eth.save()
