@@ -15,8 +15,10 @@ from settlement.models import ChainTransfer
 from settlement.models.pipeline import TransferStatus as TS
 from settlement.services.audit import transition_log_verify
 from settlement.services.crypto import (
+    TRANSIENT_DB_ERRORS,
     SettlementHalted,
     crypto_trades_advance,
+    escalate,
     stuck_crypto_work,
     transfer_broadcast,
     transfer_check,
@@ -144,6 +146,12 @@ def crypto_check_task(transfer_ids: list[int], poll: int = 0) -> dict:
         except RailRejected as exc:  # a rebroadcast or re-signature refused: ops decide (it may have landed)
             transfer_reject(transfer=ChainTransfer.objects.get(pk=transfer_id), reason=str(exc))
             state = "rejected"
+        except TRANSIENT_DB_ERRORS:
+            raise
+        except Exception as exc:  # one bad transfer must not keep the others of the batch unchecked
+            logger.exception("checking chain transfer %s failed unexpectedly", transfer_id)
+            escalate(transfer.instruction, reason=f"check failed: {type(exc).__name__}: {exc}"[:500])
+            state = "escalated"
         outcome[state] = outcome.get(state, 0) + 1
         if state in ("waiting", "rebroadcast", "resigned", "confirmed"):
             waiting.append(transfer_id)

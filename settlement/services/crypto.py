@@ -28,7 +28,7 @@ from django.utils import timezone
 from rails.base import RailError, RailRejected, RailTransientError
 from rails.base import TransferStatus as ChainStatus
 from rails.crypto.registry import chain_rail
-from settlement.choices import AssetKind, InstructionStatus, LockStatus
+from settlement.choices import AccountKind, AssetKind, InstructionStatus, LockStatus
 from settlement.exceptions import DomainError, IllegalTransition, InsufficientFunds, ValidationFailed
 from settlement.models import (
     Asset,
@@ -48,7 +48,15 @@ from settlement.services.actors import Actor, SystemActor, actor_label, stamp_hi
 from settlement.services.audit import LogEntry, transition_log_append, transition_run
 from settlement.services.fees import fee_charges_mark, fees_pending, gas_charge_record
 from settlement.services.instructions import _apply, _hold_and_lock, _settle_locked, _trade_legs_for_update
-from settlement.services.ledger import ledger_lock, ledger_post, ledger_post_journal, ledger_void, system_account_for
+from settlement.services.ledger import (
+    account_for,
+    ledger_charge,
+    ledger_lock,
+    ledger_post,
+    ledger_post_journal,
+    ledger_void,
+    system_account_for,
+)
 
 logger = logging.getLogger(__name__)
 S = InstructionStatus
@@ -751,22 +759,8 @@ def _settle_all(legs: list[SettlementInstruction], *, transfers: dict[int, Chain
             raise IllegalTransition(f"instruction {leg.pk} is {leg.status}, not processing")
     for leg in legs:
         transfer = transfers.get(leg.pk)
-        if transfer is not None and leg.fee_lock is not None and leg.fee_lock.status == LockStatus.PENDING:
-            fee_account = system_account_for(code=f"{NETWORK_FEES}:{transfer.chain}", asset=leg.asset)
-            spent = min(quantize_up(transfer.fee or Decimal(0), leg.asset.precision), leg.fee_lock.amount)
-            ledger_post(
-                lock=leg.fee_lock,
-                to_account=fee_account,
-                actor=actor,
-                amount=spent,
-                reason=f"network fee of {transfer.tx_hash}",
-            )
-            gas_charge_record(
-                instruction=leg,
-                fee=spent,
-                journal=ledger_post_journal(leg.fee_lock),
-                tx_hash=transfer.tx_hash,
-            )
+        if transfer is not None:
+            _book_gas(leg, transfer=transfer, actor=actor)
         _settle_locked(
             leg,
             actor=actor,
@@ -791,6 +785,45 @@ def _settle_all(legs: list[SettlementInstruction], *, transfers: dict[int, Chain
             "tx": [t.tx_hash for t in transfers.values()],
         },
     )
+
+
+def _book_gas(leg: SettlementInstruction, *, transfer: ChainTransfer, actor: Actor) -> None:
+    """Book the network fee the chain took for ``transfer``: out of the leg's fee reserve (the
+    rest of the reserve goes back). The chain spent it whatever the ledger holds, so should the
+    reserve have been released (it must not be: in-flight locks never expire by time), the fee
+    comes from the payer's available balance and an investigation case is opened: the ledger
+    follows the chain, it never silently keeps gas the wallet no longer has."""
+    fee_account = system_account_for(code=f"{NETWORK_FEES}:{transfer.chain}", asset=leg.asset)
+    spent = quantize_up(transfer.fee or Decimal(0), leg.asset.precision)
+    reserve = leg.fee_lock
+    if reserve is not None:
+        reserve.refresh_from_db(fields=("status",))
+    if reserve is not None and reserve.status == LockStatus.PENDING:
+        spent = min(spent, reserve.amount)
+        ledger_post(
+            lock=reserve, to_account=fee_account, actor=actor, amount=spent, reason=f"network fee of {transfer.tx_hash}"
+        )
+        journal = ledger_post_journal(reserve)
+    elif spent > 0:
+        reason = f"network fee of {transfer.tx_hash} booked from available: its reserve had been released"
+        journal = ledger_charge(
+            debit=account_for(owner=leg.payer, asset=leg.asset, kind=AccountKind.AVAILABLE),
+            credit=fee_account,
+            amount=spent,
+            reference=f"{leg.reference}:a{leg.attempt}:gas",
+            actor=actor,
+            memo=reason,
+        )
+        case_open(
+            kind=CaseKind.INVESTIGATION,
+            reason=f"instruction {leg.pk}: {reason}",
+            instruction=leg,
+            asset=leg.asset,
+            dedupe_key=f"gas-unreserved:{transfer.pk}",
+        )
+    else:
+        return
+    gas_charge_record(instruction=leg, fee=spent, journal=journal, tx_hash=transfer.tx_hash)
 
 
 def transfer_double_spent(*, transfer: ChainTransfer, sender_nonce: int, actor: Actor = PIPELINE) -> None:

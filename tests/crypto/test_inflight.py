@@ -196,3 +196,52 @@ def test_crypto_trade_cancel_is_refused_once_a_leg_is_on_chain(funded, chain, et
         crypto_trade_cancel(trade=trade, actor=ACTOR, reason="too late")
     assert statuses(trade) == [S.PROCESSING, S.PROCESSING]
     assert set(LedgerLock.objects.values_list("status", flat=True)) == {LockStatus.PENDING}
+
+
+def test_transfer_confirm_books_the_gas_even_if_the_reserve_was_released(funded, chain, eth, eth_usd, alice, bob):
+    # given: a transfer in flight whose fee reserve was released anyway (as the old sweeper did)
+    from settlement.services.ledger import ledger_void
+
+    eth.required_confirmations = 3
+    eth.save()
+    trade = make_trade(eth_usd, buyer=alice, seller=bob, quantity="1")
+    crypto_advance_task(trade_ids=[trade.pk])
+    delivery = SettlementInstruction.objects.get(trade=trade, asset=eth)
+    ledger_void(lock=delivery.fee_lock, actor=ACTOR, reason="released by mistake")
+    # when: it confirms
+    chain.mine(2)
+    crypto_check_task([ChainTransfer.objects.get().pk], poll=1)
+    # then: the ledger follows the chain (the gas is booked) and operations investigate
+    assert statuses(trade) == [S.SETTLED, S.SETTLED]
+    assert_ledger_matches_chain(eth, [alice, bob], funded)
+    case = ReviewCase.objects.get(kind=CaseKind.INVESTIGATION)
+    assert case.instruction == delivery and "reserve had been released" in case.reason
+
+
+def test_crypto_check_task_one_bad_transfer_does_not_keep_the_others_unchecked(
+    funded, chain, eth, eth_usd, alice, bob, monkeypatch
+):
+    # given: two transfers waiting for confirmations, checking the first fails unexpectedly
+    import settlement.tasks as tasks
+
+    eth.required_confirmations = 3
+    eth.save()
+    trades = [make_trade(eth_usd, buyer=alice, seller=bob, quantity="1") for _ in range(2)]
+    crypto_advance_task(trade_ids=[t.pk for t in trades])
+    first, second = ChainTransfer.objects.order_by("nonce")
+    check = tasks.transfer_check
+
+    def flaky_check(*, transfer):
+        if transfer.pk == first.pk:
+            raise RuntimeError("unexpected receipt")
+        return check(transfer=transfer)
+
+    monkeypatch.setattr(tasks, "transfer_check", flaky_check)
+    chain.mine(2)
+    # when
+    outcome = crypto_check_task([first.pk, second.pk], poll=1)
+    # then: the second settles, the first waits for operations in a case
+    assert outcome == {"escalated": 1, "settled": 1}
+    assert statuses(trades[1]) == [S.SETTLED, S.SETTLED]
+    assert ReviewCase.objects.get(kind=CaseKind.ESCALATION).instruction.trade == trades[0]
+    assert crypto_sweep_task(older_than_seconds=0)["broadcast"] == 0
