@@ -245,3 +245,20 @@ def test_crypto_check_task_one_bad_transfer_does_not_keep_the_others_unchecked(
     assert statuses(trades[1]) == [S.SETTLED, S.SETTLED]
     assert ReviewCase.objects.get(kind=CaseKind.ESCALATION).instruction.trade == trades[0]
     assert crypto_sweep_task(older_than_seconds=0)["broadcast"] == 0
+
+
+def test_transfer_check_marks_a_polled_transfer_as_not_stuck(funded, chain, eth, eth_usd, alice, bob):
+    # given: a transfer waiting for confirmations, last touched long ago
+    from settlement.services.crypto import stuck_crypto_work, transfer_check
+
+    eth.required_confirmations = 3
+    eth.save()
+    trade = make_trade(eth_usd, buyer=alice, seller=bob, quantity="1")
+    crypto_advance_task(trade_ids=[trade.pk])
+    transfer = ChainTransfer.objects.get()
+    ChainTransfer.objects.filter(pk=transfer.pk).update(updated_at=timezone.now() - timedelta(hours=1))
+    assert stuck_crypto_work(older_than_seconds=60).broadcast == [transfer.pk]
+    # when: the poller looks at it
+    assert transfer_check(transfer=transfer).state == "waiting"
+    # then: the sweeper no longer takes it for stuck (no duplicate checks)
+    assert stuck_crypto_work(older_than_seconds=60).broadcast == []
