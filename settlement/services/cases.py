@@ -8,6 +8,7 @@ import logging
 from collections.abc import Iterable
 
 from django.db import transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from settlement.exceptions import IllegalTransition, ValidationFailed
@@ -115,11 +116,18 @@ def case_open(
 
 
 def escalate(instruction: SettlementInstruction, *, reason: str) -> ReviewCase:
+    """Put an instruction in the manual-review queue: one open case per problem, however often it
+    is seen. Once operations resolved it, the same problem seen again opens a new case (the
+    sweepers leave work with an open case alone, so without one it would loop unseen)."""
+    key = f"escalate:{instruction.pk}:a{instruction.attempt}:{reason[:80]}"
+    handled = ReviewCase.objects.filter(
+        Q(dedupe_key=key) | Q(dedupe_key__startswith=f"{key}:r"), status=CaseStatus.RESOLVED
+    ).count()
     return case_open(
         kind=CaseKind.ESCALATION,
         reason=reason,
         instruction=instruction,
-        dedupe_key=f"escalate:{instruction.pk}:a{instruction.attempt}:{reason[:80]}",
+        dedupe_key=f"{key}:r{handled}" if handled else key,
     )
 
 

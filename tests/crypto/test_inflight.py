@@ -262,3 +262,38 @@ def test_transfer_check_marks_a_polled_transfer_as_not_stuck(funded, chain, eth,
     assert transfer_check(transfer=transfer).state == "waiting"
     # then: the sweeper no longer takes it for stuck (no duplicate checks)
     assert stuck_crypto_work(older_than_seconds=60).broadcast == []
+
+
+def test_transfer_give_up_seen_again_after_its_case_was_resolved_opens_a_new_case(
+    funded, chain, eth, eth_usd, alice, bob, admin_user
+):
+    # given: a give-up escalated and resolved by operations while the node is still down
+    from settlement.services.crypto import case_resolve
+
+    chain.inject("timeout", times=1000)
+    trade = make_trade(eth_usd, buyer=alice, seller=bob, quantity="1")
+    crypto_advance_task(trade_ids=[trade.pk])
+    case_resolve(case=ReviewCase.objects.get(), actor=admin_user, resolution="retry later")
+    # when: the sweeper takes the transfer up again and it gives up again
+    crypto_sweep_task(older_than_seconds=0)
+    # then: a new open case holds it (the sweeper does not loop on it unseen)
+    assert ReviewCase.objects.filter(status="open", instruction__trade=trade).count() == 1
+    assert crypto_sweep_task(older_than_seconds=0)["signed"] == 0
+
+
+def test_crypto_trades_advance_sign_rejected_fails_with_funds_released_and_a_case(
+    funded, chain, eth, eth_usd, alice, bob, usd, monkeypatch
+):
+    # given: the rail refuses to build the transaction (e.g. fee cap below the network fee)
+    def refuse(**kwargs):
+        raise RailRejected("the fee reserve is below the network fee")
+
+    monkeypatch.setattr(chain_rail("ethereum"), "sign_transfer", refuse)
+    trade = make_trade(eth_usd, buyer=alice, seller=bob, quantity="1")
+    # when
+    crypto_advance_task(trade_ids=[trade.pk])
+    # then
+    assert statuses(trade) == [S.FAILED, S.FAILED] and not ChainTransfer.objects.exists()
+    assert ledger_available(bob, eth) == Decimal("10") and ledger_available(alice, usd) == Decimal("100000.00")
+    assert "could not sign" in ReviewCase.objects.get(kind=CaseKind.ESCALATION, instruction__trade=trade).reason
+    assert crypto_sweep_task(older_than_seconds=0)["trades"] == 0
