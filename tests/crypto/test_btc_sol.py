@@ -315,6 +315,50 @@ def test_transfer_resign_twice_for_the_same_observed_hash_acts_once(coin, settin
     assert_ledger_matches_chain(coin)
 
 
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("coin", [Chain.SOLANA], indirect=True)
+def test_transfer_resign_racing_on_one_expiry_re_signs_once(coin, settings):
+    # given: a Solana transfer whose blockhash expired unlanded, and two checks racing on it
+    import threading
+
+    from django.db import connection
+
+    settings.CLEARHOUSE_DROPPED_AFTER_CHECKS = 5
+    coin.sim.inject("drop")
+    trade = coin.trade(quantity="1", external_id="RACE-2")
+    crypto_advance_task(trade_ids=[trade.pk])
+    seen = ChainTransfer.objects.get()
+    coin.sim.call("sim_expire_blockhash", [])
+    barrier = threading.Barrier(2)
+    errors: list[BaseException] = []
+
+    def check() -> None:
+        try:
+            barrier.wait()
+            transfer_resign(transfer=seen)
+        except BaseException as exc:
+            errors.append(exc)
+        finally:
+            connection.close()
+
+    # when
+    threads = [threading.Thread(target=check) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    # then: one replacement, and the trade pays once
+    assert errors == []
+    stored = ChainTransfer.objects.get()
+    assert stored.resign_count == 1
+    assert TransitionLog.objects.filter(entity_type="chaintransfer", reason__startswith="re-signed").count() == 1
+    transfer_broadcast(transfer=stored)
+    settle_waiting(coin)
+    assert statuses(trade) == [S.SETTLED, S.SETTLED]
+    assert coin.on_chain("ALICE") == Decimal("2")
+    assert_ledger_matches_chain(coin)
+
+
 @pytest.mark.parametrize(
     ("chain", "address", "valid"),
     [
