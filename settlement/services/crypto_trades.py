@@ -100,19 +100,26 @@ def crypto_trade_fail(*, trade: Trade, reason: str, actor: Actor = PIPELINE) -> 
 
 
 def crypto_trade_expire(*, trade: Trade, now: datetime, actor: Actor = PIPELINE) -> bool:
-    """The lock-expiry sweeper found an expired lock on a crypto T+0 trade. If no leg is on its
-    way yet (none processing) and a lock of the trade really is past its expiry, the whole trade
-    fails (DvP: both legs, every lock voided), both parties are told and a case is opened, saying
-    so when the asset's settlement was halted. Returns True when the trade failed."""
+    """The lock-expiry sweeper found an expired lock on a crypto T+0 trade. Nothing happens while
+    a leg is on its way (processing: its value may be on the chain) or when no lock of the trade
+    is really past its expiry. A trade with a leg still waiting (pending or locked) fails as a
+    whole (DvP: every live leg, every lock voided), both parties are told and a case is opened,
+    saying so when the asset's settlement was halted. A lock left over on finished legs is only
+    voided. Returns True when something was released."""
     with transaction.atomic():
         legs = _trade_legs_for_update(trade)
-        if not legs or any(leg.status not in (S.PENDING, S.LOCKED) for leg in legs):
-            return False  # in flight or finished: never by time
+        if not legs or any(leg.status == S.PROCESSING for leg in legs):
+            return False  # in flight: never by time
         locks = [lock for leg in legs for lock in (leg.lock, leg.fee_lock) if lock is not None]
         for lock in locks:
             lock.refresh_from_db(fields=("status", "expires_at"))
-        if not any(lock.status == LockStatus.PENDING and lock.expires_at < now for lock in locks):
+        expired = [lock for lock in locks if lock.status == LockStatus.PENDING and lock.expires_at < now]
+        if not expired:
             return False
+        if not any(leg.status in (S.PENDING, S.LOCKED) for leg in legs):
+            for lock in expired:
+                ledger_void(lock=lock, actor=actor, reason="lock expired")
+            return True
         halted = [leg.asset.code for leg in legs if on_chain(leg.asset) and active_halt(leg.asset) is not None]
         reason = "lock expired before settlement"
         if halted:

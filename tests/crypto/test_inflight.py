@@ -297,3 +297,18 @@ def test_crypto_trades_advance_sign_rejected_fails_with_funds_released_and_a_cas
     assert ledger_available(bob, eth) == Decimal("10") and ledger_available(alice, usd) == Decimal("100000.00")
     assert "could not sign" in ReviewCase.objects.get(kind=CaseKind.ESCALATION, instruction__trade=trade).reason
     assert crypto_sweep_task(older_than_seconds=0)["trades"] == 0
+
+
+def test_locks_void_expired_fails_the_partner_of_a_single_cancelled_leg(funded, chain, eth, eth_usd, alice, bob, usd):
+    # given: one leg of a locked T+0 trade cancelled on its own (the partner keeps its lock)
+    from settlement.services.instructions import instruction_cancel
+
+    trade = make_trade(eth_usd, buyer=alice, seller=bob, quantity="1")
+    crypto_trade_lock(trade=trade, fee_reserves=fee_reserves_for([eth]))
+    instruction_cancel(instruction=trade.instructions.get(asset=eth), actor=ACTOR, reason="client request")
+    # when: the partner's lock expires
+    locks_void_expired(now=timezone.now() + timedelta(days=1))
+    # then: the partner fails with its funds released, and operations hear of it
+    assert statuses(trade) == [S.CANCELLED, S.FAILED]
+    assert ledger_available(alice, usd) == Decimal("100000.00") and ledger_available(bob, eth) == Decimal("10")
+    assert ReviewCase.objects.filter(instruction__trade=trade, reason__contains="lock expired").exists()
