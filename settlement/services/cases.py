@@ -12,13 +12,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from settlement.exceptions import IllegalTransition, ValidationFailed
-from settlement.models import (
-    Asset,
-    Notification,
-    ReviewCase,
-    SettlementHalt,
-    SettlementInstruction,
-)
+from settlement.models import Asset, Notification, ReviewCase, SettlementHalt, SettlementInstruction
 from settlement.models.pipeline import Audience, CaseKind, CaseStatus, DeliveryStatus
 from settlement.services.actors import Actor, SystemActor, actor_label, stamp_history
 from settlement.services.audit import LogEntry, transition_log_append, transition_run

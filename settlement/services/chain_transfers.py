@@ -21,11 +21,7 @@ from rails.base import TransferStatus as ChainStatus
 from rails.crypto.registry import chain_rail
 from settlement.choices import AccountKind, InstructionStatus, LockStatus
 from settlement.exceptions import IllegalTransition
-from settlement.models import (
-    ChainTransfer,
-    SettlementInstruction,
-    WalletAddress,
-)
+from settlement.models import ChainTransfer, SettlementInstruction, WalletAddress
 from settlement.models.pipeline import CaseKind
 from settlement.models.pipeline import TransferStatus as TS
 from settlement.money import format_amount
@@ -35,13 +31,7 @@ from settlement.services.cases import PIPELINE, active_halt, case_open, escalate
 from settlement.services.crypto_trades import NETWORK_FEES, SettlementHalted, _fail_legs, on_chain, quantize_up
 from settlement.services.fees import gas_charge_record
 from settlement.services.instructions import _settle_locked, _trade_legs_for_update
-from settlement.services.ledger import (
-    account_for,
-    ledger_charge,
-    ledger_post,
-    ledger_post_journal,
-    system_account_for,
-)
+from settlement.services.ledger import account_for, ledger_charge, ledger_post, ledger_post_journal, system_account_for
 
 logger = logging.getLogger(__name__)
 S = InstructionStatus

@@ -33,13 +33,7 @@ from rails.base import RailRejected, RailTransientError
 from rails.crypto.registry import chain_rail
 from settlement.choices import AssetKind, InstructionStatus
 from settlement.exceptions import InsufficientFunds
-from settlement.models import (
-    Asset,
-    ChainTransfer,
-    SettlementInstruction,
-    Trade,
-    WalletAddress,
-)
+from settlement.models import Asset, ChainTransfer, SettlementInstruction, Trade, WalletAddress
 from settlement.models.pipeline import CaseStatus
 from settlement.models.pipeline import TransferStatus as TS
 from settlement.services.actors import Actor, stamp_history
@@ -81,9 +75,7 @@ from settlement.services.crypto_trades import (
     quantize_up,
 )
 from settlement.services.instructions import _apply, _hold_and_lock, _trade_legs_for_update
-from settlement.services.ledger import (
-    ledger_lock,
-)
+from settlement.services.ledger import ledger_lock
 
 # The pipeline's public names, wherever they are defined (callers import them from here).
 __all__ = [

@@ -13,20 +13,14 @@ from django.db import InterfaceError, OperationalError, transaction
 from rails.crypto.registry import chain_rail
 from settlement.choices import AssetKind, InstructionStatus, LockStatus
 from settlement.exceptions import DomainError, IllegalTransition
-from settlement.models import (
-    Asset,
-    SettlementInstruction,
-    Trade,
-)
+from settlement.models import Asset, SettlementInstruction, Trade
 from settlement.models.fees import FeeChargeStatus
 from settlement.models.pipeline import CaseKind
 from settlement.services.actors import Actor
 from settlement.services.cases import PIPELINE, active_halt, case_open, escalate, notify
 from settlement.services.fees import fee_charges_mark, fees_pending
 from settlement.services.instructions import _apply, _trade_legs_for_update
-from settlement.services.ledger import (
-    ledger_void,
-)
+from settlement.services.ledger import ledger_void
 
 logger = logging.getLogger(__name__)
 S = InstructionStatus
