@@ -258,10 +258,16 @@ def transfer_resign(*, transfer: ChainTransfer, actor: Actor = PIPELINE) -> Chai
 
 def transfer_confirm(*, transfer: ChainTransfer, status: ChainStatus, actor: Actor = PIPELINE) -> bool:
     """Record the confirmation of one transfer; when every chain leg of the trade is confirmed,
-    settle the whole trade in the same transaction. Returns True when the trade settled."""
+    settle the whole trade in the same transaction. Returns True when the trade settled.
+
+    ``status`` is what the chain said of ``transfer.tx_hash`` as the caller read it: a transfer
+    re-signed meanwhile (another hash) is not confirmed by it."""
+    seen_hash = transfer.tx_hash
     with transaction.atomic():
         legs = _trade_legs_for_update(transfer.instruction.trade)
         transfer = ChainTransfer.objects.select_for_update().get(pk=transfer.pk)
+        if transfer.status == TS.BROADCAST and transfer.tx_hash != seen_hash:
+            return False
         if transfer.status == TS.BROADCAST:
             transfer.mark_confirmed()
             transfer.fee = status.fee
@@ -374,7 +380,10 @@ def transfer_double_spent(*, transfer: ChainTransfer, sender_nonce: int, actor: 
 
     The transfer and both legs fail (locks voided: our value never moved), the asset's settlement
     halts until operations lift it, an investigation case is opened and everyone is told.
+    Compare-and-set on what the caller observed: nothing happens if the transfer was re-signed
+    (another hash) or moved on meanwhile.
     """
+    seen_hash = transfer.tx_hash
     asset = transfer.instruction.asset
     reason = (
         f"double spend: what transfer #{transfer.nonce} of {transfer.from_address} spends was used by "
@@ -383,7 +392,7 @@ def transfer_double_spent(*, transfer: ChainTransfer, sender_nonce: int, actor: 
     with transaction.atomic():
         legs = _trade_legs_for_update(transfer.instruction.trade)
         transfer = ChainTransfer.objects.select_for_update().get(pk=transfer.pk)
-        if transfer.status != TS.BROADCAST:
+        if transfer.status != TS.BROADCAST or transfer.tx_hash != seen_hash:
             return
         _transfer_fail(transfer, reason=reason, actor=actor)
         WalletAddress.objects.filter(

@@ -315,6 +315,25 @@ def test_transfer_resign_twice_for_the_same_observed_hash_acts_once(coin, settin
     assert_ledger_matches_chain(coin)
 
 
+@pytest.mark.parametrize("coin", [Chain.SOLANA], indirect=True)
+def test_transfer_double_spent_on_a_stale_observation_does_nothing(coin, settings):
+    # given: a check saw the old signature unknown and unfunded, but the transfer was re-signed since
+    from settlement.services.crypto import transfer_double_spent
+
+    settings.CLEARHOUSE_DROPPED_AFTER_CHECKS = 5
+    coin.sim.inject("drop")
+    trade = coin.trade(quantity="1", external_id="STALE-1")
+    crypto_advance_task(trade_ids=[trade.pk])
+    seen = ChainTransfer.objects.get()
+    coin.sim.call("sim_expire_blockhash", [])
+    transfer_resign(transfer=ChainTransfer.objects.get())
+    # when: the stale observation arrives
+    transfer_double_spent(transfer=seen, sender_nonce=0)
+    # then: nothing failed, nothing halted
+    assert ChainTransfer.objects.get().status == TS.BROADCAST and statuses(trade) == [S.PROCESSING, S.PROCESSING]
+    assert not SettlementHalt.objects.exists()
+
+
 @pytest.mark.django_db(transaction=True)
 @pytest.mark.parametrize("coin", [Chain.SOLANA], indirect=True)
 def test_transfer_resign_racing_on_one_expiry_re_signs_once(coin, settings):
