@@ -312,3 +312,19 @@ def test_locks_void_expired_fails_the_partner_of_a_single_cancelled_leg(funded, 
     assert statuses(trade) == [S.CANCELLED, S.FAILED]
     assert ledger_available(alice, usd) == Decimal("100000.00") and ledger_available(bob, eth) == Decimal("10")
     assert ReviewCase.objects.filter(instruction__trade=trade, reason__contains="lock expired").exists()
+
+
+def test_crypto_trade_fail_voids_the_payment_legs_fee_charges(funded, chain, eth, eth_usd, alice, bob, usd):
+    # given: a fee schedule for the buyer, and a locked trade that then fails before going on chain
+    from settlement.models import FeeCharge, FeeRule
+    from settlement.services.crypto import crypto_trade_fail
+
+    FeeRule.objects.create(name="buyers", tier="standard", bps=Decimal("10"), valid_from=timezone.now() - timedelta(1))
+    trade = make_trade(eth_usd, buyer=alice, seller=bob, quantity="1")
+    crypto_trade_lock(trade=trade, fee_reserves=fee_reserves_for([eth]))
+    assert FeeCharge.objects.filter(status="pending").exists()
+    # when
+    crypto_trade_fail(trade=trade, reason="could not sign", actor=ACTOR)
+    # then: its fees go with it (nothing stays pending on a failed attempt)
+    assert set(FeeCharge.objects.values_list("status", flat=True)) == {"voided"}
+    assert ledger_available(alice, usd) == Decimal("100000.00")
