@@ -9,19 +9,22 @@ import random
 from celery import shared_task
 from django.conf import settings
 
-from rails.base import RailTransientError
+from rails.base import RailRejected, RailTransientError
 from settlement.dispatch import dispatch_crypto_trades
 from settlement.models import ChainTransfer
 from settlement.models.pipeline import TransferStatus as TS
 from settlement.services.audit import transition_log_verify
 from settlement.services.crypto import (
+    TRANSIENT_DB_ERRORS,
     SettlementHalted,
     crypto_trades_advance,
+    escalate,
     stuck_crypto_work,
     transfer_broadcast,
     transfer_check,
     transfer_give_up,
     transfer_record_error,
+    transfer_reject,
 )
 from settlement.services.instructions import locks_void_expired
 from settlement.services.webhooks import webhook_deliver, webhooks_pending
@@ -98,7 +101,9 @@ def crypto_advance_task(self, trade_ids: list[int], rail_attempt: int = 0) -> di
 @shared_task(acks_late=True)
 def crypto_broadcast_task(transfer_id: int, attempt: int = 0) -> str:
     """(Re)broadcast one stored transaction; transient failures back off exponentially with
-    jitter; after CLEARHOUSE_BROADCAST_MAX_RETRIES the trade fails and is escalated."""
+    jitter; after CLEARHOUSE_BROADCAST_MAX_RETRIES the trade is escalated (and fails if the chain
+    says the transaction can never land). A refusal for good (RailRejected) fails the trade
+    with its funds released and opens a case: nothing is left for the sweeper to loop on."""
     transfer = ChainTransfer.objects.filter(pk=transfer_id).first()
     if transfer is None or transfer.status not in (TS.SIGNED, TS.BROADCAST):
         return "done"
@@ -106,6 +111,9 @@ def crypto_broadcast_task(transfer_id: int, attempt: int = 0) -> str:
         transfer_broadcast(transfer=transfer)
     except SettlementHalted:
         return "halted"
+    except RailRejected as exc:
+        transfer_reject(transfer=transfer, reason=str(exc))
+        return "rejected"
     except RailTransientError as exc:
         transfer_record_error(transfer=transfer, error=f"attempt {attempt}: {exc}")
         if attempt >= settings.CLEARHOUSE_BROADCAST_MAX_RETRIES:
@@ -135,6 +143,15 @@ def crypto_check_task(transfer_ids: list[int], poll: int = 0) -> dict:
             state = "waiting"
         except SettlementHalted:
             state = "halted"
+        except RailRejected as exc:  # a rebroadcast or re-signature refused: ops decide (it may have landed)
+            transfer_reject(transfer=ChainTransfer.objects.get(pk=transfer_id), reason=str(exc))
+            state = "rejected"
+        except TRANSIENT_DB_ERRORS:
+            raise
+        except Exception as exc:  # one bad transfer must not keep the others of the batch unchecked
+            logger.exception("checking chain transfer %s failed unexpectedly", transfer_id)
+            escalate(transfer.instruction, reason=f"check failed: {type(exc).__name__}: {exc}"[:500])
+            state = "escalated"
         outcome[state] = outcome.get(state, 0) + 1
         if state in ("waiting", "rebroadcast", "resigned", "confirmed"):
             waiting.append(transfer_id)

@@ -11,7 +11,7 @@ from functools import partial
 from typing import Any
 
 from django.db import connection, transaction
-from django.db.models import Q
+from django.db.models import Exists, OuterRef, Q
 from django.utils import timezone
 
 from netting.services import window_hold_open
@@ -345,40 +345,59 @@ def trade_reverse(*, trade: Trade, actor: Actor, reason: str) -> list[Settlement
         return [instruction_reverse(instruction=leg, actor=actor, reason=reason) for leg in legs]
 
 
+def _in_flight_holder(lock_ref: Any) -> Exists:
+    """An instruction on its way over a rail (processing) holds the lock, as its funds lock or
+    as its network-fee reserve: that value may be on the rail, so the lock never expires by time."""
+    return Exists(SettlementInstruction.objects.filter(Q(lock=lock_ref) | Q(fee_lock=lock_ref), status=S.PROCESSING))
+
+
 def locks_void_expired(*, now: datetime | None = None, limit: int = 500) -> int:
     """Void pending locks past their expiry (the scheduled sweeper).
 
-    A lock whose instruction is ``processing`` is left alone: value may be on its way over a rail,
-    and that instruction belongs to the stuck-instruction sweeper, not to this one. An expired
-    lock of a ``locked`` instruction fails the instruction (voiding its lock).
+    Every lock of in-flight work is left alone alike, the funds lock and the network-fee reserve:
+    while its instruction is ``processing`` value may be on its way over a rail, and that
+    instruction belongs to the stuck-work sweepers, not to this one. An expired lock of a
+    ``locked`` instruction fails the instruction (voiding its locks); on a crypto T+0 trade the
+    whole trade fails, both parties are told and a case is opened. The instruction row is locked
+    before the ledger lock and its state re-read under it (the documented lock order), so a leg
+    that went on its way meanwhile is never touched.
     """
     now = now or timezone.now()
     actor = SystemActor("lock-expiry-sweeper")
     candidates = list(
         LedgerLock.objects.filter(status=LockStatus.PENDING, expires_at__lt=now)
-        .exclude(Q(instructions__status=S.PROCESSING))
+        .exclude(_in_flight_holder(OuterRef("pk")))
         .order_by("expires_at")
         .values_list("pk", flat=True)[:limit]
     )
     voided = 0
     for lock_id in candidates:
+        holder = (
+            SettlementInstruction.objects.filter(Q(lock_id=lock_id) | Q(fee_lock_id=lock_id))
+            .select_related("trade__instrument__base")
+            .first()
+        )
+        if holder is not None and holder.trade.instrument.base.is_crypto_t0:
+            from settlement.services.crypto import crypto_trade_expire  # the crypto pipeline sits above
+
+            voided += crypto_trade_expire(trade=holder.trade, now=now, actor=actor)
+            continue
         with transaction.atomic():
+            if holder is not None:
+                holder = _for_update(holder)
+                if holder.status == S.PROCESSING:
+                    continue
             lock = (
-                LedgerLock.objects.select_for_update(skip_locked=True)
-                .filter(pk=lock_id, status=LockStatus.PENDING)
+                LedgerLock.objects.select_for_update(of=("self",))
+                .filter(pk=lock_id, status=LockStatus.PENDING, expires_at__lt=now)
                 .first()
             )
             if lock is None:
                 continue
-            instruction = SettlementInstruction.objects.filter(lock=lock).first()
-            if instruction is not None:
-                if instruction.status == S.PROCESSING:
-                    continue
-                if instruction.status == S.LOCKED:
-                    instruction_fail(instruction=instruction, actor=actor, reason="lock expired before settlement")
-                    voided += 1
-                    continue
-            ledger_void(lock=lock, actor=actor, reason="lock expired")
+            if holder is not None and holder.status == S.LOCKED:
+                instruction_fail(instruction=holder, actor=actor, reason="lock expired before settlement")
+            else:
+                ledger_void(lock=lock, actor=actor, reason="lock expired")
             voided += 1
     return voided
 

@@ -28,7 +28,13 @@ from settlement.models import (
 )
 from settlement.models.pipeline import CaseKind
 from settlement.models.pipeline import TransferStatus as TS
-from settlement.services.crypto import NETWORK_FEES, transfer_check
+from settlement.services.crypto import (
+    NETWORK_FEES,
+    transfer_broadcast,
+    transfer_check,
+    transfer_give_up,
+    transfer_resign,
+)
 from settlement.services.wallets import local_chain_fund, wallet_provision
 from settlement.tasks import crypto_advance_task, crypto_check_task
 from tests import factories
@@ -176,18 +182,41 @@ def test_broadcast_timeouts_are_retried_and_a_lost_answer_pays_once(coin):
     assert_ledger_matches_chain(coin)
 
 
-def test_node_down_beyond_the_bound_fails_escalates_and_gives_the_wallet_state_back(coin, usd, alice, bob):
+def test_node_down_beyond_the_bound_escalates_and_keeps_the_funds_locked_while_it_may_land(coin, usd, alice, bob):
+    # given: every broadcast times out (Solana: the blockhash stays valid, so the bytes can still land)
     coin.sim.inject("timeout", times=100)
     trade = coin.trade(quantity="1", external_id="DOWN-1")
+    # when
+    crypto_advance_task(trade_ids=[trade.pk])
+    # then: a case, no leg failed, no lock released
+    transfer = ChainTransfer.objects.get()
+    assert transfer.status == TS.SIGNED and statuses(trade) == [S.PROCESSING, S.PROCESSING]
+    case = ReviewCase.objects.get(kind=CaseKind.ESCALATION, instruction__trade=trade)
+    assert "may still land" in case.reason
+    assert ledger_available(bob, coin.asset) < Decimal("9") and ledger_available(alice, usd) < Decimal("100000.00")
+    assert not Notification.objects.filter(event="failed").exists()
+
+
+@pytest.mark.parametrize("coin", [Chain.SOLANA], indirect=True)
+def test_transfer_give_up_fails_the_legs_only_once_the_blockhash_expired(coin, usd, alice, bob):
+    # given: retries exhausted while the blockhash is still valid
+    coin.sim.inject("timeout", times=100)
+    trade = coin.trade(quantity="1", external_id="DOWN-2")
     crypto_advance_task(trade_ids=[trade.pk])
     transfer = ChainTransfer.objects.get()
+    assert statuses(trade) == [S.PROCESSING, S.PROCESSING]
+    # when: the blockhash expires and the give-up is asked again
+    coin.sim.call("sim_expire_blockhash", [])
+    transfer_give_up(transfer=ChainTransfer.objects.get(), reason="broadcast failed")
+    # then: these bytes can never land: both legs fail, every lock released, the wallet state given back
+    transfer.refresh_from_db()
     assert transfer.status == TS.FAILED and statuses(trade) == [S.FAILED, S.FAILED]
-    assert ReviewCase.objects.filter(kind=CaseKind.ESCALATION, instruction__trade=trade).exists()
     wallet = WalletAddress.objects.get(pk=coin.wallets["BOB"].pk)
     assert wallet.next_nonce == 0 and wallet.chain_state == transfer.wallet_state_before
     assert ledger_available(bob, coin.asset) == Decimal("10") and ledger_available(alice, usd) == Decimal("100000.00")
+    assert Notification.objects.filter(event="failed", audience="participant").count() == 2
     coin.sim.clear_faults()
-    retry = coin.trade(quantity="1", external_id="DOWN-2")
+    retry = coin.trade(quantity="1", external_id="DOWN-3")
     crypto_advance_task(trade_ids=[retry.pk])
     settle_waiting(coin)
     assert statuses(retry) == [S.SETTLED, S.SETTLED]
@@ -257,6 +286,95 @@ def test_solana_transfer_whose_blockhash_expired_unlanded_is_re_signed(coin, set
     assert coin.rail.broadcast(ChainTransfer.objects.get().raw_tx)  # re-sending changes nothing
     assert coin.on_chain("ALICE") == Decimal("2")
     assert TransitionLog.objects.filter(entity_type="chaintransfer", reason__startswith="re-signed").count() == 1
+    assert_ledger_matches_chain(coin)
+
+
+@pytest.mark.parametrize("coin", [Chain.SOLANA], indirect=True)
+def test_transfer_resign_twice_for_the_same_observed_hash_acts_once(coin, settings):
+    # given: a Solana transfer whose blockhash expired unlanded, seen so by two racing checks
+    settings.CLEARHOUSE_DROPPED_AFTER_CHECKS = 5
+    coin.sim.inject("drop")
+    trade = coin.trade(quantity="1", external_id="RACE-1")
+    crypto_advance_task(trade_ids=[trade.pk])
+    seen = ChainTransfer.objects.get()  # the row as both checks read it
+    coin.sim.call("sim_expire_blockhash", [])
+    # when: both re-sign on that observation and send what they got; the first one lands at once,
+    # and the cluster's recent blockhash moves on before the second acts
+    first = transfer_resign(transfer=seen)
+    transfer_broadcast(transfer=first)
+    coin.sim.call("sim_expire_blockhash", [])
+    second = transfer_resign(transfer=seen)
+    transfer_broadcast(transfer=second)
+    # then: one replacement only; the second saw its hash replaced and did nothing
+    stored = ChainTransfer.objects.get()
+    assert stored.resign_count == 1 and stored.tx_hash == first.tx_hash == second.tx_hash != seen.tx_hash
+    assert TransitionLog.objects.filter(entity_type="chaintransfer", reason__startswith="re-signed").count() == 1
+    settle_waiting(coin)
+    assert statuses(trade) == [S.SETTLED, S.SETTLED]
+    assert coin.on_chain("ALICE") == Decimal("2")  # paid once
+    assert_ledger_matches_chain(coin)
+
+
+@pytest.mark.parametrize("coin", [Chain.SOLANA], indirect=True)
+def test_transfer_double_spent_on_a_stale_observation_does_nothing(coin, settings):
+    # given: a check saw the old signature unknown and unfunded, but the transfer was re-signed since
+    from settlement.services.crypto import transfer_double_spent
+
+    settings.CLEARHOUSE_DROPPED_AFTER_CHECKS = 5
+    coin.sim.inject("drop")
+    trade = coin.trade(quantity="1", external_id="STALE-1")
+    crypto_advance_task(trade_ids=[trade.pk])
+    seen = ChainTransfer.objects.get()
+    coin.sim.call("sim_expire_blockhash", [])
+    transfer_resign(transfer=ChainTransfer.objects.get())
+    # when: the stale observation arrives
+    transfer_double_spent(transfer=seen, sender_nonce=0)
+    # then: nothing failed, nothing halted
+    assert ChainTransfer.objects.get().status == TS.BROADCAST and statuses(trade) == [S.PROCESSING, S.PROCESSING]
+    assert not SettlementHalt.objects.exists()
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("coin", [Chain.SOLANA], indirect=True)
+def test_transfer_resign_racing_on_one_expiry_re_signs_once(coin, settings):
+    # given: a Solana transfer whose blockhash expired unlanded, and two checks racing on it
+    import threading
+
+    from django.db import connection
+
+    settings.CLEARHOUSE_DROPPED_AFTER_CHECKS = 5
+    coin.sim.inject("drop")
+    trade = coin.trade(quantity="1", external_id="RACE-2")
+    crypto_advance_task(trade_ids=[trade.pk])
+    seen = ChainTransfer.objects.get()
+    coin.sim.call("sim_expire_blockhash", [])
+    barrier = threading.Barrier(2)
+    errors: list[BaseException] = []
+
+    def check() -> None:
+        try:
+            barrier.wait()
+            transfer_resign(transfer=seen)
+        except BaseException as exc:
+            errors.append(exc)
+        finally:
+            connection.close()
+
+    # when
+    threads = [threading.Thread(target=check) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    # then: one replacement, and the trade pays once
+    assert errors == []
+    stored = ChainTransfer.objects.get()
+    assert stored.resign_count == 1
+    assert TransitionLog.objects.filter(entity_type="chaintransfer", reason__startswith="re-signed").count() == 1
+    transfer_broadcast(transfer=stored)
+    settle_waiting(coin)
+    assert statuses(trade) == [S.SETTLED, S.SETTLED]
+    assert coin.on_chain("ALICE") == Decimal("2")
     assert_ledger_matches_chain(coin)
 
 

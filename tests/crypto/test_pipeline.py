@@ -23,7 +23,7 @@ from settlement.models import (
 )
 from settlement.models.pipeline import CaseKind
 from settlement.models.pipeline import TransferStatus as TS
-from settlement.services.crypto import NETWORK_FEES, halt_lift, transfer_check
+from settlement.services.crypto import NETWORK_FEES, case_resolve, halt_lift, transfer_check
 from settlement.tasks import crypto_advance_task, crypto_check_task, crypto_sweep_task
 from tests import factories
 from tests.crypto.conftest import ledger_available, ledger_total
@@ -184,20 +184,31 @@ def test_response_lost_after_send_does_not_pay_twice(funded, chain, eth, eth_usd
     assert_ledger_matches_chain(chain, eth, [alice, bob], funded)
 
 
-def test_node_down_beyond_the_retry_bound_fails_and_escalates(funded, chain, eth, eth_usd, alice, bob, usd):
-    chain.inject("timeout", times=100)  # every broadcast attempt times out; status checks still work
+def test_node_down_beyond_the_retry_bound_escalates_and_keeps_the_funds_locked(
+    funded, chain, eth, eth_usd, alice, bob, usd, admin_user
+):
+    # given: every broadcast attempt times out (the bytes may have reached the node: they can still land)
+    chain.inject("timeout", times=100)
     trade = make_trade(eth_usd, buyer=alice, seller=bob, quantity="1")
+    # when
     crypto_advance_task(trade_ids=[trade.pk])
+    # then: escalated, nothing released while the transaction may still land
     transfer = ChainTransfer.objects.get()
-    assert transfer.status == TS.FAILED and transfer.last_error.startswith("broadcast failed 4 times")
-    assert statuses(trade) == [S.FAILED, S.FAILED]
-    assert ledger_available(bob, eth) == Decimal("10") and ledger_available(alice, usd) == Decimal("100000.00")
+    assert transfer.status == TS.SIGNED and "attempt 3" in transfer.last_error
+    assert statuses(trade) == [S.PROCESSING, S.PROCESSING]
+    assert ledger_available(bob, eth) < Decimal("9") and ledger_available(alice, usd) < Decimal("100000.00")
     case = ReviewCase.objects.get(kind=CaseKind.ESCALATION)
-    assert case.instruction.trade == trade and "broadcast gave up" in case.reason
+    assert case.instruction.trade == trade and "broadcast gave up" in case.reason and "may still land" in case.reason
     assert Notification.objects.filter(audience="ops", event="case_escalation").exists()
-    assert Notification.objects.filter(event="failed", audience="participant").count() == 2
-    assert funded["BOB"].__class__.objects.get(pk=funded["BOB"].pk).next_nonce == 0  # nonce given back
+    assert not Notification.objects.filter(event="failed").exists()
+    crypto_sweep_task(older_than_seconds=0)  # escalated work is left to operations
+    assert ChainTransfer.objects.get().status == TS.SIGNED
+    # when: the node is back and operations hand the case back
     chain.clear_faults()
+    case_resolve(case=case, actor=admin_user, resolution="node restored")
+    crypto_sweep_task(older_than_seconds=0)
+    # then
+    assert statuses(trade) == [S.SETTLED, S.SETTLED]
     assert_ledger_matches_chain(chain, eth, [alice, bob], funded)
 
 
