@@ -12,14 +12,14 @@ from django.db import InterfaceError, OperationalError, transaction
 
 from rails.crypto.registry import chain_rail
 from settlement.choices import AssetKind, InstructionStatus, LockStatus
-from settlement.exceptions import DomainError, IllegalTransition
+from settlement.exceptions import DomainError
 from settlement.models import Asset, SettlementInstruction, Trade
 from settlement.models.fees import FeeChargeStatus
 from settlement.models.pipeline import CaseKind
 from settlement.services.actors import Actor
 from settlement.services.cases import PIPELINE, active_halt, case_open, escalate, notify
 from settlement.services.fees import fee_charges_mark, fees_pending
-from settlement.services.instructions import _apply, _trade_legs_for_update
+from settlement.services.instructions import _apply, _trade_legs_for_update, trade_cancel
 from settlement.services.ledger import ledger_void
 
 logger = logging.getLogger(__name__)
@@ -130,20 +130,7 @@ def crypto_trade_expire(*, trade: Trade, now: datetime, actor: Actor = PIPELINE)
 
 
 def crypto_trade_cancel(*, trade: Trade, actor: Actor, reason: str) -> list[SettlementInstruction]:
-    """Cancel a crypto T+0 trade before it goes on chain: both legs together (DvP), the funds
-    lock and network-fee reserve of each leg voided, its pending fee charges voided. Refused once
-    a leg is on its way (processing) or settled. Locks the trade's legs in the documented order
-    (instructions by pk, then accounts): call it before locking any single leg."""
-    with transaction.atomic():
-        legs = _trade_legs_for_update(trade)
-        blocked = [leg for leg in legs if leg.status not in (S.PENDING, S.LOCKED, S.FAILED, S.CANCELLED)]
-        if blocked:
-            raise IllegalTransition(
-                f"trade {trade} cannot be cancelled: instruction {blocked[0].pk} is {blocked[0].status}"
-            )
-        for leg in legs:
-            if leg.status == S.CANCELLED:
-                continue
-            _release_leg(leg, actor=actor, reason=f"void: {reason}"[:200])
-            _apply(leg, leg.mark_cancelled, actor=actor, reason=reason)
-        return legs
+    """Cancel a crypto T+0 trade before it goes on chain: the one per-trade cancel
+    (``trade_cancel``): both legs together (DvP), each leg's funds lock, network-fee reserve and
+    pending fee charges voided; refused once a leg is on its way (processing) or settled."""
+    return trade_cancel(trade=trade, actor=actor, reason=reason)
