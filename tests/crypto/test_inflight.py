@@ -299,19 +299,20 @@ def test_crypto_trades_advance_sign_rejected_fails_with_funds_released_and_a_cas
     assert crypto_sweep_task(older_than_seconds=0)["trades"] == 0
 
 
-def test_locks_void_expired_fails_the_partner_of_a_single_cancelled_leg(funded, chain, eth, eth_usd, alice, bob, usd):
-    # given: one leg of a locked T+0 trade cancelled on its own (the partner keeps its lock)
+def test_instruction_cancel_of_one_locked_crypto_leg_releases_the_partner_too(
+    funded, chain, eth, eth_usd, alice, bob, usd
+):
+    # given: a locked T+0 trade (funds locks on both legs, the seller's network-fee reserve)
     from settlement.services.instructions import instruction_cancel
 
     trade = make_trade(eth_usd, buyer=alice, seller=bob, quantity="1")
     crypto_trade_lock(trade=trade, fee_reserves=fee_reserves_for([eth]))
+    # when: operations cancel one leg
     instruction_cancel(instruction=trade.instructions.get(asset=eth), actor=ACTOR, reason="client request")
-    # when: the partner's lock expires
-    locks_void_expired(now=timezone.now() + timedelta(days=1))
-    # then: the partner fails with its funds released, and operations hear of it
-    assert statuses(trade) == [S.CANCELLED, S.FAILED]
+    # then: the trade is cancelled whole (DvP) and nothing stays locked for the sweeper to find
+    assert statuses(trade) == [S.CANCELLED, S.CANCELLED]
     assert ledger_available(alice, usd) == Decimal("100000.00") and ledger_available(bob, eth) == Decimal("10")
-    assert ReviewCase.objects.filter(instruction__trade=trade, reason__contains="lock expired").exists()
+    assert locks_void_expired(now=timezone.now() + timedelta(days=1)) == 0
 
 
 def test_crypto_trade_fail_voids_the_payment_legs_fee_charges(funded, chain, eth, eth_usd, alice, bob, usd):
