@@ -13,6 +13,24 @@ def pytest_configure(config):
     """Every test runs on PostgreSQL: the guarantees under test live in the database."""
     if not os.environ.get("DATABASE_URL", "").startswith(("postgres://", "postgresql://")):
         raise pytest.UsageError("tests run on PostgreSQL: set DATABASE_URL (see `make test`)")
+    _flush_past_the_truncate_guards()
+
+
+def _flush_past_the_truncate_guards() -> None:
+    """``transaction=True`` tests empty the database with TRUNCATE after each test, which the
+    ledger, audit and history tables refuse (settlement/dbguards.py). The test harness flushes as
+    the superuser it is, with triggers off for that one transaction - what no application role can do."""
+    from django.db.backends.postgresql.operations import DatabaseOperations
+
+    if getattr(DatabaseOperations.execute_sql_flush, "past_guards", False):
+        return
+    original = DatabaseOperations.execute_sql_flush
+
+    def execute_sql_flush(self, sql_list):
+        return original(self, ["SET LOCAL session_replication_role = replica", *sql_list])
+
+    execute_sql_flush.past_guards = True
+    DatabaseOperations.execute_sql_flush = execute_sql_flush
 
 
 @pytest.fixture
