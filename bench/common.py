@@ -41,6 +41,7 @@ def scratch_database(*, server: str, db: str, env: dict[str, str] | None = None)
         **os.environ,
         "DATABASE_URL": f"{server}/{db}",
         "SECRET_KEY": "bench",
+        "CLEARHOUSE_AUDIT_HMAC_KEY": "bench-audit-key",
         "DEBUG": "0",
         "LOG_LEVEL": "WARNING",
         **(env or {}),

@@ -7,6 +7,7 @@ set DATABASE_URL / CELERY_BROKER_URL to use PostgreSQL and Redis.
 
 from __future__ import annotations
 
+import json
 import os
 from datetime import timedelta
 from pathlib import Path
@@ -353,6 +354,34 @@ CACHES = {
     if _CACHE_URL
     else {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}
 }
+
+# --- Audit trail ----------------------------------------------------------------------------------
+# The transition log is an HMAC-SHA256 chain: someone with the database but without this key can
+# neither edit a row nor re-forge the chain after it. The key lives outside the database (env, a
+# secrets manager), is not SECRET_KEY, and is required in production (DEBUG off, DATABASE_URL set).
+# Rotation: give the new key a new CLEARHOUSE_AUDIT_HMAC_KEY_ID and keep every old key verifiable in
+# CLEARHOUSE_AUDIT_HMAC_RETIRED_KEYS, a JSON object {"key id": "key"}; rows name their key id.
+_AUDIT_KEY = os.environ.get("CLEARHOUSE_AUDIT_HMAC_KEY", "")
+CLEARHOUSE_AUDIT_HMAC_KEY_ID = os.environ.get("CLEARHOUSE_AUDIT_HMAC_KEY_ID", "k1")
+if not _AUDIT_KEY:
+    # the test run (pytest sets PYTEST_VERSION) and the demo use a fixed, public key
+    if not DEBUG and os.environ.get("DATABASE_URL") and not os.environ.get("PYTEST_VERSION"):
+        raise RuntimeError("CLEARHOUSE_AUDIT_HMAC_KEY must be set when DEBUG is off and DATABASE_URL is set")
+    _AUDIT_KEY, CLEARHOUSE_AUDIT_HMAC_KEY_ID = "insecure-demo-audit-key", "demo"
+if _AUDIT_KEY == SECRET_KEY:
+    raise RuntimeError("CLEARHOUSE_AUDIT_HMAC_KEY must not be SECRET_KEY")
+CLEARHOUSE_AUDIT_HMAC_KEYS = {
+    **json.loads(os.environ.get("CLEARHOUSE_AUDIT_HMAC_RETIRED_KEYS", "{}")),
+    CLEARHOUSE_AUDIT_HMAC_KEY_ID: _AUDIT_KEY,
+}
+# Rows written before the HMAC chain (plain SHA-256, empty key id): how many there were at the
+# cut-over. 0 for a deployment that started keyed; any unkeyed row past this count is forged.
+CLEARHOUSE_AUDIT_LEGACY_ROWS = int(os.environ.get("CLEARHOUSE_AUDIT_LEGACY_ROWS", "0"))
+# The hourly chain check appends the verified head (length + hash, HMAC-signed) to this file and
+# compares the chain with every anchor in it, so a truncated log with a reset head row is caught.
+# In production put it where the database's users cannot write: another host's mount, a WORM
+# volume or a file shipped to object-locked storage.
+CLEARHOUSE_AUDIT_ANCHOR_PATH = os.environ.get("CLEARHOUSE_AUDIT_ANCHOR_PATH", str(VAR_DIR / "audit-anchors.jsonl"))
 
 # --- Fees ----------------------------------------------------------------------------------------
 # Rounding of a computed fee to the asset's precision (a decimal module rounding mode).

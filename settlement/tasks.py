@@ -12,8 +12,10 @@ from django.conf import settings
 from rails.base import RailTransientError
 from settlement.dispatch import dispatch_crypto_trades
 from settlement.models import ChainTransfer
+from settlement.models.alerts import AlertLevel
 from settlement.models.pipeline import TransferStatus as TS
-from settlement.services.audit import transition_log_verify
+from settlement.services.alerts import ops_alert
+from settlement.services.audit import transition_log_anchor, transition_log_verify
 from settlement.services.crypto import (
     SettlementHalted,
     crypto_trades_advance,
@@ -37,11 +39,21 @@ def ledger_void_expired_locks_task(limit: int = 500) -> int:
 
 @shared_task(acks_late=True)
 def transition_log_verify_task() -> bool:
-    """Beat, hourly: walk the transition-log hash chain and log loudly if it is broken."""
+    """Beat, hourly: walk the transition-log hash chain; anchor an intact head outside the
+    database, or alert the auditors and operators loudly when it is broken."""
     report = transition_log_verify()
-    if not report.ok:
-        logger.error("transition log chain broken after %s rows: %s", report.checked, report.problems[:5])
-    return report.ok
+    if report.ok:
+        transition_log_anchor(report=report)
+        return True
+    logger.error("transition log chain broken after %s rows: %s", report.checked, report.problems[:5])
+    ops_alert(
+        title=f"Transition log chain BROKEN ({len(report.problems)} problem(s))",
+        body="\n".join(report.problems[:20]),
+        level=AlertLevel.CRITICAL,
+        roles=("auditor", "operator"),
+        dedupe_key=f"transition-log-broken:{report.checked}:{report.problems[0][:120]}",
+    )
+    return False
 
 
 # --- crypto T+0 pipeline ---------------------------------------------------------------------------

@@ -80,3 +80,10 @@ def token_client(user, scopes=("read", "trades:write")) -> APIClient:
 @pytest.fixture
 def staff_client(staff_user):
     return token_client(staff_user)
+
+
+@pytest.fixture(autouse=True)
+def audit_anchor_file(tmp_path, settings):
+    """Each test anchors the transition log in its own file (the chain starts empty in each test)."""
+    settings.CLEARHOUSE_AUDIT_ANCHOR_PATH = str(tmp_path / "audit-anchors.jsonl")
+    return tmp_path / "audit-anchors.jsonl"
