@@ -183,6 +183,10 @@ CELERY_BEAT_SCHEDULE = {
         "task": "settlement.tasks.transition_log_verify_task",
         "schedule": crontab(minute=17),
     },
+    "ledger-verify-balances": {
+        "task": "settlement.tasks.ledger_verify_balances_task",
+        "schedule": crontab(minute=23),
+    },
 }
 
 # --- REST API -------------------------------------------------------------------------------

@@ -26,6 +26,7 @@ from settlement.services.crypto import (
     transfer_record_error,
 )
 from settlement.services.instructions import locks_void_expired
+from settlement.services.integrity import ledger_verify_balances, ledger_verify_balances_alert
 from settlement.services.webhooks import webhook_deliver, webhooks_pending
 
 logger = logging.getLogger(__name__)
@@ -54,6 +55,16 @@ def transition_log_verify_task() -> bool:
         dedupe_key=f"transition-log-broken:{report.checked}:{report.problems[0][:120]}",
     )
     return False
+
+
+@shared_task(acks_late=True)
+def ledger_verify_balances_task() -> bool:
+    """Beat, hourly: every balance equals the sum of its postings; a critical alert otherwise."""
+    report = ledger_verify_balances()
+    if not report.ok:
+        logger.error("ledger integrity check failed: %s", report.problems()[:5])
+        ledger_verify_balances_alert(report=report)
+    return report.ok
 
 
 # --- crypto T+0 pipeline ---------------------------------------------------------------------------
