@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 from datetime import timedelta
 from pathlib import Path
 
@@ -87,7 +88,16 @@ TEMPLATES = [
     },
 ]
 
-DATABASE_URL = os.environ.get("DATABASE_URL", "")
+# The application connects as a least-privilege role (DATABASE_URL, e.g. as clearhouse_app: no
+# DDL, no TRUNCATE, no DELETE on ledger and audit tables); schema changes run as the owner,
+# MIGRATE_DATABASE_URL, which `manage.py migrate` and `manage.py db_app_role` use when it is set.
+OWNER_COMMANDS = {"migrate", "db_app_role"}
+CLEARHOUSE_DB_APP_ROLE = os.environ.get("CLEARHOUSE_DB_APP_ROLE", "clearhouse_app")
+_COMMAND = sys.argv[1] if len(sys.argv) > 1 and Path(sys.argv[0]).name in {"manage.py", "django-admin"} else ""
+if _COMMAND in OWNER_COMMANDS and os.environ.get("MIGRATE_DATABASE_URL"):
+    DATABASE_URL = os.environ["MIGRATE_DATABASE_URL"]
+else:
+    DATABASE_URL = os.environ.get("DATABASE_URL", "")
 if DATABASE_URL:
     DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=60)}
 else:

@@ -23,10 +23,13 @@ class SettlementConfig(AppConfig):
 
     def ready(self) -> None:
         from config.beat import beat_defaults_install
+        from settlement.dbroles import app_role_sync
         from settlement.roles import roles_sync
 
         # beat's entries appear in the admin (to edit) right after migrate, before beat first runs
         post_migrate.connect(beat_defaults_install, sender=self, dispatch_uid="beat_defaults_install")
         # the roles keep every model's permissions as models are added
         post_migrate.connect(roles_sync, sender=self, dispatch_uid="roles_sync")
+        # the application's database role gets its privileges on the tables migrations add
+        post_migrate.connect(app_role_sync, sender=self, dispatch_uid="app_role_sync")
         user_login_failed.connect(_login_failed, dispatch_uid="admin_login_failed")
