@@ -3,6 +3,10 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 from django.core.management import CommandError, call_command
@@ -174,3 +178,33 @@ def test_transition_log_verify_detects_an_edited_anchor(logged, audit_anchor_fil
     audit_anchor_file.write_text(json.dumps(line) + "\n")
     # when the chain is verified, then the unsigned anchor is reported
     assert any("not signed" in p for p in transition_log_verify().problems)
+
+
+@pytest.mark.parametrize(
+    ("key", "error"),
+    [
+        (None, "CLEARHOUSE_AUDIT_HMAC_KEY must be set"),
+        ("prod-secret", "must not be SECRET_KEY"),
+        ("a-separate-audit-key", None),
+    ],
+)
+def test_settings_require_a_separate_audit_key_in_production(key, error):
+    # given production settings (DEBUG off, a database URL), outside the test run
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTEST_VERSION", "CLEARHOUSE_AUDIT_HMAC_KEY")}
+    env |= {"DEBUG": "0", "DATABASE_URL": "postgres://app@db.invalid/clearhouse", "SECRET_KEY": "prod-secret"}
+    if key is not None:
+        env["CLEARHOUSE_AUDIT_HMAC_KEY"] = key
+    # when the settings load
+    done = subprocess.run(
+        [sys.executable, "-c", "import config.settings as s; print(s.CLEARHOUSE_AUDIT_HMAC_KEY_ID)"],
+        cwd=Path(__file__).resolve().parents[2],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    # then they refuse a missing key or SECRET_KEY reused, and take a separate key under its id
+    if error:
+        assert done.returncode != 0 and error in done.stderr
+    else:
+        assert done.returncode == 0 and done.stdout.strip() == "k1"
