@@ -193,6 +193,10 @@ CELERY_BEAT_SCHEDULE = {
         "task": "settlement.tasks.transition_log_verify_task",
         "schedule": crontab(minute=17),
     },
+    "transition-log-anchor": {
+        "task": "settlement.tasks.transition_log_anchor_task",
+        "schedule": timedelta(minutes=1),
+    },
     "ledger-verify-balances": {
         "task": "settlement.tasks.ledger_verify_balances_task",
         "schedule": crontab(minute=23),
@@ -391,8 +395,9 @@ CLEARHOUSE_AUDIT_HMAC_KEYS = {
 # Rows written before the HMAC chain (plain SHA-256, empty key id): how many there were at the
 # cut-over. 0 for a deployment that started keyed; any unkeyed row past this count is forged.
 CLEARHOUSE_AUDIT_LEGACY_ROWS = int(os.environ.get("CLEARHOUSE_AUDIT_LEGACY_ROWS", "0"))
-# The hourly chain check appends the verified head (length + hash, HMAC-signed) to this file and
-# compares the chain with every anchor in it, so a truncated log with a reset head row is caught.
+# Beat appends the chain head (length + hash, HMAC-signed) to this file every minute, the hourly
+# check the head it verified; the check compares the chain with every anchor in it, so a log cut
+# back with its head row reset is caught.
 # In production put it where the database's users cannot write: another host's mount, a WORM
 # volume or a file shipped to object-locked storage.
 CLEARHOUSE_AUDIT_ANCHOR_PATH = os.environ.get("CLEARHOUSE_AUDIT_ANCHOR_PATH", str(VAR_DIR / "audit-anchors.jsonl"))

@@ -15,7 +15,7 @@ from settlement.models import ChainTransfer
 from settlement.models.alerts import AlertLevel
 from settlement.models.pipeline import TransferStatus as TS
 from settlement.services.alerts import ops_alert
-from settlement.services.audit import transition_log_anchor, transition_log_verify
+from settlement.services.audit import transition_log_anchor, transition_log_anchor_head, transition_log_verify
 from settlement.services.crypto import (
     SettlementHalted,
     crypto_trades_advance,
@@ -55,6 +55,12 @@ def transition_log_verify_task() -> bool:
         dedupe_key=f"transition-log-broken:{report.checked}:{report.problems[0][:120]}",
     )
     return False
+
+
+@shared_task(acks_late=True)
+def transition_log_anchor_task() -> None:
+    """Beat, every minute: copy the chain head outside the database (see services/anchors.py)."""
+    transition_log_anchor_head()
 
 
 @shared_task(acks_late=True)

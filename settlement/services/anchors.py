@@ -1,13 +1,14 @@
 """Anchors of the transition-log chain, kept outside the database.
 
-An anchor is "the chain had ``length`` rows and row ``length`` hashed to ``hash``", written by the
-hourly verification after it found the chain intact. The verifier checks every anchor against the
-chain: someone who empties or cuts the log and resets the head row in the database cannot change
-the file, so the missing rows show. Each line is HMAC-signed with the audit key, so the file cannot
-be edited to match a rewritten chain either. Keep it where the database's users cannot write or
-delete (``CLEARHOUSE_AUDIT_ANCHOR_PATH``).
+An anchor is "the chain had ``length`` rows and row ``length`` hashed to ``hash``": beat copies
+the head row here every minute, and the hourly verification the head it walked to. The verifier
+checks every anchor against the chain: someone who empties or cuts the log and resets the head
+row in the database cannot change the file, so the missing rows show. Each line is HMAC-signed
+with the audit key, so the file cannot be edited to match a rewritten chain either. Keep it where
+the database's users cannot write or delete (``CLEARHOUSE_AUDIT_ANCHOR_PATH``).
 
-One JSON object per line, appended and fsynced; nothing ever rewrites the file.
+One JSON object per line, appended and fsynced; nothing ever rewrites the file. Anchoring a head
+nobody verified yet is safe: an anchor only adds a constraint the chain must meet.
 """
 
 from __future__ import annotations
@@ -70,10 +71,27 @@ def anchors_read() -> tuple[list[Anchor], list[str]]:
     return anchors, problems
 
 
+def _last_line(path: Path, tail: int = 4096) -> str:
+    """The file's last line, read from its end (the file grows by a line a minute)."""
+    if not path.exists():
+        return ""
+    with path.open("rb") as fh:
+        fh.seek(0, os.SEEK_END)
+        fh.seek(max(0, fh.tell() - tail))
+        lines = fh.read().decode(errors="replace").splitlines()
+    return lines[-1] if lines else ""
+
+
 def anchor_write(*, length: int, hash: str) -> Anchor | None:
-    """Append the verified head to the anchor file; nothing when the last anchor already says so."""
-    anchors, _ = anchors_read()
-    if length == 0 or (anchors and anchors[-1].length == length and anchors[-1].hash == hash):
+    """Append a head (length + hash of its last row) to the anchor file; nothing when the chain is
+    empty or the last anchor already says so."""
+    if length == 0:
+        return None
+    try:
+        last = json.loads(_last_line(_path()) or "{}")
+    except ValueError:
+        last = {}
+    if last.get("length") == length and last.get("hash") == hash:
         return None
     key_id = settings.CLEARHOUSE_AUDIT_HMAC_KEY_ID
     at = timezone.now().isoformat(timespec="seconds")

@@ -16,7 +16,7 @@ from settlement.exceptions import IllegalTransition
 from settlement.models import TransitionLog, TransitionLogHead
 from settlement.models.audit import GENESIS_HASH, UnknownAuditKey
 from settlement.services.actors import Actor, actor_label, actor_user, stamp_history
-from settlement.services.anchors import anchor_write, anchors_read
+from settlement.services.anchors import Anchor, anchor_write, anchors_read
 
 
 def _jsonable(value: Any) -> Any:
@@ -134,19 +134,19 @@ class ChainReport:
 def transition_log_verify(*, chunk_size: int = 5000, max_problems: int = 50) -> ChainReport:
     """Walk the whole chain in append order and report every broken link, a head row that does not
     match the last row, and any anchor (outside the database) the chain no longer matches. Reads
-    one snapshot (REPEATABLE READ), so appends while it walks are never mistaken for tampering."""
+    one snapshot (REPEATABLE READ), so appends while it walks are never mistaken for tampering; the
+    anchors are read before that snapshot begins, so each names a head the snapshot holds."""
+    anchors, problems = anchors_read()
     if connection.in_atomic_block:
-        return _verify(chunk_size=chunk_size, max_problems=max_problems)
+        return _verify(anchors=anchors, problems=problems, chunk_size=chunk_size, max_problems=max_problems)
     with transaction.atomic():
         with connection.cursor() as cursor:
             cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
-        return _verify(chunk_size=chunk_size, max_problems=max_problems)
+        return _verify(anchors=anchors, problems=problems, chunk_size=chunk_size, max_problems=max_problems)
 
 
-def _verify(*, chunk_size: int, max_problems: int) -> ChainReport:
-    report = ChainReport()
-    anchors, problems = anchors_read()
-    report.problems.extend(problems)
+def _verify(*, anchors: list[Anchor], problems: list[str], chunk_size: int, max_problems: int) -> ChainReport:
+    report = ChainReport(problems=list(problems))
     wanted = {anchor.length for anchor in anchors}
     found: dict[int, str] = {}
     prev = GENESIS_HASH
@@ -191,6 +191,14 @@ def _verify(*, chunk_size: int, max_problems: int) -> ChainReport:
                 "(chain rewritten)"
             )
     return report
+
+
+def transition_log_anchor_head() -> None:
+    """Copy the chain head row outside the database (beat, every minute): from then on, cutting
+    the log back and resetting the head row shows, even before the next full verification."""
+    head = TransitionLogHead.objects.filter(pk=1).first()
+    if head is not None:
+        anchor_write(length=head.length, hash=head.last_hash)
 
 
 def transition_log_anchor(*, report: ChainReport) -> None:

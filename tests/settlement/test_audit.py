@@ -16,7 +16,7 @@ from settlement.choices import Leg
 from settlement.models import OpsAlert, TransitionLog
 from settlement.services.audit import transition_log_verify
 from settlement.services.instructions import instruction_cancel, instruction_retry
-from settlement.tasks import transition_log_verify_task
+from settlement.tasks import transition_log_anchor_task, transition_log_verify_task
 from tests.factories import ACTOR, trade
 
 pytestmark = pytest.mark.django_db
@@ -155,6 +155,21 @@ def test_transition_log_verify_detects_truncate_with_the_head_reset(logged, audi
     assert any("anchor of" in p and "says 3 rows, the chain has 0" in p for p in report.problems)
     with pytest.raises(CommandError, match="BROKEN"):
         call_command("verify_transition_log")
+
+
+def test_transition_log_anchor_task_catches_a_cut_tail_before_the_hourly_check(logged, audit_anchor_file):
+    # given beat copied the head outside the database (twice: the second finds nothing new)
+    transition_log_anchor_task()
+    transition_log_anchor_task()
+    assert len(audit_anchor_file.read_text().splitlines()) == 1
+    # when the last row is removed and the head row set back to the row before it
+    raw("DELETE FROM settlement_transitionlog WHERE id = %s", logged[2].pk)
+    raw("UPDATE settlement_transitionloghead SET last_hash = %s, length = 2 WHERE id = 1", logged[1].hash)
+    # then the chain and the head agree, but not with the anchor
+    report = transition_log_verify()
+    assert report.problems == [
+        f"anchor of {json.loads(audit_anchor_file.read_text())['at']} says 3 rows, the chain has 2 (rows removed)"
+    ]
 
 
 def test_transition_log_verify_task_alerts_when_the_chain_is_broken(logged, audit_anchor_file):
