@@ -22,8 +22,10 @@ class SettlementConfig(AppConfig):
     verbose_name = "Settlement"
 
     def ready(self) -> None:
+        from django.core import checks
+
         from config.beat import beat_defaults_install
-        from settlement.dbroles import app_role_sync
+        from settlement.dbroles import app_role_check, app_role_sync
         from settlement.roles import roles_sync
 
         # beat's entries appear in the admin (to edit) right after migrate, before beat first runs
@@ -32,4 +34,5 @@ class SettlementConfig(AppConfig):
         post_migrate.connect(roles_sync, sender=self, dispatch_uid="roles_sync")
         # the application's database role gets its privileges on the tables migrations add
         post_migrate.connect(app_role_sync, sender=self, dispatch_uid="app_role_sync")
+        checks.register(app_role_check, checks.Tags.database, checks.Tags.security, deploy=True)
         user_login_failed.connect(_login_failed, dispatch_uid="admin_login_failed")

@@ -116,3 +116,30 @@ def app_role_sync(*, using: str = "default", **_: Any) -> None:
         return
     if role_exists(connection, role):
         app_role_apply(connection=connection, role=role)
+
+
+def app_role_check(*, databases: Any = None, **_: Any) -> list[Any]:
+    """``manage.py check --deploy --database default``: warn when the application connects as a
+    superuser or as the owner of the audit tables (it can then switch the guards off)."""
+    from django.core.checks import Warning as CheckWarning
+    from django.db import connections
+
+    if not databases or "default" not in databases or connections["default"].vendor != "postgresql":
+        return []
+    with connections["default"].cursor() as cursor:
+        cursor.execute(
+            "SELECT r.rolsuper, t.tableowner = current_user FROM pg_roles r "
+            "LEFT JOIN pg_tables t ON t.schemaname = 'public' AND t.tablename = 'settlement_transitionlog' "
+            "WHERE r.rolname = current_user"
+        )
+        superuser, owner = cursor.fetchone()
+    if not (superuser or owner):
+        return []
+    return [
+        CheckWarning(
+            "the application connects to PostgreSQL as a superuser or as the owner of the audit tables",
+            hint="Run `manage.py db_app_role` as the owner and point DATABASE_URL at that role; "
+            "keep the owner for MIGRATE_DATABASE_URL.",
+            id="settlement.W001",
+        )
+    ]

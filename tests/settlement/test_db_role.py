@@ -12,6 +12,7 @@ from django.core.management import call_command
 from django.db import DatabaseError, connection, transaction
 
 from settlement.choices import InstructionStatus, Leg
+from settlement.dbroles import app_role_check
 from settlement.models import TransitionLog
 from settlement.services.audit import transition_log_verify
 from settlement.services.instructions import trade_settle_internal
@@ -50,6 +51,7 @@ def test_db_app_role_settles_but_cannot_truncate_or_delete_the_log(as_app_role, 
     with connection.cursor() as cursor:
         cursor.execute("SELECT current_user, rolsuper FROM pg_roles WHERE rolname = current_user")
         assert cursor.fetchone() == (ROLE, False)
+    assert app_role_check(databases=["default"]) == []
     # when it funds and settles a trade
     fund(bob, btc, "1")
     fund(alice, usd, "70000")
@@ -93,3 +95,9 @@ def test_db_app_role_command_runs_as_the_owner_of_migrate_database_url():
     assert 'GRANT SELECT, INSERT ON "settlement_transitionlog"' in out
     assert 'GRANT SELECT, INSERT, UPDATE ON "settlement_ledgeraccount"' in out
     assert "TRUNCATE" not in out and 'DELETE ON "settlement_posting"' not in out
+
+
+def test_db_app_role_check_warns_when_the_app_is_a_superuser():
+    # given the test run's connection, a superuser; when the deploy check runs, then it warns
+    assert [w.id for w in app_role_check(databases=["default"])] == ["settlement.W001"]
+    assert app_role_check(databases=None) == []
