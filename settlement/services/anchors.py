@@ -53,7 +53,11 @@ def anchors_read() -> tuple[list[Anchor], list[str]]:
         return [], []
     anchors: list[Anchor] = []
     problems: list[str] = []
-    for number, line in enumerate(path.read_text().splitlines(), start=1):
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        return [], [f"anchor file {path} cannot be read: {exc}"]
+    for number, line in enumerate(text.splitlines(), start=1):
         if not line.strip():
             continue
         try:

@@ -223,3 +223,10 @@ def test_settings_require_a_separate_audit_key_in_production(key, error):
         assert done.returncode != 0 and error in done.stderr
     else:
         assert done.returncode == 0 and done.stdout.strip() == "k1"
+
+
+def test_transition_log_verify_reports_an_unreadable_anchor_file(logged, audit_anchor_file):
+    # given an anchor file that cannot be read (here: a directory in its place)
+    audit_anchor_file.mkdir()
+    # when the chain is verified, then that is a problem, not a crash
+    assert any("cannot be read" in p for p in transition_log_verify().problems)
