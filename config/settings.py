@@ -88,9 +88,8 @@ TEMPLATES = [
     },
 ]
 
-# The application connects as a least-privilege role (DATABASE_URL, e.g. as clearhouse_app: no
-# DDL, no TRUNCATE, no DELETE on ledger and audit tables); schema changes run as the owner,
-# MIGRATE_DATABASE_URL, which `manage.py migrate` and `manage.py db_app_role` use when it is set.
+# The app connects as a least-privilege role (DATABASE_URL; see settlement/dbroles.py); migrate and
+# db_app_role connect as the schema owner, MIGRATE_DATABASE_URL, when it is set.
 OWNER_COMMANDS = {"migrate", "db_app_role"}
 CLEARHOUSE_DB_APP_ROLE = os.environ.get("CLEARHOUSE_DB_APP_ROLE", "clearhouse_app")
 _COMMAND = sys.argv[1] if len(sys.argv) > 1 and Path(sys.argv[0]).name in {"manage.py", "django-admin"} else ""
@@ -374,15 +373,12 @@ CACHES = {
 }
 
 # --- Audit trail ----------------------------------------------------------------------------------
-# The transition log is an HMAC-SHA256 chain: someone with the database but without this key can
-# neither edit a row nor re-forge the chain after it. The key lives outside the database (env, a
-# secrets manager), is not SECRET_KEY, and is required in production (DEBUG off, DATABASE_URL set).
-# Rotation: give the new key a new CLEARHOUSE_AUDIT_HMAC_KEY_ID and keep every old key verifiable in
-# CLEARHOUSE_AUDIT_HMAC_RETIRED_KEYS, a JSON object {"key id": "key"}; rows name their key id.
+# The transition log is an HMAC-SHA256 chain under this key: kept outside the database, not
+# SECRET_KEY, required in production. Rotation: a new key under a new CLEARHOUSE_AUDIT_HMAC_KEY_ID,
+# the old ones in CLEARHOUSE_AUDIT_HMAC_RETIRED_KEYS (JSON {"key id": "key"}); rows name their key.
 _AUDIT_KEY = os.environ.get("CLEARHOUSE_AUDIT_HMAC_KEY", "")
 CLEARHOUSE_AUDIT_HMAC_KEY_ID = os.environ.get("CLEARHOUSE_AUDIT_HMAC_KEY_ID", "k1")
-if not _AUDIT_KEY:
-    # the test run (pytest sets PYTEST_VERSION) and the demo use a fixed, public key
+if not _AUDIT_KEY:  # the test run (pytest sets PYTEST_VERSION) and the demo use a public key
     if not DEBUG and os.environ.get("DATABASE_URL") and not os.environ.get("PYTEST_VERSION"):
         raise RuntimeError("CLEARHOUSE_AUDIT_HMAC_KEY must be set when DEBUG is off and DATABASE_URL is set")
     _AUDIT_KEY, CLEARHOUSE_AUDIT_HMAC_KEY_ID = "insecure-demo-audit-key", "demo"
@@ -392,14 +388,10 @@ CLEARHOUSE_AUDIT_HMAC_KEYS = {
     **json.loads(os.environ.get("CLEARHOUSE_AUDIT_HMAC_RETIRED_KEYS", "{}")),
     CLEARHOUSE_AUDIT_HMAC_KEY_ID: _AUDIT_KEY,
 }
-# Rows written before the HMAC chain (plain SHA-256, empty key id): how many there were at the
-# cut-over. 0 for a deployment that started keyed; any unkeyed row past this count is forged.
+# Rows from before the HMAC chain (plain SHA-256, empty key id) at the cut-over; 0 when it started keyed.
 CLEARHOUSE_AUDIT_LEGACY_ROWS = int(os.environ.get("CLEARHOUSE_AUDIT_LEGACY_ROWS", "0"))
-# Beat appends the chain head (length + hash, HMAC-signed) to this file every minute, the hourly
-# check the head it verified; the check compares the chain with every anchor in it, so a log cut
-# back with its head row reset is caught.
-# In production put it where the database's users cannot write: another host's mount, a WORM
-# volume or a file shipped to object-locked storage.
+# Signed anchors of the chain head (beat, every minute and after each hourly check) that the check
+# compares the chain with. In production: storage the database's users cannot write (WORM, object lock).
 CLEARHOUSE_AUDIT_ANCHOR_PATH = os.environ.get("CLEARHOUSE_AUDIT_ANCHOR_PATH", str(VAR_DIR / "audit-anchors.jsonl"))
 
 # --- Fees ----------------------------------------------------------------------------------------
