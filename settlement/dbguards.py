@@ -62,3 +62,31 @@ def history_tables(apps: Any) -> list[str]:
         for model in apps.get_models()
         if model.__name__.startswith("Historical") and any(f.name == "history_id" for f in model._meta.fields)
     )
+
+
+def guards_sync(*, using: str = "default", **_: Any) -> list[str]:
+    """post_migrate: history tables added after migration 0019 (a new ``HistoricalRecords``) get
+    their guards too. Creates only the missing triggers; returns the tables it guarded."""
+    from django.apps import apps
+    from django.db import connections
+
+    connection = connections[using]
+    if connection.vendor != "postgresql":
+        return []
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT c.relname, t.tgname FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid WHERE NOT t.tgisinternal"
+        )
+        present = set(cursor.fetchall())
+        cursor.execute("SELECT tablename FROM pg_tables WHERE schemaname = current_schema()")
+        tables = {name for (name,) in cursor.fetchall()}
+    missing = [
+        table
+        for table in history_tables(apps)
+        if table in tables and not {(table, f"{table}_append_only"), (table, f"{table}_no_truncate")} <= present
+    ]
+    if missing:
+        with connection.schema_editor() as schema_editor:
+            for table in missing:
+                append_only_guard(schema_editor, table)
+    return missing

@@ -7,6 +7,7 @@ import pytest
 from django.db import IntegrityError, connection, transaction
 from simple_history.models import registered_models
 
+from settlement import dbguards
 from settlement.choices import Leg
 from settlement.models import SettlementInstruction, TransitionLog, TransitionLogHead
 from settlement.services.instructions import instruction_cancel
@@ -90,3 +91,19 @@ def test_every_history_table_is_append_only():
         if (table, f"{table}_append_only") not in triggers or (table, f"{table}_no_truncate") not in triggers
     ]
     assert missing == []
+
+
+UPDATE_STATUS = "UPDATE {table} SET status = 'settled'"
+
+
+def test_guards_sync_guards_a_history_table_added_after_the_migration(cancelled):
+    # given a history table without its guards (as one of a model added later would be)
+    table = SettlementInstruction.history.model._meta.db_table
+    with connection.cursor() as cursor:
+        cursor.execute(f'DROP TRIGGER "{table}_append_only" ON "{table}"')
+        cursor.execute(f'DROP TRIGGER "{table}_no_truncate" ON "{table}"')
+    # when migrate's post_migrate step runs (twice: the second finds nothing to do)
+    guarded = dbguards.guards_sync(), dbguards.guards_sync()
+    # then the table is append-only again
+    assert guarded == ([table], [])
+    refused(UPDATE_STATUS.format(table=table))
