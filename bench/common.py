@@ -41,6 +41,7 @@ def scratch_database(*, server: str, db: str, env: dict[str, str] | None = None)
         **os.environ,
         "DATABASE_URL": f"{server}/{db}",
         "SECRET_KEY": "bench",
+        "CLEARHOUSE_AUDIT_HMAC_KEY": "bench-audit-key",
         "DEBUG": "0",
         "CLEARHOUSE_PRODUCTION": "0",  # plain HTTP on loopback, the bench SECRET_KEY
         "LOG_LEVEL": "WARNING",

@@ -7,7 +7,9 @@ set DATABASE_URL / CELERY_BROKER_URL to use PostgreSQL and Redis.
 
 from __future__ import annotations
 
+import json
 import os
+import sys
 from datetime import timedelta
 from pathlib import Path
 
@@ -140,7 +142,15 @@ TEMPLATES = [
     },
 ]
 
-DATABASE_URL = os.environ.get("DATABASE_URL", "")
+# The app connects as a least-privilege role (DATABASE_URL; see settlement/dbroles.py); migrate and
+# db_app_role connect as the schema owner, MIGRATE_DATABASE_URL, when it is set.
+OWNER_COMMANDS = {"migrate", "db_app_role"}
+CLEARHOUSE_DB_APP_ROLE = os.environ.get("CLEARHOUSE_DB_APP_ROLE", "clearhouse_app")
+_COMMAND = sys.argv[1] if len(sys.argv) > 1 and Path(sys.argv[0]).name in {"manage.py", "django-admin"} else ""
+if _COMMAND in OWNER_COMMANDS and os.environ.get("MIGRATE_DATABASE_URL"):
+    DATABASE_URL = os.environ["MIGRATE_DATABASE_URL"]
+else:
+    DATABASE_URL = os.environ.get("DATABASE_URL", "")
 if DATABASE_URL:
     DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=60)}
 else:
@@ -235,6 +245,14 @@ CELERY_BEAT_SCHEDULE = {
     "transition-log-verify": {
         "task": "settlement.tasks.transition_log_verify_task",
         "schedule": crontab(minute=17),
+    },
+    "transition-log-anchor": {
+        "task": "settlement.tasks.transition_log_anchor_task",
+        "schedule": timedelta(minutes=1),
+    },
+    "ledger-verify-balances": {
+        "task": "settlement.tasks.ledger_verify_balances_task",
+        "schedule": crontab(minute=23),
     },
 }
 
@@ -424,6 +442,28 @@ CACHES = {
     if _CACHE_URL
     else {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}
 }
+
+# --- Audit trail ----------------------------------------------------------------------------------
+# The transition log is an HMAC-SHA256 chain under this key: kept outside the database, not
+# SECRET_KEY, required in production. Rotation: a new key under a new CLEARHOUSE_AUDIT_HMAC_KEY_ID,
+# the old ones in CLEARHOUSE_AUDIT_HMAC_RETIRED_KEYS (JSON {"key id": "key"}); rows name their key.
+_AUDIT_KEY = os.environ.get("CLEARHOUSE_AUDIT_HMAC_KEY", "")
+CLEARHOUSE_AUDIT_HMAC_KEY_ID = os.environ.get("CLEARHOUSE_AUDIT_HMAC_KEY_ID", "k1")
+if not _AUDIT_KEY:  # the test run (pytest sets PYTEST_VERSION) and the demo use a public key
+    if not DEBUG and os.environ.get("DATABASE_URL") and not os.environ.get("PYTEST_VERSION"):
+        raise RuntimeError("CLEARHOUSE_AUDIT_HMAC_KEY must be set when DEBUG is off and DATABASE_URL is set")
+    _AUDIT_KEY, CLEARHOUSE_AUDIT_HMAC_KEY_ID = "insecure-demo-audit-key", "demo"
+if _AUDIT_KEY == SECRET_KEY:
+    raise RuntimeError("CLEARHOUSE_AUDIT_HMAC_KEY must not be SECRET_KEY")
+CLEARHOUSE_AUDIT_HMAC_KEYS = {
+    **json.loads(os.environ.get("CLEARHOUSE_AUDIT_HMAC_RETIRED_KEYS", "{}")),
+    CLEARHOUSE_AUDIT_HMAC_KEY_ID: _AUDIT_KEY,
+}
+# Rows from before the HMAC chain (plain SHA-256, empty key id) at the cut-over; 0 when it started keyed.
+CLEARHOUSE_AUDIT_LEGACY_ROWS = int(os.environ.get("CLEARHOUSE_AUDIT_LEGACY_ROWS", "0"))
+# Signed anchors of the chain head (beat, every minute and after each hourly check) that the check
+# compares the chain with. In production: storage the database's users cannot write (WORM, object lock).
+CLEARHOUSE_AUDIT_ANCHOR_PATH = os.environ.get("CLEARHOUSE_AUDIT_ANCHOR_PATH", str(VAR_DIR / "audit-anchors.jsonl"))
 
 # --- Fees ----------------------------------------------------------------------------------------
 # Rounding of a computed fee to the asset's precision (a decimal module rounding mode).

@@ -12,8 +12,10 @@ from django.conf import settings
 from rails.base import RailRejected, RailTransientError
 from settlement.dispatch import dispatch_crypto_trades
 from settlement.models import ChainTransfer
+from settlement.models.alerts import AlertLevel
 from settlement.models.pipeline import TransferStatus as TS
-from settlement.services.audit import transition_log_verify
+from settlement.services.alerts import ops_alert
+from settlement.services.audit import transition_log_anchor, transition_log_anchor_head, transition_log_verify
 from settlement.services.crypto import (
     TRANSIENT_DB_ERRORS,
     SettlementHalted,
@@ -27,6 +29,7 @@ from settlement.services.crypto import (
     transfer_reject,
 )
 from settlement.services.instructions import locks_void_expired
+from settlement.services.integrity import ledger_verify_balances, ledger_verify_balances_alert
 from settlement.services.webhooks import webhook_deliver, webhooks_pending
 
 logger = logging.getLogger(__name__)
@@ -40,10 +43,36 @@ def ledger_void_expired_locks_task(limit: int = 500) -> int:
 
 @shared_task(acks_late=True)
 def transition_log_verify_task() -> bool:
-    """Beat, hourly: walk the transition-log hash chain and log loudly if it is broken."""
+    """Beat, hourly: walk the transition-log hash chain; anchor an intact head outside the
+    database, or alert the auditors and operators loudly when it is broken."""
     report = transition_log_verify()
+    if report.ok:
+        transition_log_anchor(report=report)
+        return True
+    logger.error("transition log chain broken after %s rows: %s", report.checked, report.problems[:5])
+    ops_alert(
+        title=f"Transition log chain BROKEN ({len(report.problems)} problem(s))",
+        body="\n".join(report.problems[:20]),
+        level=AlertLevel.CRITICAL,
+        roles=("auditor", "operator"),
+        dedupe_key=f"transition-log-broken:{report.checked}:{report.problems[0][:120]}",
+    )
+    return False
+
+
+@shared_task(acks_late=True)
+def transition_log_anchor_task() -> None:
+    """Beat, every minute: copy the chain head outside the database (see services/anchors.py)."""
+    transition_log_anchor_head()
+
+
+@shared_task(acks_late=True)
+def ledger_verify_balances_task() -> bool:
+    """Beat, hourly: every balance equals the sum of its postings; a critical alert otherwise."""
+    report = ledger_verify_balances()
     if not report.ok:
-        logger.error("transition log chain broken after %s rows: %s", report.checked, report.problems[:5])
+        logger.error("ledger integrity check failed: %s", report.problems()[:5])
+        ledger_verify_balances_alert(report=report)
     return report.ok
 
 

@@ -23,6 +23,7 @@ def pytest_configure(config):
     """Every test runs on PostgreSQL: the guarantees under test live in the database."""
     if not os.environ.get("DATABASE_URL", "").startswith(("postgres://", "postgresql://")):
         raise pytest.UsageError("tests run on PostgreSQL: set DATABASE_URL (see `make test`)")
+    _flush_past_the_truncate_guards()
     clock = config.getoption("--clock")
     if clock:
         import time_machine
@@ -41,6 +42,23 @@ def pytest_configure(config):
 def pytest_report_header(config):
     clock = config.getoption("--clock")
     return f"clock: travelled to {clock} (Python clock only)" if clock else "clock: the machine's"
+
+
+def _flush_past_the_truncate_guards() -> None:
+    """``transaction=True`` tests empty the database with TRUNCATE after each test, which the
+    ledger, audit and history tables refuse (settlement/dbguards.py). The test harness flushes as
+    the superuser it is, with triggers off for that one transaction - what no application role can do."""
+    from django.db.backends.postgresql.operations import DatabaseOperations
+
+    if getattr(DatabaseOperations.execute_sql_flush, "past_guards", False):
+        return
+    original = DatabaseOperations.execute_sql_flush
+
+    def execute_sql_flush(self, sql_list):
+        return original(self, ["SET LOCAL session_replication_role = replica", *sql_list])
+
+    execute_sql_flush.past_guards = True
+    DatabaseOperations.execute_sql_flush = execute_sql_flush
 
 
 @pytest.fixture
@@ -90,3 +108,10 @@ def token_client(user, scopes=("read", "trades:write")) -> APIClient:
 @pytest.fixture
 def staff_client(staff_user):
     return token_client(staff_user)
+
+
+@pytest.fixture(autouse=True)
+def audit_anchor_file(tmp_path, settings):
+    """Each test anchors the transition log in its own file (the chain starts empty in each test)."""
+    settings.CLEARHOUSE_AUDIT_ANCHOR_PATH = str(tmp_path / "audit-anchors.jsonl")
+    return tmp_path / "audit-anchors.jsonl"

@@ -1,16 +1,22 @@
 """Tamper-evident transition log.
 
 Every status change of an audited entity appends one row. Each row carries ``prev_hash`` (the
-hash of the row before it) and ``hash`` = SHA-256 over its own content and ``prev_hash``, so any
-edit, deletion or re-ordering breaks the chain. ``TransitionLogHead`` is a single row holding the
-chain's tip and length: appenders lock it (which serialises appends for a few microseconds at the
-end of each transaction) and the verifier compares it with the last row, which also catches a
-truncated tail. On PostgreSQL a trigger refuses UPDATE and DELETE on the log.
+hash of the row before it) and ``hash`` = HMAC-SHA256, under the key named by ``key_id``, over its
+own content and ``prev_hash``, so any edit, deletion or re-ordering breaks the chain, and someone
+with the database but without the key (``CLEARHOUSE_AUDIT_HMAC_KEYS``, never in the database)
+cannot re-forge it. Rows written before the keyed cut-over have ``key_id = ""`` and a plain SHA-256;
+the verifier accepts them only before the first keyed row. ``TransitionLogHead`` is a single row
+holding the chain's tip and length: appenders lock it (which serialises appends for a few
+microseconds at the end of each transaction) and the verifier compares it with the last row,
+which also catches a truncated tail; the verifier also compares the chain with the anchors it
+wrote outside the database (``settlement/services/anchors.py``), so a truncated log with a reset
+head row is caught too. On PostgreSQL triggers refuse UPDATE, DELETE and TRUNCATE on the log.
 """
 
 from __future__ import annotations
 
 import hashlib
+import hmac
 import json
 from datetime import datetime
 from typing import Any
@@ -33,25 +39,42 @@ def transition_hash(
     actor_label: str,
     reason: str,
     metadata: dict[str, Any],
+    key_id: str = "",
 ) -> str:
-    content = json.dumps(
-        {
-            "prev": prev_hash,
-            "type": entity_type,
-            "id": entity_id,
-            "from": from_status,
-            "to": to_status,
-            "at": at.isoformat(timespec="microseconds"),
-            "actor": actor_id,
-            "actor_label": actor_label,
-            "reason": reason,
-            "metadata": metadata,
-        },
-        sort_keys=True,
-        separators=(",", ":"),
-        ensure_ascii=True,
-    )
-    return hashlib.sha256(content.encode()).hexdigest()
+    """HMAC-SHA256 under the key ``key_id`` names; ``key_id`` "" is the unkeyed SHA-256 of the rows
+    written before the cut-over. A key id that settings do not know raises ``UnknownAuditKey``."""
+    fields: dict[str, Any] = {
+        "prev": prev_hash,
+        "type": entity_type,
+        "id": entity_id,
+        "from": from_status,
+        "to": to_status,
+        "at": at.isoformat(timespec="microseconds"),
+        "actor": actor_id,
+        "actor_label": actor_label,
+        "reason": reason,
+        "metadata": metadata,
+    }
+    if not key_id:
+        return hashlib.sha256(_canonical(fields)).hexdigest()
+    return audit_mac(_canonical({**fields, "kid": key_id}), key_id=key_id)
+
+
+class UnknownAuditKey(KeyError):
+    pass
+
+
+def _canonical(content: dict[str, Any]) -> bytes:
+    return json.dumps(content, sort_keys=True, separators=(",", ":"), ensure_ascii=True).encode()
+
+
+def audit_mac(message: bytes, *, key_id: str) -> str:
+    """HMAC-SHA256 of ``message`` under the audit key ``key_id`` (settings, never the database)."""
+    try:
+        key = settings.CLEARHOUSE_AUDIT_HMAC_KEYS[key_id]
+    except KeyError as exc:
+        raise UnknownAuditKey(key_id) from exc
+    return hmac.new(key.encode(), message, hashlib.sha256).hexdigest()
 
 
 class TransitionLog(models.Model):
@@ -68,6 +91,9 @@ class TransitionLog(models.Model):
     metadata = models.JSONField(default=dict, blank=True)
     prev_hash = models.CharField(max_length=64)
     hash = models.CharField(max_length=64, unique=True)
+    key_id = models.CharField(
+        max_length=32, blank=True, default="", help_text="HMAC key of the hash; empty for rows before the cut-over."
+    )
 
     class Meta:
         ordering = ["id"]
@@ -88,6 +114,7 @@ class TransitionLog(models.Model):
             actor_label=self.actor_label,
             reason=self.reason,
             metadata=self.metadata,
+            key_id=self.key_id,
         )
 
 

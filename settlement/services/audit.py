@@ -7,14 +7,16 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
-from django.db import transaction
+from django.conf import settings
+from django.db import connection, transaction
 from django.utils import timezone
 from django_fsm import TransitionNotAllowed
 
 from settlement.exceptions import IllegalTransition
 from settlement.models import TransitionLog, TransitionLogHead
-from settlement.models.audit import GENESIS_HASH
+from settlement.models.audit import GENESIS_HASH, UnknownAuditKey
 from settlement.services.actors import Actor, actor_label, actor_user, stamp_history
+from settlement.services.anchors import Anchor, anchor_write, anchors_read
 
 
 def _jsonable(value: Any) -> Any:
@@ -92,6 +94,7 @@ def transition_log_append(*, entries: Iterable[LogEntry], actor: Actor) -> list[
     user = actor_user(actor)
     label = actor_label(actor)
     at = timezone.now()
+    key_id = settings.CLEARHOUSE_AUDIT_HMAC_KEY_ID
     head = _lock_head()
     prev = head.last_hash
     rows: list[TransitionLog] = []
@@ -107,6 +110,7 @@ def transition_log_append(*, entries: Iterable[LogEntry], actor: Actor) -> list[
             reason=entry.reason,
             metadata=_jsonable(dict(entry.metadata)),
             prev_hash=prev,
+            key_id=key_id,
         )
         row.hash = row.compute_hash()
         prev = row.hash
@@ -119,6 +123,7 @@ def transition_log_append(*, entries: Iterable[LogEntry], actor: Actor) -> list[
 @dataclass
 class ChainReport:
     checked: int = 0
+    last_hash: str = GENESIS_HASH
     problems: list[str] = field(default_factory=list)
 
     @property
@@ -127,19 +132,46 @@ class ChainReport:
 
 
 def transition_log_verify(*, chunk_size: int = 5000, max_problems: int = 50) -> ChainReport:
-    """Walk the whole chain in append order and report every broken link."""
-    report = ChainReport()
+    """Walk the whole chain in append order and report every broken link, a head row that does not
+    match the last row, and any anchor (outside the database) the chain no longer matches. Reads
+    one snapshot (REPEATABLE READ), so appends while it walks are never mistaken for tampering; the
+    anchors are read before that snapshot begins, so each names a head the snapshot holds."""
+    anchors, problems = anchors_read()
+    if connection.in_atomic_block:
+        return _verify(anchors=anchors, problems=problems, chunk_size=chunk_size, max_problems=max_problems)
+    with transaction.atomic():
+        with connection.cursor() as cursor:
+            cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
+        return _verify(anchors=anchors, problems=problems, chunk_size=chunk_size, max_problems=max_problems)
+
+
+def _verify(*, anchors: list[Anchor], problems: list[str], chunk_size: int, max_problems: int) -> ChainReport:
+    report = ChainReport(problems=list(problems))
+    wanted = {anchor.length for anchor in anchors}
+    found: dict[int, str] = {}
     prev = GENESIS_HASH
+    legacy_rows = settings.CLEARHOUSE_AUDIT_LEGACY_ROWS
     for row in TransitionLog.objects.order_by("id").iterator(chunk_size=chunk_size):
         report.checked += 1
         if row.prev_hash != prev:
             report.problems.append(f"row {row.pk}: prev_hash does not match the row before it (deleted or reordered)")
-        if row.compute_hash() != row.hash:
-            report.problems.append(f"row {row.pk}: content does not match its hash (edited)")
+        if not row.key_id and report.checked > legacy_rows:
+            report.problems.append(
+                f"row {row.pk}: unkeyed, but only the first {legacy_rows} rows predate the HMAC chain "
+                "(CLEARHOUSE_AUDIT_LEGACY_ROWS): forged"
+            )
+        try:
+            if row.compute_hash() != row.hash:
+                report.problems.append(f"row {row.pk}: content does not match its hash (edited)")
+        except UnknownAuditKey:
+            report.problems.append(f"row {row.pk}: HMAC key {row.key_id!r} is not configured")
         prev = row.hash
+        if report.checked in wanted:
+            found[report.checked] = row.hash
         if len(report.problems) >= max_problems:
             report.problems.append("too many problems, stopped")
             return report
+    report.last_hash = prev
     head = TransitionLogHead.objects.filter(pk=1).first()
     head_hash = head.last_hash if head else GENESIS_HASH
     head_length = head.length if head else 0
@@ -148,4 +180,29 @@ def transition_log_verify(*, chunk_size: int = 5000, max_problems: int = 50) -> 
             f"chain head says {head_length} rows ending in {head_hash[:12]}, "
             f"found {report.checked} rows ending in {prev[:12]} (rows removed or added outside the log service)"
         )
+    for anchor in anchors:
+        if anchor.length > report.checked:
+            report.problems.append(
+                f"anchor of {anchor.at} says {anchor.length} rows, the chain has {report.checked} (rows removed)"
+            )
+        elif found.get(anchor.length) != anchor.hash:
+            report.problems.append(
+                f"anchor of {anchor.at}: row {anchor.length} of the chain no longer hashes to {anchor.hash[:12]} "
+                "(chain rewritten)"
+            )
     return report
+
+
+def transition_log_anchor_head() -> None:
+    """Copy the chain head row outside the database (beat, every minute): from then on, cutting
+    the log back and resetting the head row shows, even before the next full verification."""
+    head = TransitionLogHead.objects.filter(pk=1).first()
+    if head is not None:
+        anchor_write(length=head.length, hash=head.last_hash)
+
+
+def transition_log_anchor(*, report: ChainReport) -> None:
+    """Anchor an intact chain's verified head outside the database."""
+    if not report.ok:
+        raise ValueError("only an intact chain is anchored")
+    anchor_write(length=report.checked, hash=report.last_hash)
