@@ -39,3 +39,14 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
     code = getattr(exc, "default_code", "error")
     detail = response.data.get("detail") if isinstance(response.data, dict) else response.data
     return error_response(code=str(code), message=str(detail), http_status=response.status_code)
+
+
+def not_found(request: Any, exception: Exception) -> Any:
+    """``handler404``: a path under ``/api/`` that matches no route answers in the API's error shape
+    (JSON), as the schema documents; elsewhere Django's page."""
+    from django.http import JsonResponse
+    from django.views.defaults import page_not_found
+
+    if request.path.startswith("/api/"):
+        return JsonResponse({"error": {"code": "not_found", "message": "Not found."}}, status=404)
+    return page_not_found(request, exception)

@@ -11,7 +11,6 @@ import django_filters
 from django import forms
 from django.core.exceptions import ValidationError
 from django.utils import timezone
-from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema_field
 
 from settlement.models import Trade
@@ -44,15 +43,18 @@ class UtcIsoDateTimeFilter(django_filters.IsoDateTimeFilter):
     field_class = UtcIsoDateTimeField
 
 
-@extend_schema_field(OpenApiTypes.INT)
+BIGINT_MIN, BIGINT_MAX = -(2**63), 2**63 - 1
+
+
+@extend_schema_field({"type": "integer", "format": "int64", "minimum": BIGINT_MIN, "maximum": BIGINT_MAX})
 class IntegerFilter(django_filters.NumberFilter):
-    """A whole number within PostgreSQL's integer range (a NumberFilter takes any decimal)."""
+    """A whole number within PostgreSQL's bigint range (a NumberFilter takes any decimal)."""
 
     field_class = forms.IntegerField
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
-        kwargs.setdefault("min_value", -(2**31))
-        kwargs.setdefault("max_value", 2**31 - 1)
+        kwargs.setdefault("min_value", BIGINT_MIN)
+        kwargs.setdefault("max_value", BIGINT_MAX)
         super().__init__(*args, **kwargs)
 
 

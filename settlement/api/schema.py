@@ -20,6 +20,8 @@ class ErrorSerializer(serializers.Serializer):
     error = ErrorBodySerializer()
 
 
+NO_NUL = "^[^\\u0000]*$"
+
 ERRORS = {
     400: "The request is invalid (a parameter or the body); nothing was changed.",
     401: "No valid API token (or session) was given.",
@@ -40,6 +42,9 @@ class ApiAutoSchema(AutoSchema):
         for parameter in parameters:
             if parameter["in"] == "query" and not parameter.get("required"):
                 parameter["allowEmptyValue"] = True
+            schema = parameter.get("schema", {})
+            if schema.get("type") == "string" and not {"format", "enum", "pattern"} & set(schema):
+                schema["pattern"] = NO_NUL  # Django's form fields refuse NUL characters (400)
         has_body = "requestBody" in operation
         codes = [401, 403, 429]
         if has_body or any(p["in"] == "query" for p in parameters):

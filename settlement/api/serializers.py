@@ -13,7 +13,7 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from settlement.models import FeeCharge, LedgerAccount, SettlementInstruction, Trade, TransitionLog
-from settlement.money import fits_precision, format_amount
+from settlement.money import DECIMAL_PLACES, MAX_DIGITS, fits_column, fits_precision, format_amount
 from settlement.selectors import instruction_transitions
 from settlement.services.trades import TradeInput
 
@@ -91,6 +91,11 @@ class AwareDateTimeField(serializers.Field):
         return value.isoformat()
 
 
+NOTIONAL_TOO_LARGE = (
+    f"The notional (quantity x price) must have at most {MAX_DIGITS - DECIMAL_PLACES} digits before the point."
+)
+
+
 class TradeInputSerializer(serializers.Serializer):
     """One trade as the matching engine reports it.
 
@@ -143,6 +148,8 @@ class TradeInputSerializer(serializers.Serializer):
             errors["quantity"] = f"{instrument.base.code} allows at most {instrument.base.precision} decimal places."
         if not fits_precision(attrs["price"], instrument.price_precision):
             errors["price"] = f"{instrument.symbol} prices allow at most {instrument.price_precision} decimal places."
+        if not errors and not fits_column(attrs["quantity"] * attrs["price"]):
+            errors["price"] = NOTIONAL_TOO_LARGE
         if not errors:
             item = self.to_trade_input(attrs)
             if item.payment_amount <= 0:
@@ -330,6 +337,8 @@ class FeePreviewSerializer(serializers.Serializer):
             attrs[side] = Participant.objects.filter(code=attrs[side]).first() or attrs[side]
             if isinstance(attrs[side], str):
                 errors[side] = [f"Unknown participant {attrs[side]!r}."]
+        if not fits_column(attrs["quantity"] * attrs["price"]):
+            errors["price"] = [NOTIONAL_TOO_LARGE]
         if errors:
             raise serializers.ValidationError(errors)
         return attrs

@@ -287,7 +287,9 @@ class StatementView(viewsets.ViewSet):
         if participant is None:
             if not selectors.sees_everything(request.user):
                 return error_response(code="permission_denied", message="No statement for this user.", http_status=403)
-            participant = Participant.objects.filter(code=params.get("participant", "")).first()
+            code = params.get("participant", "")
+            # PostgreSQL text cannot hold NUL: such a code names no participant (was a 500)
+            participant = Participant.objects.filter(code=code).first() if "\x00" not in code else None
             if participant is None:
                 return error_response(
                     code="invalid",

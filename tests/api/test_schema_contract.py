@@ -8,16 +8,21 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from decimal import Decimal
 from pathlib import Path
 
 import pytest
 
+from netting.models import NettedInstruction
+from settlement.services.fees import bank_charge_pass_on
 from tests import factories
 from tests.conftest import token_client
+from tests.factories import ACTOR
 from tests.netting.conftest import FiatMarket, trades_settle
 from tests.netting.conftest import fiat_market as _fiat_market_fixture  # noqa: F401 (registers the fixture)
 
 ST = Path(sys.executable).with_name("st")
+CONFIG = Path(__file__).with_name("schemathesis.toml")
 MAX_EXAMPLES = 25
 
 
@@ -28,6 +33,7 @@ def _token(client) -> str:
 def _schemathesis(url: str, authorization: str, *extra: str) -> subprocess.CompletedProcess:
     command = [
         str(ST),
+        f"--config-file={CONFIG}",
         "run",
         f"{url}/api/schema/",
         "--checks=all",
@@ -51,6 +57,9 @@ def seeded_market(request, staff_user, settings):
     m: FiatMarket = request.getfixturevalue("_fiat_market_fixture")
     p = m.parties
     trades_settle(m, [(p[0], p[1], "10", "100.00"), (p[2], p[1], "5", "50.00")], source="api")
+    # a pass-through bank charge: a fee without a rule (its "rule" is null)
+    payment = NettedInstruction.objects.filter(participant=p[0]).order_by("pk").first()
+    bank_charge_pass_on(ni=payment, fee=Decimal("1.50"), external_key="BOOKING-1", source="camt.053", actor=ACTOR)
     staff = token_client(staff_user)
     participant = token_client(factories.participant_user(p[0]))
     return _token(staff), _token(participant)
