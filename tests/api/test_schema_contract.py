@@ -23,7 +23,7 @@ from tests.netting.conftest import fiat_market as _fiat_market_fixture  # noqa: 
 
 ST = Path(sys.executable).with_name("st")
 CONFIG = Path(__file__).with_name("schemathesis.toml")
-MAX_EXAMPLES = 25
+MAX_EXAMPLES = 10
 
 
 def _token(client) -> str:
