@@ -4,6 +4,7 @@ say that an empty value is accepted (it means "not given")."""
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 from drf_spectacular.openapi import AutoSchema
@@ -21,6 +22,52 @@ class ErrorSerializer(serializers.Serializer):
 
 
 NO_NUL = "^[^\\u0000]*$"
+
+INGEST_RESULTS = ["created", "existing"]
+
+
+class TradeBatchItemResultSerializer(serializers.Serializer):
+    index = serializers.IntegerField()
+    id = serializers.IntegerField()
+    source = serializers.CharField()
+    external_id = serializers.CharField()
+    settlement_date = serializers.DateField()
+    result = serializers.ChoiceField(choices=INGEST_RESULTS)
+
+
+class TradeBatchResultSerializer(serializers.Serializer):
+    received = serializers.IntegerField()
+    created = serializers.IntegerField()
+    existing = serializers.IntegerField()
+    results = TradeBatchItemResultSerializer(many=True)
+
+
+def ingest_response(description: str) -> Any:
+    """The body of a 200/201 from POST /trades/: one trade, or a batch's summary."""
+    from drf_spectacular.utils import OpenApiResponse
+
+    return OpenApiResponse(_ingest_result(), description=description)
+
+
+@functools.cache
+def _ingest_result() -> Any:
+    from drf_spectacular.utils import PolymorphicProxySerializer
+
+    from settlement.api.serializers import TradeSerializer
+
+    class TradeIngestedSerializer(TradeSerializer):
+        result = serializers.ChoiceField(choices=INGEST_RESULTS)
+
+        class Meta(TradeSerializer.Meta):
+            ref_name = "TradeIngested"
+            fields = [*TradeSerializer.Meta.fields, "result"]
+
+    return PolymorphicProxySerializer(
+        component_name="TradeIngestResult",
+        serializers=[TradeIngestedSerializer, TradeBatchResultSerializer],
+        resource_type_field_name=None,
+    )
+
 
 ERRORS = {
     400: "The request is invalid (a parameter or the body); nothing was changed.",

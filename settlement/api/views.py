@@ -15,6 +15,7 @@ from rest_framework.response import Response
 from settlement import selectors
 from settlement.api.errors import error_response
 from settlement.api.filters import StrictFilterSet, TradeFilter
+from settlement.api.schema import ingest_response
 from settlement.api.serializers import (
     BalanceSerializer,
     FeePreviewSerializer,
@@ -54,8 +55,8 @@ class TradeViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Ge
     @extend_schema(
         request=TradeBatchSerializer,
         responses={
-            200: OpenApiResponse(description="Every trade was already stored with the same content (replay)."),
-            201: OpenApiResponse(description="At least one trade was stored."),
+            200: ingest_response("Every trade was already stored with the same content (replay)."),
+            201: ingest_response("At least one trade was stored."),
             400: OpenApiResponse(description="Validation failed; nothing of the request was stored."),
             409: OpenApiResponse(description="A trade id was already used with different content."),
         },

@@ -4,6 +4,7 @@ timestamps were 500s, garbage was silently accepted, the schema said less than t
 from __future__ import annotations
 
 import pytest
+from django.utils import timezone
 from drf_spectacular.generators import SchemaGenerator
 
 from tests import factories
@@ -209,3 +210,23 @@ def test_statement_participant_code_with_nul_is_refused(alice, staff_client):
     response = staff_client.get("/api/v1/statements/?from=2026-01-01&to=2026-01-02&participant=AL%00ICE")
     # then: 400 (no such participant), not a database error (500)
     assert response.status_code == 400
+
+
+def test_trade_ingest_responses_match_their_documented_schema(alice, bob, btc_usd, staff_client, schema):
+    # given
+    import jsonschema
+
+    def valid(body):
+        document = {"$ref": "#/components/schemas/TradeIngestResult", "components": schema["components"]}
+        jsonschema.validate(body, document)
+        return True
+
+    trade = {"symbol": "BTC/USD", "buyer": "ALICE", "seller": "BOB", "quantity": "1", "price": "10.5"}
+    at = {"executed_at": timezone.now().isoformat()}
+    # when: one trade, then a batch
+    single = staff_client.post("/api/v1/trades/", {**trade, **at, "external_id": "S1"}, format="json")
+    batch = staff_client.post("/api/v1/trades/", {"trades": [{**trade, **at, "external_id": "B1"}]}, format="json")
+    # then: both bodies are what the schema says (the 200/201 used to have no schema at all)
+    assert (single.status_code, batch.status_code) == (201, 201)
+    assert valid(single.json()) and valid(batch.json())
+    assert "TradeIngestResult" in str(schema["paths"]["/api/v1/trades/"]["post"]["responses"]["201"])
