@@ -9,6 +9,7 @@ from typing import Any
 
 import django_filters
 from django.db.models import QuerySet
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers, viewsets
 
 from netting.models import Direction, NettedInstruction, NettedStatus, NettingWindow, RailAttempt, RailMethod
@@ -61,6 +62,7 @@ class NetPaymentDetailSerializer(NetPaymentSerializer):
     def get_legs(self, obj: NettedInstruction) -> list[int]:
         return list(obj.legs().order_by("pk").values_list("pk", flat=True))
 
+    @extend_schema_field(TransitionSerializer(many=True))
     def get_transitions(self, obj: NettedInstruction) -> Any:
         return TransitionSerializer(transitions_of("nettedinstruction", obj.pk), many=True).data
 

@@ -313,6 +313,7 @@ class InstructionDetailSerializer(InstructionSerializer):
 
         return sorted(netted_instructions_for_leg(obj).values_list("pk", flat=True))
 
+    @extend_schema_field(TransitionSerializer(many=True))
     def get_transitions(self, obj: SettlementInstruction) -> list[dict[str, Any]]:
         return TransitionSerializer(instruction_transitions(obj), many=True).data
 

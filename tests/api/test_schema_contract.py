@@ -23,7 +23,8 @@ from tests.netting.conftest import fiat_market as _fiat_market_fixture  # noqa: 
 
 ST = Path(sys.executable).with_name("st")
 CONFIG = Path(__file__).with_name("schemathesis.toml")
-MAX_EXAMPLES = 10
+# per operation and phase; raise it (e.g. SCHEMATHESIS_MAX_EXAMPLES=100) for a deeper run
+MAX_EXAMPLES = int(os.environ.get("SCHEMATHESIS_MAX_EXAMPLES", "10"))
 
 
 def _token(client) -> str:
