@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.http import Http404
 from rest_framework import exceptions, status
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
@@ -27,6 +28,8 @@ def error_response(*, code: str, message: str, http_status: int, detail: Any = N
 def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
     if isinstance(exc, DomainError):
         return error_response(code=exc.code, message=exc.message, http_status=exc.http_status, detail=exc.detail)
+    if isinstance(exc, Http404):
+        exc = exceptions.NotFound()  # its stable code: not_found (a Django Http404 has none)
     if isinstance(exc, exceptions.ParseError):
         return error_response(code="malformed_json", message=str(exc.detail), http_status=status.HTTP_400_BAD_REQUEST)
     response = drf_exception_handler(exc, context)

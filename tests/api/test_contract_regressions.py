@@ -203,6 +203,7 @@ def test_unknown_api_path_answers_json(staff_client):
     assert response.status_code == 404
     assert response["Content-Type"] == "application/json"
     assert response.json()["error"]["code"] == "not_found"
+    assert response.json()["error"]["code"] == "not_found"
 
 
 def test_statement_participant_code_with_nul_is_refused(alice, staff_client):
@@ -230,3 +231,14 @@ def test_trade_ingest_responses_match_their_documented_schema(alice, bob, btc_us
     assert (single.status_code, batch.status_code) == (201, 201)
     assert valid(single.json()) and valid(batch.json())
     assert "TradeIngestResult" in str(schema["paths"]["/api/v1/trades/"]["post"]["responses"]["201"])
+
+
+def test_malformed_detail_id_is_the_views_json_404(staff_client, settings):
+    # given: DEBUG on, as in the demo (Django's own 404 page would be HTML)
+    settings.DEBUG = True
+    # when
+    response = staff_client.get("/api/v1/trades/-5.3e-291/")
+    # then
+    assert response.status_code == 404
+    assert response["Content-Type"] == "application/json"
+    assert response.json()["error"]["code"] == "not_found"
