@@ -7,7 +7,7 @@ import django_filters
 from django.conf import settings
 from django.db.models import Q, QuerySet
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, PolymorphicProxySerializer, extend_schema
 from rest_framework import mixins, serializers, status, viewsets
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -53,7 +53,11 @@ class TradeViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Ge
         )
 
     @extend_schema(
-        request=TradeBatchSerializer,
+        request=PolymorphicProxySerializer(
+            component_name="TradeSubmission",
+            serializers=[TradeInputSerializer, TradeBatchSerializer],
+            resource_type_field_name=None,
+        ),
         responses={
             200: ingest_response("Every trade was already stored with the same content (replay)."),
             201: ingest_response("At least one trade was stored."),

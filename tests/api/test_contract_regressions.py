@@ -242,3 +242,13 @@ def test_malformed_detail_id_is_the_views_json_404(staff_client, settings):
     assert response.status_code == 404
     assert response["Content-Type"] == "application/json"
     assert response.json()["error"]["code"] == "not_found"
+
+
+def test_trade_submission_documents_one_trade_or_a_batch(schema):
+    # then: the view takes a single trade object too (the schema used to show only the batch)
+    body = schema["paths"]["/api/v1/trades/"]["post"]["requestBody"]["content"]["application/json"]["schema"]
+    options = schema["components"]["schemas"][body["$ref"].rsplit("/", 1)[1]]["oneOf"]
+    assert options == [
+        {"$ref": "#/components/schemas/TradeInputRequest"},
+        {"$ref": "#/components/schemas/TradeBatchRequest"},
+    ]
