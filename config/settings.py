@@ -264,20 +264,19 @@ REST_FRAMEWORK = {
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated", "settlement.api.auth.HasScope"],
     "DEFAULT_THROTTLE_CLASSES": ["settlement.api.auth.TokenRateThrottle"],
-    # JSON bodies nested deeper than CLEARHOUSE_JSON_MAX_DEPTH are a 400, not a RecursionError
-    "DEFAULT_PARSER_CLASSES": [
-        "settlement.api.parsers.BoundedJSONParser",
-        "rest_framework.parsers.FormParser",
-        "rest_framework.parsers.MultiPartParser",
-    ],
     "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
-    "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.LimitOffsetPagination",
+    # JSON only (numbers parsed as Decimal; nested deeper than CLEARHOUSE_JSON_MAX_DEPTH is a 400,
+    # not a RecursionError): what the schema documents is what the views accept
+    "DEFAULT_PARSER_CLASSES": ["settlement.api.parsers.DecimalJSONParser"],
+    "DEFAULT_PAGINATION_CLASS": "settlement.api.pagination.BoundedLimitOffsetPagination",
     "PAGE_SIZE": 100,
-    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_SCHEMA_CLASS": "settlement.api.schema.ApiAutoSchema",
     "EXCEPTION_HANDLER": "settlement.api.errors.exception_handler",
     "COERCE_DECIMAL_TO_STRING": True,
     "LIST_SERIALIZER_ERRORS_AS_DICT": True,
 }
+# The largest page a list answers (`?limit=`); more is a 400, not a silent cut.
+CLEARHOUSE_API_MAX_LIMIT = int(os.environ.get("CLEARHOUSE_API_MAX_LIMIT", "1000"))
 # A batch of 10,000 trades is several MB of JSON.
 DATA_UPLOAD_MAX_MEMORY_SIZE = 32 * 1024 * 1024
 # JSON from outside (API bodies, imported chain lists) nests at most this deep.

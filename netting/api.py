@@ -9,10 +9,12 @@ from typing import Any
 
 import django_filters
 from django.db.models import QuerySet
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers, viewsets
 
 from netting.models import Direction, NettedInstruction, NettedStatus, NettingWindow, RailAttempt, RailMethod
 from netting.selectors import net_payments_visible_to, windows_visible_to
+from settlement.api.filters import IntegerFilter, StrictFilterSet, UtcIsoDateTimeFilter
 from settlement.api.serializers import AmountField, FeeChargeSerializer, TransitionSerializer
 from settlement.selectors import transitions_of
 
@@ -60,23 +62,24 @@ class NetPaymentDetailSerializer(NetPaymentSerializer):
     def get_legs(self, obj: NettedInstruction) -> list[int]:
         return list(obj.legs().order_by("pk").values_list("pk", flat=True))
 
+    @extend_schema_field(TransitionSerializer(many=True))
     def get_transitions(self, obj: NettedInstruction) -> Any:
         return TransitionSerializer(transitions_of("nettedinstruction", obj.pk), many=True).data
 
 
-class WindowFilter(django_filters.FilterSet):
+class WindowFilter(StrictFilterSet):
     status = django_filters.CharFilter()
     asset_class = django_filters.CharFilter()
-    closed_from = django_filters.IsoDateTimeFilter(field_name="closed_at", lookup_expr="gte")
-    closed_to = django_filters.IsoDateTimeFilter(field_name="closed_at", lookup_expr="lt")
+    closed_from = UtcIsoDateTimeFilter(field_name="closed_at", lookup_expr="gte")
+    closed_to = UtcIsoDateTimeFilter(field_name="closed_at", lookup_expr="lt")
 
     class Meta:
         model = NettingWindow
         fields: list[str] = []
 
 
-class NetPaymentFilter(django_filters.FilterSet):
-    window = django_filters.NumberFilter(field_name="window_id")
+class NetPaymentFilter(StrictFilterSet):
+    window = IntegerFilter(field_name="window_id")
     participant = django_filters.CharFilter(field_name="participant__code")
     asset = django_filters.CharFilter(field_name="asset__code")
     status = django_filters.MultipleChoiceFilter(choices=NettedStatus.choices)

@@ -66,6 +66,12 @@ def fits_precision(value: Decimal, precision: int) -> bool:
     return places(value) <= precision
 
 
+def fits_column(value: Decimal) -> bool:
+    """Whether ``value`` fits an amount column (at most MAX_DIGITS - DECIMAL_PLACES digits before the
+    point); a computed amount such as quantity x price can exceed it even when both factors fit."""
+    return value.is_finite() and (value.is_zero() or value.adjusted() < MAX_DIGITS - DECIMAL_PLACES)
+
+
 def quantize(value: Decimal, precision: int) -> Decimal:
     return value.quantize(quantum(precision), rounding=ROUNDING)
 

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal, InvalidOperation
@@ -12,14 +13,24 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from settlement.models import FeeCharge, LedgerAccount, SettlementInstruction, Trade, TransitionLog
-from settlement.money import fits_precision, format_amount
+from settlement.money import DECIMAL_PLACES, MAX_DIGITS, fits_column, fits_precision, format_amount
 from settlement.selectors import instruction_transitions, visible_scope
 from settlement.services.trades import TradeInput
 
+# A positive decimal as a string: at most 20 digits before the point, no sign, exponent or spaces.
+POSITIVE_DECIMAL = r"^(?:[1-9][0-9]{0,19}(?:\.[0-9]+)?|0\.[0-9]*[1-9][0-9]*)$"
 
-@extend_schema_field(OpenApiTypes.DECIMAL)
+
+@extend_schema_field(
+    {
+        "oneOf": [
+            {"type": "string", "format": "decimal", "pattern": POSITIVE_DECIMAL, "example": "0.25"},
+            {"type": "number", "minimum": 0, "exclusiveMinimum": True, "maximum": 1e20, "exclusiveMaximum": True},
+        ]
+    }
+)
 class ExactDecimalField(serializers.Field):
-    """A positive decimal given as a JSON string, integer or (Decimal-parsed) number."""
+    """A positive decimal given as a JSON string (``POSITIVE_DECIMAL``), integer or (Decimal-parsed) number."""
 
     default_error_messages = {
         "invalid": "Must be a decimal number given as a string or a number.",
@@ -28,10 +39,20 @@ class ExactDecimalField(serializers.Field):
     }
 
     def to_internal_value(self, data: Any) -> Decimal:
-        if isinstance(data, (bool, float)):
+        if isinstance(data, (bool, float)) or not isinstance(data, (str, int, Decimal)):
             self.fail("invalid")
+        if isinstance(data, str) and not re.fullmatch(POSITIVE_DECIMAL, data):
+            try:
+                parsed = Decimal(data)
+            except InvalidOperation:
+                self.fail("invalid")
+            if parsed.is_finite() and parsed <= 0:
+                self.fail("positive")
+            if parsed.is_finite() and parsed.adjusted() >= 20:
+                self.fail("too_large")
+            self.fail("invalid")  # a sign, an exponent, spaces or leading zeros
         try:
-            value = Decimal(str(data).strip()) if not isinstance(data, Decimal) else data
+            value = data if isinstance(data, Decimal) else Decimal(data)
         except InvalidOperation:
             self.fail("invalid")
         if not value.is_finite():
@@ -68,6 +89,11 @@ class AwareDateTimeField(serializers.Field):
 
     def to_representation(self, value: datetime) -> str:
         return value.isoformat()
+
+
+NOTIONAL_TOO_LARGE = (
+    f"The notional (quantity x price) must have at most {MAX_DIGITS - DECIMAL_PLACES} digits before the point."
+)
 
 
 class TradeInputSerializer(serializers.Serializer):
@@ -131,6 +157,8 @@ class TradeInputSerializer(serializers.Serializer):
             errors["quantity"] = f"{instrument.base.code} allows at most {instrument.base.precision} decimal places."
         if not fits_precision(attrs["price"], instrument.price_precision):
             errors["price"] = f"{instrument.symbol} prices allow at most {instrument.price_precision} decimal places."
+        if not errors and not fits_column(attrs["quantity"] * attrs["price"]):
+            errors["price"] = NOTIONAL_TOO_LARGE
         if not errors:
             item = self.to_trade_input(attrs)
             if item.payment_amount <= 0:
@@ -254,7 +282,9 @@ class InstructionSerializer(_InstructionCodes):
 class FeeChargeSerializer(serializers.ModelSerializer):
     participant = serializers.CharField(source="participant.code")
     asset = serializers.CharField(source="asset.code")
-    rule = serializers.CharField(source="rule.name", default=None)
+    rule = serializers.CharField(
+        source="rule.name", default=None, allow_null=True, help_text="None for a pass-through cost (gas, bank charges)."
+    )
     value = serializers.DecimalField(max_digits=38, decimal_places=18, coerce_to_string=True)
     fee = serializers.DecimalField(max_digits=38, decimal_places=18, coerce_to_string=True)
 
@@ -300,6 +330,7 @@ class InstructionDetailSerializer(InstructionSerializer):
 
         return sorted(netted_instructions_for_leg(obj).values_list("pk", flat=True))
 
+    @extend_schema_field(TransitionSerializer(many=True))
     def get_transitions(self, obj: SettlementInstruction) -> list[dict[str, Any]]:
         return TransitionSerializer(instruction_transitions(obj), many=True).data
 
@@ -310,8 +341,8 @@ class FeePreviewSerializer(serializers.Serializer):
     symbol = serializers.CharField()
     buyer = serializers.CharField()
     seller = serializers.CharField()
-    quantity = serializers.DecimalField(max_digits=38, decimal_places=18, min_value=Decimal("0.000000000000000001"))
-    price = serializers.DecimalField(max_digits=38, decimal_places=18, min_value=Decimal("0.000000000000000001"))
+    quantity = ExactDecimalField()
+    price = ExactDecimalField()
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
         from settlement.models import Instrument, Participant
@@ -324,6 +355,8 @@ class FeePreviewSerializer(serializers.Serializer):
             attrs[side] = Participant.objects.filter(code=attrs[side]).first() or attrs[side]
             if isinstance(attrs[side], str):
                 errors[side] = [f"Unknown participant {attrs[side]!r}."]
+        if not fits_column(attrs["quantity"] * attrs["price"]):
+            errors["price"] = [NOTIONAL_TOO_LARGE]
         if errors:
             raise serializers.ValidationError(errors)
         return attrs

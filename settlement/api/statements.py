@@ -27,6 +27,8 @@ def statement_period(start: str | None, end: str | None) -> tuple[datetime, date
         errors["to"] = ["Must not be before 'from'."]
     if errors:
         raise ValidationFailed("invalid statement period", detail=errors)
+    if days["to"] == date.max:
+        raise ValidationFailed("invalid statement period", detail={"to": ["Must be before 9999-12-31."]})
     begin = datetime.combine(days["from"], time(), UTC)
     return begin, datetime.combine(days["to"] + timedelta(days=1), time(), UTC)
 

@@ -6,15 +6,16 @@ from typing import Any
 import django_filters
 from django.conf import settings
 from django.db.models import Q, QuerySet
-from drf_spectacular.utils import OpenApiResponse, extend_schema
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, PolymorphicProxySerializer, extend_schema
 from rest_framework import mixins, serializers, status, viewsets
-from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.request import Request
 from rest_framework.response import Response
 
 from settlement import selectors
 from settlement.api.errors import error_response
-from settlement.api.parsers import DecimalJSONParser
+from settlement.api.filters import StrictFilterSet, TradeFilter
+from settlement.api.schema import ingest_response
 from settlement.api.serializers import (
     BalanceSerializer,
     FeePreviewSerializer,
@@ -68,8 +69,7 @@ class TradeViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Ge
     """Executed trades. ``POST`` ingests one trade or a batch; reads are limited to the caller's trades."""
 
     serializer_class = TradeSerializer
-    parser_classes = [DecimalJSONParser, FormParser, MultiPartParser]
-    filterset_fields = {"source": ["exact"], "external_id": ["exact"], "settlement_date": ["exact", "gte", "lte"]}
+    filterset_class = TradeFilter
 
     def get_queryset(self) -> QuerySet[Trade]:
         return selectors.trades_visible_to(self.request.user).prefetch_related(
@@ -77,10 +77,14 @@ class TradeViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Ge
         )
 
     @extend_schema(
-        request=TradeBatchSerializer,
+        request=PolymorphicProxySerializer(
+            component_name="TradeSubmission",
+            serializers=[TradeInputSerializer, TradeBatchSerializer],
+            resource_type_field_name=None,
+        ),
         responses={
-            200: OpenApiResponse(description="Every trade was already stored with the same content (replay)."),
-            201: OpenApiResponse(description="At least one trade was stored."),
+            200: ingest_response("Every trade was already stored with the same content (replay)."),
+            201: ingest_response("At least one trade was stored."),
             400: OpenApiResponse(description="Validation failed; nothing of the request was stored."),
             403: OpenApiResponse(
                 description="Not the matching engine: a participant's token (`participant_cannot_report_trades`), "
@@ -168,7 +172,7 @@ class TradeViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Ge
         )
 
 
-class InstructionFilter(django_filters.FilterSet):
+class InstructionFilter(StrictFilterSet):
     status = django_filters.MultipleChoiceFilter(choices=InstructionStatus.choices)
     leg = django_filters.ChoiceFilter(choices=Leg.choices)
     asset = django_filters.CharFilter(field_name="asset__code")
@@ -198,7 +202,7 @@ class InstructionViewSet(viewsets.ReadOnlyModelViewSet):
         return InstructionDetailSerializer if self.action == "retrieve" else InstructionSerializer
 
 
-class BalanceFilter(django_filters.FilterSet):
+class BalanceFilter(StrictFilterSet):
     asset = django_filters.CharFilter(field_name="asset__code")
     participant = django_filters.CharFilter(field_name="owner__code")
     kind = django_filters.CharFilter()
@@ -296,17 +300,40 @@ class StatementView(viewsets.ViewSet):
 
     required_scope = "read"
 
-    @extend_schema(responses={200: OpenApiResponse(description="The statement (JSON, CSV or PDF).")})
+    @extend_schema(
+        parameters=[
+            OpenApiParameter("from", OpenApiTypes.DATE, required=True, description="First day (YYYY-MM-DD)"),
+            OpenApiParameter("to", OpenApiTypes.DATE, required=True, description="Last day (YYYY-MM-DD), inclusive"),
+            OpenApiParameter("output", str, enum=["json", "csv", "pdf"], description="Format (default json)"),
+            OpenApiParameter("participant", str, description="Participant code (staff only; required for staff)"),
+        ],
+        responses={
+            (200, "application/json"): OpenApiResponse(OpenApiTypes.OBJECT, description="The statement."),
+            (200, "text/csv"): OpenApiResponse(OpenApiTypes.STR, description="The statement as CSV."),
+            (200, "application/pdf"): OpenApiResponse(OpenApiTypes.BINARY, description="The statement as PDF."),
+        },
+    )
     def list(self, request: Request) -> Any:
         from settlement.api.statements import statement_response
         from settlement.models import Participant
 
-        params = request.query_params
+        names = ("from", "to", "output", "participant")
+        repeated = [name for name in names if len(request.query_params.getlist(name)) > 1]
+        if repeated:
+            return error_response(
+                code="invalid",
+                message="Give each parameter at most once.",
+                http_status=400,
+                detail={name: ["Give this parameter at most once."] for name in repeated},
+            )
+        params = {key: value for key, value in request.query_params.items() if value != ""}
         participant = selectors.participant_for_user(request.user)
         if participant is None:
             if not selectors.sees_everything(request.user):
                 return error_response(code="permission_denied", message="No statement for this user.", http_status=403)
-            participant = Participant.objects.filter(code=params.get("participant", "")).first()
+            code = params.get("participant", "")
+            # PostgreSQL text cannot hold NUL: such a code names no participant (was a 500)
+            participant = Participant.objects.filter(code=code).first() if "\x00" not in code else None
             if participant is None:
                 return error_response(
                     code="invalid",
