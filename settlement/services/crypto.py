@@ -517,11 +517,16 @@ def transfer_check(*, transfer: ChainTransfer, actor: Actor = PIPELINE) -> Check
         if status.confirmations >= asset.required_confirmations:
             settled = transfer_confirm(transfer=transfer, status=status, actor=actor)
             return CheckOutcome("settled" if settled else "confirmed", status.confirmations)
+        # updated_at: a transfer someone is watching is not idle (the sweeper leaves it alone)
         ChainTransfer.objects.filter(pk=transfer.pk).update(
-            confirmations=status.confirmations, block_number=status.block_number, unseen_checks=0
+            confirmations=status.confirmations,
+            block_number=status.block_number,
+            unseen_checks=0,
+            updated_at=timezone.now(),
         )
         return CheckOutcome("waiting", status.confirmations)
     if status.found:  # in the mempool
+        ChainTransfer.objects.filter(pk=transfer.pk).update(updated_at=timezone.now())
         return CheckOutcome("waiting")
     if status.double_spent(transfer.nonce):
         transfer_double_spent(transfer=transfer, sender_nonce=status.sender_nonce or 0, actor=actor)
@@ -532,7 +537,9 @@ def transfer_check(*, transfer: ChainTransfer, actor: Actor = PIPELINE) -> Check
         return CheckOutcome("resigned")
     # Unknown to the node: dropped from the mempool, or its block was reorganised away.
     unseen = transfer.unseen_checks + 1
-    ChainTransfer.objects.filter(pk=transfer.pk).update(unseen_checks=unseen, confirmations=0, block_number=None)
+    ChainTransfer.objects.filter(pk=transfer.pk).update(
+        unseen_checks=unseen, confirmations=0, block_number=None, updated_at=timezone.now()
+    )
     if unseen >= settings.CLEARHOUSE_DROPPED_AFTER_CHECKS:
         transfer_broadcast(transfer=transfer, actor=actor)
         return CheckOutcome("rebroadcast")
