@@ -26,7 +26,7 @@ class ClearhouseTask(Task):
     reject_on_worker_lost = True
     autoretry_for = TRANSIENT_DB_ERRORS
     retry_backoff = 1
-    retry_backoff_max = 8  # below the visibility timeout (settings: CLEARHOUSE_COUNTDOWN_MAX_SECONDS)
+    retry_backoff_max = 7  # below the visibility timeout (settings: CLEARHOUSE_COUNTDOWN_MAX_SECONDS)
     retry_jitter = True
 
     @property

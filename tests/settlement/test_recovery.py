@@ -95,7 +95,7 @@ def test_recovery_settings_fit_the_30_second_budget():
         "unacked_restore_throttle", 10
     )
     # then
-    assert by_sweeper < 30 and by_redelivery < 30
+    assert by_sweeper <= 20 and by_redelivery <= 20  # 10 s left for the work itself
     assert options["unacked_mutex_expire"] <= 30  # a killed worker's restore lock does not block restores
     assert options["visibility_timeout"] > settings.CLEARHOUSE_COUNTDOWN_MAX_SECONDS
     assert app.conf.task_acks_late and app.conf.task_reject_on_worker_lost
