@@ -52,8 +52,20 @@ def _process_env(env: dict[str, str]) -> dict[str, str]:
     }
 
 
-def _output(log: Path | None):
+def _output(log: Path | None, name: str):
+    """Where a process's output goes: ``log``, else $CLEARHOUSE_TEST_LOG_DIR/<name>.log when that
+    is set (to debug a worker test), else nowhere."""
+    directory = os.environ.get("CLEARHOUSE_TEST_LOG_DIR")
+    if log is None and directory:
+        log = Path(directory) / f"{name}.log"
     return log.open("ab") if log else subprocess.DEVNULL
+
+
+def _verbose(argv: list[str]) -> list[str]:
+    """INFO logging (every task received and done) when the output goes to a log directory."""
+    if os.environ.get("CLEARHOUSE_TEST_LOG_DIR"):
+        return [("INFO" if arg == "WARNING" else arg) for arg in argv]
+    return argv
 
 
 def start_worker(name: str, env: dict[str, str], *, log: Path | None = None) -> subprocess.Popen:
@@ -61,10 +73,10 @@ def start_worker(name: str, env: dict[str, str], *, log: Path | None = None) -> 
     with the deployed recovery settings (visibility timeout, restore interval, retries), so the
     crash tests measure what production does."""
     return subprocess.Popen(  # noqa: S603 - our own interpreter and arguments
-        worker_argv(sys.executable, name),
+        _verbose(worker_argv(sys.executable, name)),
         cwd=ROOT,
         env=_process_env(env),
-        stdout=_output(log),
+        stdout=_output(log, name),
         stderr=subprocess.STDOUT,
     )
 
@@ -72,11 +84,11 @@ def start_worker(name: str, env: dict[str, str], *, log: Path | None = None) -> 
 def start_beat(env: dict[str, str] | None = None, *, log: Path | None = None) -> subprocess.Popen:
     """A real beat process (the database schedule; disable entries in PeriodicTask to leave them
     out) on the test database and broker."""
-    return subprocess.Popen(
-        [sys.executable, "-m", "celery", "-A", "config", "beat", "--loglevel", "WARNING"],
+    return subprocess.Popen(  # noqa: S603 - our own interpreter and arguments
+        _verbose([sys.executable, "-m", "celery", "-A", "config", "beat", "--loglevel", "WARNING"]),
         cwd=ROOT,
         env=_process_env(env or {}),
-        stdout=_output(log),
+        stdout=_output(log, "beat"),
         stderr=subprocess.STDOUT,
     )
 
@@ -148,7 +160,6 @@ class OwnRedis:
 def own_broker(tmp_path: Path, settings: Any) -> Iterator[OwnRedis]:
     """This test's own Redis as the broker of the test process and of the processes it starts;
     the test broker is restored afterwards. ``settings`` is pytest-django's fixture."""
-    original = app.conf.broker_url
     directory = tmp_path / "redis"
     directory.mkdir()
     redis = OwnRedis(directory).start()
@@ -157,7 +168,7 @@ def own_broker(tmp_path: Path, settings: Any) -> Iterator[OwnRedis]:
     try:
         yield redis
     finally:
-        broker_use(original)
+        broker_use(None)
         redis.crash()
 
 
@@ -175,9 +186,11 @@ def beat_only(names: Iterable[str]) -> None:
     PeriodicTask.objects.exclude(name__in=list(names)).update(enabled=False)
 
 
-def broker_use(url: str) -> None:
-    """Point this process's Celery app (publishing from the test) at another broker."""
-    app.conf.broker_url = url
+def broker_use(url: str | None) -> None:
+    """Point this process's Celery app (publishing from the test) at another broker; ``None``
+    goes back to the configured one. (The read/write URLs, because $CELERY_BROKER_URL in the
+    environment wins over ``broker_url``.)"""
+    app.conf.broker_write_url = app.conf.broker_read_url = url
     app._pool = None  # not closed: kombu's registry hands the same pool out again for its URL
     app.amqp._producer_pool = None
 
