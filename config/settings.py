@@ -119,6 +119,8 @@ CLEARHOUSE_SWEEP_EVERY_SECONDS = int(os.environ.get("CLEARHOUSE_SWEEP_EVERY_SECO
 # An instruction, transfer, payment, report or e-mail idle this long in a non-final state is
 # re-dispatched by its sweeper.
 CLEARHOUSE_STUCK_AFTER_SECONDS = int(os.environ.get("CLEARHOUSE_STUCK_AFTER_SECONDS", "15"))
+# The dashboard shows an instruction as stuck (for people to look at) after this long.
+CLEARHOUSE_DASHBOARD_STUCK_AFTER_SECONDS = int(os.environ.get("CLEARHOUSE_DASHBOARD_STUCK_AFTER_SECONDS", "120"))
 # A task a killed worker had taken (acks_late) goes back to the queue after this many seconds;
 # each worker looks for such tasks every RESTORE_EVERY seconds. Countdowns stay below the
 # visibility timeout (a longer wait is a time in the database that a sweeper acts on), else

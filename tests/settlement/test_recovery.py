@@ -20,7 +20,7 @@ from config.celery import app
 from netting.tasks import netted_sweep_task
 from settlement.models import OpsAlert
 from settlement.services.alerts import ops_alert, ops_alert_email_send, ops_alerts_email_due
-from settlement.tasks import ops_alert_email_task
+from settlement.tasks import backoff_seconds, ops_alert_email_task
 from tests import factories
 
 START = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
@@ -101,6 +101,16 @@ def test_recovery_settings_fit_the_30_second_budget():
     assert app.conf.task_acks_late and app.conf.task_reject_on_worker_lost
     assert settings.DATABASES["default"]["CONN_HEALTH_CHECKS"] is True
     assert settings.EMAIL_TIMEOUT and settings.EMAIL_TIMEOUT <= 30
+
+
+def test_task_countdowns_stay_below_the_visibility_timeout():
+    # given: the longest backoff a retry can draw (jitter at its top)
+    with mock.patch("settlement.tasks.random.uniform", side_effect=lambda _low, high: high):
+        # when
+        longest = max(backoff_seconds(attempt) for attempt in range(20))
+    # then: Redis never hands a delayed task to a second worker while the first still holds it
+    assert longest <= settings.CLEARHOUSE_COUNTDOWN_MAX_SECONDS
+    assert app.conf.broker_transport_options["visibility_timeout"] > settings.CLEARHOUSE_COUNTDOWN_MAX_SECONDS
 
 
 @pytest.fixture
