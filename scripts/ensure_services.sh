@@ -41,3 +41,9 @@ if ! redis_up; then
   fi
 fi
 wait_for Redis redis_up
+# A Redis that was already running may have been started without persistence: say so (a restart
+# of it would lose every queued task; the sweepers would re-dispatch them, but later).
+if command -v redis-cli >/dev/null && \
+   [ "$(redis-cli -h 127.0.0.1 -p 6379 config get appendonly 2>/dev/null | tail -n1)" = "no" ]; then
+  echo "WARNING: Redis on 127.0.0.1:6379 runs without AOF persistence (see scripts/redis.conf)" >&2
+fi
