@@ -93,6 +93,16 @@ def start_beat(env: dict[str, str] | None = None, *, log: Path | None = None) ->
     )
 
 
+def wait_ready(name: str, timeout: float = 45.0) -> None:
+    """Wait until the worker started as ``name`` answers a ping over the broker."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        replies = app.control.ping(timeout=0.5)
+        if any(node.startswith(f"{name}@") for reply in replies for node in reply):
+            return
+    raise AssertionError(f"worker {name} did not come up in {timeout:.0f} s")
+
+
 def sigkill(process: subprocess.Popen) -> None:
     """Kill a process the hard way (no shutdown, no acks, no flush) and reap it."""
     if process.poll() is None:

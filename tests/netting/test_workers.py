@@ -170,7 +170,8 @@ def test_netting_recovers_within_30_s_from_a_sigkilled_worker_and_a_restarted_re
         in_flight = NettedInstruction.objects.exclude(status=NettedStatus.SETTLED).count()
         worker = start_worker()
         processes.append(worker)
-        own_redis.restart()  # SIGKILL, then start on the same AOF: the worker and beat reconnect
+        helpers.wait_ready("netting-worker")
+        own_redis.restart()  # SIGKILL, then start on the same AOF: the running worker and beat reconnect
         cleared = time.monotonic()
         # then: the window settles within 30 s of the fault clearing
         settled = wait_for(all_legs_settled, timeout=30)
