@@ -36,7 +36,7 @@ def ledger_void_expired_locks_task(limit: int = 500) -> int:
     return locks_void_expired(limit=limit)
 
 
-@shared_task(acks_late=True)
+@shared_task(acks_late=True, singleton=True)
 def transition_log_verify_task() -> bool:
     """Beat, hourly: walk the transition-log hash chain and log loudly if it is broken."""
     report = transition_log_verify()
@@ -208,7 +208,7 @@ def ops_alerts_email_sweep_task() -> int:
     return len(ids)
 
 
-@shared_task(acks_late=True)
+@shared_task(acks_late=True, singleton=True)
 def daily_report_task(day: str | None = None) -> int:
     """Beat, at the end of each day (UTC): the daily settlement report. Safe to run twice: the
     report of a day is regenerated in place."""

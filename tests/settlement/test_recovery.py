@@ -14,10 +14,11 @@ import time_machine
 from django.conf import settings
 from django.contrib.auth.models import Group
 from django.core import mail
-from django.db import InterfaceError, OperationalError
+from django.db import InterfaceError, OperationalError, connection
 
-from config.celery import app
+from config.celery import advisory_key, app
 from netting.tasks import netted_sweep_task
+from reconciliation.tasks import reconciliation_run_task
 from settlement.models import OpsAlert
 from settlement.services.alerts import ops_alert, ops_alert_email_send, ops_alerts_email_due
 from settlement.tasks import backoff_seconds, ops_alert_email_task
@@ -111,6 +112,29 @@ def test_task_countdowns_stay_below_the_visibility_timeout():
     # then: Redis never hands a delayed task to a second worker while the first still holds it
     assert longest <= settings.CLEARHOUSE_COUNTDOWN_MAX_SECONDS
     assert app.conf.broker_transport_options["visibility_timeout"] > settings.CLEARHOUSE_COUNTDOWN_MAX_SECONDS
+
+
+def test_singleton_task_does_nothing_while_another_copy_runs(db):
+    # given: another worker is running the hourly reconciliation (it holds the task's lock), as
+    # when Redis hands a run still going after the visibility timeout to a second worker
+    params = connection.settings_dict
+    other = psycopg.connect(
+        host=params["HOST"], port=params["PORT"], user=params["USER"], dbname=params["NAME"], autocommit=True
+    )
+    other.execute("SELECT pg_advisory_lock(%s)", [advisory_key("task:reconciliation.tasks.reconciliation_run_task")])
+    with (
+        mock.patch("reconciliation.engine.reconciliation_run") as run,
+        mock.patch("reconciliation.services.reconciliation_inputs_gather"),
+    ):
+        # when: the second copy starts
+        reconciliation_run_task.apply()
+        # then: it does nothing
+        assert not run.called
+        # when: the first is done (or its worker died: the lock goes with its connection)
+        other.close()
+        reconciliation_run_task.apply()
+    # then: the next copy runs
+    assert run.call_count == 1
 
 
 @pytest.fixture
