@@ -71,6 +71,6 @@ def netted_sweep_task() -> int:
     return netted_sweep()
 
 
-@shared_task(acks_late=True)
+@shared_task(acks_late=True, singleton=True)
 def custody_buy_in_check_task() -> int:
     return custody_buy_in_check()

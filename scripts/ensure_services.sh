@@ -32,7 +32,8 @@ if ! redis_up; then
   echo "Redis is down; starting it"
   if command -v redis-server >/dev/null; then
     mkdir -p /var/lib/redis /var/log/redis
-    redis-server --daemonize yes --bind 127.0.0.1 -::1 --port 6379 --save "" --appendonly no \
+    # persistent (AOF, fsync every second): a restart keeps the queued tasks (scripts/redis.conf)
+    redis-server "$(dirname "$0")/redis.conf" --daemonize yes --port 6379 \
       --dir /var/lib/redis --logfile /var/log/redis/ci.log
   else
     echo "ERROR: Redis is not installed here (need Redis on 127.0.0.1:6379)" >&2
@@ -40,3 +41,9 @@ if ! redis_up; then
   fi
 fi
 wait_for Redis redis_up
+# A Redis that was already running may have been started without persistence: say so (a restart
+# of it would lose every queued task; the sweepers would re-dispatch them, but later).
+if command -v redis-cli >/dev/null && \
+   [ "$(redis-cli -h 127.0.0.1 -p 6379 config get appendonly 2>/dev/null | tail -n1)" = "no" ]; then
+  echo "WARNING: Redis on 127.0.0.1:6379 runs without AOF persistence (see scripts/redis.conf)" >&2
+fi

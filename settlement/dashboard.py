@@ -71,7 +71,7 @@ def dashboard_read(*, now: datetime | None = None) -> Dashboard:
         row = minutes.setdefault(timezone.localtime(minute).strftime("%H:%M"), [0, 0])
         row[0 if status == S.SETTLED else 1] += n
     per_minute = [(label, settled, failed) for label, (settled, failed) in sorted(minutes.items())]
-    stale = now - timedelta(seconds=settings.CLEARHOUSE_STUCK_AFTER_SECONDS)
+    stale = now - timedelta(seconds=settings.CLEARHOUSE_DASHBOARD_STUCK_AFTER_SECONDS)
     stuck = [
         SettlementInstruction.objects.filter(status=status, updated_at__lt=stale).order_by("updated_at").first()
         for status in IN_FLIGHT

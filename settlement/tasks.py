@@ -14,7 +14,7 @@ from settlement.dispatch import dispatch_crypto_trades
 from settlement.models import ChainTransfer
 from settlement.models.alerts import AlertLevel
 from settlement.models.pipeline import TransferStatus as TS
-from settlement.services.alerts import ops_alert
+from settlement.services.alerts import ops_alert, ops_alert_email_send, ops_alerts_email_due
 from settlement.services.audit import transition_log_anchor, transition_log_anchor_head, transition_log_verify
 from settlement.services.crypto import (
     TRANSIENT_DB_ERRORS,
@@ -30,7 +30,7 @@ from settlement.services.crypto import (
 )
 from settlement.services.instructions import locks_void_expired
 from settlement.services.integrity import ledger_verify_balances, ledger_verify_balances_alert
-from settlement.services.webhooks import webhook_deliver, webhooks_pending
+from settlement.services.webhooks import webhook_deliver, webhooks_due
 
 logger = logging.getLogger(__name__)
 
@@ -41,7 +41,7 @@ def ledger_void_expired_locks_task(limit: int = 500) -> int:
     return locks_void_expired(limit=limit)
 
 
-@shared_task(acks_late=True)
+@shared_task(acks_late=True, singleton=True)
 def transition_log_verify_task() -> bool:
     """Beat, hourly: walk the transition-log hash chain; anchor an intact head outside the
     database, or alert the auditors and operators loudly when it is broken."""
@@ -79,9 +79,12 @@ def ledger_verify_balances_task() -> bool:
 # --- crypto T+0 pipeline ---------------------------------------------------------------------------
 
 
-def backoff_seconds(attempt: int, *, base: float = 1.0, cap: float = 60.0) -> float:
+def backoff_seconds(attempt: int, *, base: float = 1.0, cap: float | None = None) -> float:
     """Exponential backoff with full jitter: uniform in [0, min(cap, base x 2^attempt)], at least
-    a tenth of the window so retries never stampede at zero."""
+    a tenth of the window so retries never stampede at zero. The cap defaults to the longest
+    countdown the broker can hold without redelivering it (below the visibility timeout)."""
+    if cap is None:
+        cap = settings.CLEARHOUSE_COUNTDOWN_MAX_SECONDS
     window = min(cap, base * (2**attempt))
     return random.uniform(window / 10, window)  # noqa: S311 - jitter, not a secret
 
@@ -98,11 +101,11 @@ def _schedule_checks(transfer_ids: list[int], *, poll: int = 0) -> None:
         return
     if settings.CELERY_TASK_ALWAYS_EAGER and poll > 0:
         return  # in-process mode: no timers; the sweeper (or `manage.py crypto_sweep`) polls again
-    delay = min(settings.CLEARHOUSE_CONFIRM_POLL_SECONDS * (1.5**poll), 30.0)
+    delay = min(settings.CLEARHOUSE_CONFIRM_POLL_SECONDS * (1.5**poll), settings.CLEARHOUSE_COUNTDOWN_MAX_SECONDS)
     crypto_check_task.apply_async((transfer_ids,), {"poll": poll}, countdown=delay if poll else 0)
 
 
-@shared_task(acks_late=True, bind=True, max_retries=None)
+@shared_task(acks_late=True, bind=True)
 def crypto_advance_task(self, trade_ids: list[int], rail_attempt: int = 0) -> dict:  # type: ignore[no-untyped-def]
     """Lock, sign and broadcast a batch of crypto T+0 trades; then watch their transfers."""
     try:
@@ -209,26 +212,48 @@ def crypto_sweep_task(older_than_seconds: int | None = None) -> dict:
 
 @shared_task(acks_late=True)
 def webhook_deliver_task(notification_id: int, attempt: int = 0) -> str:
+    """One delivery attempt if one is due (a duplicate task does nothing). A retry due soon is
+    queued with a countdown; a later one is left to the sweep, which reads the time from the
+    database, so no long countdown sits in the broker (or is lost with it)."""
     outcome = webhook_deliver(notification_id=notification_id)
     if outcome.final:
         return "delivered" if outcome.delivered else "final"
-    if not settings.CELERY_TASK_ALWAYS_EAGER:
-        webhook_deliver_task.apply_async(
-            (notification_id,), {"attempt": attempt + 1}, countdown=backoff_seconds(attempt, base=2, cap=600)
-        )
+    if outcome.retry_in is None:
+        return "not_due"
+    if not settings.CELERY_TASK_ALWAYS_EAGER and outcome.retry_in <= settings.CLEARHOUSE_COUNTDOWN_MAX_SECONDS:
+        webhook_deliver_task.apply_async((notification_id,), {"attempt": attempt + 1}, countdown=outcome.retry_in)
     return "retry"
 
 
 @shared_task(acks_late=True)
-def webhooks_retry_task(older_than_seconds: int = 600) -> int:
-    """Beat: re-dispatch webhooks still pending long after they were created (lost tasks)."""
-    ids = webhooks_pending(older_than_seconds=older_than_seconds)
+def webhooks_retry_task() -> int:
+    """Beat, every CLEARHOUSE_SWEEP_EVERY_SECONDS: dispatch the webhook attempts that are due
+    (scheduled retries, and first attempts whose task was lost)."""
+    ids = webhooks_due()
     for pk in ids:
         webhook_deliver_task.delay(pk)
     return len(ids)
 
 
+# --- operations alert e-mails ------------------------------------------------------------------
+
+
 @shared_task(acks_late=True)
+def ops_alert_email_task(alert_id: int) -> str:
+    """Send one alert's e-mail (outbox row); a failure leaves it pending for the sweep."""
+    return ops_alert_email_send(alert_id=alert_id)
+
+
+@shared_task(acks_late=True)
+def ops_alerts_email_sweep_task() -> int:
+    """Beat, every CLEARHOUSE_SWEEP_EVERY_SECONDS: re-send alert e-mails still pending."""
+    ids = ops_alerts_email_due()
+    for pk in ids:
+        ops_alert_email_task.delay(pk)
+    return len(ids)
+
+
+@shared_task(acks_late=True, singleton=True)
 def daily_report_task(day: str | None = None) -> int:
     """Beat, at the end of each day (UTC): the daily settlement report. Safe to run twice: the
     report of a day is regenerated in place."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from django.conf import settings
 from django.db import models
+from django.db.models import Q
 
 
 class AlertLevel(models.TextChoices):
@@ -22,10 +23,19 @@ class OpsAlert(models.Model):
     dedupe_key = models.CharField(max_length=200, unique=True, null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
     emailed = models.PositiveIntegerField(default=0, help_text="People it was emailed to.")
+    # The e-mail outbox: pending until sent (or given up); a sweep re-sends what a dead mail
+    # server or a lost task left behind, from ``email_next_at`` on.
+    email_pending = models.BooleanField(default=False)
+    email_attempts = models.PositiveIntegerField(default=0)
+    email_next_at = models.DateTimeField(null=True, blank=True)
+    email_error = models.TextField(blank=True)
     read_by = models.ManyToManyField(settings.AUTH_USER_MODEL, blank=True, related_name="+")
 
     class Meta:
         ordering = ["-id"]
+        indexes = [
+            models.Index(fields=["email_next_at"], name="opsalert_email_due_idx", condition=Q(email_pending=True))
+        ]
 
     def __str__(self) -> str:
         return f"[{self.level}] {self.title}"

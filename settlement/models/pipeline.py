@@ -187,10 +187,20 @@ class Notification(models.Model):
     delivery_attempts = models.PositiveIntegerField(default=0)
     delivered_at = models.DateTimeField(null=True, blank=True)
     last_error = models.TextField(blank=True)
+    # When the next attempt is due (empty: right away). An attempt under way pushes it past its
+    # own timeout first, so a second task for the same notification does not post it again.
+    next_attempt_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["-id"]
-        indexes = [models.Index(fields=["delivery_status", "created_at"], name="notification_delivery_idx")]
+        indexes = [
+            models.Index(fields=["delivery_status", "created_at"], name="notification_delivery_idx"),
+            models.Index(
+                fields=["next_attempt_at"],
+                name="notification_due_idx",
+                condition=Q(delivery_status=DeliveryStatus.PENDING),
+            ),
+        ]
 
     def __str__(self) -> str:
         return f"{self.audience}:{self.participant_id or 'ops'} {self.event}"

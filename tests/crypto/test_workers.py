@@ -1,5 +1,7 @@
 """The crypto pipeline through real Celery worker processes on Redis, against anvil (a real
-Ethereum JSON-RPC node on loopback), including a worker killed between broadcast and ledger post."""
+Ethereum JSON-RPC node on loopback), including a worker killed between broadcast and ledger post,
+and the recovery measurement: a worker SIGKILLed mid-pipeline and the broker's Redis crashed and
+restarted, everything settled within 30 s of the fault clearing, once."""
 
 from __future__ import annotations
 
@@ -64,26 +66,22 @@ def on_anvil(anvil, settings, tmp_path, alice, bob, usd):
     registry.reset()
 
 
-def start_worker(*, crash_after: str = "") -> subprocess.Popen:
+def chain_env() -> dict[str, str]:
+    return {
+        "CLEARHOUSE_ETH_RPC_URL": settings.CLEARHOUSE_ETH_RPC_URL,
+        "CLEARHOUSE_CHAIN_RAILS": "ethereum",
+        "CLEARHOUSE_KEYSTORE": settings.CLEARHOUSE_KEYSTORE,
+    }
+
+
+def start_worker(*, crash_after: str = "", name: str = "test-worker", **env: str) -> subprocess.Popen:
     return helpers.start_worker(
-        "test-worker",
-        {
-            "CLEARHOUSE_ETH_RPC_URL": settings.CLEARHOUSE_ETH_RPC_URL,
-            "CLEARHOUSE_CHAIN_RAILS": "ethereum",
-            "CLEARHOUSE_KEYSTORE": settings.CLEARHOUSE_KEYSTORE,
-            "CLEARHOUSE_CONFIRM_POLL_SECONDS": "0.3",
-            "CLEARHOUSE_CRASH_AFTER": crash_after,
-        },
+        name,
+        chain_env() | {"CLEARHOUSE_CONFIRM_POLL_SECONDS": "0.3", "CLEARHOUSE_CRASH_AFTER": crash_after, **env},
     )
 
 
-def stop(process: subprocess.Popen) -> None:
-    if process.poll() is None:
-        process.terminate()
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
+stop = helpers.stop
 
 
 def wait_for(predicate, timeout: float = 60.0) -> bool:
@@ -141,7 +139,7 @@ def test_trades_settle_through_a_real_worker_on_anvil(staff_client, on_anvil, al
 
 
 def test_worker_killed_between_broadcast_and_ledger_post_settles_exactly_once(staff_client, on_anvil, alice, bob):
-    crashing = start_worker(crash_after="broadcast")
+    crashing = start_worker(crash_after="broadcast", CELERY_VISIBILITY_TIMEOUT="5")
     trade_ids = post(staff_client, 1, "CRASH")
     assert crashing.wait(timeout=60) == 17  # died right after broadcasting
     transfer = ChainTransfer.objects.get()
@@ -152,7 +150,7 @@ def test_worker_killed_between_broadcast_and_ledger_post_settles_exactly_once(st
     assert wait_for(lambda: on_anvil["anvil"].w3.eth.get_transaction_count(seller) == 1, timeout=10)
     # restart: the unacked task comes back after the visibility timeout, and beat's sweeper
     # also re-dispatches the stuck transfer; both paths must end in one settlement
-    worker = start_worker()
+    worker = start_worker(CELERY_VISIBILITY_TIMEOUT="5")
     try:
         crypto_sweep_task.delay(older_than_seconds=0)
         assert wait_for(lambda: all_settled(trade_ids))
@@ -161,6 +159,51 @@ def test_worker_killed_between_broadcast_and_ledger_post_settles_exactly_once(st
         stop(worker)
     assert ChainTransfer.objects.count() == 1
     assert on_anvil["anvil"].w3.eth.get_transaction_count(seller) == 1
+    for leg in SettlementInstruction.objects.all():
+        assert Journal.objects.filter(lock=leg.lock, kind=JournalKind.POST).count() == 1
+    assert_ledger_equals_chain(on_anvil, [alice, bob])
+
+
+@pytest.fixture
+def own_redis(tmp_path, settings):
+    """The broker is a Redis of this test's own (AOF, as deployed), which it crashes and restarts."""
+    with helpers.own_broker(tmp_path, settings) as redis:
+        yield redis
+
+
+def test_crypto_recovers_within_30_s_from_a_sigkilled_worker_and_a_crashed_redis(
+    own_redis, staff_client, on_anvil, alice, bob
+):
+    # given: beat (its sweepers only) and a worker on our own Redis, trades in flight
+    helpers.beat_only(helpers.SWEEPERS)
+    beat = helpers.start_beat(chain_env())
+    worker = start_worker(name="doomed")
+    processes = [beat, worker]
+    try:
+        trade_ids = post(staff_client, 8, "KILL")
+        assert wait_for(lambda: ChainTransfer.objects.exists(), timeout=60)  # signing has begun
+        # when: the worker is SIGKILLed mid-pipeline (it holds unacked tasks), Redis crashes too
+        helpers.sigkill(worker)
+        own_redis.crash()
+        in_flight = SettlementInstruction.objects.exclude(status=S.SETTLED).count()
+        own_redis.start()  # same data directory: the AOF brings the queues and unacked tasks back
+        worker = start_worker(name="replacement")
+        processes.append(worker)
+        cleared = time.monotonic()
+        # then: everything settles within 30 s of the fault clearing
+        settled = wait_for(lambda: all_settled(trade_ids), timeout=30)
+        took = time.monotonic() - cleared
+        assert settled, list(SettlementInstruction.objects.values_list("status", flat=True))
+        assert in_flight > 0, "the kill came too late to test anything"
+        time.sleep(3)  # let redelivered tasks and sweeps run too: they must change nothing
+    finally:
+        for process in processes:
+            stop(process)
+    # nothing lost or doubled: one transaction per trade on chain, one post per leg, ledger == chain
+    assert took < 30, took
+    seller = on_anvil["wallets"]["BOB"].address
+    assert ChainTransfer.objects.count() == 8 and on_anvil["anvil"].w3.eth.get_transaction_count(seller) == 8
+    assert set(ChainTransfer.objects.values_list("status", flat=True)) == {TS.CONFIRMED}
     for leg in SettlementInstruction.objects.all():
         assert Journal.objects.filter(lock=leg.lock, kind=JournalKind.POST).count() == 1
     assert_ledger_equals_chain(on_anvil, [alice, bob])

@@ -38,3 +38,30 @@ def test_the_admin_lists_the_schedule(admin_client):
     beat_defaults_install()
     page = admin_client.get("/admin/django_celery_beat/periodictask/")
     assert page.status_code == 200 and b"reconciliation-hourly" in page.content
+
+
+@pytest.mark.django_db
+def test_beat_migration_moves_sweepers_at_their_old_defaults_to_the_recovery_interval(settings):
+    # given: a deployment whose sweepers were installed at the old intervals, one edited by ops
+    from importlib import import_module
+
+    from django.apps import apps
+    from django_celery_beat.models import IntervalSchedule
+
+    migration = import_module("settlement.migrations.0020_beat_sweepers_at_the_recovery_interval")
+    PeriodicTask.objects.all().delete()
+    old30 = IntervalSchedule.objects.create(every=30, period="seconds")
+    old60 = IntervalSchedule.objects.create(every=60, period="seconds")
+    edited = IntervalSchedule.objects.create(every=120, period="seconds")
+    PeriodicTask.objects.create(name="crypto-sweep-stuck", task="settlement.tasks.crypto_sweep_task", interval=old30)
+    PeriodicTask.objects.create(name="webhooks-retry", task="settlement.tasks.webhooks_retry_task", interval=old60)
+    PeriodicTask.objects.create(name="netting-payments-sweep", task="netting.tasks.netted_sweep_task", interval=edited)
+    # when
+    migration.sweepers_to_recovery_interval(apps, None)
+    # then: the defaults move, the ops choice stays
+    every = {t.name: t.interval.every for t in PeriodicTask.objects.select_related("interval")}
+    assert every == {
+        "crypto-sweep-stuck": settings.CLEARHOUSE_SWEEP_EVERY_SECONDS,
+        "webhooks-retry": settings.CLEARHOUSE_SWEEP_EVERY_SECONDS,
+        "netting-payments-sweep": 120,
+    }

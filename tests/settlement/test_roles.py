@@ -22,6 +22,7 @@ from settlement.models import (
     SettlementInstruction,
     TransitionLog,
 )
+from settlement.services.alerts import ops_alert_email_send
 from settlement.services.approvals import approval_decide, approval_propose
 from settlement.services.crypto import PIPELINE, halt_open
 from settlement.services.instructions import instruction_fail, trade_settle_internal
@@ -97,7 +98,8 @@ def test_halt_lift_four_eyes(people, btc, django_capture_on_commit_callbacks):
         act(people["operator"], "settlement_settlementhalt", "lift_selected", [halt.pk], reason="key rotated")
     request = ApprovalRequest.objects.get()
     assert request.status == "pending" and request.proposed_by == people["operator"]
-    assert OpsAlert.objects.filter(roles="approver", title__contains="lift").exists()
+    alert = OpsAlert.objects.get(roles="approver", title__contains="lift")
+    assert ops_alert_email_send(alert_id=alert.pk) == "sent"  # what the e-mail task does on a worker
     assert any("Approval needed" in m.subject for m in mail.outbox)
     assert mail.outbox[-1].to == ["approver@example.com", "both@example.com"]  # the approvers
 
