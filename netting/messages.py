@@ -13,7 +13,6 @@ rejected with its ISO reason code), camt.054 bookings on a house account (settle
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal
@@ -24,6 +23,7 @@ from django.utils import timezone
 
 from netting.models import Direction, NettedInstruction, RailMethod
 from rails.formats import iso20022, nacha, sese
+from settlement.jsonload import json_loads
 
 CONTENT_TYPES = {"nacha": "text/plain"}
 
@@ -185,7 +185,7 @@ def report_events(*, kind: str, content: str) -> list[Event]:
         confirmation = sese.parse_sese025(data)
         return [Event(confirmation.reference, "settled", on=confirmation.settlement_date, amount=confirmation.quantity)]
     if kind == "custody.fail":
-        advice = json.loads(content)
+        advice = json_loads(content)
         return [
             Event(
                 advice["reference"],
@@ -196,6 +196,6 @@ def report_events(*, kind: str, content: str) -> list[Event]:
             )
         ]
     if kind == "custody.reject":
-        advice = json.loads(content)
+        advice = json_loads(content)
         return [Event(advice["reference"], "rejected", advice.get("reason", ""), advice.get("text", ""))]
     return []
