@@ -118,7 +118,7 @@ def test_webhooks_sweep_a_receiver_down_for_15_minutes_loses_nothing(receiver, a
         step = timedelta(seconds=settings.CLEARHOUSE_SWEEP_EVERY_SECONDS)
         while datetime.now(UTC) < START + timedelta(minutes=45):
             down = datetime.now(UTC) < START + timedelta(minutes=15)
-            with mock.patch("settlement.services.webhooks.requests.post") as post:
+            with mock.patch("settlement.services.webhooks.webhook_post") as post:
                 post.return_value.status_code = 503 if down else 200
                 for pk in webhooks_due():
                     webhook_deliver(notification_id=pk)

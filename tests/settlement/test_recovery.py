@@ -121,7 +121,8 @@ def test_singleton_task_does_nothing_while_another_copy_runs(db):
     other = psycopg.connect(
         host=params["HOST"], port=params["PORT"], user=params["USER"], dbname=params["NAME"], autocommit=True
     )
-    other.execute("SELECT pg_advisory_lock(%s)", [advisory_key("task:reconciliation.tasks.reconciliation_run_task")])
+    key = advisory_key("task:reconciliation.tasks.reconciliation_run_task")
+    other.execute("SELECT pg_advisory_lock(%s)", [key])
     with (
         mock.patch("reconciliation.engine.reconciliation_run") as run,
         mock.patch("reconciliation.services.reconciliation_inputs_gather"),
@@ -130,7 +131,9 @@ def test_singleton_task_does_nothing_while_another_copy_runs(db):
         reconciliation_run_task.apply()
         # then: it does nothing
         assert not run.called
-        # when: the first is done (or its worker died: the lock goes with its connection)
+        # when: the first is done (its worker unlocks; had it died, the lock would go with its
+        # connection, but the server lets go of it only some time after the client is gone)
+        other.execute("SELECT pg_advisory_unlock(%s)", [key])
         other.close()
         reconciliation_run_task.apply()
     # then: the next copy runs
