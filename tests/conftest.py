@@ -37,6 +37,25 @@ def pytest_configure(config):
         traveller = time_machine.travel(destination, tick=True)
         traveller.start()
         config.add_cleanup(traveller.stop)
+        config.stash[_TRAVELLER] = traveller
+
+
+_TRAVELLER = pytest.StashKey["object"]()
+
+
+@pytest.fixture(autouse=True)
+def _real_clock_for_worker_tests(request):
+    """Tests with real worker processes (``real_clock``) run on the machine's clock even under
+    ``--clock``: the workers cannot travel, and rows both sides stamp must agree on "now"."""
+    traveller = request.config.stash.get(_TRAVELLER, None)
+    if traveller is None or request.node.get_closest_marker("real_clock") is None:
+        yield
+        return
+    traveller.stop()
+    try:
+        yield
+    finally:
+        traveller.start()
 
 
 def pytest_report_header(config):

@@ -29,7 +29,7 @@ from tests.crypto.conftest import ledger_total
 from tests.factories import ACTOR
 
 ROOT = Path(__file__).resolve().parents[2]
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.real_clock]
 
 
 @pytest.fixture(scope="module")

@@ -27,7 +27,7 @@ from tests.factories import ACTOR
 from tests.netting.conftest import balances
 
 ROOT = Path(__file__).resolve().parents[2]
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.real_clock]
 
 
 @pytest.fixture
