@@ -29,11 +29,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.common import percentile, scratch_database  # noqa: E402
+from bench.common import Children, children, percentile, scratch_database, scratch_redis, wait_workers  # noqa: E402
 from config.celery import worker_argv  # noqa: E402
 
 
-def main() -> None:
+def main(kids: Children) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--trades", type=int, default=2_000)
     parser.add_argument("--sellers", type=int, default=40, help="distinct seller wallets (nonce streams)")
@@ -42,15 +42,22 @@ def main() -> None:
     parser.add_argument("--ingest-batch", type=int, default=500)
     parser.add_argument("--server", default="postgres://postgres@127.0.0.1:5432")
     parser.add_argument("--db", default="clearhouse_bench_crypto")
-    parser.add_argument("--broker", default="redis://127.0.0.1:6379/13")
+    parser.add_argument(
+        "--broker", default="", help="Redis URL to use (flushed first); default: a redis-server of the bench's own"
+    )
     parser.add_argument("--timeout", type=float, default=900)
     args = parser.parse_args()
 
     from rails.simulators.anvil import AnvilNode
 
-    anvil = AnvilNode().start()
+    anvil = AnvilNode()
+    kids.on_stop(anvil.stop)  # started by the library: stopped with the bench's other children
+    anvil.start()
     keystore = ROOT / "var" / "bench-keystore.json"
     keystore.unlink(missing_ok=True)
+    own_broker = not args.broker
+    if own_broker:
+        args.broker = scratch_redis(kids)
     env = scratch_database(
         server=args.server,
         db=args.db,
@@ -64,7 +71,8 @@ def main() -> None:
             "CLEARHOUSE_CRYPTO_BATCH": str(args.batch),
         },
     )
-    subprocess.run(["redis-cli", "-u", args.broker, "flushdb"], check=True, stdout=subprocess.DEVNULL)
+    if not own_broker:
+        subprocess.run(["redis-cli", "-u", args.broker, "flushdb"], check=True, stdout=subprocess.DEVNULL)
     from django.db.models import Max
     from django.utils import timezone
 
@@ -112,14 +120,10 @@ def main() -> None:
     print(f"seeded {len(sellers)} funded seller wallets on anvil {anvil.url}")
 
     workers = [
-        subprocess.Popen(
-            worker_argv(sys.executable, f"bench{i}"),
-            cwd=ROOT,
-            env=env,
-        )
+        kids.start(f"worker bench{i}", worker_argv(sys.executable, f"bench{i}"), cwd=ROOT, env=env)
         for i in range(args.workers)
     ]
-    time.sleep(3)
+    wait_workers(env, args.workers)
     try:
         now = timezone.now() - timedelta(seconds=1)
         started = time.monotonic()
@@ -221,4 +225,5 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    with children() as started:  # every process it starts is stopped, even on failure or Ctrl-C
+        main(started)

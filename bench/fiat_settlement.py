@@ -37,7 +37,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.common import percentile, scratch_database  # noqa: E402
+from bench.common import Children, children, percentile, scratch_database, scratch_redis, wait_port, wait_workers  # noqa: E402
 from config.celery import worker_argv  # noqa: E402
 
 
@@ -47,7 +47,7 @@ def _post(url: str, body: dict) -> None:
         response.read()
 
 
-def main() -> None:
+def main(kids: Children) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--participants", type=int, default=1000)
     parser.add_argument("--trades", type=int, default=20_000)
@@ -55,7 +55,9 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=50, help="netted instructions per task")
     parser.add_argument("--server", default="postgres://postgres@127.0.0.1:5432")
     parser.add_argument("--db", default="clearhouse_bench_fiat")
-    parser.add_argument("--broker", default="redis://127.0.0.1:6379/12")
+    parser.add_argument(
+        "--broker", default="", help="Redis URL to use (flushed first); default: a redis-server of the bench's own"
+    )
     parser.add_argument("--port", type=int, default=18650)
     parser.add_argument("--timeout", type=float, default=900)
     parser.add_argument(
@@ -64,6 +66,9 @@ def main() -> None:
     args = parser.parse_args()
 
     bank_url = f"http://127.0.0.1:{args.port}"
+    own_broker = not args.broker
+    if own_broker:
+        args.broker = scratch_redis(kids)
     env = scratch_database(
         server=args.server,
         db=args.db,
@@ -74,14 +79,16 @@ def main() -> None:
             "CLEARHOUSE_CRYPTO_BATCH": str(args.batch),
         },
     )
-    subprocess.run(["redis-cli", "-u", args.broker, "flushdb"], check=True, stdout=subprocess.DEVNULL)
-    bank = subprocess.Popen(
+    if not own_broker:
+        subprocess.run(["redis-cli", "-u", args.broker, "flushdb"], check=True, stdout=subprocess.DEVNULL)
+    bank = kids.start(
+        "bank simulator",
         [sys.executable, "manage.py", "run_network_simulator", "bank", "--port", str(args.port), "--instant"],
         cwd=ROOT,
         env=env,
         stdout=subprocess.DEVNULL,
     )
-    time.sleep(2)
+    wait_port(args.port, what="bank simulator", process=bank)
     from django.db.models import Count
     from django.utils import timezone
     from schwifty import IBAN
@@ -155,7 +162,7 @@ def main() -> None:
     print(f"ingested {args.trades} EUR/USD trades")
 
     workers = [
-        subprocess.Popen(worker_argv(sys.executable, f"fiat{i}"), cwd=ROOT, env=env)
+        kids.start(f"worker fiat{i}", worker_argv(sys.executable, f"fiat{i}"), cwd=ROOT, env=env)
         for i in range(0 if args.profile else args.workers)
     ]
     profiler = None
@@ -165,7 +172,7 @@ def main() -> None:
         profiler = cProfile.Profile()
         profiler.enable()
     else:
-        time.sleep(4)
+        wait_workers(env, args.workers)
     try:
         window = NettingWindow.objects.get(asset_class="fiat", status=WindowStatus.OPEN)
         closed_at = time.monotonic()
@@ -262,4 +269,5 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    with children() as started:  # every process it starts is stopped, even on failure or Ctrl-C
+        main(started)

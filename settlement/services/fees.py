@@ -40,20 +40,35 @@ class FeeQuote:
     fee: Decimal
 
 
+def _rule_candidates(*, tiers: set[str], asset: Asset, rail: str, settlement_type: str, at: datetime) -> list[FeeRule]:
+    """Every rule in force at ``at`` that could apply to a participant of one of ``tiers``."""
+    return list(
+        FeeRule.objects.filter(
+            Q(valid_to__isnull=True) | Q(valid_to__gt=at),
+            Q(tier="") | Q(tier__in=tiers),
+            Q(asset__isnull=True) | Q(asset=asset),
+            Q(asset_kind="") | Q(asset_kind=asset.kind),
+            Q(rail="") | Q(rail=rail),
+            Q(settlement_type="") | Q(settlement_type=settlement_type),
+            valid_from__lte=at,
+        )
+    )
+
+
+def _rule_pick(candidates: list[FeeRule], participant: Participant) -> FeeRule | None:
+    """The most specific, then the newest, of ``candidates`` that applies to ``participant``."""
+    fitting = (r for r in candidates if r.tier in ("", participant.tier))
+    return max(fitting, key=lambda r: (r.specificity, r.valid_from, r.pk), default=None)
+
+
 def fee_rule_for(
     *, participant: Participant, asset: Asset, rail: str, settlement_type: str, at: datetime
 ) -> FeeRule | None:
     """The rule in force at ``at`` for these criteria: the most specific, then the newest."""
-    candidates = FeeRule.objects.filter(
-        Q(valid_to__isnull=True) | Q(valid_to__gt=at),
-        Q(tier="") | Q(tier=participant.tier),
-        Q(asset__isnull=True) | Q(asset=asset),
-        Q(asset_kind="") | Q(asset_kind=asset.kind),
-        Q(rail="") | Q(rail=rail),
-        Q(settlement_type="") | Q(settlement_type=settlement_type),
-        valid_from__lte=at,
+    candidates = _rule_candidates(
+        tiers={participant.tier}, asset=asset, rail=rail, settlement_type=settlement_type, at=at
     )
-    return max(candidates, key=lambda r: (r.specificity, r.valid_from, r.pk), default=None)
+    return _rule_pick(candidates, participant)
 
 
 def fee_compute(*, rule: FeeRule, value: Decimal, asset: Asset) -> tuple[Decimal, str, Decimal]:
@@ -66,6 +81,17 @@ def fee_compute(*, rule: FeeRule, value: Decimal, asset: Asset) -> tuple[Decimal
         part, limited = rule.maximum, "maximum"
     fee = (part + rule.flat).quantize(Decimal(1).scaleb(-asset.precision), rounding=settings.CLEARHOUSE_FEE_ROUNDING)
     return from_bps, limited, fee
+
+
+def _quote(
+    *, party: str, participant: Participant, asset: Asset, amount: Decimal, rule: FeeRule | None
+) -> FeeQuote | None:
+    if rule is None:
+        return None
+    from_bps, limited, fee = fee_compute(rule=rule, value=amount, asset=asset)
+    if party == FeeParty.PAYEE:
+        fee = min(fee, amount)
+    return FeeQuote(party, participant, asset, rule, amount, rule.bps, from_bps, limited, rule.flat, fee)
 
 
 def fee_quote(
@@ -81,12 +107,7 @@ def fee_quote(
     """What ``participant`` would be charged as ``party`` on a cash movement of ``amount`` (None
     when no rule applies); a payee's fee never exceeds what it receives."""
     rule = fee_rule_for(participant=participant, asset=asset, rail=rail, settlement_type=settlement_type, at=at)
-    if rule is None:
-        return None
-    from_bps, limited, fee = fee_compute(rule=rule, value=amount, asset=asset)
-    if party == FeeParty.PAYEE:
-        fee = min(fee, amount)
-    return FeeQuote(party, participant, asset, rule, amount, rule.bps, from_bps, limited, rule.flat, fee)
+    return _quote(party=party, participant=participant, asset=asset, amount=amount, rule=rule)
 
 
 def fee_quotes(
@@ -99,13 +120,15 @@ def fee_quotes(
     settlement_type: str = SettlementType.GROSS,
     at: datetime | None = None,
 ) -> list[FeeQuote]:
-    """What payer and payee would be charged on a cash movement of ``amount``."""
+    """What payer and payee would be charged on a cash movement of ``amount`` (the rules of
+    both parties read in one query)."""
     at = at or timezone.now()
+    candidates = _rule_candidates(
+        tiers={payer.tier, payee.tier}, asset=asset, rail=rail, settlement_type=settlement_type, at=at
+    )
     quotes = [
-        fee_quote(
-            party=party, participant=participant, asset=asset, amount=amount, rail=rail,
-            settlement_type=settlement_type, at=at,
-        )
+        _quote(party=party, participant=participant, asset=asset, amount=amount,
+               rule=_rule_pick(candidates, participant))
         for party, participant in ((FeeParty.PAYER, payer), (FeeParty.PAYEE, payee))
     ]  # fmt: skip
     return [q for q in quotes if q is not None]
@@ -153,6 +176,10 @@ def fees_hold(*, instruction: SettlementInstruction) -> Decimal:
 
 
 def fees_pending(instruction: SettlementInstruction) -> list[FeeCharge]:
+    """This attempt's pending schedule fees; only a cash (payment) leg is ever charged
+    (``fees_hold``), so a delivery leg costs no query."""
+    if instruction.leg != LegKind.PAYMENT:
+        return []
     return list(
         FeeCharge.objects.filter(
             instruction=instruction, attempt=instruction.attempt, status=FeeChargeStatus.PENDING, kind=FeeKind.SCHEDULE
@@ -214,17 +241,27 @@ def netted_fees_pending(ni: Any) -> list[FeeCharge]:
     )
 
 
-def fee_charges_mark(*, charges: list[FeeCharge], status: str, actor: Any, reason: str, journal: Any = None) -> None:
+def fee_charges_mark(
+    *,
+    charges: list[FeeCharge],
+    status: str,
+    actor: Any,
+    reason: str,
+    journal: Any = None,
+    log_entries: list[Any] | None = None,
+) -> None:
     """Move charges to ``status`` by their django-fsm transitions (history and transition log,
     with actor and reason); ``journal`` is the one that posted them, or for a reversal the one
-    that returned them. Runs after the caller's ledger work (accounts before the log head)."""
+    that returned them. Runs after the caller's ledger work (accounts before the log head). The
+    charges are locked in one query (pk order); with ``log_entries`` their log entries are added
+    to that list for the caller to append with its own, else appended here."""
     from settlement.services.audit import transition_log_append, transition_run
 
     if not charges:
         return
+    locked = FeeCharge.objects.select_for_update().filter(pk__in=[c.pk for c in charges]).order_by("pk")
     entries = []
-    for charge in charges:
-        charge = FeeCharge.objects.select_for_update().get(pk=charge.pk)
+    for charge in locked:
         method = {
             FeeChargeStatus.POSTED: charge.mark_posted,
             FeeChargeStatus.VOIDED: charge.mark_voided,
@@ -238,30 +275,48 @@ def fee_charges_mark(*, charges: list[FeeCharge], status: str, actor: Any, reaso
         entries.append(
             transition_run(charge, method, entity="feecharge", actor=actor, reason=reason, metadata=metadata, log=False)
         )
-    transition_log_append(entries=entries, actor=actor)
+    if log_entries is not None:
+        log_entries.extend(entries)
+    else:
+        transition_log_append(entries=entries, actor=actor)
 
 
 def lock_post_with_fees(
-    *, lock: Any, to_account: Any, amount: Decimal, charges: list[FeeCharge], actor: Any, reason: str
+    *,
+    lock: Any,
+    to_account: Any,
+    amount: Decimal,
+    charges: list[FeeCharge],
+    actor: Any,
+    reason: str,
+    log_entries: list[Any] | None = None,
 ) -> Decimal:
     """Post ``lock`` to ``to_account``: ``amount`` less the payee's fee, and every charge to the
     fee revenue account, in one journal; the charges are marked posted with it. Serves gross
-    cash legs and netted payments alike. Returns the fees posted."""
+    cash legs and netted payments alike. Returns the fees posted. With ``log_entries`` the
+    transition-log entries (lock, charges) are added to that list for the caller to append."""
     from settlement.services.ledger import Leg, ledger_post, ledger_post_journal
 
     total = sum((c.fee for c in charges), Decimal(0))
     payee_fee = sum((c.fee for c in charges if c.party == FeeParty.PAYEE), Decimal(0))
     fee_legs = [Leg(fee_revenue_account(lock.asset), total)] if total else []
-    ledger_post(
-        lock=lock, to_account=to_account, actor=actor, reason=reason, amount=amount - payee_fee, extra_legs=fee_legs
+    posted = ledger_post(
+        lock=lock,
+        to_account=to_account,
+        actor=actor,
+        reason=reason,
+        amount=amount - payee_fee,
+        extra_legs=fee_legs,
+        log_entries=log_entries,
     )
     if charges:
         fee_charges_mark(
             charges=charges,
             status=FeeChargeStatus.POSTED,
-            journal=ledger_post_journal(lock),
+            journal=ledger_post_journal(posted),
             actor=actor,
             reason=reason,
+            log_entries=log_entries,
         )
     return total
 

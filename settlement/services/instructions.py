@@ -21,7 +21,7 @@ from settlement.exceptions import IllegalTransition, InsufficientFunds, WindowNo
 from settlement.models import LedgerAccount, LedgerLock, SettlementInstruction, Trade
 from settlement.models.fees import FeeChargeStatus, FeeKind, FeeParty
 from settlement.services.actors import Actor, SystemActor
-from settlement.services.audit import transition_run
+from settlement.services.audit import LogEntry, transition_log_append, transition_run
 from settlement.services.fees import (
     fee_charges_mark,
     fee_revenue_account,
@@ -36,9 +36,11 @@ ENTITY = "instruction"
 
 
 def _for_update(instruction: SettlementInstruction) -> SettlementInstruction:
+    """The instruction row locked, with what its transitions read (the lock row is only read
+    here: the ledger locks it itself)."""
     return (
         SettlementInstruction.objects.select_for_update(of=("self",))
-        .select_related("asset", "payer", "payee")
+        .select_related("asset", "payer", "payee", "lock__asset")
         .get(pk=instruction.pk)
     )
 
@@ -101,8 +103,10 @@ def _settle_locked(
     instruction: SettlementInstruction, *, actor: Actor, reason: str, metadata: Mapping[str, Any] | None = None
 ) -> SettlementInstruction:
     """Post the held funds to the payee, and the fees to the fee revenue account in the same
-    journal, and move processing → settled (row already locked)."""
+    journal, and move processing → settled (row already locked). The lock's, the fee charges' and
+    the instruction's log entries go to the chain together, in that order (one head lock)."""
     payee_account = account_for(owner=instruction.payee, asset=instruction.asset, kind=AccountKind.AVAILABLE)
+    entries: list[LogEntry] = []
     fees = lock_post_with_fees(
         lock=instruction.lock,
         to_account=payee_account,
@@ -110,10 +114,24 @@ def _settle_locked(
         charges=fees_pending(instruction),
         actor=actor,
         reason=f"settle {instruction}",
+        log_entries=entries,
     )
     if fees:
         metadata = {**(metadata or {}), "fees": str(fees)}
-    return _apply(instruction, instruction.mark_settled, actor=actor, reason=reason, metadata=metadata)
+    entries.append(
+        transition_run(
+            instruction,
+            instruction.mark_settled,
+            entity=ENTITY,
+            actor=actor,
+            reason=reason,
+            metadata=metadata,
+            update_fields=("status", "updated_at"),
+            log=False,
+        )
+    )
+    transition_log_append(entries=entries, actor=actor)
+    return instruction
 
 
 def instruction_lock(

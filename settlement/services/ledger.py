@@ -21,7 +21,7 @@ from decimal import Decimal
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
-from django.db.models import F
+from django.db.models import Case, F, Value, When
 from django.utils import timezone
 
 from settlement.choices import AccountKind, JournalKind, LockStatus
@@ -32,6 +32,7 @@ from settlement.services.actors import Actor, actor_user, stamp_history
 from settlement.services.audit import LogEntry, transition_log_append
 
 EXTERNAL_FUNDING = "external-funding"
+_OWNER_KINDS = (AccountKind.AVAILABLE, AccountKind.LOCKED)
 
 
 @dataclass(frozen=True)
@@ -42,7 +43,20 @@ class Leg:
 
 def account_for(*, owner: Participant, asset: Asset, kind: str) -> LedgerAccount:
     account, _ = LedgerAccount.objects.get_or_create(owner=owner, asset=asset, kind=kind)
+    account.asset = asset  # the caller's asset: no query when a journal reads its precision
     return account
+
+
+def _owner_accounts(*, owner: Participant, asset: Asset) -> tuple[LedgerAccount, LedgerAccount]:
+    """The owner's (available, locked) accounts of ``asset``: one query when both exist (they are
+    created with the trade, see ``accounts_ensure``)."""
+    found = {a.kind: a for a in LedgerAccount.objects.filter(owner=owner, asset=asset, kind__in=_OWNER_KINDS)}
+    pair = []
+    for kind in _OWNER_KINDS:
+        account = found.get(kind) or account_for(owner=owner, asset=asset, kind=kind)
+        account.asset = asset
+        pair.append(account)
+    return pair[0], pair[1]
 
 
 def accounts_ensure(*, pairs: Iterable[tuple[int, int]]) -> None:
@@ -73,6 +87,7 @@ def system_account_for(*, code: str, asset: Asset, allow_negative: bool = True) 
         asset=asset,
         defaults={"kind": AccountKind.SYSTEM, "allow_negative": allow_negative},
     )
+    account.asset = asset
     return account
 
 
@@ -118,10 +133,13 @@ def _journal_write(
             for leg in legs
         ]
     )
-    try:
+    delta_of = Case(
+        *(When(pk=account_id, then=Value(delta)) for account_id, delta in deltas.items()),
+        output_field=LedgerAccount._meta.get_field("balance"),
+    )
+    try:  # every balance of the journal in one statement
         with transaction.atomic():
-            for account_id, delta in deltas.items():
-                LedgerAccount.objects.filter(pk=account_id).update(balance=F("balance") + delta)
+            LedgerAccount.objects.filter(pk__in=deltas).update(balance=F("balance") + delta_of)
     except IntegrityError as exc:  # the overdraft CHECK constraint: the database has the last word
         raise InsufficientFunds("the database refused a balance below zero", detail=str(exc)) from exc
     return journal
@@ -203,9 +221,10 @@ def ledger_lock(
     """
     _validate_amount(asset, amount)
     with transaction.atomic():
+        available, locked = _owner_accounts(owner=owner, asset=asset)
         return _lock_between(
-            available=account_for(owner=owner, asset=asset, kind=AccountKind.AVAILABLE),
-            locked=account_for(owner=owner, asset=asset, kind=AccountKind.LOCKED),
+            available=available,
+            locked=locked,
             amount=amount,
             reference=reference,
             actor=actor,
@@ -250,6 +269,7 @@ def _resolve_lock(
     journal_kind: str,
     amount: Decimal | None = None,
     extra_legs: Sequence[Leg] = (),
+    log_entries: list[LogEntry] | None = None,
 ) -> LedgerLock:
     lock = _lock_for_update(lock)
     if lock.status != LockStatus.PENDING:
@@ -272,7 +292,7 @@ def _resolve_lock(
     rest = lock.amount - moved - sum((leg.amount for leg in extra_legs), Decimal(0))
     if rest:  # a partial post releases the rest, as a pending transfer does
         legs.append(Leg(lock.available_account, rest))
-    _journal_write(
+    lock.resolved_journal = _journal_write(
         kind=journal_kind,
         reference=f"{lock.reference}:{journal_kind}",
         legs=legs,
@@ -281,10 +301,11 @@ def _resolve_lock(
         memo=reason,
     )
     metadata = {"amount": lock.amount, "posted": moved} if target == LockStatus.POSTED else {"amount": lock.amount}
-    transition_log_append(
-        entries=[LogEntry("ledgerlock", lock.pk, from_status, lock.status, reason, metadata)],
-        actor=actor,
-    )
+    entry = LogEntry("ledgerlock", lock.pk, from_status, lock.status, reason, metadata)
+    if log_entries is not None:  # the caller appends it with its own entries (one head lock)
+        log_entries.append(entry)
+    else:
+        transition_log_append(entries=[entry], actor=actor)
     return lock
 
 
@@ -296,6 +317,7 @@ def ledger_post(
     reason: str = "post",
     amount: Decimal | None = None,
     extra_legs: Sequence[Leg] = (),
+    log_entries: list[LogEntry] | None = None,
 ) -> LedgerLock:
     """Complete a pending lock: locked value goes to ``to_account`` (same asset).
 
@@ -303,6 +325,8 @@ def ledger_post(
     owner's available account in the same journal (e.g. a network-fee reserve of which only the
     actual fee is spent). ``extra_legs`` join the same journal (fees to the revenue account, or
     back from it on a reversal); what the lock holds beyond ``amount`` and their sum is released.
+    With ``log_entries`` the lock's transition-log entry is added to that list for the caller to
+    append with its own (in the same transaction), instead of being appended here.
     """
     if to_account.asset_id != lock.asset_id:
         raise ValidationFailed("a lock posts only to an account of its own asset")
@@ -316,11 +340,16 @@ def ledger_post(
             journal_kind=JournalKind.POST,
             amount=amount,
             extra_legs=extra_legs,
+            log_entries=log_entries,
         )
 
 
 def ledger_post_journal(lock: LedgerLock) -> Journal:
-    """The journal that posted ``lock`` (for records that point at it, e.g. fee charges)."""
+    """The journal that posted ``lock`` (for records that point at it, e.g. fee charges); no query
+    on the lock object ``ledger_post`` returned."""
+    written = getattr(lock, "resolved_journal", None)
+    if written is not None and written.kind == JournalKind.POST:
+        return written
     return Journal.objects.get(lock=lock, kind=JournalKind.POST)
 
 
