@@ -37,6 +37,10 @@ def _wait_for(log: Path, text: str, process: subprocess.Popen, timeout: float) -
     pytest.fail(f"no {text!r} within {timeout} s:\n{log.read_text(errors='replace')[-6000:]}")
 
 
+def _default_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _get(url: str) -> tuple[int, str]:
     with urllib.request.urlopen(url, timeout=10) as response:  # noqa: S310 - our own loopback URL
         return response.status, response.read().decode()
@@ -77,6 +81,9 @@ def test_demo_runs_on_embedded_postgres_and_stops_everything_on_ctrl_c(tmp_path)
             stdout=out,
             stderr=subprocess.STDOUT,
             start_new_session=True,  # its own process group, as a terminal's foreground job
+            # SIGINT as a terminal delivers it, even when this test runs in the background (a shell
+            # that starts with SIGINT ignored cannot trap it)
+            preexec_fn=_default_sigint,
         )
     try:
         # when it has run
