@@ -1,8 +1,8 @@
 """Clearhouse settings.
 
-Everything comes from environment variables. With none set the project runs on embedded
-defaults (a SQLite file and Celery tasks executed in-process) so the demo needs no servers;
-set DATABASE_URL / CELERY_BROKER_URL to use PostgreSQL and Redis.
+Everything comes from environment variables. DATABASE_URL (PostgreSQL) is required; without
+CELERY_BROKER_URL Celery tasks run in-process (the demo), set it to use Redis. `make demo` needs no
+servers: it points DATABASE_URL at an embedded PostgreSQL when none answers on 127.0.0.1:5432.
 """
 
 from __future__ import annotations
@@ -151,17 +151,19 @@ if _COMMAND in OWNER_COMMANDS and os.environ.get("MIGRATE_DATABASE_URL"):
     DATABASE_URL = os.environ["MIGRATE_DATABASE_URL"]
 else:
     DATABASE_URL = os.environ.get("DATABASE_URL", "")
-if DATABASE_URL:
-    DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=60)}
-else:
-    VAR_DIR.mkdir(parents=True, exist_ok=True)
-    DATABASES = {
-        "default": {
-            "ENGINE": "django.db.backends.sqlite3",
-            "NAME": VAR_DIR / "db.sqlite3",
-            "OPTIONS": {"timeout": 30},
-        }
-    }
+if not DATABASE_URL:
+    # PostgreSQL only (exact 18-decimal amounts, the ledger's triggers, row locks): no file fallback.
+    # `make demo` (scripts/demo.sh) sets DATABASE_URL itself, to an embedded PostgreSQL when needed.
+    raise ImproperlyConfigured(
+        "DATABASE_URL is not set. Clearhouse runs on PostgreSQL only: set DATABASE_URL="
+        "postgres://USER@HOST:5432/DBNAME, or run `make demo`, which starts an embedded PostgreSQL "
+        "under var/ when no server answers on 127.0.0.1:5432."
+    )
+if not DATABASE_URL.startswith(("postgres://", "postgresql://", "pgsql://")):
+    raise ImproperlyConfigured(
+        f"DATABASE_URL must be a postgres:// URL (Clearhouse runs on PostgreSQL only), not {DATABASE_URL.split(':')[0]}"
+    )
+DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=60)}
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 

@@ -162,6 +162,8 @@ def _sese025(content: bytes, sha: str) -> list[Line]:
 
 def _decimal(value: Any, where: str) -> Decimal:
     """A finite amount that the amount columns hold exactly (no NaN or Infinity, no rounding)."""
+    if isinstance(value, (bool, float)):  # already rounded to binary: refuse rather than guess
+        raise ImportRejected(f"{where}: {value!r} is a float, not a decimal amount")
     try:
         amount = Decimal(str(value).strip())
     except (InvalidOperation, ValueError) as exc:
@@ -200,7 +202,7 @@ def _chain_status(row: dict[str, Any], where: str) -> str:
 
 def _chain(content: bytes, sha: str) -> list[Line]:
     try:
-        rows = json_loads(content)
+        rows = json_loads(content, parse_float=Decimal)  # a JSON number amount stays exact, never a float
     except ValueError as exc:  # malformed, not UTF-8, or nested too deeply
         raise ImportRejected(f"not JSON: {exc}") from exc
     if not isinstance(rows, list):

@@ -76,8 +76,12 @@ def quantize(value: Decimal, precision: int) -> Decimal:
     return value.quantize(quantum(precision), rounding=ROUNDING)
 
 
-def format_amount(value: Decimal | None, precision: int) -> str:
-    """Render a stored amount at its asset's precision (columns keep 18 places for every asset)."""
+def format_amount(value: Decimal | int | None, precision: int) -> str:
+    """Render a stored amount at its asset's precision (columns keep 18 places for every asset).
+    A float is refused loudly: it is binary (0.1 is not one tenth) and 18-decimal amounts do not fit
+    it, so a float here means an amount or an aggregate went through floating point on its way."""
     if value is None:
         return "-"
-    return format(value.quantize(quantum(precision), rounding=ROUNDING), "f")
+    if isinstance(value, (bool, float)) or not isinstance(value, (Decimal, int)):
+        raise TypeError(f"amounts are formatted from Decimal or int, not {type(value).__name__} ({value!r})")
+    return format(Decimal(value).quantize(quantum(precision), rounding=ROUNDING), "f")

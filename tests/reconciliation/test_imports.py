@@ -226,3 +226,13 @@ def test_ops_admin_import_refuses_a_deeply_nested_mapping(client, django_user_mo
     response = client.post(url, {"source": "csv", "file": small, "mapping": nested})
     assert response.status_code == 200 and "not JSON: nested deeper than" in response.content.decode()
     assert ImportedFile.objects.count() == 0
+
+
+def test_external_import_keeps_an_18_decimal_chain_amount_given_as_a_json_number_exact():
+    # given a chain list whose ETH amount is a JSON number (not a string) with 18 decimals: through a
+    # float it would read 1.0 and match (or break against) the wrong amount
+    chain = '[{"chain": "ethereum", "tx_hash": "0xab", "asset": "ETH", "amount": 1.000000000000000001}]'
+    # when
+    imp(Source.CHAIN, chain)
+    # then the record holds the amount exactly as written
+    assert ExternalRecord.objects.get().amount == Decimal("1.000000000000000001")

@@ -6,7 +6,7 @@ from decimal import Decimal
 
 import pytest
 
-from settlement.money import fits_columns, fits_precision, integer_digits, places, to_decimal
+from settlement.money import fits_columns, fits_precision, format_amount, integer_digits, places, to_decimal
 
 
 @pytest.mark.parametrize(
@@ -42,3 +42,26 @@ def test_to_decimal_refuses_values_that_are_no_amount(value):
     with pytest.raises(ValueError, match="not a finite number"):
         to_decimal(value)
     assert to_decimal("-1.50") == Decimal("-1.50")
+
+
+@pytest.mark.parametrize("value", [0.1, 75562.92, float("nan"), True, "1.50"])
+def test_format_amount_refuses_a_float_loudly(value):
+    # given an amount that went through floating point (e.g. an aggregate a database returned as
+    # float) or is no number at all
+    # when / then it is refused with a TypeError that names the type, never formatted
+    with pytest.raises(TypeError, match=r"not (float|bool|str)"):
+        format_amount(value, 2)
+
+
+@pytest.mark.parametrize(
+    ("value", "precision", "expected"),
+    [
+        (Decimal("1.000000000000000001"), 18, "1.000000000000000001"),
+        (Decimal("2.345"), 2, "2.34"),  # banker's rounding
+        (7, 2, "7.00"),
+        (None, 2, "-"),
+    ],
+)
+def test_format_amount_renders_decimals_and_integers_exactly(value, precision, expected):
+    # given / when / then
+    assert format_amount(value, precision) == expected

@@ -28,3 +28,7 @@ class Command(BaseCommand):
             f"costs passed on {[(x['asset'], x['passed_on']) for x in f['fees'] if Decimal(x['passed_on'])]}, "
             f"generated in {report.seconds:.2f} s"
         )
+        for row in f["settled"]:  # per rail (chain, netted, ledger) and asset, as the admin's report shows
+            self.stdout.write(
+                f"  settled {row['rail']} {row['asset']}: {row['count']} legs, {row['value']} {row['asset']}"
+            )
