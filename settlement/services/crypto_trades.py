@@ -14,12 +14,10 @@ from rails.crypto.registry import chain_rail
 from settlement.choices import AssetKind, InstructionStatus, LockStatus
 from settlement.exceptions import DomainError
 from settlement.models import Asset, SettlementInstruction, Trade
-from settlement.models.fees import FeeChargeStatus
 from settlement.models.pipeline import CaseKind
 from settlement.services.actors import Actor
 from settlement.services.cases import PIPELINE, active_halt, case_open, escalate, notify
-from settlement.services.fees import fee_charges_mark, fees_pending
-from settlement.services.instructions import _apply, _trade_legs_for_update, trade_cancel
+from settlement.services.instructions import _apply, _trade_legs_for_update, _void_if_pending, trade_cancel
 from settlement.services.ledger import ledger_void
 
 logger = logging.getLogger(__name__)
@@ -55,9 +53,7 @@ def _release_leg(leg: SettlementInstruction, *, actor: Actor, reason: str) -> No
     for lock in (leg.lock, leg.fee_lock):
         if lock is not None:
             lock.refresh_from_db(fields=("status",))
-            if lock.status == LockStatus.PENDING:
-                ledger_void(lock=lock, actor=actor, reason=reason)
-    fee_charges_mark(charges=fees_pending(leg), status=FeeChargeStatus.VOIDED, actor=actor, reason=reason)
+    _void_if_pending(leg, actor=actor, reason=reason)
 
 
 def _fail_legs(legs: list[SettlementInstruction], *, reason: str, actor: Actor) -> None:
