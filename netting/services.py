@@ -10,6 +10,7 @@ import logging
 from collections import defaultdict
 from datetime import timedelta
 from decimal import Decimal
+from typing import Any
 
 from django.conf import settings
 from django.db import IntegrityError, connection, transaction
@@ -149,7 +150,7 @@ def window_close(*, window: NettingWindow, actor: Actor = NETTING) -> NettingWin
         window.closed_by = actor_label(actor)
         window.save()
         _open_window(window.asset_class, now=now)
-        params = {"window": window.pk, "live": [S.PENDING, S.LOCKED]}
+        params: dict[str, Any] = {"window": window.pk, "live": [S.PENDING, S.LOCKED]}
         with connection.cursor() as cursor:
             cursor.execute(_OBLIGATIONS_SQL, params)
             cursor.execute(_SUMMARY_SQL, params)

@@ -4,6 +4,7 @@ the house's own accounts, fiat routing, and reconciliation against what the rail
 from __future__ import annotations
 
 import os
+from typing import Any
 
 from .base import VAR_DIR, env_list
 
@@ -38,7 +39,7 @@ CLEARHOUSE_HOUSE_CUSTODY_ACCOUNT = {"bic": "DTCYUS33XXX", "account": "CCP-0001"}
 # goes by wire, EUR within SEPA by SEPA, anything else by SWIFT. A rejection whose ISO reason
 # code is in ``reroute_reasons`` is retried by the next method of ``fallback``, at most
 # ``max_attempts`` attempts in all; any other rejection goes to manual review.
-CLEARHOUSE_FIAT_ROUTING = {
+CLEARHOUSE_FIAT_ROUTING: dict[str, Any] = {
     "ach_max": os.environ.get("CLEARHOUSE_ACH_MAX", "1000000.00"),
     "fallback": {"ach": "wire", "sepa": "swift"},
     "reroute_reasons": ["AM02", "AG01", "AG03", "CNOR", "RR04", "TM01", "MS03", "NARR"],
@@ -64,7 +65,7 @@ CLEARHOUSE_RECON_CHAIN_LISTS = ["ethereum", "bitcoin", "solana"]
 # Matching lines that carry no usable reference: same account and asset, same counterparty where
 # both sides name one, amount within this much, value date within this many business days of
 # the asset's calendar; paired one-to-one, closest first.
-CLEARHOUSE_RECON_RULES = {"amount": "25.00", "days": 3}
+CLEARHOUSE_RECON_RULES: dict[str, Any] = {"amount": "25.00", "days": 3}
 # Keys for house-custodied wallets: JSON {address: private key}, mode 600. Never in the database.
 CLEARHOUSE_KEYSTORE = os.environ.get("CLEARHOUSE_KEYSTORE", str(VAR_DIR / "keystore.json"))
 # Confirmation polling: first check after this many seconds, then backoff up to the cap.
