@@ -336,7 +336,7 @@ def reconciliation_run(
         internal_snapshot(now=timezone.now())
         first, last = _date_span(now=now)
         bd_assets, bd_days, bd_ords = business_day_ordinals(first=first, last=last)
-        params = {
+        params: dict[str, Any] = {
             "house": sorted(house_accounts()),
             "due_cutoff": now - grace,
             "tolerance": tolerance,
