@@ -12,7 +12,7 @@ PYTEST_ARGS ?=
 # anvil (local Ethereum JSON-RPC node, from npm) for the multi-process chain tests, bench and demo
 ANVIL = .tools/node_modules/@foundry-rs/anvil-linux-amd64/bin/anvil
 
-.PHONY: demo test lint services bench-ingest bench-crypto bench-netting bench-fiat bench-recon bench-dashboard bench-report clean
+.PHONY: demo test lint typecheck services bench-ingest bench-crypto bench-netting bench-fiat bench-recon bench-dashboard bench-report clean
 
 $(ANVIL):
 	bash scripts/ensure_anvil.sh >/dev/null
@@ -33,12 +33,20 @@ services:
 test: $(STAMP) $(ANVIL) services
 	bash scripts/ensure_browser.sh
 	$(BIN)/ruff check .
+	$(MAKE) --no-print-directory typecheck
 	DATABASE_URL=$(TEST_DATABASE_URL) CELERY_BROKER_URL=$(TEST_BROKER_URL) SECRET_KEY=test-only-secret \
 		$(BIN)/pytest $(PYTEST_ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(MAKE) --no-print-directory typecheck
+
+# The architecture guards (configured in pyproject.toml): import contracts, then mypy with the Django
+# plugin, which loads config.settings: it needs a DATABASE_URL to parse but connects to nothing.
+typecheck: $(STAMP)
+	$(BIN)/lint-imports
+	DEBUG=1 DATABASE_URL=postgres://typecheck@127.0.0.1:5432/typecheck CELERY_BROKER_URL= $(BIN)/mypy
 
 bench-ingest: $(STAMP) services
 	$(BIN)/python bench/ingest.py
@@ -62,4 +70,4 @@ bench-report: $(STAMP) services
 	$(BIN)/python bench/daily_report.py --instructions 1000000
 
 clean:
-	rm -rf $(VENV) var .tools .pytest_cache .ruff_cache
+	rm -rf $(VENV) var .tools .pytest_cache .ruff_cache .mypy_cache .import_linter_cache

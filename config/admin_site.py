@@ -17,11 +17,11 @@ def admin_otp_required() -> bool:
 
 class ClearhouseAdminSite(admin.AdminSite):
     @property
-    def login_form(self):  # read per request: tests switch the setting
+    def login_form(self):  # type: ignore[override]  # read per request: tests switch the setting
         return OTPAdminAuthenticationForm if admin_otp_required() else None
 
     @property
-    def login_template(self):
+    def login_template(self):  # type: ignore[override]  # read per request, like login_form
         return "otp/admin111/login.html" if admin_otp_required() else None
 
     def has_permission(self, request) -> bool:

@@ -70,7 +70,7 @@ class ClearhouseTask(Task):
     retry_jitter = True
 
     @property
-    def max_retries(self) -> int:  # type: ignore[override]
+    def max_retries(self) -> int:
         from django.conf import settings
 
         return settings.CLEARHOUSE_TASK_DB_RETRIES

@@ -223,7 +223,7 @@ def _participant_route(ni: NettedInstruction) -> Route:
 # --- ledger side ----------------------------------------------------------------------------------
 
 
-def _csa_account(ni: NettedInstruction):  # type: ignore[no-untyped-def]
+def _csa_account(ni: NettedInstruction):
     return system_account_for(code=CSA, asset=ni.asset, allow_negative=False)
 
 

@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import logging
 from collections import defaultdict
-from datetime import timedelta
+from datetime import datetime, timedelta
 from decimal import Decimal
+from typing import Any
 
 from django.conf import settings
 from django.db import IntegrityError, connection, transaction
@@ -34,7 +35,7 @@ def asset_class_of(base: Asset) -> str:
     return {"fiat": AssetClass.FIAT, "security": AssetClass.SECURITY}.get(base.kind, AssetClass.CRYPTO)
 
 
-def _open_window(asset_class: str, *, now: object = None) -> NettingWindow:
+def _open_window(asset_class: str, *, now: datetime | None = None) -> NettingWindow:
     """The open window of the class, created when there is none (race-safe: one open per class)."""
     window = NettingWindow.objects.filter(asset_class=asset_class, status=WindowStatus.OPEN).first()
     if window is not None:
@@ -149,7 +150,7 @@ def window_close(*, window: NettingWindow, actor: Actor = NETTING) -> NettingWin
         window.closed_by = actor_label(actor)
         window.save()
         _open_window(window.asset_class, now=now)
-        params = {"window": window.pk, "live": [S.PENDING, S.LOCKED]}
+        params: dict[str, Any] = {"window": window.pk, "live": [S.PENDING, S.LOCKED]}
         with connection.cursor() as cursor:
             cursor.execute(_OBLIGATIONS_SQL, params)
             cursor.execute(_SUMMARY_SQL, params)
@@ -159,7 +160,7 @@ def window_close(*, window: NettingWindow, actor: Actor = NETTING) -> NettingWin
             cursor.execute(_HOLD_SQL, params)
             held_ids = [row[0] for row in cursor.fetchall()]
         assets = {a.pk: a for a in Asset.objects.filter(pk__in=list(gross))}
-        summary = {}
+        summary: dict[str, dict[str, Any]] = {}
         for asset_id, (legs, value) in gross.items():
             payments, net_value, total = net.get(asset_id, (0, Decimal(0), Decimal(0)))
             if total != 0:  # cannot happen: every leg has a payer and a payee

@@ -35,6 +35,7 @@ from __future__ import annotations
 
 from datetime import date, datetime, timedelta
 from decimal import Decimal
+from typing import Any
 
 from django.conf import settings
 from django.db import connection, transaction
@@ -256,7 +257,7 @@ def internal_snapshot(*, now: datetime | None = None) -> None:
     house = settings.CLEARHOUSE_HOUSE_BANK_ACCOUNTS
     completion = settings.CLEARHOUSE_RECON_COMPLETION
     methods = [m for m in ("ach", "wire", "sepa", "swift") if m in completion]
-    params = {
+    params: dict[str, Any] = {
         "now": now or timezone.now(),
         "currencies": list(house),
         "accounts": [a.get("iban") or a["account"] for a in house.values()],
@@ -335,7 +336,7 @@ def reconciliation_run(
         internal_snapshot(now=timezone.now())
         first, last = _date_span(now=now)
         bd_assets, bd_days, bd_ords = business_day_ordinals(first=first, last=last)
-        params = {
+        params: dict[str, Any] = {
             "house": sorted(house_accounts()),
             "due_cutoff": now - grace,
             "tolerance": tolerance,
@@ -376,7 +377,7 @@ def _record_new_breaks(run: ReconciliationRun, *, actor: Actor) -> None:
     from settlement.services.audit import LogEntry, transition_log_append
     from settlement.services.trades import history_insert_sql
 
-    params = {"run": run.pk, "now": timezone.now(), "reason": f"found by run {run.pk}", "user": None}
+    params: dict[str, Any] = {"run": run.pk, "now": timezone.now(), "reason": f"found by run {run.pk}", "user": None}
     with connection.cursor() as cursor:
         cursor.execute(history_insert_sql(Break, "first_run_id = %(run)s"), params)
     new = list(Break.objects.filter(first_run=run).values_list("pk", "kind", "severity"))

@@ -28,6 +28,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import io
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date
 from decimal import Decimal, InvalidOperation
@@ -272,7 +273,7 @@ def _csv(content: bytes, sha: str, mapping: dict[str, str] | None) -> list[Line]
     return lines
 
 
-_PARSERS = {
+_PARSERS: dict[str, Callable[[bytes, str], list[Line]]] = {
     Source.CAMT053: _camt053,
     Source.CAMT054: _camt054,
     Source.PAIN002: _pain002,

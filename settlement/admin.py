@@ -126,7 +126,7 @@ class ActionOnlyAdminMixin:
             "show_save_and_add_another": False,
             "show_delete": False,
         }
-        return super().change_view(request, object_id, form_url, extra_context)  # type: ignore[misc]
+        return super().change_view(request, object_id, form_url, extra_context)
 
 
 class WalletInline(ReadOnlyAdminMixin, admin.TabularInline):

@@ -106,7 +106,7 @@ def _schedule_checks(transfer_ids: list[int], *, poll: int = 0) -> None:
 
 
 @shared_task(acks_late=True, bind=True)
-def crypto_advance_task(self, trade_ids: list[int], rail_attempt: int = 0) -> dict:  # type: ignore[no-untyped-def]
+def crypto_advance_task(self, trade_ids: list[int], rail_attempt: int = 0) -> dict:
     """Lock, sign and broadcast a batch of crypto T+0 trades; then watch their transfers."""
     try:
         result = crypto_trades_advance(trade_ids=trade_ids)

@@ -24,7 +24,7 @@ TRANSFER_GAS = 21_000
 PRIORITY_FEE_WEI = 10**9  # 1 gwei tip
 
 
-def _call(fn, *args, **kwargs):  # type: ignore[no-untyped-def]
+def _call(fn, *args, **kwargs):
     """Map transport failures of any provider onto the rail's transient errors."""
     try:
         return fn(*args, **kwargs)

@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 from decimal import Decimal
 from math import ceil
+from typing import Any
 
 import achkit
 
@@ -330,7 +331,7 @@ class _Reader:
             return None
         return AchFile(**header, batches=batches, warnings=self.warnings)
 
-    def _file_header(self, number: int, line: str) -> dict[str, object]:
+    def _file_header(self, number: int, line: str) -> dict[str, Any]:
         record = "file header"
         if line[1:3] != "01":
             self.error(number, record, f"priority code {line[1:3]!r}, expected '01'")

@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 from web3 import Web3
+from web3.types import Wei
 
 ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_BIN = ROOT / ".tools/node_modules/@foundry-rs/anvil-linux-amd64/bin/anvil"
@@ -68,7 +69,7 @@ class AnvilNode:
     def fund(self, address: str, wei: int) -> str:
         """Pay ``wei`` from anvil's first (unlocked) development account; returns the tx hash."""
         tx = self.w3.eth.send_transaction(
-            {"from": self.w3.eth.accounts[0], "to": Web3.to_checksum_address(address), "value": wei}
+            {"from": self.w3.eth.accounts[0], "to": Web3.to_checksum_address(address), "value": Wei(wei)}
         )
         self.w3.eth.wait_for_transaction_receipt(tx, timeout=30)
         return tx.to_0x_hex()

@@ -74,7 +74,7 @@ class BankSimulator(NetworkSimulator):
         self.charges: dict[str, Decimal] = {}
 
     # --- accounts ---------------------------------------------------------------------------------
-    def open_account(self, key: str, *, currency: str, name: str = "", balance: Decimal | str = 0) -> Account:
+    def open_account(self, key: str, *, currency: str, name: str = "", balance: Decimal | str | int = 0) -> Account:
         with self.lock:
             account = self.accounts.get(key)
             if account is None:

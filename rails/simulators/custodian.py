@@ -40,7 +40,7 @@ class CustodianSimulator(NetworkSimulator):
         self.settlements: list[Settlement] = []
         self._seq = 0
 
-    def open_account(self, account: str, *, isin: str = "", quantity: Decimal | str = 0) -> None:
+    def open_account(self, account: str, *, isin: str = "", quantity: Decimal | str | int = 0) -> None:
         with self.lock:
             self.accounts.add(account)
             if isin:

@@ -7,7 +7,7 @@ import contextlib
 import signal
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, cast
 
 
 class LoopbackServer:
@@ -24,7 +24,8 @@ class LoopbackServer:
     def url(self) -> str:
         if self._server is None:
             raise RuntimeError("simulator is not serving")
-        host, port = self._server.server_address[:2]
+        # an AF_INET server: (host, port) with a str host
+        host, port = cast(tuple[str, int], self._server.server_address[:2])
         return f"http://{host}:{port}"
 
     def stop(self) -> None:

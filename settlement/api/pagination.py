@@ -34,7 +34,7 @@ def bounded_int(request: Request, name: str, *, low: int, high: int) -> int | No
 
 
 class BoundedLimitOffsetPagination(LimitOffsetPagination):
-    def get_limit(self, request: Request) -> int:
+    def get_limit(self, request: Request) -> int | None:
         limit = bounded_int(request, self.limit_query_param, low=1, high=self.get_max_limit())
         return self.default_limit if limit is None else limit
 

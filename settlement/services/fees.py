@@ -187,7 +187,7 @@ def fees_pending(instruction: SettlementInstruction) -> list[FeeCharge]:
     )
 
 
-def fee_revenue_account(asset: Asset):  # type: ignore[no-untyped-def]
+def fee_revenue_account(asset: Asset):
     from settlement.services.ledger import system_account_for
 
     return system_account_for(code=FEE_REVENUE, asset=asset, allow_negative=False)

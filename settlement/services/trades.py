@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 from functools import partial
+from typing import Any
 
 from django.db import IntegrityError, connection, transaction
 from django.db.models import Model
@@ -190,7 +191,7 @@ def _store_postgresql(trades: list[Trade], *, user_id: int | None, reason: str, 
         ):
             for trade in trades:
                 copy.write_row([getattr(trade, f.attname) for f in fields])
-        params = {
+        params: dict[str, Any] = {
             "ids": ids,
             "now": now,
             "reason": reason,
