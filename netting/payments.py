@@ -40,6 +40,7 @@ from django.db import connection, transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
+from calendars import business_days_between
 from netting.models import (
     AttemptStatus,
     Direction,
@@ -52,7 +53,6 @@ from netting.models import (
 )
 from rails.base import RailRejected, RailTransientError
 from rails.fiat.routing import AccountDetails, NoRoute, method_choose, method_fallback
-from calendars import business_days_between
 from settlement.choices import AccountKind, AssetKind, InstructionStatus, LockStatus
 from settlement.exceptions import IllegalTransition, InsufficientFunds, NotPermitted
 from settlement.models import ApprovalKind, ApprovalRequest, LedgerAccount, SettlementInstruction

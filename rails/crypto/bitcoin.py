@@ -37,6 +37,7 @@ NOT_FOUND = -5
 ALREADY_CONFIRMED = -27
 CONFLICTS = ("missingorspent", "mempool-conflict", "already spent")
 
+
 def _size(inputs: int, outputs: int) -> int:
     return 10 + 148 * inputs + 34 * outputs
 

@@ -44,8 +44,8 @@ from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import parse_qs, urlparse
 
-from rails.simulators.loopback import LoopbackServer
 from calendars import settlement_date
+from rails.simulators.loopback import LoopbackServer
 
 FAULTS = (
     "unavailable",
