@@ -18,7 +18,7 @@ XSD_DIR = Path(__file__).resolve().parent / "xsd"
 ISO_NS = "urn:iso:std:iso:20022:tech:xsd:"
 SIX_NS = "http://www.six-interbank-clearing.com/de/"
 
-# Message versions we ship an XSD for (rails/formats/xsd/<name>.xsd).
+# Message versions we ship an XSD for (rails/formats/iso20022/xsd/<name>.xsd).
 SCHEMAS: frozenset[str] = frozenset(
     {
         "camt.053.001.02",
