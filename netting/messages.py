@@ -22,7 +22,8 @@ from django.conf import settings
 from django.utils import timezone
 
 from netting.models import Direction, NettedInstruction, RailMethod
-from rails.formats import iso20022, nacha, sese
+from rails.formats import iso20022, nacha
+from rails.formats.iso20022 import sese
 from settlement.jsonload import json_loads
 
 CONTENT_TYPES = {"nacha": "text/plain"}

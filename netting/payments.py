@@ -40,6 +40,7 @@ from django.db import connection, transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
+from calendars import business_days_between
 from netting.models import (
     AttemptStatus,
     Direction,
@@ -52,7 +53,6 @@ from netting.models import (
 )
 from rails.base import RailRejected, RailTransientError
 from rails.fiat.routing import AccountDetails, NoRoute, method_choose, method_fallback
-from settlement.calendars import business_days_between
 from settlement.choices import AccountKind, AssetKind, InstructionStatus, LockStatus
 from settlement.exceptions import IllegalTransition, InsufficientFunds, NotPermitted
 from settlement.models import ApprovalKind, ApprovalRequest, LedgerAccount, SettlementInstruction
@@ -561,7 +561,7 @@ def attempt_send(*, attempt_id: int, actor: Actor = PLAN) -> str:
     """Send (or resend) an attempt's stored message. The row says SENDING before the call, so a
     crash after it is resent by the sweeper; the network keeps one payment per message id."""
     from netting.messages import CONTENT_TYPES
-    from rails.network import network_client
+    from rails.networks import network_client
 
     attempt = RailAttempt.objects.get(pk=attempt_id)
     RailAttempt.objects.filter(pk=attempt_id).update(sends=F("sends") + 1)

@@ -36,7 +36,7 @@ LOCAL = "~"
 def reports_receive(*, network: str) -> int:
     """Fetch and store the network's new reports; returns the pk of the last report stored
     before (the new ones are above it)."""
-    from rails.network import network_client
+    from rails.networks import network_client
 
     client = network_client(network)
     latest = RailReport.objects.filter(network=network).order_by("-pk").values("pk", "epoch").first()

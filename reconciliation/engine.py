@@ -280,7 +280,7 @@ def business_day_ordinals(*, first: date, last: date) -> tuple[list[str], list[d
     the number of the asset calendar's business days up to that day; asset ``*`` (one we do not
     know) counts Monday to Friday. Two dates are N business days apart when their numbers
     differ by N (a weekend booking counts as the Friday)."""
-    from settlement.calendars import is_business_day
+    from calendars import is_business_day
     from settlement.models import Asset
 
     assets, days, ords = [], [], []

@@ -36,7 +36,9 @@ from typing import Any
 
 from django.db import IntegrityError, transaction
 
-from rails.formats import iso20022, sese
+from rails.formats import iso20022
+from rails.formats.errors import FormatError
+from rails.formats.iso20022 import sese
 from reconciliation.models import ExternalRecord, ImportedFile, Source
 from settlement.exceptions import ValidationFailed
 from settlement.jsonload import json_loads
@@ -291,7 +293,7 @@ def parse_lines(*, source: str, content: bytes, mapping: dict[str, str] | None =
         if source not in _PARSERS:
             raise ImportRejected(f"unknown source {source!r}; one of {', '.join(Source.values)}")
         return _PARSERS[source](content, sha)
-    except iso20022.FormatError as exc:
+    except FormatError as exc:
         raise ImportRejected(str(exc)) from exc
 
 

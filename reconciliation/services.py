@@ -37,7 +37,7 @@ def records_import(
 def bank_statements_fetch(*, on: date, actor: Actor = RECON) -> list[ImportOutcome]:
     """Fetch the end-of-day camt.053 of every house account for ``on`` from the bank network and
     import it (idempotent: fetching the same day twice stores it once)."""
-    from rails.network import network_client
+    from rails.networks import network_client
 
     client = network_client("bank")
     outcomes = []

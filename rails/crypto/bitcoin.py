@@ -19,7 +19,6 @@ from decimal import ROUND_CEILING, Decimal
 from typing import Any
 from urllib.parse import urlparse
 
-from bitcoin import SelectParams
 from bitcoin.core import COIN, CMutableTransaction, CMutableTxIn, CMutableTxOut, COutPoint, b2lx, b2x, lx
 from bitcoin.core.key import CPubKey
 from bitcoin.core.script import SIGHASH_ALL, CScript, SignatureHash
@@ -27,6 +26,7 @@ from bitcoin.rpc import JSONRPCError, RawProxy
 from bitcoin.wallet import CBitcoinAddress, CBitcoinAddressError, P2PKHBitcoinAddress
 
 from rails.base import BaseUnits, RailRejected, RailTimeout, RailUnavailable, SignedTransfer, TransferStatus
+from rails.crypto.bitcoin_network import select_network
 from rails.crypto.signing import keystore
 
 SATS = 8
@@ -36,24 +36,6 @@ MAX_SIZE = 10 + 148 * MAX_INPUTS + 34 * 2
 NOT_FOUND = -5
 ALREADY_CONFIRMED = -27
 CONFLICTS = ("missingorspent", "mempool-conflict", "already spent")
-
-_network: str | None = None
-
-
-def select_network(network: str) -> None:
-    """python-bitcoinlib keeps the network (address prefixes) process-wide."""
-    global _network
-    if _network != network:
-        SelectParams(network)
-        _network = network
-
-
-def address_for_secret(secret: bytes) -> str:
-    from bitcoin.wallet import CBitcoinSecret
-    from django.conf import settings
-
-    select_network(settings.CLEARHOUSE_BTC_NETWORK)
-    return str(P2PKHBitcoinAddress.from_pubkey(CBitcoinSecret.from_secret_bytes(secret).pub))
 
 
 def _size(inputs: int, outputs: int) -> int:

@@ -160,7 +160,7 @@ def address_for_key(private_key: str, chain: str) -> str:
     if chain == "ethereum":
         return Account.from_key(private_key).address
     if chain == "bitcoin":
-        from rails.crypto.bitcoin import address_for_secret
+        from rails.crypto.bitcoin_network import address_for_secret
 
         return address_for_secret(bytes.fromhex(private_key.removeprefix("0x")))
     if chain == "solana":

@@ -20,6 +20,7 @@ from decimal import Decimal
 from typing import Any
 
 from rails.formats import iso20022, nacha
+from rails.formats.errors import FormatError
 from rails.simulators.network import NetworkSimulator, Refused
 
 CALENDARS = {"USD": "FED", "EUR": "TARGET"}
@@ -126,7 +127,7 @@ class BankSimulator(NetworkSimulator):
                 else:
                     raise Refused("FF01", f"{message_type} is not a payment message this network takes")
                 payments = [self._payment(message_id, message_type, t) for t in transfers]
-        except iso20022.FormatError as exc:
+        except FormatError as exc:
             raise Refused("FF01", f"invalid message: {exc}") from exc
         except UnicodeDecodeError as exc:
             raise Refused("FF01", f"invalid message: not ASCII ({exc})") from exc

@@ -18,7 +18,8 @@ from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Any
 
-from rails.formats import iso20022, sese
+from rails.formats.errors import FormatError
+from rails.formats.iso20022 import sese
 from rails.simulators.network import NetworkSimulator, Refused
 
 
@@ -61,7 +62,7 @@ class CustodianSimulator(NetworkSimulator):
     def accept(self, *, message_id: str, body: bytes, content_type: str) -> None:
         try:
             instruction = sese.parse_sese023(body)
-        except iso20022.FormatError as exc:
+        except FormatError as exc:
             raise Refused("FF01", f"invalid sese.023: {exc}") from exc
         self.received[message_id] = "sese.023.001.11"
         settlement = Settlement(message_id, instruction)

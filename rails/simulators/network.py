@@ -1,6 +1,6 @@
 """HTTP server of a message network (bank network, custodian) on loopback, with a clock and faults.
 
-Protocol (the client is ``rails.network.NetworkClient``):
+Protocol (the client is ``rails.messaging.NetworkClient``):
 
 * ``POST /messages`` (body = the message, header ``X-Message-Id``) → 202 ``{"status": "accepted"}``,
   202 ``{"status": "duplicate"}`` for a message id already received (nothing happens twice), 400
@@ -44,8 +44,8 @@ from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import parse_qs, urlparse
 
+from calendars import settlement_date
 from rails.simulators.loopback import LoopbackServer
-from settlement.calendars import settlement_date
 
 FAULTS = (
     "unavailable",

@@ -162,7 +162,8 @@ class WalletAddress(models.Model):
                 )
             self.address = to_checksum_address(self.address)
         elif self.chain == Chain.BITCOIN:
-            from rails.crypto.bitcoin import BitcoinRail, select_network
+            from rails.crypto.bitcoin import BitcoinRail
+            from rails.crypto.bitcoin_network import select_network
 
             select_network(settings.CLEARHOUSE_BTC_NETWORK)
             if not BitcoinRail.valid_address(self.address):

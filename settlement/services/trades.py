@@ -19,8 +19,8 @@ from django.db.models import Model
 from django.utils import timezone
 from simple_history.utils import bulk_create_with_history
 
+from calendars import settlement_date
 from netting.services import asset_class_of, netting_assign_legs, netting_windows_for
-from settlement.calendars import settlement_date
 from settlement.choices import InstructionStatus, Leg, MarketCalendar
 from settlement.dispatch import dispatch_crypto_trades
 from settlement.exceptions import IdempotencyConflict, ValidationFailed

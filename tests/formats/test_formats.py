@@ -14,15 +14,16 @@ from pathlib import Path
 import achkit
 import pytest
 
-from rails.formats import iso20022, nacha, sese
+from rails.formats import iso20022, nacha
+from rails.formats.errors import FormatError
 from rails.formats.iso20022 import (
     Balance,
     Booking,
     CreditTransfer,
-    FormatError,
     Party,
     PaymentStatus,
     Statement,
+    sese,
 )
 
 CONFORMANCE = Path(__file__).resolve().parents[1] / "data" / "conformance"

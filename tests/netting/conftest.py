@@ -13,7 +13,7 @@ from django.utils import timezone
 
 from netting.models import NettedInstruction, NettedStatus
 from netting.payments import netted_advance, rail_reports_fetch
-from rails import network as rail_network
+from rails import networks as rail_network
 from settlement.choices import AssetKind, MarketCalendar
 from settlement.models import Asset, BankAccount, CustodyAccount, Participant
 from tests import factories

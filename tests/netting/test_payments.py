@@ -287,7 +287,7 @@ def test_custody_fail_is_reported_escalated_for_buy_in_and_settles_when_securiti
 
 def test_a_message_the_network_refuses_as_a_whole_goes_to_review(fiat_market: FiatMarket):
     from rails.base import RailRejected
-    from rails.network import network_client
+    from rails.networks import network_client
 
     client = network_client("bank")
     with pytest.raises(RailRejected, match="FF01"):
@@ -368,7 +368,7 @@ def test_a_worker_dying_around_the_send_is_recovered_by_the_sweeper_and_pays_onc
     from datetime import timedelta
 
     import netting.payments as payments
-    from rails.network import NetworkClient
+    from rails.messaging import NetworkClient
 
     m = fiat_market
     _, day = _one_usd_trade(m)

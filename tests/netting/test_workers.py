@@ -19,7 +19,7 @@ from config.celery import app
 from netting.models import NettedInstruction, NettedStatus, NettingWindow, WindowStatus
 from netting.services import window_close
 from netting.tasks import rail_reports_fetch_task
-from rails import network as rail_network
+from rails import networks as rail_network
 from settlement.choices import InstructionStatus, JournalKind
 from settlement.models import BankAccount, CustodyAccount, Journal, SettlementInstruction
 from tests import factories, helpers

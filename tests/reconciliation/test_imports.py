@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from rails.formats import iso20022, sese
+from rails.formats import iso20022
+from rails.formats.iso20022 import sese
 from rails.simulators.bank import BankSimulator
 from reconciliation.importers import ImportRejected, external_import
 from reconciliation.models import ExternalRecord, ImportedFile, Source

@@ -2,7 +2,7 @@ from datetime import date
 
 import pytest
 
-from settlement.calendars import is_business_day, settlement_date
+from calendars import is_business_day, settlement_date
 from settlement.choices import MarketCalendar as C
 
 
@@ -33,3 +33,9 @@ def test_settlement_date_counts_business_days(trade_date, cycle, calendars, expe
 def test_christmas_is_closed_on_nyse():
     assert not is_business_day(C.NYSE, date(2026, 12, 25))
     assert is_business_day(C.ALWAYS, date(2026, 12, 25))
+
+
+def test_every_market_calendar_choice_has_rules():
+    from calendars import CALENDARS
+
+    assert {c.value for c in C} == CALENDARS

@@ -25,7 +25,7 @@ class Command(BaseCommand):
         parser.add_argument("--instant", action="store_true", help="test clock: settle at once, ignore value dates")
 
     def handle(self, *args: Any, **options: Any) -> None:
-        from rails.network import network_simulator
+        from rails.networks import network_simulator
 
         simulator = network_simulator(options["network"])
         simulator.instant = options["instant"]

@@ -198,7 +198,7 @@ class Command(BaseCommand):
     def _open_at_networks(self) -> None:
         """Open every participant's bank and custody accounts at the bank and custodian simulators
         the settings point at (when they run as processes), funded as on the ledger."""
-        from rails.network import network_client
+        from rails.networks import network_client
 
         if settings.CLEARHOUSE_BANK_URL == "local" or settings.CLEARHOUSE_CUSTODIAN_URL == "local":
             return

@@ -1,7 +1,9 @@
-"""Settlement dates on business days of a market calendar.
+"""Settlement dates on business days of a market calendar (pure: no Django, no app imports).
 
 Holiday data comes from the maintained ``holidays`` package (its financial calendars: NYSE,
-the Federal Reserve, ECB TARGET, LSE). ``24x7`` (crypto) has no closed days.
+the Federal Reserve, ECB TARGET, LSE). ``24x7`` (crypto) has no closed days. A calendar is named
+by its code (the values of ``settlement.choices.MarketCalendar``). The apps and the network
+simulators in ``rails/`` share these rules, so they live in this small package below both.
 """
 
 from __future__ import annotations
@@ -11,28 +13,31 @@ from functools import lru_cache
 
 import holidays
 
-from settlement.choices import MarketCalendar
+__all__ = ["ALWAYS", "CALENDARS", "business_days_between", "is_business_day", "next_business_day", "settlement_date"]
 
+ALWAYS = "24x7"  # open every day (crypto)
+# Calendar code -> the ``holidays`` package's financial calendar.
 _FINANCIAL_CODES: dict[str, str] = {
-    MarketCalendar.NYSE: "NYSE",
-    MarketCalendar.FED: "XFED",
-    MarketCalendar.TARGET: "XECB",
-    MarketCalendar.LSE: "XLON",
+    "NYSE": "NYSE",
+    "FED": "XFED",
+    "TARGET": "XECB",
+    "LSE": "XLON",
 }
+CALENDARS: frozenset[str] = frozenset({ALWAYS, *_FINANCIAL_CODES})
 
 
 @lru_cache(maxsize=256)
 def _closed_days(calendar: str, year: int) -> frozenset[date]:
     code = _FINANCIAL_CODES.get(calendar)
     if code is None:
-        if calendar == MarketCalendar.ALWAYS:
+        if calendar == ALWAYS:
             return frozenset()
         raise ValueError(f"unknown market calendar {calendar!r}")
     return frozenset(holidays.financial_holidays(code, years=year).keys())
 
 
 def is_business_day(calendar: str, day: date) -> bool:
-    if calendar == MarketCalendar.ALWAYS:
+    if calendar == ALWAYS:
         return True
     if day.weekday() >= 5:
         return False

@@ -1,4 +1,4 @@
-"""HTTP client of a message network: a bank network (fiat) or a custodian (securities).
+"""HTTP client of a message network: the bank network (``rails.fiat``) or a custodian (``rails.custody``).
 
 The protocol is the one the simulators in ``rails/simulators/network.py`` serve and a real
 gateway adapter would sit behind:
@@ -21,7 +21,6 @@ gateway adapter would sit behind:
 
 from __future__ import annotations
 
-import threading
 from dataclasses import dataclass
 from datetime import date
 from typing import Any
@@ -96,69 +95,3 @@ class NetworkClient:
         if response.status_code != 200:
             raise RailRejected(f"statement of {account} for {on}: HTTP {response.status_code} {response.text}")
         return response.text
-
-
-# --- which network answers where ------------------------------------------------------------------
-
-_clients: dict[str, NetworkClient] = {}
-_simulators: dict[str, Any] = {}
-_lock = threading.Lock()
-
-
-def _url(network: str) -> str:
-    from django.conf import settings
-
-    return {"bank": settings.CLEARHOUSE_BANK_URL, "custodian": settings.CLEARHOUSE_CUSTODIAN_URL}[network]
-
-
-def network_simulator(network: str) -> Any:
-    """A simulator for ``network`` with the house's accounts open (the accounts the settings name)."""
-    from django.conf import settings
-
-    if network == "bank":
-        from rails.simulators.bank import BankSimulator
-
-        house = settings.CLEARHOUSE_HOUSE_BANK_ACCOUNTS
-        simulator: Any = BankSimulator(ach_settlement_account=house.get("USD", {}).get("account", ""))
-        for currency, account in house.items():
-            simulator.open_account(
-                account.get("iban") or account["account"], currency=currency, name=settings.CLEARHOUSE_HOUSE_NAME
-            )
-        return simulator
-    from rails.simulators.custodian import CustodianSimulator
-
-    simulator = CustodianSimulator()
-    simulator.open_account(settings.CLEARHOUSE_HOUSE_CUSTODY_ACCOUNT["account"])
-    return simulator
-
-
-def local_network(network: str) -> Any:
-    """The process-wide simulator of ``network`` serving on a loopback port (URL "local")."""
-    with _lock:
-        if network not in _simulators:
-            simulator = network_simulator(network)
-            simulator.serve()
-            _simulators[network] = simulator
-        return _simulators[network]
-
-
-def network_client(network: str) -> NetworkClient:
-    from django.conf import settings
-
-    url = _url(network)
-    if url == "local":
-        url = local_network(network).url
-    key = f"{network}:{url}"
-    with _lock:
-        if key not in _clients:
-            _clients[key] = NetworkClient(url, timeout=settings.CLEARHOUSE_RAIL_TIMEOUT_SECONDS)
-        return _clients[key]
-
-
-def reset() -> None:
-    """Forget clients and stop local simulators (tests start each with fresh networks)."""
-    with _lock:
-        _clients.clear()
-        for simulator in _simulators.values():
-            simulator.stop()
-        _simulators.clear()

@@ -1,254 +1,28 @@
-"""NACHA ACH files for the fiat rail: build with achkit, read with a strict record-level reader.
-
-Building uses ``achkit.AchFile`` and checks the result with ``achkit.validate`` (record length,
-blocking, batch and file control totals, entry hash, routing check digits), then re-reads it with
-``read_ach_file`` so that what we send is exactly what we can read back.
-
-Reading does not rely on achkit (its parser skips record order and code checks, and its validator
-miscounts return entries, transaction codes 21/26/31/36, as neither credit nor debit). The reader
-checks record lengths, record order (1, then 5 [6 [7...]]... 8 batches, then 9, then only
-9-filled blocking records), ABA check digits, transaction codes, addenda types, return (R..) and
-change (C..) codes, and every batch and file control total. Each error names its line and record
-type; all errors of a file are reported together in one FormatError.
-
-Two findings of the real moov-io sample files are reported as warnings, not errors, because the
-money they describe reconciles in full (entry count, entry hash, debit and credit totals all match):
-a file control batch count that differs from the number of batches (20110805A.ach declares 5 batches
-and carries 4, numbered 1, 3, 4, 5) and a file whose record count is not a multiple of the blocking
-factor 10 (20110805A.ach has 93 records). ``read_ach_file`` returns them in ``AchFile.warnings``.
-
-IAT entries (international, SEC code IAT) are read from their own layout: account from the entry's
-foreign receiver account field, name from addenda 10, trace_ref from addenda 15 (receiver id).
-ADV files (service class 280, transaction codes 81-88) are not supported and rejected.
-"""
+"""The strict record-level NACHA reader: every error of a file, each with its line and record type,
+in one ``FormatError``; the two moov-io sample findings that reconcile in full as warnings."""
 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal
 from math import ceil
 from typing import Any
 
-import achkit
-
-from rails.formats.iso20022 import FormatError
-
-__all__ = [
-    "RETURN_CODES",
-    "AchBatch",
-    "AchEntry",
-    "AchFile",
-    "ach_return_to_iso",
-    "build_ach_file",
-    "iso_to_ach_return",
-    "parse_ach_file",
-    "read_ach_file",
-]
-
-RECORD_LENGTH = 94
-BLOCKING_FACTOR = 10
-
-# NACHA return reason codes (Operating Rules, Appendix Four): returns R01-R53, dishonored and
-# contested dishonored returns R61-R77, IAT returns R80-R85.
-RETURN_CODES = frozenset(
-    [f"R{n:02d}" for n in range(1, 54) if n not in (48, 49)]
-    + ["R61", "R62"]
-    + [f"R{n}" for n in range(67, 78)]
-    + [f"R{n}" for n in range(80, 86)]
+from rails.formats.errors import FormatError
+from rails.formats.nacha.records import (
+    BLOCKING_FACTOR,
+    CHANGE_CODES,
+    RECORD_LENGTH,
+    RETURN_CODES,
+    SERVICE_CLASSES,
+    TRANSACTION_CODES,
+    AchBatch,
+    AchEntry,
+    AchFile,
+    _aba_ok,
 )
-# Notification of change codes C01-C14, refused NOC codes C61-C69.
-CHANGE_CODES = frozenset([f"C{n:02d}" for n in range(1, 15)] + [f"C{n}" for n in range(61, 70)])
-
-# Transaction codes for demand (2x), savings (3x), general ledger (4x) and loan (5x) accounts. The
-# second digit says the direction: 1-4 credit (1 return/NOC, 2 live, 3 prenote, 4 zero dollar with
-# remittance), 5-9 debit (6 return/NOC, 7 live, 8 prenote, 9 zero dollar).
-TRANSACTION_CODES = frozenset(
-    {21, 22, 23, 24, 26, 27, 28, 29, 31, 32, 33, 34, 36, 37, 38, 39, 41, 42, 43, 44, 46, 47, 48, 49}
-    | {51, 52, 53, 55, 56}
-)
-SERVICE_CLASSES = {200: "mixed", 220: "credits only", 225: "debits only"}
-SUPPORTED_SEC_CODES = frozenset({"CCD", "PPD"})
-
-_ACH_TO_ISO = {"R01": "AM04", "R02": "AC04", "R03": "AC01", "R04": "AC01"}
-_ISO_TO_ACH = {"AM04": "R01", "AC04": "R02", "AC01": "R03"}
-_REFERENCE_RE = re.compile(r"[A-Z0-9 .,/()&'*#:;+=@!$%\-]{1,15}")
-_ACCOUNT_RE = re.compile(r"[A-Z0-9 \-]{1,17}")
-
-
-def ach_return_to_iso(code: str) -> str:
-    """ISO 20022 return reason for a NACHA return code: R01 AM04, R02 AC04, R03/R04 AC01, else NARR."""
-    return _ACH_TO_ISO.get(code.strip().upper(), "NARR")
-
-
-def iso_to_ach_return(code: str) -> str:
-    """NACHA return code for an ISO 20022 reason: AM04 R01, AC04 R02, AC01 R03; "" when there is none."""
-    return _ISO_TO_ACH.get(code.strip().upper(), "")
-
-
-@dataclass(frozen=True)
-class AchEntry:
-    """One entry detail record.
-
-    ``trace_ref`` is our reference, in the entry's identification number field (15 characters).
-    ``return_code`` (R01...) and ``change_code`` (C01...) come from a return (addenda 99) or a
-    notification of change (addenda 98). ``trace_number`` is the entry's ACH trace number (assigned
-    when the file is built) and ``original_trace`` the trace number of the entry a return or NOC
-    refers to.
-    """
-
-    trace_ref: str
-    amount: Decimal
-    debit: bool
-    routing: str
-    account: str
-    name: str
-    return_code: str = ""
-    change_code: str = ""
-    trace_number: str = ""
-    original_trace: str = ""
-
-
-@dataclass(frozen=True)
-class AchBatch:
-    number: int
-    service_class: int
-    sec_code: str
-    company_name: str
-    company_id: str
-    entry_description: str
-    effective_date: date | None
-    origin_routing: str
-    entries: list[AchEntry] = field(default_factory=list)
-
-
-@dataclass(frozen=True)
-class AchFile:
-    immediate_destination: str
-    immediate_origin: str
-    created_at: datetime
-    file_id_modifier: str
-    destination_name: str
-    origin_name: str
-    batches: list[AchBatch] = field(default_factory=list)
-    warnings: list[str] = field(default_factory=list)
-
-    @property
-    def entries(self) -> list[AchEntry]:
-        return [entry for batch in self.batches for entry in batch.entries]
-
-
-def _aba_ok(routing: str) -> bool:
-    if not re.fullmatch(r"\d{9}", routing):
-        return False
-    weights = (3, 7, 1, 3, 7, 1, 3, 7, 1)
-    return sum(int(d) * w for d, w in zip(routing, weights, strict=True)) % 10 == 0
-
-
-def _cents(amount: Decimal, what: str) -> int:
-    if not isinstance(amount, Decimal) or not amount.is_finite():
-        raise FormatError(f"{what}: amount must be a finite decimal.Decimal, got {amount!r}")
-    if amount <= 0 or amount != amount.quantize(Decimal("0.01")):
-        raise FormatError(f"{what}: amount must be positive USD with at most 2 decimals, got {amount}")
-    cents = int(amount * 100)
-    if cents >= 10**10:
-        raise FormatError(f"{what}: amount {amount} does not fit the 10-digit amount field")
-    return cents
-
-
-def _ascii_field(value: str, what: str, max_length: int) -> str:
-    if not isinstance(value, str) or not value.strip():
-        raise FormatError(f"{what}: must be a non-empty string, got {value!r}")
-    if len(value) > max_length or any(not 0x20 <= ord(c) <= 0x7E for c in value):
-        raise FormatError(f"{what}: at most {max_length} printable ASCII characters, got {value!r}")
-    return value
-
-
-def build_ach_file(
-    *,
-    file_id_modifier: str,
-    created_at: datetime,
-    origin_routing: str,
-    origin_name: str,
-    company_id: str,
-    company_name: str,
-    effective_date: date,
-    entries: list[AchEntry],
-    sec_code: str = "CCD",
-    entry_description: str = "SETTLEMENT",
-    destination_routing: str | None = None,
-    destination_name: str = "",
-) -> str:
-    """A one-batch NACHA file built with achkit and checked with ``achkit.validate``.
-
-    Entries are checking-account credits (22) or debits (27); the batch service class is 200, 220 or
-    225 accordingly. ``trace_ref`` goes into the identification number field and must already be in
-    NACHA form (upper case, at most 15 characters) so that it comes back unchanged; names are
-    upper-cased by achkit. The immediate destination defaults to ``origin_routing``. Lines end with
-    "\\n"; the file is padded with 9-filled records to a multiple of 10.
-    """
-    if not isinstance(file_id_modifier, str) or not re.fullmatch(r"[A-Z0-9]", file_id_modifier):
-        raise FormatError(f"file_id_modifier must be one character A-Z or 0-9, got {file_id_modifier!r}")
-    if not isinstance(created_at, datetime):
-        raise FormatError(f"created_at: expected a datetime, got {created_at!r}")
-    if not isinstance(effective_date, date) or isinstance(effective_date, datetime):
-        raise FormatError(f"effective_date: expected a date, got {effective_date!r}")
-    for what, routing in (("origin_routing", origin_routing), ("destination_routing", destination_routing)):
-        if routing is not None and not _aba_ok(routing):
-            raise FormatError(f"{what}: invalid ABA routing number {routing!r}")
-    if sec_code not in SUPPORTED_SEC_CODES:
-        raise FormatError(f"sec_code must be one of {sorted(SUPPORTED_SEC_CODES)}, got {sec_code!r}")
-    _ascii_field(origin_name, "origin_name", 23)
-    if destination_name:
-        _ascii_field(destination_name, "destination_name", 23)
-    _ascii_field(company_id, "company_id", 10)
-    _ascii_field(company_name, "company_name", 16)
-    _ascii_field(entry_description, "entry_description", 10)
-    if not entries:
-        raise FormatError("build_ach_file: no entries")
-
-    try:
-        ach = achkit.AchFile.create(
-            origin_dfi=origin_routing,
-            company_id=company_id,
-            destination_routing=destination_routing or origin_routing,
-            destination_name=destination_name,
-            origin_name=origin_name,
-            file_id_modifier=file_id_modifier,
-            creation_date=created_at,
-        )
-        batch = ach.batch(
-            sec=sec_code,
-            description=entry_description,
-            effective_date=effective_date.isoformat(),
-            company_name=company_name,
-            company_id=company_id,
-        )
-        for i, entry in enumerate(entries):
-            what = f"entries[{i}]"
-            if not isinstance(entry, AchEntry):
-                raise FormatError(f"{what}: expected an AchEntry, got {type(entry).__name__}")
-            if not _REFERENCE_RE.fullmatch(entry.trace_ref):
-                raise FormatError(f"{what}.trace_ref: 1-15 upper-case NACHA characters, got {entry.trace_ref!r}")
-            if not _aba_ok(entry.routing):
-                raise FormatError(f"{what}.routing: invalid ABA routing number {entry.routing!r}")
-            if not _ACCOUNT_RE.fullmatch(entry.account):
-                raise FormatError(f"{what}.account: 1-17 characters A-Z, 0-9, blank or '-', got {entry.account!r}")
-            _ascii_field(entry.name, f"{what}.name", 22)
-            add = batch.debit if entry.debit else batch.credit
-            add(entry.name, entry.routing, entry.account, _cents(entry.amount, what), id_number=entry.trace_ref)
-        text = ach.render()
-    except achkit.AchError as exc:
-        raise FormatError(f"achkit rejected the file: {exc.message} ({exc.code})") from exc
-
-    report = achkit.validate(text)
-    if not report["ok"]:
-        problems = "; ".join(f"{e['field']}: {e['message']}" for e in report["errors"])
-        raise FormatError(f"achkit.validate rejected the built file: {problems}")
-    read_ach_file(text)  # what we send must read back under the strict reader
-    return text
-
 
 # --------------------------------------------------------------------------------------------
 # Reading

@@ -34,21 +34,23 @@ from typing import Any
 
 from stdnum import isin as stdnum_isin
 
-from rails.formats.iso20022 import (
-    FormatError,
-    _amount,
+from rails.formats.errors import FormatError
+from rails.formats.iso20022.documents import (
     _Builder,
-    _check_bic,
-    _date_text,
-    _datetime_text,
     _find,
     _load,
-    _money,
     _path,
     _require,
     _require_text,
-    _required_date_choice,
     _text,
+)
+from rails.formats.iso20022.fields import (
+    _amount,
+    _check_bic,
+    _date_text,
+    _datetime_text,
+    _money,
+    _required_date_choice,
     _text_field,
 )
 
