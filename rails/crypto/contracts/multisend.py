@@ -24,7 +24,7 @@ from eth_abi import decode as abi_decode
 from eth_utils import is_address, to_checksum_address
 from hexbytes import HexBytes
 from web3 import Web3
-from web3.types import ChecksumAddress, TxParams, TxReceipt
+from web3.types import ChecksumAddress, TxParams, TxReceipt, Wei
 
 HERE = Path(__file__).resolve().parent
 SOURCE = HERE / "multisend.vy"
@@ -128,7 +128,7 @@ def build_call(web3: Web3, contract: str, transfers: Sequence[Transfer]) -> TxPa
     value = sum(amount for _, amount, _ in rows)
     instance = web3.eth.contract(address=to_checksum_address(contract), abi=artifact()["abi"])
     data = instance.encode_abi("multisend", args=[rows])
-    return {"to": to_checksum_address(contract), "data": HexBytes(data), "value": value}
+    return {"to": to_checksum_address(contract), "data": HexBytes(data), "value": Wei(value)}
 
 
 def recipients_with_code(web3: Web3, recipients: Iterable[str]) -> list[ChecksumAddress]:
