@@ -10,6 +10,7 @@ is validated here, a bad one costs the serializer's time as before.
 from __future__ import annotations
 
 from datetime import datetime
+from decimal import Decimal
 from typing import Any
 
 from rest_framework.exceptions import ValidationError
@@ -37,13 +38,56 @@ def _plain_text(value: Any, limit: int) -> bool:
     )
 
 
+class _Parsed:
+    """A batch repeats its prices, quantities and timestamps: each distinct string is parsed once."""
+
+    def __init__(self, now: datetime) -> None:
+        self.now = now
+        self.decimals: dict[str, Decimal] = {}
+        self.times: dict[str, datetime] = {}
+        self.fits: dict[tuple[Any, ...], bool] = {}
+
+    def decimal(self, value: Any) -> Decimal:
+        if type(value) is not str:
+            return _DECIMAL.to_internal_value(value)
+        if value not in self.decimals:
+            self.decimals[value] = _DECIMAL.to_internal_value(value)
+        return self.decimals[value]
+
+    def executed_at(self, value: Any) -> datetime:
+        if type(value) is not str or value not in self.times:
+            parsed = _WHEN.to_internal_value(value)
+            if executed_at_error(parsed, self.now):
+                raise ValidationError("executed_at")
+            if type(value) is not str:
+                return parsed
+            self.times[value] = parsed
+        return self.times[value]
+
+
+def _fits(parsed: _Parsed, row: dict[str, Any], trade: tuple[Instrument, Participant, Participant]) -> bool:
+    """The trade's cross-field checks pass (distinct parties, precision, notional). With distinct
+    parties the verdict depends on the instrument, quantity and price only: memoised on their raw
+    strings (``Decimal("1.0") == Decimal("1")``, but their decimal places differ)."""
+    instrument, buyer, seller = trade
+    if buyer.pk == seller.pk:
+        return False
+    key = (row["symbol"], row["quantity"], row["price"])
+    if type(key[1]) is str and type(key[2]) is str and key in parsed.fits:
+        return parsed.fits[key]
+    ok = not trade_errors(instrument, buyer, seller, parsed.decimal(key[1]), parsed.decimal(key[2]))
+    if type(key[1]) is str and type(key[2]) is str:
+        parsed.fits[key] = ok
+    return ok
+
+
 def _row(
     row: Any,
     *,
     participants: dict[str, Participant],
     instruments: dict[str, Instrument],
     source: str,
-    now: datetime,
+    parsed: _Parsed,
 ) -> TradeInput | None:
     if type(row) is not dict or not all(_plain_text(row.get(name), limit) for name, limit in _TEXTS):
         return None
@@ -54,12 +98,11 @@ def _row(
     if instrument is None or buyer is None or seller is None:
         return None
     try:
-        quantity = _DECIMAL.to_internal_value(row.get("quantity"))
-        price = _DECIMAL.to_internal_value(row.get("price"))
-        executed_at = _WHEN.to_internal_value(row.get("executed_at"))
+        quantity, price = parsed.decimal(row.get("quantity")), parsed.decimal(row.get("price"))
+        executed_at = parsed.executed_at(row.get("executed_at"))
     except ValidationError:
         return None
-    if executed_at_error(executed_at, now) or trade_errors(instrument, buyer, seller, quantity, price):
+    if not _fits(parsed, row, (instrument, buyer, seller)):
         return None
     return TradeInput(
         source=source,
@@ -83,8 +126,9 @@ def trade_rows_validate(
 ) -> list[TradeInput] | None:
     """Every row as a ``TradeInput``, or ``None`` when any row needs the serializer's verdict."""
     inputs = []
+    parsed = _Parsed(now)
     for row in items:
-        item = _row(row, participants=participants, instruments=instruments, source=source, now=now)
+        item = _row(row, participants=participants, instruments=instruments, source=source, parsed=parsed)
         if item is None:
             return None
         inputs.append(item)
