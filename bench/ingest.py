@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -55,6 +56,60 @@ def main() -> None:
     sys.exit(code)
 
 
+SYMBOLS = [("BTC/USD", "65000.00"), ("ETH/USD", "3200.00"), ("AAPL/USD", "190.00"), ("BTC/EUR", "60000.00")]
+
+
+def prepare(*, participants: int, trades: int, batch: int) -> tuple[str, list[bytes]]:
+    """Seed the (migrated, set-up) database: the demo market, ``participants`` funded bench
+    participants and the matching engine's token. Returns the token and the JSON request bodies
+    (3 of 4 trades crypto T+0, 1 of 4 netted AAPL)."""
+    from decimal import Decimal
+
+    from django.contrib.auth import get_user_model
+
+    from settlement.models import Asset, Participant
+    from settlement.services.actors import SystemActor
+    from settlement.services.ledger import ledger_deposit
+    from settlement.services.tokens import token_issue
+
+    seed = [sys.executable, "manage.py", "seed_demo"]
+    subprocess.run(seed, cwd=ROOT, env=dict(os.environ), check=True, stdout=subprocess.DEVNULL)
+    actor = SystemActor("bench")
+    usd, btc = Asset.objects.get(code="USD"), Asset.objects.get(code="BTC")
+    codes = []
+    for n in range(participants):
+        p, _ = Participant.objects.get_or_create(code=f"B{n:04d}", defaults={"name": f"Bench {n}"})
+        codes.append(p.code)
+        ledger_deposit(owner=p, asset=usd, amount=Decimal("1000000000"), reference=f"bench:{p.code}:USD", actor=actor)
+        ledger_deposit(owner=p, asset=btc, amount=Decimal("100000"), reference=f"bench:{p.code}:BTC", actor=actor)
+    engine = get_user_model().objects.get(username="matching-engine")
+    token = token_issue(user=engine, name="bench", scopes=["read", "trades:write"], actor=actor).key
+
+    executed = (datetime.now(UTC) - timedelta(minutes=10)).isoformat()
+    bodies = []
+    for start in range(0, trades, batch):
+        items = []
+        for i in range(start, min(start + batch, trades)):
+            symbol, price = SYMBOLS[i % len(SYMBOLS)]
+            buyer = codes[i % len(codes)]
+            seller = codes[(i * 7 + 1) % len(codes)]
+            if seller == buyer:
+                seller = codes[(i + 1) % len(codes)]
+            items.append(
+                {
+                    "external_id": f"BENCH-{i:08d}",
+                    "symbol": symbol,
+                    "buyer": buyer,
+                    "seller": seller,
+                    "quantity": "3" if symbol == "AAPL/USD" else "0.015",
+                    "price": price,
+                    "executed_at": executed,
+                }
+            )
+        bodies.append(json.dumps({"trades": items}).encode())
+    return token, bodies
+
+
 def _queued(broker: str) -> int:
     """Messages waiting in the bench's broker (every list key: the Celery queues)."""
     import redis
@@ -72,51 +127,7 @@ def run(args: argparse.Namespace, kids: Children) -> int:
     )
     print(f"broker: own redis-server at {broker}, no worker (queue-only): tasks are queued, not run")
     python = sys.executable
-    subprocess.run([python, "manage.py", "seed_demo"], cwd=ROOT, env=env, check=True, stdout=subprocess.DEVNULL)
-    from decimal import Decimal
-
-    from settlement.models import Asset, Participant, SettlementInstruction, Trade
-    from settlement.services.actors import SystemActor
-    from settlement.services.ledger import ledger_deposit
-
-    actor = SystemActor("bench")
-    usd, btc = Asset.objects.get(code="USD"), Asset.objects.get(code="BTC")
-    codes = []
-    for n in range(args.participants):
-        p, _ = Participant.objects.get_or_create(code=f"B{n:04d}", defaults={"name": f"Bench {n}"})
-        codes.append(p.code)
-        ledger_deposit(owner=p, asset=usd, amount=Decimal("1000000000"), reference=f"bench:{p.code}:USD", actor=actor)
-        ledger_deposit(owner=p, asset=btc, amount=Decimal("100000"), reference=f"bench:{p.code}:BTC", actor=actor)
-    from django.contrib.auth import get_user_model
-
-    from settlement.services.tokens import token_issue
-
-    engine = get_user_model().objects.get(username="matching-engine")
-    token = token_issue(user=engine, name="bench", scopes=["read", "trades:write"], actor=actor).key
-
-    symbols = [("BTC/USD", "65000.00"), ("ETH/USD", "3200.00"), ("AAPL/USD", "190.00"), ("BTC/EUR", "60000.00")]
-    executed = (datetime.now(UTC) - timedelta(minutes=10)).isoformat()
-    bodies = []
-    for start in range(0, args.trades, args.batch):
-        trades = []
-        for i in range(start, min(start + args.batch, args.trades)):
-            symbol, price = symbols[i % len(symbols)]
-            buyer = codes[i % len(codes)]
-            seller = codes[(i * 7 + 1) % len(codes)]
-            if seller == buyer:
-                seller = codes[(i + 1) % len(codes)]
-            trades.append(
-                {
-                    "external_id": f"BENCH-{i:08d}",
-                    "symbol": symbol,
-                    "buyer": buyer,
-                    "seller": seller,
-                    "quantity": "3" if symbol == "AAPL/USD" else "0.015",
-                    "price": price,
-                    "executed_at": executed,
-                }
-            )
-        bodies.append(json.dumps({"trades": trades}).encode())
+    token, bodies = prepare(participants=args.participants, trades=args.trades, batch=args.batch)
 
     server = kids.start(
         "gunicorn",
@@ -177,6 +188,10 @@ def run(args: argparse.Namespace, kids: Children) -> int:
     queued = _queued(broker)
     kids.stop()  # gunicorn and the broker are done: the status updates run in this process
 
+    from settlement.models import SettlementInstruction, Trade
+    from settlement.services.actors import SystemActor
+
+    actor = SystemActor("bench")
     stored = Trade.objects.count()
     print(
         f"ingest: {args.trades} trades in {len(bodies)} batches of {args.batch}, {args.clients} clients, "

@@ -125,9 +125,9 @@ def test_trades_ingest_batch_queries_do_not_grow_with_the_batch(staff_client, al
 
     factories.instrument(factories.aapl(), usd)
     assert staff_client.post("/api/v1/trades/", _batch(0, 4), format="json").status_code == 201
-    # when batches of 10 and of 100 new trades are posted
+    # when batches of 10 and of 200 new trades are posted
     counts = {}
-    for start, size in ((1000, 10), (2000, 100)):
+    for start, size in ((1000, 10), (2000, 200)):
 
         def post(start=start, size=size):
             response = staff_client.post("/api/v1/trades/", _batch(start, size), format="json")

@@ -13,7 +13,7 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from settlement.models import FeeCharge, LedgerAccount, SettlementInstruction, Trade, TransitionLog
-from settlement.money import DECIMAL_PLACES, MAX_DIGITS, fits_column, fits_precision, format_amount
+from settlement.money import DECIMAL_PLACES, MAX_DIGITS, fits_column, fits_precision, format_amount, quantize
 from settlement.selectors import instruction_transitions, visible_scope
 from settlement.services.trades import TradeInput
 
@@ -96,6 +96,31 @@ NOTIONAL_TOO_LARGE = (
 )
 
 
+def executed_at_error(value: datetime, now: datetime) -> str | None:
+    if value > now + timedelta(seconds=settings.CLEARHOUSE_MAX_CLOCK_SKEW_SECONDS):
+        return "Must not be in the future."
+    if value < now - timedelta(days=settings.CLEARHOUSE_MAX_TRADE_AGE_DAYS):
+        return f"Must be within the last {settings.CLEARHOUSE_MAX_TRADE_AGE_DAYS} days."
+    return None
+
+
+def trade_errors(instrument: Any, buyer: Any, seller: Any, quantity: Decimal, price: Decimal) -> dict[str, str]:
+    """The checks across a trade's fields: distinct parties, per-asset precision, the notional fits
+    its column and does not round to zero in the quote currency."""
+    errors: dict[str, str] = {}
+    if buyer.pk == seller.pk:
+        errors["seller"] = "Buyer and seller must be different participants."
+    if not fits_precision(quantity, instrument.base.precision):
+        errors["quantity"] = f"{instrument.base.code} allows at most {instrument.base.precision} decimal places."
+    if not fits_precision(price, instrument.price_precision):
+        errors["price"] = f"{instrument.symbol} prices allow at most {instrument.price_precision} decimal places."
+    if not errors and not fits_column(quantity * price):
+        errors["price"] = NOTIONAL_TOO_LARGE
+    if not errors and quantize(quantity * price, instrument.quote.precision) <= 0:
+        errors["quantity"] = f"The payment rounds to zero {instrument.quote.code}."
+    return errors
+
+
 class TradeInputSerializer(serializers.Serializer):
     """One trade as the matching engine reports it.
 
@@ -141,28 +166,13 @@ class TradeInputSerializer(serializers.Serializer):
         return value
 
     def validate_executed_at(self, value: datetime) -> datetime:
-        now = timezone.now()
-        if value > now + timedelta(seconds=settings.CLEARHOUSE_MAX_CLOCK_SKEW_SECONDS):
-            raise serializers.ValidationError("Must not be in the future.")
-        if value < now - timedelta(days=settings.CLEARHOUSE_MAX_TRADE_AGE_DAYS):
-            raise serializers.ValidationError(f"Must be within the last {settings.CLEARHOUSE_MAX_TRADE_AGE_DAYS} days.")
+        message = executed_at_error(value, timezone.now())
+        if message:
+            raise serializers.ValidationError(message)
         return value
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
-        errors: dict[str, str] = {}
-        instrument, buyer, seller = attrs["symbol"], attrs["buyer"], attrs["seller"]
-        if buyer.pk == seller.pk:
-            errors["seller"] = "Buyer and seller must be different participants."
-        if not fits_precision(attrs["quantity"], instrument.base.precision):
-            errors["quantity"] = f"{instrument.base.code} allows at most {instrument.base.precision} decimal places."
-        if not fits_precision(attrs["price"], instrument.price_precision):
-            errors["price"] = f"{instrument.symbol} prices allow at most {instrument.price_precision} decimal places."
-        if not errors and not fits_column(attrs["quantity"] * attrs["price"]):
-            errors["price"] = NOTIONAL_TOO_LARGE
-        if not errors:
-            item = self.to_trade_input(attrs)
-            if item.payment_amount <= 0:
-                errors["quantity"] = f"The payment rounds to zero {instrument.quote.code}."
+        errors = trade_errors(attrs["symbol"], attrs["buyer"], attrs["seller"], attrs["quantity"], attrs["price"])
         if errors:
             raise serializers.ValidationError(errors)
         return attrs

@@ -6,6 +6,7 @@ from typing import Any
 import django_filters
 from django.conf import settings
 from django.db.models import Q, QuerySet
+from django.utils import timezone
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, PolymorphicProxySerializer, extend_schema
 from rest_framework import mixins, serializers, status, viewsets
@@ -25,6 +26,7 @@ from settlement.api.serializers import (
     TradeInputSerializer,
     TradeSerializer,
 )
+from settlement.api.trade_rows import trade_rows_validate
 from settlement.choices import AssetKind, InstructionStatus, Leg
 from settlement.models import LedgerAccount, SettlementInstruction, Trade
 from settlement.models.fees import FeeRail, SettlementType
@@ -126,24 +128,11 @@ class TradeViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Ge
             return refused
         participants, instruments = selectors.ingest_lookups()
         context = {"participants": participants, "instruments": instruments, "source": request.user.get_username()}
-        serializer = TradeInputSerializer(data=items, many=True, context=context)
-        if not serializer.is_valid():
-            rejected = _item_errors(items, serializer.errors)
-            if single:
-                return error_response(
-                    code="invalid",
-                    message="The trade is invalid; nothing was stored.",
-                    http_status=status.HTTP_400_BAD_REQUEST,
-                    detail=rejected[0]["errors"],
-                )
-            return error_response(
-                code="invalid",
-                message=f"{len(rejected)} of {len(items)} trades are invalid; nothing was stored.",
-                http_status=status.HTTP_400_BAD_REQUEST,
-                detail=rejected,
-            )
-        child = serializer.child
-        inputs = [child.to_trade_input(attrs) for attrs in serializer.validated_data]
+        inputs = trade_rows_validate(items, **context, now=timezone.now())  # plain code, the usual case
+        if inputs is None:  # some row is not plainly valid: the serializer gives every row's verdict
+            inputs = self._serializer_inputs(items, context=context, single=single)
+            if isinstance(inputs, Response):
+                return inputs
         result = trades_ingest(items=inputs, actor=request.user)
         http_status = status.HTTP_201_CREATED if any(result.created) else status.HTTP_200_OK
         if single:
@@ -170,6 +159,28 @@ class TradeViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Ge
             },
             status=http_status,
         )
+
+    @staticmethod
+    def _serializer_inputs(items: list[Any], *, context: dict[str, Any], single: bool) -> list[Any] | Response:
+        """The batch through ``TradeInputSerializer``: its inputs, or the 400 listing every bad row."""
+        serializer = TradeInputSerializer(data=items, many=True, context=context)
+        if not serializer.is_valid():
+            rejected = _item_errors(items, serializer.errors)
+            if single:
+                return error_response(
+                    code="invalid",
+                    message="The trade is invalid; nothing was stored.",
+                    http_status=status.HTTP_400_BAD_REQUEST,
+                    detail=rejected[0]["errors"],
+                )
+            return error_response(
+                code="invalid",
+                message=f"{len(rejected)} of {len(items)} trades are invalid; nothing was stored.",
+                http_status=status.HTTP_400_BAD_REQUEST,
+                detail=rejected,
+            )
+        child = serializer.child
+        return [child.to_trade_input(attrs) for attrs in serializer.validated_data]
 
 
 class InstructionFilter(StrictFilterSet):

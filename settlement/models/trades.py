@@ -19,8 +19,11 @@ class Trade(models.Model):
     source = models.CharField(max_length=64, help_text="Upstream system that reported the trade.")
     external_id = models.CharField(max_length=100, help_text="The trade id in the source system.")
     instrument = models.ForeignKey("settlement.Instrument", on_delete=models.PROTECT, related_name="trades")
-    buyer = models.ForeignKey("settlement.Participant", on_delete=models.PROTECT, related_name="+")
-    seller = models.ForeignKey("settlement.Participant", on_delete=models.PROTECT, related_name="+")
+    # buyer/seller/trade/asset/payer/payee: no single-column index, the composite indexes below
+    # (trade_buyer_idx, instruction_payer_idx, instruction_trade_leg_unique, ...) start with them;
+    # every index is written once per row of every ingest batch (issue 19).
+    buyer = models.ForeignKey("settlement.Participant", on_delete=models.PROTECT, related_name="+", db_index=False)
+    seller = models.ForeignKey("settlement.Participant", on_delete=models.PROTECT, related_name="+", db_index=False)
     quantity = amount_field()
     price = amount_field()
     notional = amount_field(help_text="quantity x price in the quote currency, rounded half-even to its precision")
@@ -31,7 +34,8 @@ class Trade(models.Model):
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
     )
     received_at = models.DateTimeField(auto_now_add=True)
-    history = HistoricalRecords()
+    # History rows are read by the trade's id and date, never joined on their foreign keys.
+    history = HistoricalRecords(no_db_index=["instrument", "buyer", "seller", "submitted_by"])
 
     class Meta:
         ordering = ["-id"]
@@ -58,11 +62,11 @@ class SettlementInstruction(ConcurrentTransitionMixin, models.Model):
     ``settlement.services.instructions`` which also write the transition log.
     """
 
-    trade = models.ForeignKey(Trade, on_delete=models.PROTECT, related_name="instructions")
+    trade = models.ForeignKey(Trade, on_delete=models.PROTECT, related_name="instructions", db_index=False)
     leg = models.CharField(max_length=16, choices=Leg.choices)
-    asset = models.ForeignKey("settlement.Asset", on_delete=models.PROTECT, related_name="+")
-    payer = models.ForeignKey("settlement.Participant", on_delete=models.PROTECT, related_name="+")
-    payee = models.ForeignKey("settlement.Participant", on_delete=models.PROTECT, related_name="+")
+    asset = models.ForeignKey("settlement.Asset", on_delete=models.PROTECT, related_name="+", db_index=False)
+    payer = models.ForeignKey("settlement.Participant", on_delete=models.PROTECT, related_name="+", db_index=False)
+    payee = models.ForeignKey("settlement.Participant", on_delete=models.PROTECT, related_name="+", db_index=False)
     amount = amount_field()
     settlement_date = models.DateField()
     status = FSMField(max_length=16, choices=S.choices, default=S.PENDING, protected=True)
@@ -89,7 +93,7 @@ class SettlementInstruction(ConcurrentTransitionMixin, models.Model):
     failure_reason = models.TextField(blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
-    history = HistoricalRecords()
+    history = HistoricalRecords(no_db_index=["trade", "asset", "payer", "payee", "lock", "fee_lock", "netting_window"])
 
     class Meta:
         permissions = [

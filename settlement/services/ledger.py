@@ -67,9 +67,14 @@ def accounts_ensure(*, pairs: Iterable[tuple[int, int]]) -> None:
     instruction → account → log-head lock order. Rows go in sorted order with ON CONFLICT DO
     NOTHING, so concurrent callers wait for each other in the same order and never deadlock.
     """
-    keys = sorted(
-        {(owner, asset, kind) for owner, asset in pairs for kind in (AccountKind.AVAILABLE, AccountKind.LOCKED)}
-    )
+    wanted = {(owner, asset, kind) for owner, asset in pairs for kind in (AccountKind.AVAILABLE, AccountKind.LOCKED)}
+    if not wanted:
+        return
+    # One read of what exists (a batch's parties mostly have their accounts), then insert the rest.
+    have = LedgerAccount.objects.filter(
+        owner_id__in={owner for owner, _, _ in wanted}, asset_id__in={asset for _, asset, _ in wanted}
+    ).values_list("owner_id", "asset_id", "kind")
+    keys = sorted(wanted - set(have))
     if not keys:
         return
     LedgerAccount.objects.bulk_create(

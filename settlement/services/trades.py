@@ -17,10 +17,9 @@ from typing import Any
 from django.db import IntegrityError, connection, transaction
 from django.db.models import Model
 from django.utils import timezone
-from simple_history.utils import bulk_create_with_history
 
 from calendars import settlement_date
-from netting.services import asset_class_of, netting_assign_legs, netting_windows_for
+from netting.services import asset_class_of, netting_windows_for
 from settlement.choices import InstructionStatus, Leg, MarketCalendar
 from settlement.dispatch import dispatch_crypto_trades
 from settlement.exceptions import IdempotencyConflict, ValidationFailed
@@ -85,48 +84,10 @@ def instrument_settlement_date(instrument: Instrument, executed_at: datetime) ->
     return settlement_date(trade_date=executed_at.date(), cycle=base.settlement_cycle, calendars=calendars)
 
 
-def _build_instructions(trade: Trade, item: TradeInput) -> list[SettlementInstruction]:
-    return [
-        SettlementInstruction(
-            trade=trade,
-            leg=Leg.DELIVERY,
-            asset=item.instrument.base,
-            payer=item.seller,
-            payee=item.buyer,
-            amount=item.quantity,
-            settlement_date=trade.settlement_date,
-        ),
-        SettlementInstruction(
-            trade=trade,
-            leg=Leg.PAYMENT,
-            asset=item.instrument.quote,
-            payer=item.buyer,
-            payee=item.seller,
-            amount=trade.notional,
-            settlement_date=trade.settlement_date,
-        ),
-    ]
-
-
-def _set_based() -> bool:
-    """PostgreSQL gets the COPY + INSERT ... SELECT path; other databases (the SQLite demo) the ORM one."""
-    return connection.vendor == "postgresql"
-
-
-def _store(trades: list[Trade], items: list[TradeInput], *, actor: Actor, window_ids: list[int | None]) -> None:
+def _store(trades: list[Trade], *, actor: Actor, window_ids: list[int | None]) -> None:
     user = actor_user(actor)
-    reason = f"ingested by {actor_label(actor)}"
-    if _set_based():
-        _store_postgresql(trades, user_id=user.pk if user else None, reason=reason, window_ids=window_ids)
-        return
-    created = bulk_create_with_history(trades, Trade, batch_size=2000, default_user=user, default_change_reason=reason)
-    instructions = []
-    for trade, item, window_id in zip(created, items, window_ids, strict=True):
-        for leg in _build_instructions(trade, item):
-            leg.netting_window_id = window_id
-            instructions.append(leg)
-    bulk_create_with_history(
-        instructions, SettlementInstruction, batch_size=2000, default_user=user, default_change_reason=reason
+    _store_postgresql(
+        trades, user_id=user.pk if user else None, reason=f"ingested by {actor_label(actor)}", window_ids=window_ids
     )
 
 
@@ -138,22 +99,27 @@ def _quoted(columns: list[str]) -> str:
     return ", ".join(f'"{c}"' for c in columns)
 
 
-# The legs of a trade, derived in SQL from the rows just written (see _build_instructions for the
-# same rule in Python, used on SQLite): delivery = base asset seller -> buyer for the quantity,
-# payment = quote currency buyer -> seller for the notional.
+# The legs of a trade, derived in SQL from the rows just written: delivery = base asset seller ->
+# buyer for the quantity, payment = quote currency buyer -> seller for the notional; both in the
+# trade's netting window (NULL for a T+0 crypto trade), given per trade id.
 _LEGS_SQL = """
+WITH batch AS (
+    SELECT t.id, t.seller_id, t.buyer_id, t.quantity, t.notional, t.settlement_date, i.base_id, i.quote_id,
+           w.window_id
+      FROM unnest(%(ids)s::bigint[], %(windows)s::bigint[]) AS w(trade_id, window_id)
+      JOIN settlement_trade t ON t.id = w.trade_id
+      JOIN settlement_instrument i ON i.id = t.instrument_id
+)
 INSERT INTO settlement_settlementinstruction
     (trade_id, leg, asset_id, payer_id, payee_id, amount, settlement_date, status, lock_id, attempt,
-     failure_reason, created_at, updated_at)
-SELECT t.id, %(delivery)s, i.base_id, t.seller_id, t.buyer_id, t.quantity, t.settlement_date, %(pending)s,
-       NULL::bigint, 1, '', %(now)s, %(now)s
-  FROM settlement_trade t JOIN settlement_instrument i ON i.id = t.instrument_id
- WHERE t.id = ANY(%(ids)s)
+     failure_reason, netting_window_id, created_at, updated_at)
+SELECT id, %(delivery)s, base_id, seller_id, buyer_id, quantity, settlement_date, %(pending)s,
+       NULL::bigint, 1, '', window_id, %(now)s, %(now)s
+  FROM batch
 UNION ALL
-SELECT t.id, %(payment)s, i.quote_id, t.buyer_id, t.seller_id, t.notional, t.settlement_date, %(pending)s,
-       NULL::bigint, 1, '', %(now)s, %(now)s
-  FROM settlement_trade t JOIN settlement_instrument i ON i.id = t.instrument_id
- WHERE t.id = ANY(%(ids)s)
+SELECT id, %(payment)s, quote_id, buyer_id, seller_id, notional, settlement_date, %(pending)s,
+       NULL::bigint, 1, '', window_id, %(now)s, %(now)s
+  FROM batch
 ORDER BY 1, 2
 """
 
@@ -172,7 +138,8 @@ def history_insert_sql(model: type[Model], where: str, history_type: str = "+") 
 
 def _store_postgresql(trades: list[Trade], *, user_id: int | None, reason: str, window_ids: list[int | None]) -> None:
     """Set-based write of a batch: trade ids from the sequence in one query, the trades by COPY, and
-    their legs and history rows by INSERT ... SELECT. Four statements whatever the batch size."""
+    their history, their legs (already in their netting windows) and the legs' history by
+    INSERT ... SELECT. Five statements whatever the batch size."""
     now = timezone.now()
     fields = Trade._meta.concrete_fields
     with connection.cursor() as cursor:
@@ -193,6 +160,7 @@ def _store_postgresql(trades: list[Trade], *, user_id: int | None, reason: str, 
                 copy.write_row([getattr(trade, f.attname) for f in fields])
         params: dict[str, Any] = {
             "ids": ids,
+            "windows": window_ids,
             "now": now,
             "reason": reason,
             "user": user_id,
@@ -202,7 +170,6 @@ def _store_postgresql(trades: list[Trade], *, user_id: int | None, reason: str, 
         }
         cursor.execute(history_insert_sql(Trade, "id = ANY(%(ids)s)"), params)
         cursor.execute(_LEGS_SQL, params)
-        netting_assign_legs(trade_ids=ids, window_ids=window_ids)  # before history: it records the window
         cursor.execute(history_insert_sql(SettlementInstruction, "trade_id = ANY(%(ids)s)"), params)
 
 
@@ -228,18 +195,79 @@ def _reject_inconsistent_duplicates(items: list[TradeInput], hashes: list[str]) 
         )
 
 
+def _new_trades(
+    items: list[TradeInput], hashes: list[str], *, existing: dict[tuple[str, str], Trade], actor: Actor
+) -> dict[tuple[str, str], tuple[Trade, TradeInput]]:
+    """The batch's trades not stored yet (first occurrence of each key), with their settlement
+    date worked out once per instrument and trade date."""
+    submitted_by = actor_user(actor)
+    dates: dict[tuple[int, object], object] = {}
+    new: dict[tuple[str, str], tuple[Trade, TradeInput]] = {}
+    for item, digest in zip(items, hashes, strict=True):
+        key = (item.source, item.external_id)
+        if key in existing or key in new:
+            continue
+        day = (item.instrument.pk, item.executed_at.date())
+        if day not in dates:
+            dates[day] = instrument_settlement_date(item.instrument, item.executed_at)
+        trade = Trade(
+            source=item.source,
+            external_id=item.external_id,
+            instrument=item.instrument,
+            buyer=item.buyer,
+            seller=item.seller,
+            quantity=item.quantity,
+            price=item.price,
+            notional=item.payment_amount,
+            executed_at=item.executed_at,
+            settlement_date=dates[day],
+            payload_hash=digest,
+            submitted_by=submitted_by,
+        )
+        new[key] = (trade, item)
+    return new
+
+
+def _store_new(new_trades: dict[tuple[str, str], tuple[Trade, TradeInput]], *, actor: Actor) -> None:
+    """Accounts of every party and asset, the open windows share-locked, the batch written, and the
+    T+0 crypto trades handed to the pipeline after commit. A fixed number of statements."""
+    instruments = {item.instrument.pk: item.instrument for _, item in new_trades.values()}
+    parties = {(trade.buyer_id, trade.seller_id, trade.instrument_id) for trade, _ in new_trades.values()}
+    pairs = {
+        (party, asset)
+        for buyer, seller, instrument in parties
+        for party in (buyer, seller)
+        for asset in (instruments[instrument].base_id, instruments[instrument].quote_id)
+    }
+    accounts_ensure(pairs=pairs)
+    # everything but T+0 crypto settles netted: legs go in their class's open window
+    class_of = {
+        pk: None if instrument.base.is_crypto_t0 else asset_class_of(instrument.base)
+        for pk, instrument in instruments.items()
+    }
+    windows = netting_windows_for({c for c in class_of.values() if c is not None})
+    trades = [trade for trade, _ in new_trades.values()]
+    window_ids = [None if class_of[t.instrument_id] is None else windows[class_of[t.instrument_id]] for t in trades]
+    _store(trades, actor=actor, window_ids=window_ids)
+    crypto_t0 = [trade.pk for trade in trades if class_of[trade.instrument_id] is None]
+    if crypto_t0:  # T+0 crypto settles now: hand the trades to the pipeline once committed
+        transaction.on_commit(partial(dispatch_crypto_trades, crypto_t0))
+
+
+# One array parameter, not an IN list of thousands of placeholders (psycopg converts those slowly).
+_EXISTING_SQL = "SELECT * FROM settlement_trade WHERE source = %s AND external_id = ANY(%s)"
+
+
 def _ingest_once(items: list[TradeInput], actor: Actor) -> IngestResult:
     hashes = [item.payload_hash for item in items]
     _reject_inconsistent_duplicates(items, hashes)
     keys = {(item.source, item.external_id) for item in items}
     with transaction.atomic():
         existing: dict[tuple[str, str], Trade] = {}
-        sources = {source for source, _ in keys}
-        for source in sources:
+        for source in sorted({source for source, _ in keys}):
             ids = [ext for s, ext in keys if s == source]
-            for i in range(0, len(ids), 5000):
-                for trade in Trade.objects.filter(source=source, external_id__in=ids[i : i + 5000]):
-                    existing[(trade.source, trade.external_id)] = trade
+            for trade in Trade.objects.raw(_EXISTING_SQL, [source, ids]):
+                existing[(trade.source, trade.external_id)] = trade
 
         conflicts = []
         for index, (item, digest) in enumerate(zip(items, hashes, strict=True)):
@@ -254,52 +282,9 @@ def _ingest_once(items: list[TradeInput], actor: Actor) -> IngestResult:
                 detail=conflicts,
             )
 
-        new_trades: dict[tuple[str, str], Trade] = {}
-        new_items: list[TradeInput] = []
-        for item, digest in zip(items, hashes, strict=True):
-            key = (item.source, item.external_id)
-            if key in existing or key in new_trades:
-                continue
-            new_trades[key] = Trade(
-                source=item.source,
-                external_id=item.external_id,
-                instrument=item.instrument,
-                buyer=item.buyer,
-                seller=item.seller,
-                quantity=item.quantity,
-                price=item.price,
-                notional=item.payment_amount,
-                executed_at=item.executed_at,
-                settlement_date=instrument_settlement_date(item.instrument, item.executed_at),
-                payload_hash=digest,
-                submitted_by=actor_user(actor),
-            )
-            new_items.append(item)
-
+        new_trades = _new_trades(items, hashes, existing=existing, actor=actor)
         if new_trades:
-            accounts_ensure(
-                pairs=[
-                    (party.pk, asset.pk)
-                    for item in new_items
-                    for party in (item.buyer, item.seller)
-                    for asset in (item.instrument.base, item.instrument.quote)
-                ]
-            )
-            # everything but T+0 crypto settles netted: legs go in their class's open window
-            classes = [
-                None if item.instrument.base.is_crypto_t0 else asset_class_of(item.instrument.base)
-                for item in new_items
-            ]
-            windows = netting_windows_for({c for c in classes if c is not None})
-            window_ids = [None if c is None else windows[c] for c in classes]
-            _store(list(new_trades.values()), new_items, actor=actor, window_ids=window_ids)
-            crypto_t0 = [
-                trade.pk
-                for trade, item in zip(new_trades.values(), new_items, strict=True)
-                if item.instrument.base.is_crypto_t0
-            ]
-            if crypto_t0:  # T+0 crypto settles now: hand the trades to the pipeline once committed
-                transaction.on_commit(partial(dispatch_crypto_trades, crypto_t0))
+            _store_new(new_trades, actor=actor)
 
     trades: list[Trade] = []
     created_flags: list[bool] = []
@@ -310,7 +295,7 @@ def _ingest_once(items: list[TradeInput], actor: Actor) -> IngestResult:
             trades.append(existing[key])
             created_flags.append(False)
         else:
-            trades.append(new_trades[key])
+            trades.append(new_trades[key][0])
             created_flags.append(key not in seen)
         seen.add(key)
     return IngestResult(trades=trades, created=created_flags)

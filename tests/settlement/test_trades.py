@@ -87,29 +87,45 @@ def _legs(source: str) -> list[tuple]:
 
 
 @pytest.mark.django_db
-def test_set_based_and_orm_writes_store_the_same_rows(alice, bob, btc_usd, monkeypatch):
-    from settlement.services import trades as trades_module
+def test_set_based_write_stores_each_trades_two_legs_in_its_window_with_history(alice, bob, btc_usd, usd):
+    # given a batch of T+0 crypto trades and netted equity trades
+    from tests import factories
 
-    def batch(source: str) -> list[TradeInput]:
-        return [
-            TradeInput(
-                source=source,
-                external_id=f"X{n}",
-                instrument=btc_usd,
-                buyer=alice if n % 2 else bob,
-                seller=bob if n % 2 else alice,
-                quantity=Decimal("0.3"),
-                price=Decimal("10.05"),
-                executed_at=EXECUTED,
-            )
-            for n in range(5)
-        ]
+    aapl_usd = factories.instrument(factories.aapl(), usd)
 
-    trades_ingest(items=batch("copy"), actor=ACTOR)
-    monkeypatch.setattr(trades_module, "_set_based", lambda: False)
-    trades_ingest(items=batch("orm"), actor=ACTOR)
-    assert _legs("copy") == _legs("orm")
-    assert len(_legs("copy")) == 10
-    assert Trade.history.filter(source="copy").count() == Trade.history.filter(source="orm").count() == 5
-    copied = SettlementInstruction.history.filter(trade__source="copy")
-    assert copied.count() == 10 and set(copied.values_list("history_type", flat=True)) == {"+"}
+    def item(n: int) -> TradeInput:
+        crypto = n % 2 == 0
+        return TradeInput(
+            source="copy",
+            external_id=f"X{n}",
+            instrument=btc_usd if crypto else aapl_usd,
+            buyer=alice if n % 3 else bob,
+            seller=bob if n % 3 else alice,
+            quantity=Decimal("0.3") if crypto else Decimal("7"),
+            price=Decimal("10.05"),
+            executed_at=EXECUTED,
+        )
+
+    batch = [item(n) for n in range(6)]
+    # when it is ingested
+    result = trades_ingest(items=batch, actor=ACTOR)
+    # then every trade has its delivery leg (base, seller -> buyer, quantity) and its payment leg
+    # (quote, buyer -> seller, notional), pending, on the trade's settlement date
+    expected = []
+    for given, trade in zip(batch, result.trades, strict=True):
+        base, quote = given.instrument.base.code, given.instrument.quote.code
+        buyer, seller = given.buyer.code, given.seller.code
+        date = trade.settlement_date
+        expected.append((given.external_id, "delivery", base, seller, buyer, given.quantity, date, "pending", 1))
+        expected.append((given.external_id, "payment", quote, buyer, seller, given.payment_amount, date, "pending", 1))
+    assert _legs("copy") == sorted(expected)
+    # the netted trades' legs are in the open equity window, the crypto ones in none
+    legs = SettlementInstruction.objects.filter(trade__source="copy")
+    assert set(legs.filter(trade__instrument=btc_usd).values_list("netting_window", flat=True)) == {None}
+    windows = set(legs.filter(trade__instrument=aapl_usd).values_list("netting_window__asset_class", flat=True))
+    assert windows == {"security"}
+    # and each trade and leg has its one creation record, which names the leg's window
+    assert Trade.history.filter(source="copy", history_type="+").count() == 6
+    records = SettlementInstruction.history.filter(trade__source="copy")
+    assert records.count() == 12 and set(records.values_list("history_type", flat=True)) == {"+"}
+    assert {(r.id, r.netting_window_id) for r in records} == set(legs.values_list("id", "netting_window_id"))
