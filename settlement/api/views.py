@@ -130,9 +130,10 @@ class TradeViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Ge
         context = {"participants": participants, "instruments": instruments, "source": request.user.get_username()}
         inputs = trade_rows_validate(items, **context, now=timezone.now())  # plain code, the usual case
         if inputs is None:  # some row is not plainly valid: the serializer gives every row's verdict
-            inputs = self._serializer_inputs(items, context=context, single=single)
-            if isinstance(inputs, Response):
-                return inputs
+            checked = self._serializer_inputs(items, context=context, single=single)
+            if isinstance(checked, Response):
+                return checked
+            inputs = checked
         result = trades_ingest(items=inputs, actor=request.user)
         http_status = status.HTTP_201_CREATED if any(result.created) else status.HTTP_200_OK
         if single:

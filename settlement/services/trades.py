@@ -247,7 +247,7 @@ def _store_new(new_trades: dict[tuple[str, str], tuple[Trade, TradeInput]], *, a
     }
     windows = netting_windows_for({c for c in class_of.values() if c is not None})
     trades = [trade for trade, _ in new_trades.values()]
-    window_ids = [None if class_of[t.instrument_id] is None else windows[class_of[t.instrument_id]] for t in trades]
+    window_ids = [None if (c := class_of[t.instrument_id]) is None else windows[c] for t in trades]
     _store(trades, actor=actor, window_ids=window_ids)
     crypto_t0 = [trade.pk for trade in trades if class_of[trade.instrument_id] is None]
     if crypto_t0:  # T+0 crypto settles now: hand the trades to the pipeline once committed
