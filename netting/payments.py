@@ -61,7 +61,15 @@ from settlement.models.pipeline import CaseKind
 from settlement.money import format_amount
 from settlement.services.actors import Actor, SystemActor, actor_user, stamp_history
 from settlement.services.audit import LogEntry, transition_log_append, transition_run
-from settlement.services.fees import fee_charges_mark, lock_post_with_fees, netted_fee_hold, netted_fees_pending
+from settlement.services.fees import (
+    NettedFeeBook,
+    fee_charges_mark,
+    lock_post_with_fees,
+    netted_fee_book,
+    netted_fee_hold,
+    netted_fees_pending,
+    netted_fees_pending_many,
+)
 from settlement.services.ledger import (
     account_for,
     ledger_lock,
@@ -197,19 +205,50 @@ class Route:
     participant_name: str
 
 
-def _participant_route(ni: NettedInstruction) -> Route:
+@dataclass
+class Batch:
+    """What a batch of netted instructions reads once instead of per payment (issue 19): the
+    participants' bank and custody accounts on file and the fee book. Read before the rows are
+    locked; each row is still re-read under its lock."""
+
+    banks: dict[tuple[int, int], object]
+    custody: dict[int, object]
+    fees: NettedFeeBook | None
+
+    @classmethod
+    def load(cls, ids: list[int]) -> Batch:
+        from settlement.models import BankAccount, CustodyAccount
+
+        rows = list(NettedInstruction.objects.filter(pk__in=ids).values_list("participant_id", "asset_id"))
+        participants = {p for p, _ in rows}
+        banks: dict[tuple[int, int], object] = {}
+        for bank in BankAccount.objects.filter(participant_id__in=participants).order_by("pk"):
+            banks.setdefault((bank.participant_id, bank.currency_id), bank)
+        custody: dict[int, object] = {}
+        for account in CustodyAccount.objects.filter(participant_id__in=participants).order_by("pk"):
+            custody.setdefault(account.participant_id, account)
+        return cls(banks=banks, custody=custody, fees=netted_fee_book(netted_ids=ids))
+
+
+def _participant_route(ni: NettedInstruction, batch: Batch | None = None) -> Route:
     from settlement.models import BankAccount, CustodyAccount
 
     asset = ni.asset
     if asset.kind == AssetKind.SECURITY:
-        custody = CustodyAccount.objects.filter(participant=ni.participant).order_by("pk").first()
+        if batch is not None:
+            custody = batch.custody.get(ni.participant_id)
+        else:
+            custody = CustodyAccount.objects.filter(participant=ni.participant).order_by("pk").first()
         if custody is None:
             raise NoRoute(f"{ni.participant.code} has no custody account on file")
         details = AccountDetails(bic=custody.custodian_bic, account=custody.account_id)
         return Route(RailMethod.CUSTODY, details, ni.participant.name)
     if asset.kind != AssetKind.FIAT:
         return Route(RailMethod.LEDGER, AccountDetails(), ni.participant.name)
-    bank = BankAccount.objects.filter(participant=ni.participant, currency=asset).order_by("pk").first()
+    if batch is not None:
+        bank = batch.banks.get((ni.participant_id, asset.pk))
+    else:
+        bank = BankAccount.objects.filter(participant=ni.participant, currency=asset).order_by("pk").first()
     if bank is None:
         raise NoRoute(f"{ni.participant.code} has no {asset.code} bank account on file")
     details = AccountDetails(iban=bank.iban, bic=bank.bic, aba=bank.aba_routing, account=bank.account_number)
@@ -227,12 +266,13 @@ def _csa_account(ni: NettedInstruction):
     return system_account_for(code=CSA, asset=ni.asset, allow_negative=False)
 
 
-def _lock_funds(ni: NettedInstruction, *, actor: Actor) -> None:
+def _lock_funds(ni: NettedInstruction, *, actor: Actor, batch: Batch | None = None) -> None:
     """Pay-in: lock the participant's funds; pay-out: lock the CSA's. Raises InsufficientFunds."""
     if ni.lock is not None and ni.lock.status == LockStatus.PENDING:
         return  # kept from before a review (value may be in flight)
     reference = f"{ni.reference}:L{ni.locks_taken + 1}"
-    fee = netted_fee_hold(ni=ni, attempt=ni.locks_taken + 1)  # a pay-in holds its fee with the amount
+    book = batch.fees if batch is not None else None
+    fee = netted_fee_hold(ni=ni, attempt=ni.locks_taken + 1, book=book)  # a pay-in holds its fee with the amount
     if ni.direction == Direction.PAY_IN:
         lock = ledger_lock(
             owner=ni.participant,
@@ -255,12 +295,42 @@ def _lock_funds(ni: NettedInstruction, *, actor: Actor) -> None:
     ni.locks_taken += 1
 
 
-def _post(ni: NettedInstruction, *, target: LedgerAccount, actor: Actor, reason: str) -> None:
+def _post(
+    ni: NettedInstruction, *, target: LedgerAccount, actor: Actor, reason: str, charges: list | None = None
+) -> None:
     """Post a netted payment's lock to its target, its fee (if any) to the fee revenue account
-    in the same journal."""
-    lock_post_with_fees(
-        lock=ni.lock, to_account=target, amount=ni.amount, charges=netted_fees_pending(ni), actor=actor, reason=reason
-    )
+    in the same journal (``charges``: its pending fee charges when the caller read them)."""
+    if charges is None:
+        charges = netted_fees_pending(ni)
+    lock_post_with_fees(lock=ni.lock, to_account=target, amount=ni.amount, charges=charges, actor=actor, reason=reason)
+
+
+def _targets(nis: list[NettedInstruction]) -> dict[int, LedgerAccount]:
+    """Where each payment's lock posts: a pay-in to the CSA of its asset, a pay-out to the
+    participant's available account - read once for a batch (one query for the participants)."""
+    csa: dict[int, LedgerAccount] = {}
+    outs = [ni for ni in nis if ni.direction != Direction.PAY_IN]
+    found = {
+        (a.owner_id, a.asset_id): a
+        for a in LedgerAccount.objects.filter(
+            owner_id__in={ni.participant_id for ni in outs},
+            asset_id__in={ni.asset_id for ni in outs},
+            kind=AccountKind.AVAILABLE,
+        )
+    }
+    targets = {}
+    for ni in nis:
+        if ni.direction == Direction.PAY_IN:
+            if ni.asset_id not in csa:
+                csa[ni.asset_id] = _csa_account(ni)
+            targets[ni.pk] = csa[ni.asset_id]
+        else:
+            account = found.get((ni.participant_id, ni.asset_id))
+            if account is None:
+                account = account_for(owner=ni.participant, asset=ni.asset, kind=AccountKind.AVAILABLE)
+            account.asset = ni.asset  # no lazy asset load when the journal reads its precision
+            targets[ni.pk] = account
+    return targets
 
 
 def _void(ni: NettedInstruction, *, actor: Actor, reason: str) -> None:
@@ -290,28 +360,38 @@ def _settle(
         transition_log_append(entries=log_first, actor=actor)
     _apply(ni, ni.mark_settled, actor=actor, reason=reason, metadata=metadata, update_fields=("next_attempt_at",))
     if ni.direction == Direction.PAY_IN:
-        _release_pay_outs(ni)
+        _release_pay_outs([ni])
     _group_complete(window_id=ni.window_id, settlement_date=ni.settlement_date, actor=actor)
 
 
-def _release_pay_outs(ni: NettedInstruction) -> None:
-    """After a pay-in settled: the participant's own pay-outs may go (it has delivered), and when
-    it was the asset's last pay-in of the window and date, every pay-out of that asset may (the
-    CSA holds all of it). Pay-outs funded earlier by part of the pay-ins are the sweeper's. The
-    window row is locked, so of two last pay-ins settling at once the later one sees the other."""
-    group = NettedInstruction.objects.filter(
-        window_id=ni.window_id, settlement_date=ni.settlement_date, direction=Direction.PAY_OUT, status=N.PENDING
-    )
-    ids = list(group.filter(participant_id=ni.participant_id).values_list("pk", flat=True))
-    last = (
-        not NettedInstruction.objects.filter(
-            window_id=ni.window_id, settlement_date=ni.settlement_date, asset_id=ni.asset_id, direction=Direction.PAY_IN
-        )
+def _release_pay_outs(pay_ins: list[NettedInstruction]) -> None:
+    """After pay-ins settled: each participant's own pay-outs may go (it has delivered), and when
+    the asset's last pay-in of the window and date has settled, every pay-out of that asset may
+    (the CSA holds all of it). Pay-outs funded earlier by part of the pay-ins are the sweeper's.
+    The window rows are locked, so of two last pay-ins settling at once the later one sees the
+    other. Two queries for a batch of pay-ins, whatever its size; one dispatch after commit."""
+    if not pay_ins:
+        return
+    groups = {(ni.window_id, ni.settlement_date) for ni in pay_ins}
+    in_groups = Q()
+    for window_id, settlement_date in groups:
+        in_groups |= Q(window_id=window_id, settlement_date=settlement_date)
+    assets = {(ni.window_id, ni.settlement_date, ni.asset_id) for ni in pay_ins}
+    unsettled = set(
+        NettedInstruction.objects.filter(in_groups, direction=Direction.PAY_IN)
         .exclude(status=N.SETTLED)
-        .exists()
+        .values_list("window_id", "settlement_date", "asset_id")
+        .distinct()
     )
-    if last:
-        ids += list(group.filter(asset_id=ni.asset_id).values_list("pk", flat=True))
+    last = assets - unsettled
+    delivered = {(ni.window_id, ni.settlement_date, ni.participant_id) for ni in pay_ins}
+    ids = [
+        pk
+        for pk, window_id, settlement_date, participant_id, asset_id in NettedInstruction.objects.filter(
+            in_groups, direction=Direction.PAY_OUT, status=N.PENDING
+        ).values_list("pk", "window_id", "settlement_date", "participant_id", "asset_id")
+        if (window_id, settlement_date, participant_id) in delivered or (window_id, settlement_date, asset_id) in last
+    ]
     _after_commit_dispatch(ids)
 
 
@@ -394,6 +474,7 @@ def _review(
         _void(ni, actor=actor, reason=f"void: {reason}")
     if log_first:
         transition_log_append(entries=log_first, actor=actor)
+        log_first.clear()  # appended: a caller holding the list must not append them again
     ni.failure_reason = reason
     _apply(ni, ni.mark_review, actor=actor, reason=reason, update_fields=("failure_reason", "next_attempt_at"))
     case_open(
@@ -408,10 +489,16 @@ def _review(
 
 
 def _latest_attempt(ni: NettedInstruction) -> RailAttempt | None:
+    if ni.attempts == 0:  # every attempt is counted on its instruction when it is created
+        return None
     return RailAttempt.objects.filter(instruction=ni).order_by("-number").first()
 
 
-def _lock_step(ni: NettedInstruction, *, actor: Actor) -> str:
+def _lock_step(
+    ni: NettedInstruction, *, actor: Actor, batch: Batch | None = None, log_entries: list[LogEntry] | None = None
+) -> str:
+    """pending → locked (funds locked, method chosen). With ``log_entries`` the lock's log entry
+    is added to that list for the caller to append at the end of its transaction."""
     if ni.direction == Direction.PAY_OUT:
         owes = (
             NettedInstruction.objects.filter(
@@ -426,34 +513,44 @@ def _lock_step(ni: NettedInstruction, *, actor: Actor) -> str:
         if owes:
             return "waiting"
     try:
-        route = _participant_route(ni)
+        route = _participant_route(ni, batch)
     except NoRoute as exc:
         _review(ni, actor=actor, reason=str(exc), release_funds=False)
         return "review"
     ni.method = route.method  # the fee depends on the rail
     try:
         with transaction.atomic():
-            _lock_funds(ni, actor=actor)
+            _lock_funds(ni, actor=actor, batch=batch)
     except InsufficientFunds as exc:
         if ni.direction == Direction.PAY_OUT:
             return "waiting"  # the CSA does not hold it yet: other pay-ins are still on their way
         _review(ni, actor=actor, reason=f"insufficient funds for the pay-in: {exc.message}", release_funds=False)
         return "review"
     ni.method = route.method
-    _apply(
+    entry = transition_run(
         ni,
         ni.mark_locked,
+        entity="nettedinstruction",
         actor=actor,
         reason=f"funds locked; method {route.method}",
         metadata={"lock": ni.lock.reference},
-        update_fields=("lock", "locks_taken", "method"),
+        update_fields=("status", "updated_at", "lock", "locks_taken", "method"),
+        log=log_entries is None,
     )
+    if log_entries is not None:
+        log_entries.append(entry)
     return "locked"
 
 
-def _advance_locked(ni: NettedInstruction, *, actor: Actor) -> int | str:
-    """What to do with a locked instruction: an attempt id to send, or an outcome."""
+def _advance_locked(
+    ni: NettedInstruction, *, actor: Actor, batch: Batch | None = None, log_first: list[LogEntry] | None = None
+) -> RailAttempt | str:
+    """What to do with a locked instruction: an attempt to send (its send already counted), or
+    an outcome. ``log_first``: entries of this transaction still to append, before any other."""
+    log_first = log_first if log_first is not None else []
     if ni.method == RailMethod.LEDGER:
+        if log_first:  # pragma: no cover - the caller commits the lock step of a book transfer first
+            raise RuntimeError("a book transfer settles in a transaction of its own")
         _settle(ni, actor=actor, reason="book transfer on the internal ledger")
         return "settled"
     if ni.next_attempt_at is not None and ni.next_attempt_at > timezone.now():
@@ -461,11 +558,12 @@ def _advance_locked(ni: NettedInstruction, *, actor: Actor) -> int | str:
     attempt = _latest_attempt(ni)
     if attempt is None or attempt.status == A.REJECTED:
         try:
-            attempt = _attempt_create(ni, actor=actor)
+            attempt = _attempt_create(ni, actor=actor, batch=batch)
         except NoRoute as exc:
-            _review(ni, actor=actor, reason=str(exc), release_funds=True)
+            _review(ni, actor=actor, reason=str(exc), release_funds=True, log_first=log_first)
             return "review"
     elif attempt.status in (A.ACCEPTED, A.FAILING):
+        _flush(log_first, actor=actor)
         _apply(ni, ni.mark_submitted, actor=actor, reason="accepted by the network")
         return "submitted"
     elif attempt.sends >= (attempt.max_sends or settings.CLEARHOUSE_RAIL_MAX_SENDS):
@@ -474,17 +572,30 @@ def _advance_locked(ni: NettedInstruction, *, actor: Actor) -> int | str:
             actor=actor,
             reason=f"no answer from the network after {attempt.sends} sends of {attempt.message_id}",
             release_funds=False,
+            log_first=log_first,
         )
         return "review"
-    return attempt.pk
+    else:  # a resend: counted before the call, in this transaction
+        RailAttempt.objects.filter(pk=attempt.pk).update(sends=F("sends") + 1)
+        attempt.sends += 1
+    _flush(log_first, actor=actor)
+    return attempt
+
+
+def _flush(entries: list[LogEntry], *, actor: Actor) -> None:
+    if entries:
+        transition_log_append(entries=entries, actor=actor)
+        entries.clear()
 
 
 def netted_advance(*, ids: list[int], actor: Actor = PLAN) -> dict[str, int]:
     """Move each instruction as far as it can go now (lock, attempt, send). Safe to run twice:
-    each step re-reads the row under its lock, and a resend carries the same message id."""
+    each step re-reads the row under its lock, and a resend carries the same message id. What
+    the batch needs from other tables (accounts on file, fee rules, the CSA) is read once."""
     outcome: Counter[str] = Counter()
+    batch = Batch.load(ids)
     for pk in ids:
-        outcome[_advance_one(pk, actor=actor)] += 1
+        outcome[_advance_one(pk, actor=actor, batch=batch)] += 1
     return dict(outcome)
 
 
@@ -497,37 +608,50 @@ def _locked_row(pk: int) -> NettedInstruction | None:
     )
 
 
-def _advance_one(pk: int, *, actor: Actor) -> str:
-    # The lock step commits on its own: it ends by appending to the transition log, and what
-    # follows (a book transfer's settlement, a release after a refusal) moves ledger accounts,
-    # which must never be locked after the log head in one transaction.
+def _advance_one(pk: int, *, actor: Actor, batch: Batch | None = None) -> str:
+    # One transaction locks the funds and creates the message (its log entries appended last,
+    # after the ledger work: accounts before the log head). A book transfer's lock step commits
+    # on its own: its settlement moves ledger accounts again, which must never be locked after
+    # the log head in one transaction.
     with transaction.atomic():
         ni = _locked_row(pk)
         if ni is None:
             return "busy"
+        if ni.status not in (N.PENDING, N.LOCKED):
+            return str(ni.status)
+        entries: list[LogEntry] = []
         if ni.status == N.PENDING:
-            step = _lock_step(ni, actor=actor)
+            step = _lock_step(ni, actor=actor, batch=batch, log_entries=entries)
             if step != "locked":
                 return step
-    with transaction.atomic():
-        ni = _locked_row(pk)
-        if ni is None:
-            return "busy"
-        if ni.status != N.LOCKED:
-            return str(ni.status)
-        todo = _advance_locked(ni, actor=actor)
+        if ni.method == RailMethod.LEDGER:
+            _flush(entries, actor=actor)
+            todo: RailAttempt | str = "ledger"
+        else:
+            todo = _advance_locked(ni, actor=actor, batch=batch, log_first=entries)
+        _flush(entries, actor=actor)  # whatever the outcome, the lock's entry goes in with it
+    if todo == "ledger":
+        with transaction.atomic():
+            ni = _locked_row(pk)
+            if ni is None:
+                return "busy"
+            if ni.status != N.LOCKED:
+                return str(ni.status)
+            todo = _advance_locked(ni, actor=actor, batch=batch)
     if isinstance(todo, str):
         return todo
-    return attempt_send(attempt_id=todo, actor=actor)
+    return _send(todo, actor=actor)
 
 
 # --- attempts ---------------------------------------------------------------------------------------
 
 
-def _attempt_create(ni: NettedInstruction, *, actor: Actor) -> RailAttempt:
+def _attempt_create(ni: NettedInstruction, *, actor: Actor, batch: Batch | None = None) -> RailAttempt:
+    """A new attempt with its message, its first send counted (the row says SENDING before the
+    call: a crash after it is resent by the sweeper)."""
     from netting.messages import build_message
 
-    route = _participant_route(ni)
+    route = _participant_route(ni, batch)
     number = ni.attempts + 1
     message_id = f"CH{ni.pk}A{number}"
     end_to_end_id = f"N{ni.pk}-{number}"
@@ -540,6 +664,7 @@ def _attempt_create(ni: NettedInstruction, *, actor: Actor) -> RailAttempt:
         message_id=message_id,
         end_to_end_id=end_to_end_id,
         payload=message.payload,
+        sends=1,
     )
     stamp_history(attempt, actor=actor, reason=f"{route.method} attempt {number}")
     attempt.save()
@@ -560,11 +685,17 @@ def _backoff(sends: int) -> timedelta:
 def attempt_send(*, attempt_id: int, actor: Actor = PLAN) -> str:
     """Send (or resend) an attempt's stored message. The row says SENDING before the call, so a
     crash after it is resent by the sweeper; the network keeps one payment per message id."""
+    attempt = RailAttempt.objects.get(pk=attempt_id)
+    RailAttempt.objects.filter(pk=attempt_id).update(sends=F("sends") + 1)
+    return _send(attempt, actor=actor)
+
+
+def _send(attempt: RailAttempt, *, actor: Actor) -> str:
+    """Hand an attempt's message to its network (the send already counted) and apply the answer."""
     from netting.messages import CONTENT_TYPES
     from rails.networks import network_client
 
-    attempt = RailAttempt.objects.get(pk=attempt_id)
-    RailAttempt.objects.filter(pk=attempt_id).update(sends=F("sends") + 1)
+    attempt_id = attempt.pk
     client = network_client(_network_of(attempt.method))
     try:
         client.submit(
@@ -577,7 +708,7 @@ def attempt_send(*, attempt_id: int, actor: Actor = PLAN) -> str:
     except RailRejected as exc:
         code, _, text = str(exc).partition(": ")
         return attempt_event(attempt_id=attempt_id, event="rejected", code=code, text=text, actor=actor)
-    return attempt_event(attempt_id=attempt_id, event="accepted", actor=actor)
+    return attempt_event(attempt_id=attempt_id, event="accepted", actor=actor, seen=A.SENDING)
 
 
 def _attempt_no_answer(attempt_id: int, *, error: str, actor: Actor) -> str:
@@ -593,17 +724,33 @@ def _attempt_no_answer(attempt_id: int, *, error: str, actor: Actor) -> str:
         return "timeout"
 
 
+def _repeat(event: str, seen: str | None) -> bool:
+    """Whether an event is a repeat of what an attempt last seen in status ``seen`` already
+    says. The statuses it looks for are final for that event (nothing goes back to sending, or
+    out of settled or rejected), so a status read earlier is as good as a fresh one."""
+    return (event == "accepted" and seen not in (A.SENDING, A.TIMED_OUT)) or (
+        event in ("settled", "rejected") and seen in (A.SETTLED, A.REJECTED) and event[:3] == str(seen)[:3]
+    )
+
+
 def attempt_event(
-    *, attempt_id: int, event: str, code: str = "", text: str = "", on: date | None = None, actor: Actor = PLAN
+    *,
+    attempt_id: int,
+    event: str,
+    code: str = "",
+    text: str = "",
+    on: date | None = None,
+    actor: Actor = PLAN,
+    seen: str | None = None,
 ) -> str:
     """Apply what the network said about an attempt. Every branch is idempotent: the same
-    report applied twice (duplicate delivery) changes nothing the second time."""
+    report applied twice (duplicate delivery) changes nothing the second time. ``seen``: the
+    attempt's status as the caller read it (else read here)."""
     # Most repeats (the acceptance after the submit call already said so, the status report after
     # the booking settled it) are recognised without taking a lock; the locked re-check decides.
-    seen = RailAttempt.objects.filter(pk=attempt_id).values_list("status", flat=True).first()
-    if (event == "accepted" and seen not in (A.SENDING, A.TIMED_OUT)) or (
-        event in ("settled", "rejected") and seen in (A.SETTLED, A.REJECTED) and event[:3] == str(seen)[:3]
-    ):
+    if seen is None:
+        seen = RailAttempt.objects.filter(pk=attempt_id).values_list("status", flat=True).first()
+    if _repeat(event, seen):
         return "duplicate"
     with transaction.atomic():
         ni = (
@@ -627,13 +774,24 @@ def _on_accepted(ni: NettedInstruction, attempt: RailAttempt, *, actor: Actor) -
     if attempt.status not in (A.SENDING, A.TIMED_OUT):
         return "duplicate"
     attempt.accepted_at = timezone.now()
-    entry = _apply_attempt(
-        attempt, attempt.mark_accepted, actor=actor, reason="accepted", update_fields=("accepted_at",)
-    )
-    transition_log_append(entries=[entry], actor=actor)
+    entries = [
+        _apply_attempt(attempt, attempt.mark_accepted, actor=actor, reason="accepted", update_fields=("accepted_at",))
+    ]
     if ni.status == N.LOCKED and ni.attempts == attempt.number:
         ni.next_attempt_at = None
-        _apply(ni, ni.mark_submitted, actor=actor, reason=f"{attempt.method} message {attempt.message_id} accepted")
+        reason = f"{attempt.method} message {attempt.message_id} accepted"
+        entries.append(
+            transition_run(
+                ni,
+                ni.mark_submitted,
+                entity="nettedinstruction",
+                actor=actor,
+                reason=reason,
+                update_fields=("status", "updated_at"),
+                log=False,
+            )
+        )
+    transition_log_append(entries=entries, actor=actor)  # one head lock for both
     return "submitted"
 
 
@@ -827,18 +985,14 @@ def attempts_settle(
             list(
                 NettingWindow.objects.select_for_update(no_key=True).filter(pk__in=windows).order_by("pk").values("pk")
             )
-            targets = {
-                ni.pk: _csa_account(ni)
-                if ni.direction == Direction.PAY_IN
-                else account_for(owner=ni.participant, asset=ni.asset, kind=AccountKind.AVAILABLE)
-                for ni, _ in eligible
-            }
+            targets = _targets([ni for ni, _ in eligible])
             account_ids = {t.pk for t in targets.values()} | {ni.lock.locked_account_id for ni, _ in eligible}
             list(LedgerAccount.objects.select_for_update().filter(pk__in=account_ids).order_by("pk").values("pk"))
+            fees = netted_fees_pending_many([ni for ni, _ in eligible])
             now = timezone.now()
             for ni, attempt in eligible:
                 reason = f"settled by {attempt.method} ({attempt.message_id})"
-                _post(ni, target=targets[ni.pk], actor=actor, reason=f"{reason}: {ni}")
+                _post(ni, target=targets[ni.pk], actor=actor, reason=f"{reason}: {ni}", charges=fees[ni.pk])
                 attempt.resolved_at = now
                 entries.append(
                     _apply_attempt(
@@ -862,9 +1016,7 @@ def attempts_settle(
                 results[attempt.pk] = "settled"
         if entries:
             transition_log_append(entries=entries, actor=actor)
-        for ni, _ in eligible:
-            if ni.direction == Direction.PAY_IN:
-                _release_pay_outs(ni)
+        _release_pay_outs([ni for ni, _ in eligible if ni.direction == Direction.PAY_IN])
         for window_id, settlement_date in sorted({(ni.window_id, ni.settlement_date) for ni, _ in eligible}):
             _group_complete(window_id=window_id, settlement_date=settlement_date, actor=actor)
         for attempt, ni, why in investigate:
@@ -893,7 +1045,12 @@ def reports_apply(*, report_ids: list[int], actor: Actor = PLAN) -> dict[str, in
     reports = list(RailReport.objects.filter(pk__in=report_ids, applied=False).order_by("pk"))
     events = {report.pk: report_events(kind=report.kind, content=report.content) for report in reports}
     wanted = {event.end_to_end_id for items in events.values() for event in items}
-    attempt_of = dict(RailAttempt.objects.filter(end_to_end_id__in=wanted).values_list("end_to_end_id", "pk"))
+    seen: dict[int, str] = {}
+    attempt_of: dict[str, int] = {}
+    for end_to_end_id, pk, status in RailAttempt.objects.filter(end_to_end_id__in=wanted).values_list(
+        "end_to_end_id", "pk", "status"
+    ):
+        attempt_of[end_to_end_id], seen[pk] = pk, status
     to_settle = sorted(
         {
             attempt_of[event.end_to_end_id]
@@ -922,6 +1079,7 @@ def reports_apply(*, report_ids: list[int], actor: Actor = PLAN) -> dict[str, in
                 mismatched[attempt_id] = f"as a {event.side} on the house account, expected {side}"
     settled = attempts_settle(attempt_ids=to_settle, actor=actor, mismatched=mismatched)
     outcome: Counter[str] = Counter()
+    done: list[RailReport] = []
     for report in reports:
         notes, failed = [], False
         for event in events[report.pk]:
@@ -930,6 +1088,8 @@ def reports_apply(*, report_ids: list[int], actor: Actor = PLAN) -> dict[str, in
                 result = "not ours"
             elif event.event == "settled":
                 result = settled.pop(attempt_id, "duplicate")  # a second confirmation in the batch
+            elif _repeat(event.event, seen[attempt_id]):  # read before this batch: still a repeat
+                result = "duplicate"
             else:
                 try:
                     result = attempt_event(
@@ -946,7 +1106,9 @@ def reports_apply(*, report_ids: list[int], actor: Actor = PLAN) -> dict[str, in
             outcome[result] += 1
             notes.append(f"{event.end_to_end_id or '?'}: {result}")
         if not failed:
-            RailReport.objects.filter(pk=report.pk).update(applied=True, outcome="; ".join(notes)[:255])
+            report.applied, report.outcome = True, "; ".join(notes)[:255]
+            done.append(report)
+    RailReport.objects.bulk_update(done, ["applied", "outcome"], batch_size=500)  # one statement per 500
     return dict(outcome)
 
 

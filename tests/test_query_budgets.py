@@ -272,3 +272,64 @@ def test_api_list_queries_do_not_grow_with_the_rows(staff_client, path, alice, b
         assert responses[0].status_code == 200 and responses[0].json()["results"], responses[0].content[:200]
     # then it costs the same queries, within the budget
     _assert_constant(counts, API_LISTS[path], f"GET /api/v1/{path}/")
+
+
+# --- netted payments: a batch of pay-ins advanced (fiat) ----------------------------------------
+# Per payment (lock step and message in one transaction, the send, the acceptance): the row under
+# its lock, the ledger lock and its journal, the payment's and the attempt's rows and history, one
+# log append per transaction. Per batch: the accounts on file and the fee book, read once. Issue 19
+# found about 68 statements a payment end to end, among them a bank-account, fee-rule and
+# fee-charge lookup per payment and per step, a report UPDATE per report and two or three pay-out
+# queries per settled pay-in.
+ADVANCE_PER_PAYMENT, ADVANCE_BATCH = 37 + 1, 5 + 1  # savepoints included
+
+from tests.netting.conftest import fiat_market  # noqa: E402, F401 - the fixture, for the tests below
+
+
+def _fx_window(m, pairs: list[tuple[int, int]], start: int) -> list[int]:
+    """Close a fiat window of EUR/USD trades between the given parties; the ids of its pay-ins."""
+    from django.utils import timezone
+
+    from netting.models import Direction, NettedInstruction, NettingWindow, WindowStatus
+    from netting.services import window_close
+    from settlement.services.trades import TradeInput, trades_ingest
+
+    items = [
+        TradeInput("tests", f"FXQ{start + n}", m.eur_usd, m.parties[b], m.parties[s], Decimal("100"),
+                   Decimal("1.1000"), timezone.now())
+        for n, (b, s) in enumerate(pairs)
+    ]  # fmt: skip
+    trades_ingest(items=items, actor=ACTOR)
+    window = window_close(window=NettingWindow.objects.get(asset_class="fiat", status=WindowStatus.OPEN), actor=ACTOR)
+    return list(
+        NettedInstruction.objects.filter(window=window, direction=Direction.PAY_IN)
+        .order_by("pk")
+        .values_list("pk", flat=True)
+    )
+
+
+def _linear(counts: dict[int, int]) -> tuple[float, float]:
+    """(queries per item, fixed queries) of two measurements {items: queries}."""
+    (n1, q1), (n2, q2) = sorted(counts.items())
+    per = (q2 - q1) / (n2 - n1)
+    return per, q1 - per * n1
+
+
+def test_netted_payments_cost_a_fixed_number_of_queries_each(fiat_market, django_capture_on_commit_callbacks):  # noqa: F811
+    # given two closed fiat windows: one EUR/USD trade, then two (twice the pay-ins)
+    from netting.models import NettedInstruction
+    from netting.payments import netted_advance
+
+    m = fiat_market
+    advance = {}
+    for start, pairs in ((0, [(0, 1)]), (10, [(0, 1), (2, 3)])):
+        ids = _fx_window(m, pairs, start)
+        # when the pay-ins are advanced as one batch (lock, message, send, acceptance)
+        with django_capture_on_commit_callbacks(execute=False):
+            advance[len(ids)] = _queries(lambda ids=ids: netted_advance(ids=ids))
+        assert set(NettedInstruction.objects.filter(pk__in=ids).values_list("status", flat=True)) == {"submitted"}
+    # then each payment costs the same fixed number of queries, and a batch a fixed overhead
+    for what, counts, per_budget, fixed_budget in (("advance", advance, ADVANCE_PER_PAYMENT, ADVANCE_BATCH),):
+        per, fixed = _linear(counts)
+        assert per <= per_budget, f"{what}: {per} queries per payment ({counts}) over {per_budget}"
+        assert fixed <= fixed_budget, f"{what}: {fixed} queries per batch ({counts}) over {fixed_budget}"

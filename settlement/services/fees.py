@@ -208,24 +208,68 @@ def _netted_rail(method: str) -> str:
     return FeeRail.LEDGER
 
 
-def netted_fee_hold(*, ni: Any, attempt: int) -> Decimal:
+@dataclass(frozen=True)
+class NettedFeeBook:
+    """What a batch of netted payments needs for their fees, read once for the batch (issue 19:
+    was a rule query and a charge query per payment): the rules that may be in force while the
+    batch runs, and the schedule charges the payments already have, by (payment, attempt)."""
+
+    rules: tuple[FeeRule, ...]
+    charges: dict[tuple[int, int], FeeCharge]
+
+    def rule_for(self, *, participant: Participant, asset: Asset, rail: str, at: datetime) -> FeeRule | None:
+        """``fee_rule_for`` for settlement type netted, in memory: the same filter, then the most
+        specific, then the newest rule."""
+        fitting = [
+            r
+            for r in self.rules
+            if r.valid_from <= at
+            and (r.valid_to is None or r.valid_to > at)
+            and (r.asset_id is None or r.asset_id == asset.pk)
+            and r.asset_kind in ("", asset.kind)
+            and r.rail in ("", rail)
+            and r.settlement_type in ("", SettlementType.NETTED)
+        ]
+        return _rule_pick(fitting, participant)
+
+
+def netted_fee_book(*, netted_ids: list[int], at: datetime | None = None) -> NettedFeeBook:
+    """The fee book of a batch of netted payments (two queries, whatever the batch size)."""
+    at = at or timezone.now()
+    rules = FeeRule.objects.filter(
+        Q(valid_to__isnull=True) | Q(valid_to__gt=at), Q(settlement_type="") | Q(settlement_type=SettlementType.NETTED)
+    )
+    charges = FeeCharge.objects.filter(netted_id__in=netted_ids, kind=FeeKind.SCHEDULE).order_by("pk")
+    found: dict[tuple[int, int], FeeCharge] = {}
+    for charge in charges:
+        found.setdefault((charge.netted_id, charge.attempt), charge)
+    return NettedFeeBook(rules=tuple(rules), charges=found)
+
+
+def netted_fee_hold(*, ni: Any, attempt: int, book: NettedFeeBook | None = None) -> Decimal:
     """Compute and record the fee of this lock of a netted payment (once); returns what a pay-in
-    must hold on top of its amount (a pay-out holds nothing extra: its fee is deducted)."""
+    must hold on top of its amount (a pay-out holds nothing extra: its fee is deducted). With
+    ``book`` (read before the payment's row was locked) the rules and the existing charge come
+    from it: a charge is only ever created together with the lock that moves the payment out of
+    pending, so one created after the book was read is seen as a locked payment, never here."""
     from settlement.choices import AssetKind
 
     if ni.asset.kind == AssetKind.SECURITY:
         return Decimal(0)
-    charge = FeeCharge.objects.filter(netted=ni, attempt=attempt, kind=FeeKind.SCHEDULE).first()
+    if book is None:
+        charge = FeeCharge.objects.filter(netted=ni, attempt=attempt, kind=FeeKind.SCHEDULE).first()
+    else:
+        charge = book.charges.get((ni.pk, attempt))
     if charge is None:
-        quote = fee_quote(
-            party=FeeParty.PAYER if ni.direction == "pay_in" else FeeParty.PAYEE,
-            participant=ni.participant,
-            asset=ni.asset,
-            amount=ni.amount,
-            rail=_netted_rail(ni.method),
-            settlement_type=SettlementType.NETTED,
-            at=timezone.now(),
-        )
+        party = FeeParty.PAYER if ni.direction == "pay_in" else FeeParty.PAYEE
+        rail, at = _netted_rail(ni.method), timezone.now()
+        if book is None:
+            rule = fee_rule_for(
+                participant=ni.participant, asset=ni.asset, rail=rail, settlement_type=SettlementType.NETTED, at=at
+            )
+        else:
+            rule = book.rule_for(participant=ni.participant, asset=ni.asset, rail=rail, at=at)
+        quote = _quote(party=party, participant=ni.participant, asset=ni.asset, amount=ni.amount, rule=rule)
         if quote is None or quote.fee <= 0:
             return Decimal(0)
         charge = _charge(quote, netted=ni, attempt=attempt)
@@ -239,6 +283,18 @@ def netted_fees_pending(ni: Any) -> list[FeeCharge]:
             netted=ni, attempt=ni.locks_taken, status=FeeChargeStatus.PENDING, kind=FeeKind.SCHEDULE
         )
     )
+
+
+def netted_fees_pending_many(nis: list[Any]) -> dict[int, list[FeeCharge]]:
+    """``netted_fees_pending`` of many payments in one query (a batch of settlements)."""
+    wanted = {ni.pk: ni.locks_taken for ni in nis}
+    found: dict[int, list[FeeCharge]] = {pk: [] for pk in wanted}
+    for charge in FeeCharge.objects.filter(
+        netted_id__in=list(wanted), status=FeeChargeStatus.PENDING, kind=FeeKind.SCHEDULE
+    ).order_by("pk"):
+        if charge.attempt == wanted[charge.netted_id]:
+            found[charge.netted_id].append(charge)
+    return found
 
 
 def fee_charges_mark(
