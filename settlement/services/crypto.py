@@ -37,7 +37,7 @@ from settlement.models import Asset, ChainTransfer, SettlementInstruction, Trade
 from settlement.models.pipeline import CaseStatus
 from settlement.models.pipeline import TransferStatus as TS
 from settlement.services.actors import Actor, stamp_history
-from settlement.services.audit import LogEntry, transition_log_append
+from settlement.services.audit import LogEntry, transition_log_append, transition_log_deferred
 from settlement.services.cases import (
     PIPELINE,
     active_halt,
@@ -138,8 +138,9 @@ def crypto_trade_lock(
     """pending → locked for both legs, plus a network-fee reserve on each on-chain leg's payer.
 
     Short of funds (either leg): both legs fail, no lock survives, both parties are notified.
+    The log entries of the transaction are appended together at its end (one head lock).
     """
-    with transaction.atomic():
+    with transaction.atomic(), transition_log_deferred():
         legs = _trade_legs_for_update(trade)
         if any(leg.status != S.PENDING for leg in legs):
             return legs
@@ -147,7 +148,7 @@ def crypto_trade_lock(
         # (processing) neither expires by time (``locks_void_expired`` leaves in-flight locks alone).
         expires_at = timezone.now() + settings.CLEARHOUSE_LOCK_TTL
         try:
-            with transaction.atomic():
+            with transaction.atomic(), transition_log_deferred():  # dropped with the savepoint
                 for leg in legs:
                     _hold_and_lock(leg, actor=actor, reason="lock funds (crypto DvP)", expires_at=expires_at)
                     if on_chain(leg.asset):
@@ -176,7 +177,7 @@ def crypto_trade_prepare(*, trade: Trade, actor: Actor = PIPELINE) -> list[Chain
     While an asset of the trade is halted nothing is signed: the legs stay locked and are picked
     up again once the halt is lifted. Returns the trade's transfers still to broadcast/confirm.
     """
-    with transaction.atomic():
+    with transaction.atomic(), transition_log_deferred():
         legs = _trade_legs_for_update(trade)
         if any(leg.status != S.LOCKED for leg in legs):
             return list(ChainTransfer.objects.filter(instruction__in=legs, status__in=[TS.SIGNED, TS.BROADCAST]))

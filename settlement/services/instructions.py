@@ -32,6 +32,7 @@ from settlement.services.fees import (
 from settlement.services.ledger import Leg, account_for, ledger_lock, ledger_post, ledger_post_journal, ledger_void
 
 S = InstructionStatus
+_OWNER_KINDS = (AccountKind.AVAILABLE, AccountKind.LOCKED)
 ENTITY = "instruction"
 
 
@@ -279,17 +280,30 @@ def _trade_legs_for_update(trade: Trade) -> list[SettlementInstruction]:
     """
     legs = list(
         SettlementInstruction.objects.select_for_update(of=("self",))
-        .select_related("asset", "payer", "payee", "lock")
+        .select_related("asset", "payer", "payee", "lock", "fee_lock", "trade")
         .filter(trade=trade)
         .order_by("pk")
     )
-    account_ids = {
-        account_for(owner=party, asset=leg.asset, kind=kind).pk
+    wanted = {
+        (party.pk, leg.asset_id, kind): (party, leg.asset)
         for leg in legs
         for party in (leg.payer, leg.payee)
         for kind in (AccountKind.AVAILABLE, AccountKind.LOCKED)
     }
-    list(LedgerAccount.objects.select_for_update().filter(pk__in=account_ids).order_by("pk").values_list("pk"))
+    if not wanted:
+        return legs
+    pairs = Q()
+    for owner_id, asset_id in {(owner_id, asset_id) for owner_id, asset_id, _ in wanted}:
+        pairs |= Q(owner_id=owner_id, asset_id=asset_id)
+    # one statement locks them all, in primary-key order (they are created with the trade)
+    found = LedgerAccount.objects.select_for_update().filter(pairs, kind__in=_OWNER_KINDS).order_by("pk")
+    have = set(found.values_list("owner_id", "asset_id", "kind"))
+    missing = [key for key in sorted(wanted) if key not in have]
+    if missing:  # an account created after its trade (older data): create, then lock them all again
+        for owner_id, asset_id, kind in missing:
+            party, asset = wanted[(owner_id, asset_id, kind)]
+            account_for(owner=party, asset=asset, kind=kind)
+        list(found.values_list("pk"))
     return legs
 
 
