@@ -20,6 +20,7 @@ importable from here.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -251,11 +252,17 @@ class AdvanceResult:
     settled: int = 0
     failed: int = 0
     halted: int = 0
+    rest: list[int] = field(default_factory=list)  # trades not started before the deadline
 
 
-def crypto_trades_advance(*, trade_ids: list[int], actor: Actor = PIPELINE) -> AdvanceResult:
+def crypto_trades_advance(
+    *, trade_ids: list[int], actor: Actor = PIPELINE, deadline: float | None = None
+) -> AdvanceResult:
     """Take each trade as far as it can go now: lock, sign, broadcast. Safe to call again for
-    the same trades at any point (each step is a no-op once done)."""
+    the same trades at any point (each step is a no-op once done).
+
+    With ``deadline`` (``time.monotonic()``) no trade is started after it: the ones left are in
+    ``result.rest`` for the caller to hand on, and what was signed is broadcast first."""
     result = AdvanceResult()
     trades = list(
         Trade.objects.filter(pk__in=trade_ids).select_related("instrument__base", "instrument__quote").order_by("pk")
@@ -263,7 +270,10 @@ def crypto_trades_advance(*, trade_ids: list[int], actor: Actor = PIPELINE) -> A
     assets = {a.pk: a for t in trades for a in (t.instrument.base, t.instrument.quote)}
     reserves = fee_reserves_for(assets.values())  # may raise RailTransientError: the task retries
     to_send: list[ChainTransfer] = []
-    for trade in trades:
+    for index, trade in enumerate(trades):
+        if deadline is not None and index and time.monotonic() > deadline:
+            result.rest = [t.pk for t in trades[index:]]
+            break
         try:
             legs = crypto_trade_lock(trade=trade, fee_reserves=reserves, actor=actor)
             if any(leg.status == S.FAILED for leg in legs):
