@@ -75,7 +75,7 @@ from settlement.services.crypto_trades import (
     on_chain,
     quantize_up,
 )
-from settlement.services.instructions import _apply, _hold_and_lock, _trade_legs_for_update
+from settlement.services.instructions import _apply, _hold_and_lock, _known_accounts, _trade_legs_for_update
 from settlement.services.ledger import ledger_lock
 
 # The pipeline's public names, wherever they are defined (callers import them from here).
@@ -161,6 +161,7 @@ def crypto_trade_lock(
                             reference=f"{leg.reference}:a{leg.attempt}:fee",
                             actor=actor,
                             expires_at=expires_at,
+                            accounts=_known_accounts(leg, leg.payer_id),
                         )
                         leg.save(update_fields=("fee_lock",))
         except InsufficientFunds as exc:

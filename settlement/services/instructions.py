@@ -81,6 +81,7 @@ def _lock_funds(instruction: SettlementInstruction, *, actor: Actor, expires_at:
         reference=_lock_reference(instruction),
         actor=actor,
         expires_at=expires_at,
+        accounts=_known_accounts(instruction, instruction.payer_id),
     )
     instruction.lock = lock
 
@@ -106,7 +107,10 @@ def _settle_locked(
     """Post the held funds to the payee, and the fees to the fee revenue account in the same
     journal, and move processing → settled (row already locked). The lock's, the fee charges' and
     the instruction's log entries go to the chain together, in that order (one head lock)."""
-    payee_account = account_for(owner=instruction.payee, asset=instruction.asset, kind=AccountKind.AVAILABLE)
+    known = _known_accounts(instruction, instruction.payee_id)
+    payee_account = (
+        known[0] if known else account_for(owner=instruction.payee, asset=instruction.asset, kind=AccountKind.AVAILABLE)
+    )
     entries: list[LogEntry] = []
     fees = lock_post_with_fees(
         lock=instruction.lock,
@@ -297,14 +301,25 @@ def _trade_legs_for_update(trade: Trade) -> list[SettlementInstruction]:
         pairs |= Q(owner_id=owner_id, asset_id=asset_id)
     # one statement locks them all, in primary-key order (they are created with the trade)
     found = LedgerAccount.objects.select_for_update().filter(pairs, kind__in=_OWNER_KINDS).order_by("pk")
-    have = set(found.values_list("owner_id", "asset_id", "kind"))
-    missing = [key for key in sorted(wanted) if key not in have]
-    if missing:  # an account created after its trade (older data): create, then lock them all again
-        for owner_id, asset_id, kind in missing:
-            party, asset = wanted[(owner_id, asset_id, kind)]
-            account_for(owner=party, asset=asset, kind=kind)
-        list(found.values_list("pk"))
+    have = {(a.owner_id, a.asset_id, a.kind): a for a in found}
+    if any(key not in have for key in wanted):  # accounts missing (older data): create, lock again
+        for key in sorted(k for k in wanted if k not in have):
+            party, asset = wanted[key]
+            account_for(owner=party, asset=asset, kind=key[2])
+        have = {(a.owner_id, a.asset_id, a.kind): a for a in found.all()}
+    for leg in legs:  # the rows just locked, for the leg's own ledger calls (no second lookup)
+        leg._accounts = {(o, k): a for (o, asset_id, k), a in have.items() if asset_id == leg.asset_id}
+        for account in leg._accounts.values():
+            account.asset = leg.asset
     return legs
+
+
+def _known_accounts(instruction: SettlementInstruction, owner_id: int) -> tuple[LedgerAccount, LedgerAccount] | None:
+    """The owner's (available, locked) accounts of the leg's asset as ``_trade_legs_for_update``
+    locked them, or None (the ledger looks them up)."""
+    known = getattr(instruction, "_accounts", {})
+    pair = (known.get((owner_id, AccountKind.AVAILABLE)), known.get((owner_id, AccountKind.LOCKED)))
+    return None if None in pair else (pair[0], pair[1])
 
 
 def trade_cancel(*, trade: Trade, actor: Actor, reason: str) -> list[SettlementInstruction]:
