@@ -17,6 +17,7 @@ to settled, a per-stage breakdown from the transition log, and checks ledger == 
 from __future__ import annotations
 
 import argparse
+import os
 import subprocess
 import sys
 import time
@@ -31,6 +32,29 @@ sys.path.insert(0, str(ROOT))
 
 from bench.common import Children, children, percentile, scratch_database, scratch_redis, wait_workers  # noqa: E402
 from config.celery import worker_argv  # noqa: E402
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds a live process has used so far (Linux /proc)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def db_counters() -> dict[str, int]:
+    """This database's commits and rows written so far (PostgreSQL's cumulative statistics)."""
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_stat_clear_snapshot()")
+        cursor.execute(
+            "SELECT xact_commit, tup_inserted, tup_updated, tup_deleted FROM pg_stat_database "
+            "WHERE datname = current_database()"
+        )
+        commits, inserted, updated, deleted = cursor.fetchone()
+    return {"commits": commits, "rows written": inserted + updated + deleted}
 
 
 def main(kids: Children) -> None:
@@ -124,6 +148,10 @@ def main(kids: Children) -> None:
         for i in range(args.workers)
     ]
     wait_workers(env, args.workers)
+    time.sleep(1)  # statistics are flushed about once a second
+    before = db_counters()
+    cpu_before = {w.pid: cpu_seconds(w.pid) for w in workers}
+    cpu_worker = 0.0
     try:
         now = timezone.now() - timedelta(seconds=1)
         started = time.monotonic()
@@ -151,6 +179,7 @@ def main(kids: Children) -> None:
                 break
             time.sleep(1)
         elapsed = time.monotonic() - started
+        cpu_worker = sum(cpu_seconds(w.pid) - cpu_before[w.pid] for w in workers)
     finally:
         for worker in workers:
             worker.terminate()
@@ -207,6 +236,12 @@ def main(kids: Children) -> None:
     print("\nmean time per stage:")
     for name, values in gaps.items():
         print(f"  {name:24s} {sum(values) / len(values):7.3f} s   (p99 {percentile(values, 99):.3f} s)")
+
+    time.sleep(1)
+    after = db_counters()
+    print("\nper trade (this database, ingest included; the machine's load does not change these): ", end="")
+    print(", ".join(f"{(after[k] - before[k]) / args.trades:.1f} {k}" for k in before), end="")
+    print(f", {cpu_worker / args.trades * 1000:.0f} ms of worker CPU ({args.workers} workers)")
 
     rail = chain_rail("ethereum")
     mismatches = 0

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import random
+import time
 
 from celery import shared_task
 from django.conf import settings
@@ -105,11 +106,20 @@ def _schedule_checks(transfer_ids: list[int], *, poll: int = 0) -> None:
     crypto_check_task.apply_async((transfer_ids,), {"poll": poll}, countdown=delay if poll else 0)
 
 
+def _task_deadline() -> float:
+    """When a pipeline task stops taking new work and hands the rest on as a new task: well
+    below the visibility timeout, after which Redis would hand the still-running task to a
+    second worker (duplicate work contending for the same rows, rebroadcasts)."""
+    return time.monotonic() + settings.CELERY_VISIBILITY_TIMEOUT / 3
+
+
 @shared_task(acks_late=True, bind=True)
 def crypto_advance_task(self, trade_ids: list[int], rail_attempt: int = 0) -> dict:
-    """Lock, sign and broadcast a batch of crypto T+0 trades; then watch their transfers."""
+    """Lock, sign and broadcast a batch of crypto T+0 trades; then watch their transfers.
+    Trades not started within the task's time budget go on as a new task (queued before this
+    one is acknowledged: a crash in between leaves duplicates, which are harmless)."""
     try:
-        result = crypto_trades_advance(trade_ids=trade_ids)
+        result = crypto_trades_advance(trade_ids=trade_ids, deadline=_task_deadline())
     except RailTransientError as exc:  # the chain could not quote a fee: try again later
         if rail_attempt >= settings.CLEARHOUSE_BROADCAST_MAX_RETRIES:
             logger.error("chain unreachable for trades %s: %s; the sweeper will retry", trade_ids, exc)
@@ -118,6 +128,8 @@ def crypto_advance_task(self, trade_ids: list[int], rail_attempt: int = 0) -> di
             (trade_ids,), {"rail_attempt": rail_attempt + 1}, countdown=backoff_seconds(rail_attempt)
         )
         return {"retry": rail_attempt + 1}
+    if result.rest:
+        crypto_advance_task.delay(result.rest)
     _crash_point("broadcast")
     for transfer_id in result.retry:
         crypto_broadcast_task.apply_async((transfer_id,), {"attempt": 1}, countdown=backoff_seconds(0))
@@ -127,6 +139,7 @@ def crypto_advance_task(self, trade_ids: list[int], rail_attempt: int = 0) -> di
         "retry": len(result.retry),
         "failed": result.failed,
         "halted": result.halted,
+        "handed_on": len(result.rest),
     }
 
 
@@ -164,7 +177,12 @@ def crypto_check_task(transfer_ids: list[int], poll: int = 0) -> dict:
     No worker is held while waiting for blocks."""
     outcome: dict[str, int] = {}
     waiting: list[int] = []
-    for transfer_id in transfer_ids:
+    deadline = _task_deadline()
+    for index, transfer_id in enumerate(transfer_ids):
+        if index and time.monotonic() > deadline:  # the rest now, as a new task (see _task_deadline)
+            crypto_check_task.apply_async((transfer_ids[index:],), {"poll": poll})
+            outcome["handed_on"] = len(transfer_ids) - index
+            break
         transfer = ChainTransfer.objects.filter(pk=transfer_id).first()
         if transfer is None:
             continue

@@ -114,12 +114,21 @@ class EthereumRail(BaseUnits):
                 return Web3.keccak(hexstr=raw).to_0x_hex()
             raise RailRejected(f"{type(exc).__name__}: {exc}") from exc
 
-    def status(self, *, tx_hash: str, sender: str, raw: str = "") -> TransferStatus:
-        sender_nonce = self.confirmed_nonce(sender)
+    def _receipt(self, tx_hash: str) -> Any:
         try:
-            receipt = _call(self.w3.eth.get_transaction_receipt, tx_hash)
+            return _call(self.w3.eth.get_transaction_receipt, tx_hash)
         except TransactionNotFound:
-            receipt = None
+            return None
+
+    def status(self, *, tx_hash: str, sender: str, raw: str = "") -> TransferStatus:
+        """Two calls when the transaction is in a block (receipt, head); the sender's nonce only
+        when it is not, read *before* a second look for the receipt: a transaction mined between
+        the two reads is then found, never mistaken for a double spend."""
+        receipt = self._receipt(tx_hash)
+        sender_nonce = None
+        if receipt is None or receipt.get("blockNumber") is None:
+            sender_nonce = self.confirmed_nonce(sender)
+            receipt = self._receipt(tx_hash)
         if receipt is None or receipt.get("blockNumber") is None:
             try:
                 _call(self.w3.eth.get_transaction, tx_hash)

@@ -87,10 +87,10 @@ class Keystore:
 
     def sign_bitcoin_digest(self, address: str, digest: bytes) -> tuple[bytes, bytes]:
         """ECDSA signature (DER) of a transaction's signature hash, and the public key."""
-        from bitcoin.wallet import CBitcoinSecret
+        from coincurve import PrivateKey  # libsecp256k1: DER, low S, RFC 6979 nonces
 
-        secret = CBitcoinSecret.from_secret_bytes(bytes.fromhex(self._key(address).removeprefix("0x")))
-        return secret.sign(digest), bytes(secret.pub)
+        key = PrivateKey(bytes.fromhex(self._key(address).removeprefix("0x")))
+        return key.sign(digest, hasher=None), key.public_key.format(compressed=True)
 
     def sign_solana_message(self, address: str, message: Any, blockhash: Any) -> Any:
         """A signed ``solders.transaction.Transaction`` for ``message``."""

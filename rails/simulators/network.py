@@ -215,6 +215,9 @@ class NetworkSimulator(LoopbackServer):
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
+            # headers and body go out in two writes: without TCP_NODELAY each answer on a
+            # keep-alive connection waits for the client's delayed ACK (~40 ms per call)
+            disable_nagle_algorithm = True
 
             def log_message(self, *args: Any) -> None:
                 pass

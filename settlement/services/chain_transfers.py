@@ -26,7 +26,7 @@ from settlement.models.pipeline import CaseKind
 from settlement.models.pipeline import TransferStatus as TS
 from settlement.money import format_amount
 from settlement.services.actors import Actor, stamp_history
-from settlement.services.audit import LogEntry, transition_log_append
+from settlement.services.audit import LogEntry, transition_log_append, transition_log_deferred
 from settlement.services.cases import PIPELINE, active_halt, case_open, escalate, halt_open, notify
 from settlement.services.crypto_trades import NETWORK_FEES, SettlementHalted, _fail_legs, on_chain, quantize_up
 from settlement.services.fees import gas_charge_record
@@ -100,7 +100,7 @@ def transfer_give_up(*, transfer: ChainTransfer, reason: str, actor: Actor = PIP
     if status is not None and status.found:
         return transfer
     never_lands = status is not None and status.expired
-    with transaction.atomic():
+    with transaction.atomic(), transition_log_deferred():  # one head lock, at the end
         legs = _trade_legs_for_update(transfer.instruction.trade)
         transfer = ChainTransfer.objects.select_for_update().get(pk=transfer.pk)
         if transfer.status != seen_status or transfer.tx_hash != seen_hash:
@@ -123,7 +123,7 @@ def transfer_reject(*, transfer: ChainTransfer, reason: str, actor: Actor = PIPE
     with both legs, every lock released, and a case; one that was accepted before (broadcast) may
     still land, so it only gets a case and keeps its locks. Compare-and-set on status and hash."""
     seen_status, seen_hash = transfer.status, transfer.tx_hash
-    with transaction.atomic():
+    with transaction.atomic(), transition_log_deferred():  # one head lock, at the end
         legs = _trade_legs_for_update(transfer.instruction.trade)
         transfer = ChainTransfer.objects.select_for_update().get(pk=transfer.pk)
         if transfer.status != seen_status or transfer.tx_hash != seen_hash:
@@ -263,7 +263,7 @@ def transfer_confirm(*, transfer: ChainTransfer, status: ChainStatus, actor: Act
     ``status`` is what the chain said of ``transfer.tx_hash`` as the caller read it: a transfer
     re-signed meanwhile (another hash) is not confirmed by it."""
     seen_hash = transfer.tx_hash
-    with transaction.atomic():
+    with transaction.atomic(), transition_log_deferred():  # one head lock, at the end
         legs = _trade_legs_for_update(transfer.instruction.trade)
         transfer = ChainTransfer.objects.select_for_update().get(pk=transfer.pk)
         if transfer.status == TS.BROADCAST and transfer.tx_hash != seen_hash:
@@ -349,10 +349,10 @@ def _book_gas(leg: SettlementInstruction, *, transfer: ChainTransfer, actor: Act
         reserve.refresh_from_db(fields=("status",))
     if reserve is not None and reserve.status == LockStatus.PENDING:
         spent = min(spent, reserve.amount)
-        ledger_post(
+        posted = ledger_post(
             lock=reserve, to_account=fee_account, actor=actor, amount=spent, reason=f"network fee of {transfer.tx_hash}"
         )
-        journal = ledger_post_journal(reserve)
+        journal = ledger_post_journal(posted)  # the journal ledger_post wrote: no query
     elif spent > 0:
         reason = f"network fee of {transfer.tx_hash} booked from available: its reserve had been released"
         journal = ledger_charge(
@@ -389,7 +389,7 @@ def transfer_double_spent(*, transfer: ChainTransfer, sender_nonce: int, actor: 
         f"double spend: what transfer #{transfer.nonce} of {transfer.from_address} spends was used by "
         f"another transaction; ours ({transfer.tx_hash}) can never confirm"
     )
-    with transaction.atomic():
+    with transaction.atomic(), transition_log_deferred():  # one head lock, at the end
         legs = _trade_legs_for_update(transfer.instruction.trade)
         transfer = ChainTransfer.objects.select_for_update().get(pk=transfer.pk)
         if transfer.status != TS.BROADCAST or transfer.tx_hash != seen_hash:

@@ -20,6 +20,7 @@ importable from here.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -37,7 +38,7 @@ from settlement.models import Asset, ChainTransfer, SettlementInstruction, Trade
 from settlement.models.pipeline import CaseStatus
 from settlement.models.pipeline import TransferStatus as TS
 from settlement.services.actors import Actor, stamp_history
-from settlement.services.audit import LogEntry, transition_log_append
+from settlement.services.audit import LogEntry, transition_log_append, transition_log_deferred
 from settlement.services.cases import (
     PIPELINE,
     active_halt,
@@ -74,7 +75,7 @@ from settlement.services.crypto_trades import (
     on_chain,
     quantize_up,
 )
-from settlement.services.instructions import _apply, _hold_and_lock, _trade_legs_for_update
+from settlement.services.instructions import _apply, _hold_and_lock, _known_accounts, _trade_legs_for_update
 from settlement.services.ledger import ledger_lock
 
 # The pipeline's public names, wherever they are defined (callers import them from here).
@@ -138,8 +139,9 @@ def crypto_trade_lock(
     """pending → locked for both legs, plus a network-fee reserve on each on-chain leg's payer.
 
     Short of funds (either leg): both legs fail, no lock survives, both parties are notified.
+    The log entries of the transaction are appended together at its end (one head lock).
     """
-    with transaction.atomic():
+    with transaction.atomic(), transition_log_deferred():
         legs = _trade_legs_for_update(trade)
         if any(leg.status != S.PENDING for leg in legs):
             return legs
@@ -147,7 +149,7 @@ def crypto_trade_lock(
         # (processing) neither expires by time (``locks_void_expired`` leaves in-flight locks alone).
         expires_at = timezone.now() + settings.CLEARHOUSE_LOCK_TTL
         try:
-            with transaction.atomic():
+            with transaction.atomic(), transition_log_deferred():  # dropped with the savepoint
                 for leg in legs:
                     _hold_and_lock(leg, actor=actor, reason="lock funds (crypto DvP)", expires_at=expires_at)
                     if on_chain(leg.asset):
@@ -159,6 +161,7 @@ def crypto_trade_lock(
                             reference=f"{leg.reference}:a{leg.attempt}:fee",
                             actor=actor,
                             expires_at=expires_at,
+                            accounts=_known_accounts(leg, leg.payer_id),
                         )
                         leg.save(update_fields=("fee_lock",))
         except InsufficientFunds as exc:
@@ -176,7 +179,7 @@ def crypto_trade_prepare(*, trade: Trade, actor: Actor = PIPELINE) -> list[Chain
     While an asset of the trade is halted nothing is signed: the legs stay locked and are picked
     up again once the halt is lifted. Returns the trade's transfers still to broadcast/confirm.
     """
-    with transaction.atomic():
+    with transaction.atomic(), transition_log_deferred():
         legs = _trade_legs_for_update(trade)
         if any(leg.status != S.LOCKED for leg in legs):
             return list(ChainTransfer.objects.filter(instruction__in=legs, status__in=[TS.SIGNED, TS.BROADCAST]))
@@ -250,11 +253,17 @@ class AdvanceResult:
     settled: int = 0
     failed: int = 0
     halted: int = 0
+    rest: list[int] = field(default_factory=list)  # trades not started before the deadline
 
 
-def crypto_trades_advance(*, trade_ids: list[int], actor: Actor = PIPELINE) -> AdvanceResult:
+def crypto_trades_advance(
+    *, trade_ids: list[int], actor: Actor = PIPELINE, deadline: float | None = None
+) -> AdvanceResult:
     """Take each trade as far as it can go now: lock, sign, broadcast. Safe to call again for
-    the same trades at any point (each step is a no-op once done)."""
+    the same trades at any point (each step is a no-op once done).
+
+    With ``deadline`` (``time.monotonic()``) no trade is started after it: the ones left are in
+    ``result.rest`` for the caller to hand on, and what was signed is broadcast first."""
     result = AdvanceResult()
     trades = list(
         Trade.objects.filter(pk__in=trade_ids).select_related("instrument__base", "instrument__quote").order_by("pk")
@@ -262,7 +271,10 @@ def crypto_trades_advance(*, trade_ids: list[int], actor: Actor = PIPELINE) -> A
     assets = {a.pk: a for t in trades for a in (t.instrument.base, t.instrument.quote)}
     reserves = fee_reserves_for(assets.values())  # may raise RailTransientError: the task retries
     to_send: list[ChainTransfer] = []
-    for trade in trades:
+    for index, trade in enumerate(trades):
+        if deadline is not None and index and time.monotonic() > deadline:
+            result.rest = [t.pk for t in trades[index:]]
+            break
         try:
             legs = crypto_trade_lock(trade=trade, fee_reserves=reserves, actor=actor)
             if any(leg.status == S.FAILED for leg in legs):

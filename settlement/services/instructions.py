@@ -32,6 +32,7 @@ from settlement.services.fees import (
 from settlement.services.ledger import Leg, account_for, ledger_lock, ledger_post, ledger_post_journal, ledger_void
 
 S = InstructionStatus
+_OWNER_KINDS = (AccountKind.AVAILABLE, AccountKind.LOCKED)
 ENTITY = "instruction"
 
 
@@ -80,6 +81,7 @@ def _lock_funds(instruction: SettlementInstruction, *, actor: Actor, expires_at:
         reference=_lock_reference(instruction),
         actor=actor,
         expires_at=expires_at,
+        accounts=_known_accounts(instruction, instruction.payer_id),
     )
     instruction.lock = lock
 
@@ -105,7 +107,10 @@ def _settle_locked(
     """Post the held funds to the payee, and the fees to the fee revenue account in the same
     journal, and move processing → settled (row already locked). The lock's, the fee charges' and
     the instruction's log entries go to the chain together, in that order (one head lock)."""
-    payee_account = account_for(owner=instruction.payee, asset=instruction.asset, kind=AccountKind.AVAILABLE)
+    known = _known_accounts(instruction, instruction.payee_id)
+    payee_account = (
+        known[0] if known else account_for(owner=instruction.payee, asset=instruction.asset, kind=AccountKind.AVAILABLE)
+    )
     entries: list[LogEntry] = []
     fees = lock_post_with_fees(
         lock=instruction.lock,
@@ -279,18 +284,43 @@ def _trade_legs_for_update(trade: Trade) -> list[SettlementInstruction]:
     """
     legs = list(
         SettlementInstruction.objects.select_for_update(of=("self",))
-        .select_related("asset", "payer", "payee", "lock")
+        .select_related("asset", "payer", "payee", "lock", "fee_lock", "trade")
         .filter(trade=trade)
         .order_by("pk")
     )
-    account_ids = {
-        account_for(owner=party, asset=leg.asset, kind=kind).pk
+    wanted = {
+        (party.pk, leg.asset_id, kind): (party, leg.asset)
         for leg in legs
         for party in (leg.payer, leg.payee)
         for kind in (AccountKind.AVAILABLE, AccountKind.LOCKED)
     }
-    list(LedgerAccount.objects.select_for_update().filter(pk__in=account_ids).order_by("pk").values_list("pk"))
+    if not wanted:
+        return legs
+    pairs = Q()
+    for owner_id, asset_id in {(owner_id, asset_id) for owner_id, asset_id, _ in wanted}:
+        pairs |= Q(owner_id=owner_id, asset_id=asset_id)
+    # one statement locks them all, in primary-key order (they are created with the trade)
+    found = LedgerAccount.objects.select_for_update().filter(pairs, kind__in=_OWNER_KINDS).order_by("pk")
+    have = {(a.owner_id, a.asset_id, a.kind): a for a in found}
+    if any(key not in have for key in wanted):  # accounts missing (older data): create, lock again
+        for key in sorted(k for k in wanted if k not in have):
+            party, asset = wanted[key]
+            account_for(owner=party, asset=asset, kind=key[2])
+        have = {(a.owner_id, a.asset_id, a.kind): a for a in found.all()}
+    for leg in legs:  # the rows just locked, for the leg's own ledger calls (no second lookup)
+        leg._accounts = {(o, k): a for (o, asset_id, k), a in have.items() if asset_id == leg.asset_id}
+        for account in leg._accounts.values():
+            account.asset = leg.asset
     return legs
+
+
+def _known_accounts(instruction: SettlementInstruction, owner_id: int) -> tuple[LedgerAccount, LedgerAccount] | None:
+    """The owner's (available, locked) accounts of the leg's asset as ``_trade_legs_for_update``
+    locked them, or None (the ledger looks them up)."""
+    known: dict[tuple[int, str], LedgerAccount] = getattr(instruction, "_accounts", {})
+    available = known.get((owner_id, AccountKind.AVAILABLE))
+    locked = known.get((owner_id, AccountKind.LOCKED))
+    return None if available is None or locked is None else (available, locked)
 
 
 def trade_cancel(*, trade: Trade, actor: Actor, reason: str) -> list[SettlementInstruction]:

@@ -59,6 +59,18 @@ def _owner_accounts(*, owner: Participant, asset: Asset) -> tuple[LedgerAccount,
     return pair[0], pair[1]
 
 
+def _owner_pair(accounts: tuple[LedgerAccount, LedgerAccount], *, owner: Participant, asset: Asset) -> bool:
+    available, locked = accounts
+    return (
+        all(a.owner_id == owner.pk and a.asset_id == asset.pk for a in accounts)
+        and (
+            available.kind,
+            locked.kind,
+        )
+        == _OWNER_KINDS
+    )
+
+
 def accounts_ensure(*, pairs: Iterable[tuple[int, int]]) -> None:
     """Create the available and locked accounts of (participant id, asset id) pairs that lack them.
 
@@ -219,14 +231,20 @@ def ledger_lock(
     reference: str,
     actor: Actor,
     expires_at: datetime | None = None,
+    accounts: tuple[LedgerAccount, LedgerAccount] | None = None,
 ) -> LedgerLock:
     """Move ``amount`` from the owner's available to locked account. Idempotent by ``reference``.
+    ``accounts``: the owner's (available, locked) accounts when the caller already holds them
+    (checked, not looked up again).
 
     Raises ``InsufficientFunds`` (and writes nothing) when the available balance is short.
     """
     _validate_amount(asset, amount)
     with transaction.atomic():
-        available, locked = _owner_accounts(owner=owner, asset=asset)
+        if accounts is not None and _owner_pair(accounts, owner=owner, asset=asset):
+            available, locked = accounts
+        else:
+            available, locked = _owner_accounts(owner=owner, asset=asset)
         return _lock_between(
             available=available,
             locked=locked,
