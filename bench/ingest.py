@@ -75,9 +75,10 @@ def run(args: argparse.Namespace, kids: Children) -> int:
     subprocess.run([python, "manage.py", "seed_demo"], cwd=ROOT, env=env, check=True, stdout=subprocess.DEVNULL)
     from decimal import Decimal
 
-    from settlement.models import Asset, Participant, SettlementInstruction, Trade
-    from settlement.services.actors import SystemActor
-    from settlement.services.ledger import ledger_deposit
+    from common.actors import SystemActor
+    from ledger.services.ledger import ledger_deposit
+    from reference.models import Asset, Participant
+    from settlement.models import SettlementInstruction, Trade
 
     actor = SystemActor("bench")
     usd, btc = Asset.objects.get(code="USD"), Asset.objects.get(code="BTC")

@@ -63,3 +63,13 @@ class InstructionStatus(models.TextChoices):
 class Leg(models.TextChoices):
     DELIVERY = "delivery", "Delivery (base asset, seller → buyer)"
     PAYMENT = "payment", "Payment (quote currency, buyer → seller)"
+
+
+class CaseKind(models.TextChoices):
+    ESCALATION = "escalation", "Escalation (manual review)"
+    INVESTIGATION = "investigation", "Investigation"
+
+
+class CaseStatus(models.TextChoices):
+    OPEN = "open", "Open"
+    RESOLVED = "resolved", "Resolved"

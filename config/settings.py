@@ -83,10 +83,13 @@ INSTALLED_APPS = [
     "django_otp.plugins.otp_totp",
     "django_otp.plugins.otp_static",
     "axes",
+    "reference",
+    "ledger",
     "settlement",
     "netting",
     "reconciliation",
     "rails",
+    "ops",
 ]
 
 MIDDLEWARE = [
@@ -344,7 +347,7 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
     "ENUM_NAME_OVERRIDES": {
-        "InstructionStatusEnum": "settlement.choices.InstructionStatus",
+        "InstructionStatusEnum": "common.choices.InstructionStatus",
         "FeeChargeStatusEnum": "settlement.models.fees.FeeChargeStatus",
         "NetPaymentStatusEnum": "netting.models.NettedStatus",
         "WindowStatusEnum": "netting.models.WindowStatus",

@@ -19,6 +19,8 @@ from netting.models import (
 from netting.payments import netted_retry
 from netting.reports import rail_report_record_retry
 from netting.selectors import liquidity_position
+from ops.admin_changes import REASON, ProposeChangesMixin
+from ops.models import ApprovalKind
 from settlement.admin import (
     ActionOnlyAdminMixin,
     FeeChargeInline,
@@ -29,8 +31,6 @@ from settlement.admin import (
     _transitions_table,
     permission_check,
 )
-from settlement.admin_changes import REASON, ProposeChangesMixin
-from settlement.models import ApprovalKind
 
 
 class ObligationInline(ReadOnlyAdminMixin, admin.TabularInline):
@@ -90,7 +90,7 @@ class NetDebitCapAdmin(ProposeChangesMixin, HistoryAdmin):
     list_select_related = ("participant", "asset")
 
     def _position(self, obj: NetDebitCap, key: str) -> str:
-        from settlement.money import format_amount
+        from common.money import format_amount
 
         return format_amount(liquidity_position(obj)[key], obj.asset.precision)
 
@@ -190,7 +190,7 @@ class NettedInstructionAdmin(ActionOnlyAdminMixin, HistoryAdmin):
     actions = ["release_selected", "retry_selected", "override_method_selected"]
     has_release_permission = permission_check("netting.release_nettedinstruction")
     has_retry_permission = permission_check("netting.retry_nettedinstruction")
-    has_propose_permission = permission_check("settlement.add_approvalrequest")
+    has_propose_permission = permission_check("ops.add_approvalrequest")
 
     @admin.display(description="legs")
     def legs_link(self, obj: NettedInstruction) -> str:

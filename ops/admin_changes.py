@@ -1,4 +1,4 @@
-"""Admin pages whose saves are four-eyes proposals (``settlement.services.changes``): a
+"""Admin pages whose saves are four-eyes proposals (``ops.services.changes``): a
 participant's bank, custody and wallet accounts, beat's periodic tasks (edits, enabling and
 disabling) and an asset's kind, chain, cycle or precision while it has instructions in flight.
 Saving asks for a reason and files a proposal; the change is written when an approver agrees."""
@@ -15,11 +15,12 @@ from django.urls import reverse
 from django_celery_beat.admin import PeriodicTaskAdmin, PeriodicTaskForm
 from django_celery_beat.models import ClockedSchedule, CrontabSchedule, IntervalSchedule, PeriodicTask, SolarSchedule
 
+from common.exceptions import DomainError, ValidationFailed
+from ops.models import ApprovalKind
+from ops.services.approvals import approval_propose
+from ops.services.changes import asset_change_needs_approval, change_payload, changed_fields
+from reference.models import Asset, BankAccount, CustodyAccount, WalletAddress
 from settlement.admin import HistoryAdmin, _reason_action, permission_check
-from settlement.exceptions import DomainError, ValidationFailed
-from settlement.models import ApprovalKind, Asset, BankAccount, CustodyAccount, WalletAddress
-from settlement.services.approvals import approval_propose
-from settlement.services.changes import asset_change_needs_approval, change_payload, changed_fields
 
 REASON = forms.CharField(
     label="Reason for the change",
@@ -62,7 +63,7 @@ class ProposeChangesMixin:
         except DomainError as exc:
             self.message_user(request, f"Not proposed: {exc.message}", messages.ERROR)  # type: ignore[attr-defined]
             return
-        url = reverse("admin:settlement_approvalrequest_change", args=[proposal.pk])
+        url = reverse("admin:ops_approvalrequest_change", args=[proposal.pk])
         self.message_user(  # type: ignore[attr-defined]
             request, f"Proposed ({', '.join(fields)}): applied once approved - request {url}", messages.WARNING
         )
@@ -182,7 +183,7 @@ class AssetAdmin(ProposeChangesMixin, HistoryAdmin):
         return asset_change_needs_approval(obj, fields)
 
     def save_model(self, request: HttpRequest, obj: Asset, form: Any, change: bool) -> None:
-        from settlement.services.actors import stamp_history
+        from common.actors import stamp_history
 
         stamp_history(obj, actor=request.user, reason=form.cleaned_data["reason"])
         super().save_model(request, obj, form, change)
@@ -206,7 +207,7 @@ class FourEyesPeriodicTaskAdmin(ProposeChangesMixin, PeriodicTaskAdmin):
     form = PeriodicTaskChangeForm
     change_kind = ApprovalKind.BEAT_TASK
     actions = ["propose_enable", "propose_disable", "run_tasks"]
-    has_propose_permission = permission_check("settlement.add_approvalrequest")
+    has_propose_permission = permission_check("ops.add_approvalrequest")
 
     def get_fieldsets(self, request: HttpRequest, obj: Any = None) -> Any:
         return [*super().get_fieldsets(request, obj), ("Four-eyes", {"fields": ("reason",)})]

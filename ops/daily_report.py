@@ -15,10 +15,10 @@ from typing import Any
 from django.db import connection
 from django.utils import timezone
 
-from settlement.charts import stacked_bars_svg
-from settlement.models import DailyReport
-from settlement.money import format_amount
-from settlement.services.actors import Actor, actor_label
+from common.actors import Actor, actor_label
+from common.charts import stacked_bars_svg
+from common.money import format_amount
+from ops.models import DailyReport
 
 _SETTLED = """
 SELECT CASE WHEN i.netting_window_id IS NOT NULL THEN 'netted'

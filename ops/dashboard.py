@@ -12,15 +12,9 @@ from django.db.models import Count, Q
 from django.db.models.functions import TruncMinute
 from django.utils import timezone
 
-from settlement.choices import InstructionStatus as S
-from settlement.models import (
-    ApprovalRequest,
-    ChainTransfer,
-    OpsAlert,
-    ReviewCase,
-    SettlementHalt,
-    SettlementInstruction,
-)
+from common.choices import InstructionStatus as S
+from ops.models import ApprovalRequest, OpsAlert, ReviewCase
+from settlement.models import ChainTransfer, SettlementHalt, SettlementInstruction
 
 IN_FLIGHT = (S.PENDING, S.LOCKED, S.PROCESSING)
 

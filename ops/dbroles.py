@@ -8,7 +8,7 @@ cannot run DDL, so it can neither switch the guard triggers off (``session_repli
 * append-only evidence (journals, postings, the transition log, every simple-history table):
   SELECT, INSERT;
 * rows that change but are never removed (ledger accounts and locks, fee charges, the chain head,
-  imported external records and files, as ``settlement.roles.IMMUTABLE`` lists): SELECT, INSERT,
+  imported external records and files, as ``ops.roles.IMMUTABLE`` lists): SELECT, INSERT,
   UPDATE;
 * ``django_migrations``: SELECT;
 * everything else: SELECT, INSERT, UPDATE, DELETE. TRUNCATE nowhere.
@@ -24,8 +24,8 @@ from typing import Any
 
 from django.apps import apps as django_apps
 
-from settlement import dbguards
-from settlement.roles import IMMUTABLE
+from ledger import dbguards
+from ops.roles import IMMUTABLE
 
 APPEND_ONLY = "SELECT, INSERT"
 NO_DELETE = "SELECT, INSERT, UPDATE"

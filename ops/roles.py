@@ -13,7 +13,7 @@ in step after every ``migrate`` (permissions of new models join the roles automa
   never approves: whoever can create users or change their roles could otherwise make a second
   account and approve their own proposal. No role holds both user management (any permission on
   ``auth`` users, groups or permissions) and an approver permission: ``roles_install`` refuses a
-  table that would, and ``approver_require`` (settlement.services.approvals) refuses such a
+  table that would, and ``approver_require`` (ops.services.approvals) refuses such a
   person (and superusers) at the moment of approval too.
 """
 
@@ -21,17 +21,28 @@ from __future__ import annotations
 
 from typing import Any
 
-APPS = ("settlement", "netting", "reconciliation", "rails", "django_celery_beat", "auth", "authtoken")
+APPS = (
+    "reference",
+    "ledger",
+    "settlement",
+    "netting",
+    "reconciliation",
+    "rails",
+    "django_celery_beat",
+    "auth",
+    "authtoken",
+    "ops",
+)
 
 # Evidence: no role holds change/delete on these (the admin refuses it to superusers too).
 IMMUTABLE = {
-    ("settlement", "journal"),
-    ("settlement", "posting"),
-    ("settlement", "ledgeraccount"),
-    ("settlement", "ledgerlock"),
+    ("ledger", "journal"),
+    ("ledger", "posting"),
+    ("ledger", "ledgeraccount"),
+    ("ledger", "ledgerlock"),
     ("settlement", "feecharge"),
-    ("settlement", "transitionlog"),
-    ("settlement", "transitionloghead"),
+    ("ledger", "transitionlog"),
+    ("ledger", "transitionloghead"),
     ("reconciliation", "externalrecord"),
     ("reconciliation", "importedfile"),
 }
@@ -40,15 +51,15 @@ OPERATOR = {
     "settlement.retry_settlementinstruction",
     "settlement.cancel_settlementinstruction",
     "settlement.escalate_settlementinstruction",
-    "settlement.resolve_reviewcase",
-    "settlement.add_approvalrequest",
+    "ops.resolve_reviewcase",
+    "ops.add_approvalrequest",
     "netting.release_nettedinstruction",
     "netting.retry_nettedinstruction",
     "reconciliation.work_break",
     "reconciliation.add_importedfile",
     "reconciliation.add_breakproposal",
 }
-APPROVER = {"settlement.approve_approvalrequest"}
+APPROVER = {"ops.approve_approvalrequest"}
 # Permissions that decide a four-eyes request (never together with user management).
 APPROVER_PERMISSIONS = frozenset(APPROVER)
 

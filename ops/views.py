@@ -8,8 +8,8 @@ from django.http import HttpRequest
 from django.template.response import TemplateResponse
 from django.utils.safestring import mark_safe
 
-from settlement.charts import stacked_bars_svg
-from settlement.dashboard import dashboard_read
+from common.charts import stacked_bars_svg
+from ops.dashboard import dashboard_read
 
 
 def dashboard(request: HttpRequest) -> TemplateResponse:

@@ -12,6 +12,8 @@ from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.html import format_html
 
+from common.exceptions import DomainError
+from common.jsonload import json_loads
 from reconciliation.importers import ImportRejected
 from reconciliation.models import (
     Break,
@@ -25,8 +27,6 @@ from reconciliation.models import (
 from reconciliation.resolution import break_confirm, break_escalate, break_investigate, break_propose, proposal_decide
 from reconciliation.services import records_import
 from settlement.admin import ActionOnlyAdminMixin, HistoryAdmin, ReadOnlyAdminMixin, _reason_action, permission_check
-from settlement.exceptions import DomainError
-from settlement.jsonload import json_loads
 
 
 class ImportForm(forms.Form):
@@ -337,7 +337,7 @@ class BreakProposalAdmin(HistoryAdmin):
     fields = ("brk", "action", "debit_account", "credit_account", "amount", "reason")
     raw_id_fields = ("brk", "debit_account", "credit_account")
     actions = ["approve_selected", "reject_selected"]
-    has_approve_permission = permission_check("settlement.approve_approvalrequest")
+    has_approve_permission = permission_check("ops.approve_approvalrequest")
 
     def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return obj is None and super().has_change_permission(request, obj)

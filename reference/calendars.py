@@ -11,7 +11,7 @@ from functools import lru_cache
 
 import holidays
 
-from settlement.choices import MarketCalendar
+from common.choices import MarketCalendar
 
 _FINANCIAL_CODES: dict[str, str] = {
     MarketCalendar.NYSE: "NYSE",

@@ -12,9 +12,9 @@ from stdnum import lei as stdnum_lei
 from stdnum.exceptions import ValidationError as StdnumError
 from stdnum.us import rtn as stdnum_rtn
 
-from settlement.choices import AssetKind, Chain, MarketCalendar, SettlementCycle
-from settlement.money import MAX_PRECISION
-from settlement.webhook_targets import validate_webhook_url
+from common.choices import AssetKind, Chain, MarketCalendar, SettlementCycle
+from common.money import MAX_PRECISION
+from common.webhook_targets import validate_webhook_url
 
 code_validator = RegexValidator(r"^[A-Z0-9][A-Z0-9_.-]{0,31}$", "Use upper-case letters, digits, '_', '-' or '.'.")
 
@@ -36,9 +36,10 @@ class Participant(models.Model):
         max_length=128, blank=True, help_text="Shared secret for the X-Clearhouse-Signature HMAC of webhook bodies."
     )
     created_at = models.DateTimeField(auto_now_add=True)
-    history = HistoricalRecords()
+    history = HistoricalRecords(table_name="settlement_historicalparticipant")
 
     class Meta:
+        db_table = "settlement_participant"
         ordering = ["code"]
 
     def __str__(self) -> str:
@@ -57,7 +58,10 @@ class ParticipantUser(models.Model):
 
     user = models.OneToOneField(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="participant_link")
     participant = models.ForeignKey(Participant, on_delete=models.PROTECT, related_name="users")
-    history = HistoricalRecords()
+    history = HistoricalRecords(table_name="settlement_historicalparticipantuser")
+
+    class Meta:
+        db_table = "settlement_participantuser"
 
     def __str__(self) -> str:
         return f"{self.user} → {self.participant}"
@@ -79,9 +83,10 @@ class Asset(models.Model):
     )
     isin = models.CharField("ISIN", max_length=12, blank=True, help_text="Securities: ISO 6166 identifier.")
     is_active = models.BooleanField(default=True)
-    history = HistoricalRecords()
+    history = HistoricalRecords(table_name="settlement_historicalasset")
 
     class Meta:
+        db_table = "settlement_asset"
         ordering = ["code"]
         constraints = [
             models.CheckConstraint(condition=models.Q(precision__lte=MAX_PRECISION), name="asset_precision_max"),
@@ -119,9 +124,10 @@ class Instrument(models.Model):
         validators=[MaxValueValidator(MAX_PRECISION)], help_text="Decimal places allowed in a price."
     )
     is_active = models.BooleanField(default=True)
-    history = HistoricalRecords()
+    history = HistoricalRecords(table_name="settlement_historicalinstrument")
 
     class Meta:
+        db_table = "settlement_instrument"
         ordering = ["symbol"]
         constraints = [
             models.CheckConstraint(condition=~models.Q(base=models.F("quote")), name="instrument_base_ne_quote"),
@@ -140,9 +146,10 @@ class WalletAddress(models.Model):
     chain_state = models.JSONField(
         default=dict, blank=True, help_text="Rail state after the last signed transfer (Bitcoin: the change output)."
     )
-    history = HistoricalRecords()
+    history = HistoricalRecords(table_name="settlement_historicalwalletaddress")
 
     class Meta:
+        db_table = "settlement_walletaddress"
         constraints = [
             models.UniqueConstraint(fields=["chain", "address"], name="wallet_chain_address_unique"),
             models.UniqueConstraint(fields=["participant", "chain"], name="wallet_one_per_chain"),
@@ -189,7 +196,10 @@ class BankAccount(models.Model):
     bic = models.CharField("BIC", max_length=11, blank=True)
     aba_routing = models.CharField("ABA routing number", max_length=9, blank=True)
     account_number = models.CharField(max_length=34, blank=True)
-    history = HistoricalRecords()
+    history = HistoricalRecords(table_name="settlement_historicalbankaccount")
+
+    class Meta:
+        db_table = "settlement_bankaccount"
 
     def __str__(self) -> str:
         return f"{self.participant} {self.currency} {self.iban or self.account_number}"
@@ -223,9 +233,10 @@ class CustodyAccount(models.Model):
     participant = models.ForeignKey(Participant, on_delete=models.PROTECT, related_name="custody_accounts")
     custodian_bic = models.CharField("custodian BIC", max_length=11)
     account_id = models.CharField(max_length=35)
-    history = HistoricalRecords()
+    history = HistoricalRecords(table_name="settlement_historicalcustodyaccount")
 
     class Meta:
+        db_table = "settlement_custodyaccount"
         constraints = [
             models.UniqueConstraint(fields=["custodian_bic", "account_id"], name="custody_account_unique"),
         ]

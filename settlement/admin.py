@@ -13,37 +13,24 @@ from django.urls import reverse
 from django.utils.html import format_html, format_html_join
 from simple_history.admin import SimpleHistoryAdmin
 
-from settlement.exceptions import DomainError
+from common.exceptions import DomainError
+from common.money import format_amount
+from ledger.models import Journal, LedgerAccount, LedgerLock, Posting, TransitionLog
+from ops.models import ApprovalRequest, DailyReport, Notification, OpsAlert, ReviewCase
+from ops.services.cases import case_assign, case_resolve, instruction_escalate
+from reference.models import BankAccount, CustodyAccount, Instrument, Participant, ParticipantUser, WalletAddress
 from settlement.models import (
     ApiToken,
-    ApprovalRequest,
     AuthFailure,
-    BankAccount,
     ChainTransfer,
-    CustodyAccount,
-    DailyReport,
     FeeCharge,
     FeeRule,
-    Instrument,
-    Journal,
-    LedgerAccount,
-    LedgerLock,
-    Notification,
-    OpsAlert,
-    Participant,
-    ParticipantUser,
-    Posting,
-    ReviewCase,
     Scope,
     SettlementHalt,
     SettlementInstruction,
     Trade,
-    TransitionLog,
-    WalletAddress,
 )
-from settlement.money import format_amount
 from settlement.selectors import transitions_of
-from settlement.services.crypto import case_assign, case_resolve, instruction_escalate
 from settlement.services.instructions import instruction_cancel, instruction_retry
 
 
@@ -86,7 +73,7 @@ def permission_check(codename: str) -> Any:
 
 def _propose(kind: str, target: Any) -> Any:
     """A service for _reason_action: propose a four-eyes request on ``target``."""
-    from settlement.services.approvals import approval_propose
+    from ops.services.approvals import approval_propose
 
     def propose(*, actor: Any, reason: str, **kwargs: Any) -> None:
         obj = kwargs.pop("obj")
@@ -131,7 +118,7 @@ class ActionOnlyAdminMixin:
 
 class WalletInline(ReadOnlyAdminMixin, admin.TabularInline):
     """Shown, not edited: adds and changes are four-eyes proposals on the wallet's own page
-    (``settlement.admin_changes``); the signing state (nonce, chain state) is never edited."""
+    (``ops.admin_changes``); the signing state (nonce, chain state) is never edited."""
 
     model = WalletAddress
     fields = ["chain", "address", "label", "next_nonce"]
@@ -184,7 +171,7 @@ class ParticipantAdmin(HistoryAdmin):
         """?from=YYYY-MM-DD&to=YYYY-MM-DD&output=csv|pdf|json"""
         from settlement.api.statements import statement_response
 
-        if not request.user.has_perm("settlement.view_participant"):
+        if not request.user.has_perm("reference.view_participant"):
             raise PermissionDenied
         participant = Participant.objects.get(pk=pk)
         try:
@@ -196,7 +183,7 @@ class ParticipantAdmin(HistoryAdmin):
             )
         except DomainError as exc:
             self.message_user(request, f"Statement: {exc.message} {exc.detail}", messages.ERROR)
-            return HttpResponseRedirect(reverse("admin:settlement_participant_change", args=[pk]))
+            return HttpResponseRedirect(reverse("admin:reference_participant_change", args=[pk]))
 
     @admin.display(description="statements")
     def statements(self, obj: Participant) -> str:
@@ -443,7 +430,7 @@ class SettlementInstructionAdmin(ActionOnlyAdminMixin, HistoryAdmin):
     has_retry_permission = permission_check("settlement.retry_settlementinstruction")
     has_cancel_permission = permission_check("settlement.cancel_settlementinstruction")
     has_escalate_permission = permission_check("settlement.escalate_settlementinstruction")
-    has_propose_permission = permission_check("settlement.add_approvalrequest")
+    has_propose_permission = permission_check("ops.add_approvalrequest")
 
     @admin.display(description="netted instructions")
     def netted_in(self, obj: SettlementInstruction) -> str:
@@ -572,7 +559,7 @@ class SettlementHaltAdmin(ActionOnlyAdminMixin, HistoryAdmin):
     readonly_fields = ["asset", "reason", "opened_at", "opened_by", "lifted_at", "lifted_by", "lift_reason"]
     fields = readonly_fields
     actions = ["lift_selected"]
-    has_propose_permission = permission_check("settlement.add_approvalrequest")
+    has_propose_permission = permission_check("ops.add_approvalrequest")
 
     @admin.display(boolean=True, description="open")
     def is_open(self, obj: SettlementHalt) -> bool:
@@ -619,7 +606,7 @@ class ReviewCaseAdmin(ActionOnlyAdminMixin, HistoryAdmin):
     ]
     fields = readonly_fields
     actions = ["take_selected", "resolve_selected"]
-    has_resolve_permission = permission_check("settlement.resolve_reviewcase")
+    has_resolve_permission = permission_check("ops.resolve_reviewcase")
 
     @admin.display(description="age", ordering="opened_at")
     def age(self, obj: ReviewCase) -> str:
@@ -680,14 +667,14 @@ class ApprovalRequestAdmin(ReadOnlyAdminMixin, HistoryAdmin):
     ]
     fields = readonly_fields
     actions = ["approve_selected", "reject_selected"]
-    has_approve_permission = permission_check("settlement.approve_approvalrequest")
+    has_approve_permission = permission_check("ops.approve_approvalrequest")
 
     @admin.display(description="transition log")
     def transitions(self, obj: ApprovalRequest) -> str:
         return _transitions_table("approval", obj.pk)
 
     def _decide(self, request: HttpRequest, queryset: QuerySet, *, approve: bool) -> HttpResponse | None:
-        from settlement.services.approvals import approval_decide
+        from ops.services.approvals import approval_decide
 
         def decide(*, obj: ApprovalRequest, actor: Any, reason: str) -> None:
             decided = approval_decide(request=obj, actor=actor, approve=approve, reason=reason)
@@ -953,12 +940,12 @@ class DailyReportAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     def generate_today(self, request: HttpRequest) -> HttpResponse:
         from django.utils import timezone
 
-        from settlement.daily_report import daily_report_build
+        from ops.daily_report import daily_report_build
 
-        if not request.user.has_perm("settlement.view_dailyreport"):
+        if not request.user.has_perm("ops.view_dailyreport"):
             raise PermissionDenied
         report = daily_report_build(day=timezone.now().date(), actor=request.user)
-        return HttpResponseRedirect(reverse("admin:settlement_dailyreport_change", args=[report.pk]))
+        return HttpResponseRedirect(reverse("admin:ops_dailyreport_change", args=[report.pk]))
 
     @admin.display(description="settled")
     def settled(self, obj: DailyReport) -> int:
@@ -972,7 +959,7 @@ class DailyReportAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     def chart(self, obj: DailyReport) -> str:
         from django.utils.safestring import mark_safe
 
-        return mark_safe(obj.chart_svg)  # noqa: S308 - generated by settlement.charts from numbers
+        return mark_safe(obj.chart_svg)  # noqa: S308 - generated by common.charts from numbers
 
     @admin.display(description="figures")
     def report(self, obj: DailyReport) -> str:
@@ -1002,7 +989,7 @@ class DailyReportAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
 
     @admin.action(description="Regenerate selected reports from the database")
     def regenerate_selected(self, request: HttpRequest, queryset: QuerySet) -> None:
-        from settlement.daily_report import daily_report_build
+        from ops.daily_report import daily_report_build
 
         for report in queryset:
             daily_report_build(day=report.day, actor=request.user)
@@ -1010,4 +997,4 @@ class DailyReportAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
 
 
 # Participants' accounts, assets and beat's schedule: saves there are four-eyes proposals.
-from settlement import admin_changes  # noqa: E402, F401
+from ops import admin_changes  # noqa: E402, F401

@@ -32,7 +32,7 @@ def dispatch_crypto_trades(trade_ids: Iterable[int]) -> None:
 
 
 def dispatch_webhooks(*, dedupe_keys: list[str]) -> None:
-    from settlement.models import Notification
+    from ops.models import Notification
     from settlement.tasks import webhook_deliver_task
 
     for pk in Notification.objects.filter(dedupe_key__in=dedupe_keys).values_list("pk", flat=True):

@@ -9,18 +9,17 @@ import random
 from celery import shared_task
 from django.conf import settings
 
+from common.ports import escalate, ops_alert
+from ledger.services.audit import transition_log_anchor, transition_log_anchor_head, transition_log_verify
+from ledger.services.integrity import ledger_verify_balances, ledger_verify_balances_alert
+from ops.models.alerts import AlertLevel
+from ops.services.alerts import ops_alert_email_send, ops_alerts_email_due
+from ops.services.webhooks import webhook_deliver, webhooks_due
 from rails.base import RailRejected, RailTransientError
-from settlement.dispatch import dispatch_crypto_trades
-from settlement.models import ChainTransfer
-from settlement.models.alerts import AlertLevel
-from settlement.models.pipeline import TransferStatus as TS
-from settlement.services.alerts import ops_alert, ops_alert_email_send, ops_alerts_email_due
-from settlement.services.audit import transition_log_anchor, transition_log_anchor_head, transition_log_verify
-from settlement.services.crypto import (
+from settlement.crypto.pipeline import (
     TRANSIENT_DB_ERRORS,
     SettlementHalted,
     crypto_trades_advance,
-    escalate,
     stuck_crypto_work,
     transfer_broadcast,
     transfer_check,
@@ -28,9 +27,10 @@ from settlement.services.crypto import (
     transfer_record_error,
     transfer_reject,
 )
+from settlement.dispatch import dispatch_crypto_trades
+from settlement.models import ChainTransfer
+from settlement.models.pipeline import TransferStatus as TS
 from settlement.services.instructions import locks_void_expired
-from settlement.services.integrity import ledger_verify_balances, ledger_verify_balances_alert
-from settlement.services.webhooks import webhook_deliver, webhooks_due
 
 logger = logging.getLogger(__name__)
 
@@ -261,8 +261,8 @@ def daily_report_task(day: str | None = None) -> int:
 
     from django.utils import timezone
 
-    from settlement.daily_report import daily_report_build
-    from settlement.services.actors import SystemActor
+    from common.actors import SystemActor
+    from ops.daily_report import daily_report_build
 
     on = date.fromisoformat(day) if day else timezone.now().date()
     return daily_report_build(day=on, actor=SystemActor("beat")).pk

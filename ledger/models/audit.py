@@ -96,6 +96,7 @@ class TransitionLog(models.Model):
     )
 
     class Meta:
+        db_table = "settlement_transitionlog"
         ordering = ["id"]
         indexes = [models.Index(fields=["entity_type", "entity_id", "id"], name="transition_log_entity_idx")]
 
@@ -123,6 +124,9 @@ class TransitionLogHead(models.Model):
 
     last_hash = models.CharField(max_length=64, default=GENESIS_HASH)
     length = models.BigIntegerField(default=0)
+
+    class Meta:
+        db_table = "settlement_transitionloghead"
 
     def __str__(self) -> str:
         return f"head {self.length} {self.last_hash[:12]}"

@@ -17,8 +17,8 @@ from django.db.models import Q
 from django_fsm import ConcurrentTransitionMixin, FSMField, transition
 from simple_history.models import HistoricalRecords
 
-from settlement.choices import AccountKind, JournalKind, LockStatus
-from settlement.money import DECIMAL_PLACES, MAX_DIGITS
+from common.choices import AccountKind, JournalKind, LockStatus
+from common.money import DECIMAL_PLACES, MAX_DIGITS
 
 
 def amount_field(**kwargs: object) -> models.DecimalField:
@@ -27,16 +27,17 @@ def amount_field(**kwargs: object) -> models.DecimalField:
 
 class LedgerAccount(models.Model):
     owner = models.ForeignKey(
-        "settlement.Participant", null=True, blank=True, on_delete=models.PROTECT, related_name="ledger_accounts"
+        "reference.Participant", null=True, blank=True, on_delete=models.PROTECT, related_name="ledger_accounts"
     )
     system_code = models.CharField(max_length=64, blank=True, help_text="Name of a system account (no owner).")
-    asset = models.ForeignKey("settlement.Asset", on_delete=models.PROTECT, related_name="ledger_accounts")
+    asset = models.ForeignKey("reference.Asset", on_delete=models.PROTECT, related_name="ledger_accounts")
     kind = models.CharField(max_length=16, choices=AccountKind.choices)
     allow_negative = models.BooleanField(default=False)
     balance = amount_field(default=0)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
+        db_table = "settlement_ledgeraccount"
         constraints = [
             models.CheckConstraint(
                 condition=Q(allow_negative=True) | Q(balance__gte=0), name="ledger_account_no_overdraft"
@@ -63,13 +64,14 @@ class Journal(models.Model):
     kind = models.CharField(max_length=16, choices=JournalKind.choices)
     reference = models.CharField(max_length=200, unique=True, help_text="Idempotency key of the movement.")
     memo = models.CharField(max_length=255, blank=True)
-    lock = models.ForeignKey("settlement.LedgerLock", null=True, blank=True, on_delete=models.PROTECT, related_name="+")
+    lock = models.ForeignKey("ledger.LedgerLock", null=True, blank=True, on_delete=models.PROTECT, related_name="+")
     actor = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
     )
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
 
     class Meta:
+        db_table = "settlement_journal"
         ordering = ["-id"]
 
     def __str__(self) -> str:
@@ -79,10 +81,11 @@ class Journal(models.Model):
 class Posting(models.Model):
     journal = models.ForeignKey(Journal, on_delete=models.PROTECT, related_name="postings")
     account = models.ForeignKey(LedgerAccount, on_delete=models.PROTECT, related_name="postings")
-    asset = models.ForeignKey("settlement.Asset", on_delete=models.PROTECT, related_name="+")
+    asset = models.ForeignKey("reference.Asset", on_delete=models.PROTECT, related_name="+")
     amount = amount_field(help_text="Signed: positive credits the account's balance, negative debits it.")
 
     class Meta:
+        db_table = "settlement_posting"
         constraints = [models.CheckConstraint(condition=~Q(amount=0), name="posting_amount_nonzero")]
         indexes = [models.Index(fields=["account", "id"], name="posting_account_idx")]
 
@@ -94,7 +97,7 @@ class LedgerLock(ConcurrentTransitionMixin, models.Model):
     """A pending transfer: value held in the payer's locked account until posted or voided."""
 
     reference = models.CharField(max_length=200, unique=True)
-    asset = models.ForeignKey("settlement.Asset", on_delete=models.PROTECT, related_name="+")
+    asset = models.ForeignKey("reference.Asset", on_delete=models.PROTECT, related_name="+")
     available_account = models.ForeignKey(LedgerAccount, on_delete=models.PROTECT, related_name="+")
     locked_account = models.ForeignKey(LedgerAccount, on_delete=models.PROTECT, related_name="+")
     amount = amount_field()
@@ -102,9 +105,10 @@ class LedgerLock(ConcurrentTransitionMixin, models.Model):
     expires_at = models.DateTimeField()
     created_at = models.DateTimeField(auto_now_add=True)
     resolved_at = models.DateTimeField(null=True, blank=True)
-    history = HistoricalRecords()
+    history = HistoricalRecords(table_name="settlement_historicalledgerlock")
 
     class Meta:
+        db_table = "settlement_ledgerlock"
         constraints = [models.CheckConstraint(condition=Q(amount__gt=0), name="ledger_lock_amount_positive")]
         indexes = [
             models.Index(fields=["expires_at"], condition=Q(status="pending"), name="ledger_lock_pending_exp_idx"),

@@ -21,7 +21,7 @@ from pathlib import Path
 from django.conf import settings
 from django.utils import timezone
 
-from settlement.models.audit import UnknownAuditKey, audit_mac
+from ledger.models.audit import UnknownAuditKey, audit_mac
 
 
 @dataclass(frozen=True)

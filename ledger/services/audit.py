@@ -12,11 +12,11 @@ from django.db import connection, transaction
 from django.utils import timezone
 from django_fsm import TransitionNotAllowed
 
-from settlement.exceptions import IllegalTransition
-from settlement.models import TransitionLog, TransitionLogHead
-from settlement.models.audit import GENESIS_HASH, UnknownAuditKey
-from settlement.services.actors import Actor, actor_label, actor_user, stamp_history
-from settlement.services.anchors import Anchor, anchor_write, anchors_read
+from common.actors import Actor, actor_label, actor_user, stamp_history
+from common.exceptions import IllegalTransition
+from ledger.models import TransitionLog, TransitionLogHead
+from ledger.models.audit import GENESIS_HASH, UnknownAuditKey
+from ledger.services.anchors import Anchor, anchor_write, anchors_read
 
 
 def _jsonable(value: Any) -> Any:

@@ -24,12 +24,13 @@ from django.db import IntegrityError, transaction
 from django.db.models import Case, F, Value, When
 from django.utils import timezone
 
-from settlement.choices import AccountKind, JournalKind, LockStatus
-from settlement.exceptions import InsufficientFunds, LockNotPending, UnbalancedJournal, ValidationFailed
-from settlement.models import Asset, Journal, LedgerAccount, LedgerLock, Participant, Posting
-from settlement.money import fits_precision, format_amount
-from settlement.services.actors import Actor, actor_user, stamp_history
-from settlement.services.audit import LogEntry, transition_log_append
+from common.actors import Actor, actor_user, stamp_history
+from common.choices import AccountKind, JournalKind, LockStatus
+from common.exceptions import InsufficientFunds, LockNotPending, UnbalancedJournal, ValidationFailed
+from common.money import fits_precision, format_amount
+from ledger.models import Journal, LedgerAccount, LedgerLock, Posting
+from ledger.services.audit import LogEntry, transition_log_append
+from reference.models import Asset, Participant
 
 EXTERNAL_FUNDING = "external-funding"
 _OWNER_KINDS = (AccountKind.AVAILABLE, AccountKind.LOCKED)

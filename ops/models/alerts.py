@@ -29,9 +29,12 @@ class OpsAlert(models.Model):
     email_attempts = models.PositiveIntegerField(default=0)
     email_next_at = models.DateTimeField(null=True, blank=True)
     email_error = models.TextField(blank=True)
-    read_by = models.ManyToManyField(settings.AUTH_USER_MODEL, blank=True, related_name="+")
+    read_by = models.ManyToManyField(
+        settings.AUTH_USER_MODEL, blank=True, related_name="+", db_table="settlement_opsalert_read_by"
+    )
 
     class Meta:
+        db_table = "settlement_opsalert"
         ordering = ["-id"]
         indexes = [
             models.Index(fields=["email_next_at"], name="opsalert_email_due_idx", condition=Q(email_pending=True))

@@ -58,9 +58,10 @@ class ApprovalRequest(ConcurrentTransitionMixin, models.Model):
     decided_at = models.DateTimeField(null=True, blank=True)
     decision_reason = models.TextField(blank=True)
     outcome = models.TextField(blank=True, help_text="What applying it did, or why it could not be applied.")
-    history = HistoricalRecords()
+    history = HistoricalRecords(table_name="settlement_historicalapprovalrequest")
 
     class Meta:
+        db_table = "settlement_approvalrequest"
         ordering = ["-id"]
         permissions = [("approve_approvalrequest", "Can approve or reject four-eyes requests")]
         constraints = [

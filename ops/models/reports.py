@@ -7,13 +7,14 @@ from django.db import models
 
 class DailyReport(models.Model):
     day = models.DateField(unique=True)
-    figures = models.JSONField(default=dict, help_text="Every figure of the report (see settlement.daily_report).")
+    figures = models.JSONField(default=dict, help_text="Every figure of the report (see ops.daily_report).")
     chart_svg = models.TextField(blank=True)
     generated_at = models.DateTimeField()
     generated_by = models.CharField(max_length=150)
     seconds = models.FloatField(default=0, help_text="How long generating it took.")
 
     class Meta:
+        db_table = "settlement_dailyreport"
         ordering = ["-day"]
 
     def __str__(self) -> str:

@@ -21,7 +21,7 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from settlement.models.alerts import OpsAlert
+from ops.models.alerts import OpsAlert
 
 logger = logging.getLogger(__name__)
 

@@ -1,5 +1,5 @@
 """Four-eyes requests: propose, then a different approver approves (it is applied in the same
-transaction) or rejects. See ``settlement.models.approvals``."""
+transaction) or rejects. See ``ops.models.approvals``."""
 
 from __future__ import annotations
 
@@ -8,12 +8,13 @@ from typing import Any
 from django.db import transaction
 from django.utils import timezone
 
-from settlement.exceptions import DomainError, IllegalTransition, NotPermitted, ValidationFailed
-from settlement.models import ApprovalKind, ApprovalRequest, SettlementHalt, Trade
-from settlement.services.actors import Actor, actor_user, stamp_history
-from settlement.services.audit import transition_run
+from common.actors import Actor, actor_user, stamp_history
+from common.exceptions import DomainError, IllegalTransition, NotPermitted, ValidationFailed
+from ledger.services.audit import transition_run
+from ops.models import ApprovalKind, ApprovalRequest
+from settlement.models import SettlementHalt, Trade
 
-APPROVE_PERMISSION = "settlement.approve_approvalrequest"
+APPROVE_PERMISSION = "ops.approve_approvalrequest"
 
 
 def permission_require(actor: Actor, permission: str, what: str) -> Any:
@@ -34,7 +35,7 @@ def approver_require(actor: Actor, *, proposed_by_id: int | None, what: str) -> 
     from django.contrib.auth import get_user_model
     from django.contrib.contenttypes.models import ContentType
 
-    from settlement.roles import user_management
+    from ops.roles import user_management
 
     user = permission_require(actor, APPROVE_PERMISSION, what)
     if user.pk == proposed_by_id:
@@ -49,7 +50,7 @@ def approver_require(actor: Actor, *, proposed_by_id: int | None, what: str) -> 
 
 def _target(kind: str, target_id: int, payload: dict[str, Any]) -> str:
     """Check the target exists and the request makes sense now; returns its label."""
-    from settlement.services.changes import CHANGE_KINDS, change_target
+    from ops.services.changes import CHANGE_KINDS, change_target
 
     if kind in CHANGE_KINDS:
         return change_target(kind, target_id, payload)
@@ -94,7 +95,7 @@ def _target(kind: str, target_id: int, payload: dict[str, Any]) -> str:
 def approval_propose(
     *, kind: str, target_id: int, actor: Actor, reason: str, payload: dict[str, Any] | None = None
 ) -> ApprovalRequest:
-    user = permission_require(actor, "settlement.add_approvalrequest", "proposing a four-eyes request")
+    user = permission_require(actor, "ops.add_approvalrequest", "proposing a four-eyes request")
     reason = reason.strip()
     if not reason:
         raise ValidationFailed("a proposal needs a reason")
@@ -108,18 +109,18 @@ def approval_propose(
         )
         stamp_history(request, actor=actor, reason=reason)
         request.save()
-        from settlement.services.audit import LogEntry, transition_log_append
+        from ledger.services.audit import LogEntry, transition_log_append
 
         transition_log_append(
             entries=[LogEntry("approval", request.pk, "", "pending", reason, {"kind": kind, "target": target_id})],
             actor=actor,
         )
-        from settlement.services.alerts import ops_alert
+        from ops.services.alerts import ops_alert
 
         ops_alert(
             title=f"Approval needed: {request.get_kind_display().lower()} of {label}",
             body=f"Proposed by {user.get_username()}: {reason}",
-            link=f"/admin/settlement/approvalrequest/{request.pk}/change/",
+            link=f"/admin/ops/approvalrequest/{request.pk}/change/",
             level="warning",
             roles=("approver",),
         )
@@ -127,7 +128,7 @@ def approval_propose(
 
 
 def _apply(request: ApprovalRequest, actor: Actor) -> str:
-    from settlement.services.changes import CHANGE_KINDS, change_apply
+    from ops.services.changes import CHANGE_KINDS, change_apply
 
     reason = f"{request.reason} (approved: {request.decision_reason})"
     if request.kind in CHANGE_KINDS:
@@ -138,7 +139,7 @@ def _apply(request: ApprovalRequest, actor: Actor) -> str:
         legs = trade_reverse(trade=Trade.objects.get(pk=request.target_id), actor=actor, reason=reason)
         return f"reversed {len(legs)} legs"
     if request.kind == ApprovalKind.HALT_LIFT:
-        from settlement.services.crypto import halt_lift
+        from settlement.services.halts import halt_lift
 
         halt_lift(halt=SettlementHalt.objects.get(pk=request.target_id), actor=actor, reason=reason)
         return "halt lifted"

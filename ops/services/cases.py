@@ -1,6 +1,7 @@
-"""Review cases, notifications and halts (circuit breakers): how the pipelines tell participants
-and operations, and how operations take work over. Used by the crypto pipeline, netting and
-reconciliation alike."""
+"""Review cases and notifications: how the pipelines tell participants and operations, and how
+operations take work over. The crypto pipeline, netting and reconciliation reach these through
+``common.ports`` (registered in ``OpsConfig.ready``); halts are settlement's
+(``settlement.services.halts``)."""
 
 from __future__ import annotations
 
@@ -11,14 +12,17 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from settlement.exceptions import IllegalTransition, ValidationFailed
-from settlement.models import Asset, Notification, ReviewCase, SettlementHalt, SettlementInstruction
-from settlement.models.pipeline import Audience, CaseKind, CaseStatus, DeliveryStatus
-from settlement.services.actors import Actor, SystemActor, actor_label, stamp_history
-from settlement.services.audit import LogEntry, transition_log_append, transition_run
+from common.actors import Actor, SystemActor, actor_label, stamp_history
+from common.choices import CaseKind, CaseStatus
+from common.exceptions import IllegalTransition, ValidationFailed
+from ledger.services.audit import LogEntry, transition_log_append, transition_run
+from ops.models import Notification, ReviewCase
+from ops.models.cases import Audience, DeliveryStatus
+from reference.models import Asset
+from settlement.models import SettlementInstruction
+from settlement.services.halts import PIPELINE
 
 logger = logging.getLogger(__name__)
-PIPELINE = SystemActor("crypto-pipeline")
 
 
 # --- notifications, cases, halts ---------------------------------------------------------------
@@ -36,7 +40,7 @@ def notify(
 ) -> list[Notification]:
     """Store notifications (idempotent by ``dedupe_key``). Participants with a webhook URL get it
     POSTed after commit; undelivered ones are retried by the sweeper."""
-    from settlement.models import Participant
+    from reference.models import Participant
 
     hooks = dict(Participant.objects.filter(pk__in=list(participant_ids)).values_list("pk", "webhook_url"))
     rows = [
@@ -89,7 +93,7 @@ def case_open(
             defaults={"kind": kind, "reason": reason, "instruction": instruction, "asset": asset},
         )
         if created:
-            from settlement.services.alerts import ops_alert
+            from ops.services.alerts import ops_alert
 
             notify(
                 event=f"case_{kind}", instruction=instruction, message=reason, dedupe_key=f"case:{case.pk}", ops=True
@@ -97,7 +101,7 @@ def case_open(
             ops_alert(
                 title=f"Review case #{case.pk} ({kind})",
                 body=reason,
-                link=f"/admin/settlement/reviewcase/{case.pk}/change/",
+                link=f"/admin/ops/reviewcase/{case.pk}/change/",
                 level="warning",
                 roles=("operator",),
                 dedupe_key=f"case:{case.pk}",
@@ -180,44 +184,3 @@ def case_assign(*, case: ReviewCase, actor: Actor, reason: str = "taken") -> Rev
             actor=actor,
         )
         return case
-
-
-def active_halt(asset: Asset) -> SettlementHalt | None:
-    return SettlementHalt.objects.filter(asset=asset, lifted_at__isnull=True).first()
-
-
-def halt_open(*, asset: Asset, reason: str, actor: Actor) -> SettlementHalt:
-    """Open the asset's circuit breaker: nothing more is signed or broadcast for it until lifted."""
-    with transaction.atomic():
-        halt = active_halt(asset)
-        if halt is None:
-            halt = SettlementHalt(asset=asset, reason=reason, opened_by=actor_label(actor))
-            stamp_history(halt, actor=actor, reason=reason[:100])
-            halt.save()
-            transition_log_append(
-                entries=[LogEntry("halt", halt.pk, "", "open", reason, {"asset": asset.code})], actor=actor
-            )
-            notify(
-                event="halt",
-                instruction=None,
-                message=f"{asset.code} settlement halted: {reason}",
-                dedupe_key=f"halt:{halt.pk}",
-                ops=True,
-            )
-        return halt
-
-
-def halt_lift(*, halt: SettlementHalt, actor: Actor, reason: str) -> SettlementHalt:
-    if not reason.strip():
-        raise ValidationFailed("lifting a halt needs a reason")
-    with transaction.atomic():
-        halt = SettlementHalt.objects.select_for_update().get(pk=halt.pk)
-        if halt.lifted_at is not None:
-            raise IllegalTransition(f"halt {halt.pk} was already lifted")
-        halt.lifted_at = timezone.now()
-        halt.lifted_by = None if isinstance(actor, SystemActor) else actor
-        halt.lift_reason = reason
-        stamp_history(halt, actor=actor, reason=reason[:100])
-        halt.save()
-        transition_log_append(entries=[LogEntry("halt", halt.pk, "open", "lifted", reason, {})], actor=actor)
-        return halt

@@ -15,9 +15,9 @@ from django.apps import apps
 from django.core.exceptions import ValidationError
 from django.db import models
 
-from settlement.exceptions import IllegalTransition, ValidationFailed
-from settlement.models import ApprovalKind, ApprovalRequest
-from settlement.services.actors import Actor, stamp_history
+from common.actors import Actor, stamp_history
+from common.exceptions import IllegalTransition, ValidationFailed
+from ops.models import ApprovalKind, ApprovalRequest
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,7 @@ A 2xx answer is a delivery; anything else (a redirect too: none is followed, or 
 retried on the schedule ``CLEARHOUSE_WEBHOOK_RETRY_SCHEDULE`` (spanning hours, so a receiver that
 is down for a while loses nothing), by the task for a short wait and by beat's sweep otherwise;
 after ``CLEARHOUSE_WEBHOOK_MAX_ATTEMPTS`` the notification is given up and operations are alerted.
-The target is checked before every attempt and every connection (``settlement.webhook_targets``);
+The target is checked before every attempt and every connection (``common.webhook_targets``);
 ``last_error`` keeps our own short account of a failure (status code or error kind), never the
 receiver's answer.
 """
@@ -31,9 +31,9 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from settlement.models import Notification
-from settlement.models.pipeline import DeliveryStatus
-from settlement.webhook_targets import WebhookTargetRefused, webhook_post
+from common.webhook_targets import WebhookTargetRefused, webhook_post
+from ops.models import Notification
+from ops.models.cases import DeliveryStatus
 
 
 def webhook_signature(*, secret: str, timestamp: int, body: bytes) -> str:
@@ -85,14 +85,14 @@ def _claim(notification_id: int) -> Notification | None:
 
 
 def _give_up_alert(notification: Notification, error: str) -> None:
-    from settlement.services.alerts import ops_alert
+    from ops.services.alerts import ops_alert
 
     ops_alert(
         title=f"Webhook to {notification.participant} given up: notification #{notification.pk} ({notification.event})",
         body=f"{notification.delivery_attempts} attempts to {notification.participant.webhook_url} failed since "
         f"{notification.created_at:%Y-%m-%d %H:%M:%S} UTC; the last: {error}. The participant has not been told: "
         "tell it another way, or have the receiver fixed and the notification re-sent.",
-        link=f"/admin/settlement/notification/{notification.pk}/change/",
+        link=f"/admin/ops/notification/{notification.pk}/change/",
         level="warning",
         roles=("operator",),
         dedupe_key=f"webhook-given-up:{notification.pk}",

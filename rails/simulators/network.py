@@ -45,7 +45,7 @@ from typing import Any
 from urllib.parse import parse_qs, urlparse
 
 from rails.simulators.loopback import LoopbackServer
-from settlement.calendars import settlement_date
+from reference.calendars import settlement_date
 
 FAULTS = (
     "unavailable",

@@ -29,40 +29,17 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
+from common.actors import Actor, stamp_history
+from common.choices import AssetKind, CaseStatus, InstructionStatus
+from common.exceptions import InsufficientFunds
+from common.ports import case_open, escalate, notify
+from ledger.services.audit import LogEntry, transition_log_append
+from ledger.services.ledger import ledger_lock
+from ops.services.cases import case_assign, case_resolve, instruction_escalate
 from rails.base import RailRejected, RailTransientError
 from rails.crypto.registry import chain_rail
-from settlement.choices import AssetKind, InstructionStatus
-from settlement.exceptions import InsufficientFunds
-from settlement.models import Asset, ChainTransfer, SettlementInstruction, Trade, WalletAddress
-from settlement.models.pipeline import CaseStatus
-from settlement.models.pipeline import TransferStatus as TS
-from settlement.services.actors import Actor, stamp_history
-from settlement.services.audit import LogEntry, transition_log_append
-from settlement.services.cases import (
-    PIPELINE,
-    active_halt,
-    case_assign,
-    case_open,
-    case_resolve,
-    escalate,
-    halt_lift,
-    halt_open,
-    instruction_escalate,
-    notify,
-)
-from settlement.services.chain_transfers import (
-    CheckOutcome,
-    _settle_all,
-    transfer_broadcast,
-    transfer_check,
-    transfer_confirm,
-    transfer_double_spent,
-    transfer_give_up,
-    transfer_record_error,
-    transfer_reject,
-    transfer_resign,
-)
-from settlement.services.crypto_trades import (
+from reference.models import Asset, WalletAddress
+from settlement.crypto.trades import (
     NETWORK_FEES,
     TRANSIENT_DB_ERRORS,
     SettlementHalted,
@@ -74,8 +51,22 @@ from settlement.services.crypto_trades import (
     on_chain,
     quantize_up,
 )
+from settlement.crypto.transfers import (
+    CheckOutcome,
+    _settle_all,
+    transfer_broadcast,
+    transfer_check,
+    transfer_confirm,
+    transfer_double_spent,
+    transfer_give_up,
+    transfer_record_error,
+    transfer_reject,
+    transfer_resign,
+)
+from settlement.models import ChainTransfer, SettlementInstruction, Trade
+from settlement.models.pipeline import TransferStatus as TS
+from settlement.services.halts import PIPELINE, active_halt, halt_lift, halt_open
 from settlement.services.instructions import _apply, _hold_and_lock, _trade_legs_for_update
-from settlement.services.ledger import ledger_lock
 
 # The pipeline's public names, wherever they are defined (callers import them from here).
 __all__ = [

@@ -10,15 +10,16 @@ from decimal import ROUND_CEILING, Decimal
 
 from django.db import InterfaceError, OperationalError, transaction
 
+from common.actors import Actor
+from common.choices import AssetKind, CaseKind, InstructionStatus, LockStatus
+from common.exceptions import DomainError
+from common.ports import case_open, escalate, notify
+from ledger.services.ledger import ledger_void
 from rails.crypto.registry import chain_rail
-from settlement.choices import AssetKind, InstructionStatus, LockStatus
-from settlement.exceptions import DomainError
-from settlement.models import Asset, SettlementInstruction, Trade
-from settlement.models.pipeline import CaseKind
-from settlement.services.actors import Actor
-from settlement.services.cases import PIPELINE, active_halt, case_open, escalate, notify
+from reference.models import Asset
+from settlement.models import SettlementInstruction, Trade
+from settlement.services.halts import PIPELINE, active_halt
 from settlement.services.instructions import _apply, _trade_legs_for_update, _void_if_pending, trade_cancel
-from settlement.services.ledger import ledger_void
 
 logger = logging.getLogger(__name__)
 S = InstructionStatus

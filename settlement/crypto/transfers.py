@@ -16,22 +16,23 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
+from common.actors import Actor, stamp_history
+from common.choices import AccountKind, CaseKind, InstructionStatus, LockStatus
+from common.exceptions import IllegalTransition
+from common.money import format_amount
+from common.ports import case_open, escalate, notify
+from ledger.services.audit import LogEntry, transition_log_append
+from ledger.services.ledger import account_for, ledger_charge, ledger_post, ledger_post_journal, system_account_for
 from rails.base import RailError
 from rails.base import TransferStatus as ChainStatus
 from rails.crypto.registry import chain_rail
-from settlement.choices import AccountKind, InstructionStatus, LockStatus
-from settlement.exceptions import IllegalTransition
-from settlement.models import ChainTransfer, SettlementInstruction, WalletAddress
-from settlement.models.pipeline import CaseKind
+from reference.models import WalletAddress
+from settlement.crypto.trades import NETWORK_FEES, SettlementHalted, _fail_legs, on_chain, quantize_up
+from settlement.models import ChainTransfer, SettlementInstruction
 from settlement.models.pipeline import TransferStatus as TS
-from settlement.money import format_amount
-from settlement.services.actors import Actor, stamp_history
-from settlement.services.audit import LogEntry, transition_log_append
-from settlement.services.cases import PIPELINE, active_halt, case_open, escalate, halt_open, notify
-from settlement.services.crypto_trades import NETWORK_FEES, SettlementHalted, _fail_legs, on_chain, quantize_up
 from settlement.services.fees import gas_charge_record
+from settlement.services.halts import PIPELINE, active_halt, halt_open
 from settlement.services.instructions import _settle_locked, _trade_legs_for_update
-from settlement.services.ledger import account_for, ledger_charge, ledger_post, ledger_post_journal, system_account_for
 
 logger = logging.getLogger(__name__)
 S = InstructionStatus

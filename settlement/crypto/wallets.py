@@ -7,13 +7,14 @@ from decimal import Decimal
 
 from django.db import transaction
 
+from common.actors import Actor, stamp_history
+from common.choices import Chain
+from common.exceptions import ValidationFailed
+from ledger.models import Journal
+from ledger.services.ledger import ledger_deposit
 from rails.crypto.registry import chain_rail
 from rails.crypto.signing import keystore, new_private_key
-from settlement.choices import Chain
-from settlement.exceptions import ValidationFailed
-from settlement.models import Asset, Journal, Participant, WalletAddress
-from settlement.services.actors import Actor, stamp_history
-from settlement.services.ledger import ledger_deposit
+from reference.models import Asset, Participant, WalletAddress
 
 
 def wallet_provision(*, participant: Participant, chain: str, actor: Actor) -> WalletAddress:

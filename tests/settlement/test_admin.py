@@ -4,8 +4,9 @@ import pytest
 from django.contrib import admin
 from django.urls import reverse
 
-from settlement.choices import InstructionStatus, Leg
-from settlement.models import Journal, LedgerAccount, Posting, SettlementInstruction, TransitionLog
+from common.choices import InstructionStatus, Leg
+from ledger.models import Journal, LedgerAccount, Posting, TransitionLog
+from settlement.models import SettlementInstruction
 from tests import factories
 from tests.helpers import assert_admin_pages_render
 

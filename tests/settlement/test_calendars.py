@@ -2,8 +2,8 @@ from datetime import date
 
 import pytest
 
-from settlement.calendars import is_business_day, settlement_date
-from settlement.choices import MarketCalendar as C
+from common.choices import MarketCalendar as C
+from reference.calendars import is_business_day, settlement_date
 
 
 @pytest.mark.parametrize(

@@ -18,9 +18,9 @@ from django.db import InterfaceError, OperationalError, connection
 
 from config.celery import advisory_key, app
 from netting.tasks import netted_sweep_task
+from ops.models import OpsAlert
+from ops.services.alerts import ops_alert, ops_alert_email_send, ops_alerts_email_due
 from reconciliation.tasks import reconciliation_run_task
-from settlement.models import OpsAlert
-from settlement.services.alerts import ops_alert, ops_alert_email_send, ops_alerts_email_due
 from settlement.tasks import backoff_seconds, ops_alert_email_task
 from tests import factories
 

@@ -11,20 +11,14 @@ from django.db import IntegrityError, transaction
 from django.test import Client
 from django.urls import reverse
 
-from settlement.choices import InstructionStatus as S
-from settlement.exceptions import NotPermitted
-from settlement.models import (
-    ApprovalRequest,
-    Journal,
-    OpsAlert,
-    ReviewCase,
-    SettlementHalt,
-    SettlementInstruction,
-    TransitionLog,
-)
-from settlement.services.alerts import ops_alert_email_send
-from settlement.services.approvals import approval_decide, approval_propose
-from settlement.services.crypto import PIPELINE, halt_open
+from common.choices import InstructionStatus as S
+from common.exceptions import NotPermitted
+from ledger.models import Journal, TransitionLog
+from ops.models import ApprovalRequest, OpsAlert, ReviewCase
+from ops.services.alerts import ops_alert_email_send
+from ops.services.approvals import approval_decide, approval_propose
+from settlement.models import SettlementHalt, SettlementInstruction
+from settlement.services.halts import PIPELINE, halt_open
 from settlement.services.instructions import instruction_fail, trade_settle_internal
 from tests import factories
 from tests.factories import ACTOR
@@ -85,7 +79,7 @@ def test_the_actions_offered_follow_the_role(people, failed_leg, btc):
     pages = {role: login(people[role]).get(url).content for role in ROLES}
     assert b"escalate_selected" in pages["operator"] and b"reverse_selected" in pages["operator"]
     assert b"escalate_selected" not in pages["approver"] and b"retry_selected" not in pages["auditor"]
-    approvals = reverse("admin:settlement_approvalrequest_changelist")
+    approvals = reverse("admin:ops_approvalrequest_changelist")
     assert b"approve_selected" in login(people["approver"]).get(approvals).content
     assert b"approve_selected" not in login(people["operator"]).get(approvals).content
 
@@ -171,9 +165,9 @@ def test_auditor_sees_everything_and_changes_nothing(people, failed_leg):
     history = reverse("admin:settlement_settlementinstruction_history", args=[failed_leg.pk])
     assert auditor.get(history).status_code == 200
     asset = failed_leg.asset
-    change = reverse("admin:settlement_asset_change", args=[asset.pk])
+    change = reverse("admin:reference_asset_change", args=[asset.pk])
     assert auditor.post(change, {"code": "HACK", "name": "x"}).status_code == 403
-    assert auditor.post(reverse("admin:settlement_asset_delete", args=[asset.pk]), {"post": "yes"}).status_code == 403
+    assert auditor.post(reverse("admin:reference_asset_delete", args=[asset.pk]), {"post": "yes"}).status_code == 403
 
 
 def test_nobody_edits_or_deletes_ledger_rows_logs_or_history(people, failed_leg):
@@ -184,13 +178,11 @@ def test_nobody_edits_or_deletes_ledger_rows_logs_or_history(people, failed_leg)
     client = login(admin_user)
     if journal is not None:
         assert (
-            client.post(reverse("admin:settlement_journal_delete", args=[journal.pk]), {"post": "yes"}).status_code
-            == 403
+            client.post(reverse("admin:ledger_journal_delete", args=[journal.pk]), {"post": "yes"}).status_code == 403
         )
     entry = TransitionLog.objects.first()
     assert (
-        client.post(reverse("admin:settlement_transitionlog_delete", args=[entry.pk]), {"post": "yes"}).status_code
-        == 403
+        client.post(reverse("admin:ledger_transitionlog_delete", args=[entry.pk]), {"post": "yes"}).status_code == 403
     )
     # simple-history's "revert to this version" page: readable, but a POST (which would save the
     # old version, even by a mere viewer) is refused

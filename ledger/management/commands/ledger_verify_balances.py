@@ -4,7 +4,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError
 
-from settlement.services.integrity import ledger_verify_balances
+from ledger.services.integrity import ledger_verify_balances
 
 
 class Command(BaseCommand):

@@ -4,7 +4,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError
 
-from settlement.services.audit import transition_log_verify
+from ledger.services.audit import transition_log_verify
 
 
 class Command(BaseCommand):

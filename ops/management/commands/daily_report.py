@@ -9,8 +9,8 @@ from typing import Any
 from django.core.management.base import BaseCommand
 from django.utils import timezone
 
-from settlement.daily_report import daily_report_build
-from settlement.services.actors import SystemActor
+from common.actors import SystemActor
+from ops.daily_report import daily_report_build
 
 
 class Command(BaseCommand):

@@ -7,7 +7,7 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import connection
 
-from settlement.dbroles import app_role_apply, app_role_sql, schema_tables
+from ops.dbroles import app_role_apply, app_role_sql, schema_tables
 
 
 class Command(BaseCommand):
