@@ -15,8 +15,8 @@ from decimal import Decimal
 
 from django.db import connection, transaction
 
+from common.choices import AlertLevel
 from common.ports import ops_alert
-from ops.models.alerts import AlertLevel
 
 BALANCE_MISMATCH_SQL = """
 SELECT a.id, a.balance, COALESCE(p.total, 0)

@@ -7,11 +7,9 @@ from django.conf import settings
 from django.db import models
 from django.db.models import Q
 
+from common.choices import AlertLevel
 
-class AlertLevel(models.TextChoices):
-    INFO = "info", "Info"
-    WARNING = "warning", "Warning"
-    CRITICAL = "critical", "Critical"
+__all__ = ["AlertLevel", "OpsAlert"]
 
 
 class OpsAlert(models.Model):

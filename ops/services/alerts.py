@@ -55,7 +55,7 @@ def ops_alert(
 
 
 def _dispatch_email(alert_id: int) -> None:
-    from settlement.tasks import ops_alert_email_task
+    from ops.tasks import ops_alert_email_task
 
     try:
         ops_alert_email_task.delay(alert_id)

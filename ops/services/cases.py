@@ -70,7 +70,7 @@ def notify(
     Notification.objects.bulk_create(rows, ignore_conflicts=True)
     keys = [row.dedupe_key for row in rows if row.delivery_status == DeliveryStatus.PENDING]
     if keys:
-        from settlement.dispatch import dispatch_webhooks
+        from ops.tasks import dispatch_webhooks
 
         transaction.on_commit(lambda: dispatch_webhooks(dedupe_keys=keys))
     return rows

@@ -35,7 +35,6 @@ from common.exceptions import InsufficientFunds
 from common.ports import case_open, escalate, notify
 from ledger.services.audit import LogEntry, transition_log_append
 from ledger.services.ledger import ledger_lock
-from ops.services.cases import case_assign, case_resolve, instruction_escalate
 from rails.base import RailRejected, RailTransientError
 from rails.crypto.registry import chain_rail
 from reference.models import Asset, WalletAddress
@@ -79,9 +78,7 @@ __all__ = [
     "StuckWork",
     "WalletMissing",
     "active_halt",
-    "case_assign",
     "case_open",
-    "case_resolve",
     "crypto_trade_cancel",
     "crypto_trade_expire",
     "crypto_trade_fail",
@@ -92,7 +89,6 @@ __all__ = [
     "fee_reserves_for",
     "halt_lift",
     "halt_open",
-    "instruction_escalate",
     "notify",
     "on_chain",
     "quantize_up",

@@ -13,9 +13,9 @@ from django.utils import timezone
 
 from ops.daily_report import daily_report_build
 from ops.models import DailyReport
+from ops.tasks import daily_report_task
 from settlement.models import FeeCharge, FeeRule, SettlementInstruction
 from settlement.services.instructions import instruction_fail, trade_settle_internal
-from settlement.tasks import daily_report_task
 from tests import factories
 from tests.factories import ACTOR
 from tests.helpers import staff_user

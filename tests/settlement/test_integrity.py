@@ -14,8 +14,8 @@ from common.choices import AccountKind
 from ledger.models import LedgerAccount, Posting
 from ledger.services.integrity import ledger_verify_balances
 from ledger.services.ledger import account_for, ledger_lock, ledger_post
+from ledger.tasks import ledger_verify_balances_task
 from ops.models import OpsAlert
-from settlement.tasks import ledger_verify_balances_task
 from tests.factories import ACTOR, fund
 
 pytestmark = pytest.mark.django_db

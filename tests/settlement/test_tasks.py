@@ -15,7 +15,8 @@ from common.choices import LockStatus
 from config.celery import app
 from ledger.models import Journal, LedgerLock
 from ledger.services.ledger import ledger_lock
-from settlement.tasks import ledger_void_expired_locks_task, transition_log_verify_task
+from ledger.tasks import transition_log_verify_task
+from settlement.tasks import ledger_void_expired_locks_task
 from tests.factories import ACTOR, fund
 
 
