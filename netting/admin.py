@@ -20,17 +20,17 @@ from netting.payments import netted_retry
 from netting.reports import rail_report_record_retry
 from netting.selectors import liquidity_position
 from ops.admin_changes import REASON, ProposeChangesMixin
-from ops.models import ApprovalKind
-from settlement.admin import (
+from ops.admin_kit import (
     ActionOnlyAdminMixin,
-    FeeChargeInline,
     HistoryAdmin,
     ReadOnlyAdminMixin,
-    _propose,
-    _reason_action,
-    _transitions_table,
     permission_check,
+    proposal_service,
+    reason_action,
+    transitions_table,
 )
+from ops.models import ApprovalKind
+from settlement.admin import FeeChargeInline
 
 
 class ObligationInline(ReadOnlyAdminMixin, admin.TabularInline):
@@ -200,26 +200,26 @@ class NettedInstructionAdmin(ActionOnlyAdminMixin, HistoryAdmin):
 
     @admin.display(description="transition log")
     def transitions(self, obj: NettedInstruction) -> str:
-        return _transitions_table("nettedinstruction", obj.pk)
+        return transitions_table("nettedinstruction", obj.pk)
 
     @admin.action(
         description="Propose releasing selected held payments past their net debit cap (four-eyes)",
         permissions=["release"],
     )
     def release_selected(self, request: HttpRequest, queryset: QuerySet) -> HttpResponse | None:
-        return _reason_action(
+        return reason_action(
             self,
             request,
             queryset,
             title="Propose a release",
-            service=_propose("netted_release", lambda ni: ni.pk),
+            service=proposal_service("netted_release", lambda ni: ni.pk),
             action_name="release_selected",
             kwarg="obj",
         )
 
     @admin.action(description="Retry selected payments in review (asks for a reason)", permissions=["retry"])
     def retry_selected(self, request: HttpRequest, queryset: QuerySet) -> HttpResponse | None:
-        return _reason_action(
+        return reason_action(
             self, request, queryset, title="Retry", service=netted_retry, action_name="retry_selected", kwarg="ni"
         )
 
@@ -229,12 +229,12 @@ class NettedInstructionAdmin(ActionOnlyAdminMixin, HistoryAdmin):
     )
     def override_method_selected(self, request: HttpRequest, queryset: QuerySet) -> HttpResponse | None:
         methods = [(m.value, m.label) for m in RailMethod if m != RailMethod.LEDGER]
-        return _reason_action(
+        return reason_action(
             self,
             request,
             queryset,
             title="Propose a method override",
-            service=_propose("method_override", lambda ni: ni.pk),
+            service=proposal_service("method_override", lambda ni: ni.pk),
             action_name="override_method_selected",
             kwarg="obj",
             choice=("method", "Rail method", methods),
@@ -276,7 +276,7 @@ class RailAttemptAdmin(ReadOnlyAdminMixin, HistoryAdmin):
 
     @admin.display(description="transition log")
     def transitions(self, obj: RailAttempt) -> str:
-        return _transitions_table("railattempt", obj.pk)
+        return transitions_table("railattempt", obj.pk)
 
 
 class ImportFailedFilter(admin.SimpleListFilter):
@@ -330,7 +330,7 @@ class RailReportAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
 
     @admin.action(description="Import selected failed reports again (asks for a reason)", permissions=["record_retry"])
     def record_retry_selected(self, request: HttpRequest, queryset: QuerySet) -> HttpResponse | None:
-        return _reason_action(
+        return reason_action(
             self,
             request,
             queryset,

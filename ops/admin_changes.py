@@ -16,11 +16,11 @@ from django_celery_beat.admin import PeriodicTaskAdmin, PeriodicTaskForm
 from django_celery_beat.models import ClockedSchedule, CrontabSchedule, IntervalSchedule, PeriodicTask, SolarSchedule
 
 from common.exceptions import DomainError, ValidationFailed
+from ops.admin_kit import HistoryAdmin, permission_check, reason_action
 from ops.models import ApprovalKind
 from ops.services.approvals import approval_propose
 from ops.services.changes import asset_change_needs_approval, change_payload, changed_fields
 from reference.models import Asset, BankAccount, CustodyAccount, WalletAddress
-from settlement.admin import HistoryAdmin, _reason_action, permission_check
 
 REASON = forms.CharField(
     label="Reason for the change",
@@ -224,7 +224,7 @@ class FourEyesPeriodicTaskAdmin(ProposeChangesMixin, PeriodicTaskAdmin):
 
         name = "propose_enable" if enabled else "propose_disable"
         title = "Propose enabling" if enabled else "Propose disabling"
-        return _reason_action(self, request, queryset, title=title, service=propose, action_name=name, kwarg="obj")
+        return reason_action(self, request, queryset, title=title, service=propose, action_name=name, kwarg="obj")
 
     @admin.action(description="Propose enabling selected tasks (four-eyes)", permissions=["propose"])
     def propose_enable(self, request: HttpRequest, queryset: QuerySet) -> HttpResponse | None:

@@ -11,12 +11,12 @@ from http.server import BaseHTTPRequestHandler, HTTPServer
 import pytest
 from django.core.exceptions import ValidationError
 
+from common import webhook_targets
 from ops.models import Notification
 from ops.models.cases import DeliveryStatus
 from ops.services.cases import notify
 from ops.services.webhooks import webhook_deliver
 from reference.models import Participant
-from settlement import webhook_targets
 
 pytestmark = pytest.mark.django_db
 
