@@ -9,7 +9,7 @@ the verifier accepts them only before the first keyed row. ``TransitionLogHead``
 holding the chain's tip and length: appenders lock it (which serialises appends for a few
 microseconds at the end of each transaction) and the verifier compares it with the last row,
 which also catches a truncated tail; the verifier also compares the chain with the anchors it
-wrote outside the database (``settlement/services/anchors.py``), so a truncated log with a reset
+wrote outside the database (``ledger/services/anchors.py``), so a truncated log with a reset
 head row is caught too. On PostgreSQL triggers refuse UPDATE, DELETE and TRUNCATE on the log.
 """
 
