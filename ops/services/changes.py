@@ -43,22 +43,28 @@ ASSET_FIELDS = (
 
 CHANGE_KINDS: dict[str, ChangeKind] = {
     ApprovalKind.BANK_ACCOUNT: ChangeKind(
-        "settlement.bankaccount",
+        "reference.bankaccount",
         ("participant", "currency", "holder_name", "iban", "bic", "aba_routing", "account_number"),
         parent="participant",
         adds=True,
     ),
     ApprovalKind.WALLET: ChangeKind(
-        "settlement.walletaddress", ("participant", "chain", "address", "label"), parent="participant", adds=True
+        "reference.walletaddress", ("participant", "chain", "address", "label"), parent="participant", adds=True
     ),
     ApprovalKind.CUSTODY_ACCOUNT: ChangeKind(
-        "settlement.custodyaccount", ("participant", "custodian_bic", "account_id"), parent="participant", adds=True
+        "reference.custodyaccount", ("participant", "custodian_bic", "account_id"), parent="participant", adds=True
     ),
     ApprovalKind.NET_DEBIT_CAP: ChangeKind(
         "netting.netdebitcap", ("participant", "asset", "cap"), parent="participant", adds=True
     ),
     ApprovalKind.BEAT_TASK: ChangeKind("django_celery_beat.periodictask", BEAT_TASK_FIELDS),
-    ApprovalKind.ASSET: ChangeKind("settlement.asset", ASSET_FIELDS),
+    ApprovalKind.ASSET: ChangeKind("reference.asset", ASSET_FIELDS),
+}
+
+# Proposals stored before the reference data left the settlement app name the models by their old
+# labels; they stay valid.
+LEGACY_MODEL_LABELS = {
+    f"settlement.{name}": f"reference.{name}" for name in ("asset", "bankaccount", "custodyaccount", "walletaddress")
 }
 
 # An asset's fields that change how its open instructions settle.
@@ -146,7 +152,8 @@ def change_target(kind: str, target_id: int, payload: dict[str, Any]) -> str:
     spec = CHANGE_KINDS[kind]
     model = spec.model_class
     after = payload.get("after")
-    if payload.get("model") != spec.model or not isinstance(after, dict) or not after:
+    label = payload.get("model")
+    if LEGACY_MODEL_LABELS.get(label, label) != spec.model or not isinstance(after, dict) or not after:
         raise ValidationFailed(f"a {kind} proposal needs the {spec.model} and the values after")
     if set(after) - set(spec.fields):
         raise ValidationFailed(f"not proposable: {sorted(set(after) - set(spec.fields))}")

@@ -98,8 +98,8 @@ def test_admin_pages_for_pipeline_records_render(ops, funded, chain, eth, eth_us
     crypto_advance_task(trade_ids=[trade.pk])
     halt_open(asset=eth, reason="test", actor=PIPELINE)
     case_open(kind=CaseKind.INVESTIGATION, reason="test", dedupe_key="t", asset=eth)
-    for name in ("chaintransfer", "settlementhalt", "reviewcase", "notification"):
-        assert ops.get(reverse(f"admin:settlement_{name}_changelist")).status_code == 200
+    for name in ("settlement_chaintransfer", "settlement_settlementhalt", "ops_reviewcase", "ops_notification"):
+        assert ops.get(reverse(f"admin:{name}_changelist")).status_code == 200
     transfer = ChainTransfer.objects.get(instruction__trade=trade)
     transfer_page = ops.get(reverse("admin:settlement_chaintransfer_change", args=[transfer.pk]))
     assert b"broadcast \xe2\x86\x92 confirmed" in transfer_page.content

@@ -98,7 +98,7 @@ def test_halt_lift_four_eyes(people, btc, django_capture_on_commit_callbacks):
     assert mail.outbox[-1].to == ["approver@example.com", "both@example.com"]  # the approvers
 
     # neither another operator (no approver role) nor the proposer (even holding both roles) decides
-    act(people["operator2"], "settlement_approvalrequest", "approve_selected", [request.pk])
+    act(people["operator2"], "ops_approvalrequest", "approve_selected", [request.pk])
     with pytest.raises(NotPermitted):
         approval_decide(request=request, actor=people["operator2"], approve=True, reason="ok")
     request.refresh_from_db()
@@ -108,7 +108,7 @@ def test_halt_lift_four_eyes(people, btc, django_capture_on_commit_callbacks):
 def test_proposer_cannot_approve_own_request_anywhere(people, btc):
     halt = halt_open(asset=btc, reason="stop", actor=PIPELINE)
     request = approval_propose(kind="halt_lift", target_id=halt.pk, actor=people["both"], reason="fixed")
-    page = act(people["both"], "settlement_approvalrequest", "approve_selected", [request.pk], reason="self")
+    page = act(people["both"], "ops_approvalrequest", "approve_selected", [request.pk], reason="self")
     assert b"proposer cannot approve" in page.content
     with pytest.raises(NotPermitted, match="proposer"):
         approval_decide(request=request, actor=people["both"], approve=True, reason="self")
@@ -116,7 +116,7 @@ def test_proposer_cannot_approve_own_request_anywhere(people, btc):
         ApprovalRequest.objects.filter(pk=request.pk).update(decided_by=people["both"])
     assert SettlementHalt.objects.get(pk=halt.pk).lifted_at is None
 
-    act(people["approver"], "settlement_approvalrequest", "approve_selected", [request.pk], reason="agreed")
+    act(people["approver"], "ops_approvalrequest", "approve_selected", [request.pk], reason="agreed")
     request.refresh_from_db()
     assert (request.status, request.decided_by, request.outcome) == ("approved", people["approver"], "halt lifted")
     assert SettlementHalt.objects.get(pk=halt.pk).lifted_at is not None
@@ -142,7 +142,7 @@ def test_rejected_requests_change_nothing_and_reversals_apply_on_approval(people
     leg = trade.instructions.first()
     act(people["operator"], "settlement_settlementinstruction", "reverse_selected", [leg.pk], reason="busted")
     request = ApprovalRequest.objects.get(kind="reversal")
-    act(people["approver"], "settlement_approvalrequest", "reject_selected", [request.pk], reason="not busted")
+    act(people["approver"], "ops_approvalrequest", "reject_selected", [request.pk], reason="not busted")
     request.refresh_from_db()
     assert request.status == "rejected"
     assert set(trade.instructions.values_list("status", flat=True)) == {S.SETTLED}
@@ -150,15 +150,15 @@ def test_rejected_requests_change_nothing_and_reversals_apply_on_approval(people
 
     act(people["operator"], "settlement_settlementinstruction", "reverse_selected", [leg.pk], reason="busted, really")
     second = ApprovalRequest.objects.get(kind="reversal", status="pending")
-    act(people["approver"], "settlement_approvalrequest", "approve_selected", [second.pk], reason="confirmed")
+    act(people["approver"], "ops_approvalrequest", "approve_selected", [second.pk], reason="confirmed")
     assert set(trade.instructions.values_list("status", flat=True)) == {S.REVERSED}
     assert Journal.objects.count() > journals
 
 
 def test_auditor_sees_everything_and_changes_nothing(people, failed_leg):
     auditor = login(people["auditor"])
-    for name in ("settlement_settlementinstruction", "settlement_journal", "settlement_transitionlog",
-                 "settlement_approvalrequest", "settlement_feecharge", "netting_nettedinstruction",
+    for name in ("settlement_settlementinstruction", "ledger_journal", "ledger_transitionlog",
+                 "ops_approvalrequest", "settlement_feecharge", "netting_nettedinstruction",
                  "reconciliation_break",
                  "django_celery_beat_periodictask"):  # fmt: skip
         assert auditor.get(reverse(f"admin:{name}_changelist")).status_code == 200, name
