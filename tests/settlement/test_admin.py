@@ -32,7 +32,7 @@ def settled(alice, bob, btc, usd, btc_usd):
 
 
 def test_every_admin_changelist_and_detail_renders(ops, settled):
-    for app_label in ("reference", "ledger", "settlement", "ops"):  # settlement's admin until the app split
+    for app_label in ("reference", "ledger", "settlement", "ops"):  # the pages settlement's admin held
         assert_admin_pages_render(ops, app_label)
 
 
