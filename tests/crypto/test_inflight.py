@@ -141,7 +141,7 @@ def test_crypto_trades_advance_one_bad_trade_does_not_block_the_rest(
     funded, chain, eth, eth_usd, alice, bob, monkeypatch
 ):
     # given: three trades in one chunk, the first of which hits an unforeseen error when signing
-    from settlement.services import crypto
+    from settlement.crypto import pipeline as crypto
 
     trades = [make_trade(eth_usd, buyer=alice, seller=bob, quantity="1") for _ in range(3)]
     bad = trades[0]
