@@ -100,22 +100,16 @@ def main(kids: Children) -> None:
     from django.db.models import Max
     from django.utils import timezone
 
+    from common.actors import SystemActor
+    from common.choices import AccountKind, AssetKind, Chain, MarketCalendar
+    from common.choices import InstructionStatus as S
+    from ledger.models import LedgerAccount, TransitionLog
+    from ledger.services.ledger import ledger_deposit
     from rails.crypto.registry import chain_rail
-    from settlement.choices import AccountKind, AssetKind, Chain, MarketCalendar
-    from settlement.choices import InstructionStatus as S
-    from settlement.models import (
-        Asset,
-        Instrument,
-        LedgerAccount,
-        Participant,
-        SettlementInstruction,
-        Trade,
-        TransitionLog,
-    )
-    from settlement.services.actors import SystemActor
-    from settlement.services.ledger import ledger_deposit
+    from reference.models import Asset, Instrument, Participant
+    from settlement.crypto.wallets import local_chain_fund, wallet_provision
+    from settlement.models import SettlementInstruction, Trade
     from settlement.services.trades import TradeInput, trades_ingest
-    from settlement.services.wallets import local_chain_fund, wallet_provision
 
     actor = SystemActor("bench")
     eth = Asset.objects.create(

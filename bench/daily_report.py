@@ -48,8 +48,8 @@ def main() -> None:
     scratch_database(server=args.server, db=args.db)
     from django.db import connection
 
-    from settlement.daily_report import daily_report_build
-    from settlement.services.actors import SystemActor
+    from common.actors import SystemActor
+    from ops.daily_report import daily_report_build
 
     now = datetime.now(UTC)
     minutes_today = now.hour * 60 + now.minute  # every instruction falls on today (UTC)

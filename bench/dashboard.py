@@ -55,8 +55,8 @@ def seed_instructions(n: int, *, spread_minutes: int = 2880) -> int:
     written set-based; returns the count."""
     from django.db import connection
 
-    from settlement.choices import AssetKind, MarketCalendar
-    from settlement.models import Asset, Instrument, Participant
+    from common.choices import AssetKind, MarketCalendar
+    from reference.models import Asset, Instrument, Participant
 
     usd = Asset.objects.create(code="USD", name="US dollar", kind=AssetKind.FIAT, precision=2)
     btc = Asset.objects.create(

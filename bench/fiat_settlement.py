@@ -98,22 +98,16 @@ def main(kids: Children) -> None:
     from django.utils import timezone
     from schwifty import IBAN
 
+    from common.actors import SystemActor
+    from common.choices import AssetKind, MarketCalendar
+    from common.choices import InstructionStatus as S
+    from ledger.models import LedgerAccount, TransitionLog
+    from ledger.services.ledger import ledger_deposit
     from netting.models import NettedInstruction, NettedStatus, NettingWindow, RailAttempt, WindowStatus
     from netting.payments import rail_reports_fetch
     from netting.services import window_close
-    from settlement.choices import AssetKind, MarketCalendar
-    from settlement.choices import InstructionStatus as S
-    from settlement.models import (
-        Asset,
-        BankAccount,
-        Instrument,
-        LedgerAccount,
-        Participant,
-        SettlementInstruction,
-        TransitionLog,
-    )
-    from settlement.services.actors import SystemActor
-    from settlement.services.ledger import ledger_deposit
+    from reference.models import Asset, BankAccount, Instrument, Participant
+    from settlement.models import SettlementInstruction
     from settlement.services.trades import TradeInput, trades_ingest
 
     actor = SystemActor("bench")

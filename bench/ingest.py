@@ -67,9 +67,9 @@ def prepare(*, participants: int, trades: int, batch: int) -> tuple[str, list[by
 
     from django.contrib.auth import get_user_model
 
-    from settlement.models import Asset, Participant
-    from settlement.services.actors import SystemActor
-    from settlement.services.ledger import ledger_deposit
+    from common.actors import SystemActor
+    from ledger.services.ledger import ledger_deposit
+    from reference.models import Asset, Participant
     from settlement.services.tokens import token_issue
 
     seed = [sys.executable, "manage.py", "seed_demo"]
@@ -188,8 +188,8 @@ def run(args: argparse.Namespace, kids: Children) -> int:
     queued = _queued(broker)
     kids.stop()  # gunicorn and the broker are done: the status updates run in this process
 
+    from common.actors import SystemActor
     from settlement.models import SettlementInstruction, Trade
-    from settlement.services.actors import SystemActor
 
     actor = SystemActor("bench")
     stored = Trade.objects.count()

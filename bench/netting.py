@@ -68,10 +68,10 @@ def main() -> None:
     from django.db import connection, transaction
     from django.utils import timezone
 
+    from common.choices import AssetKind
     from netting.models import NetObligation, NettingWindow
     from netting.services import window_close
-    from settlement.choices import AssetKind
-    from settlement.models import Asset, Instrument, Participant
+    from reference.models import Asset, Instrument, Participant
 
     # 50 assets: 10 currencies and 40 securities; instruments pair each security with a currency
     currencies = [

@@ -70,9 +70,9 @@ def main() -> None:
     from django.conf import settings
     from django.db import connection
 
+    from common.actors import SystemActor
     from reconciliation.engine import reconciliation_run
     from reconciliation.models import Break
-    from settlement.services.actors import SystemActor
 
     account = settings.CLEARHOUSE_HOUSE_BANK_ACCOUNTS["USD"]["account"]
     started = time.perf_counter()

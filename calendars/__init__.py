@@ -2,7 +2,7 @@
 
 Holiday data comes from the maintained ``holidays`` package (its financial calendars: NYSE,
 the Federal Reserve, ECB TARGET, LSE). ``24x7`` (crypto) has no closed days. A calendar is named
-by its code (the values of ``settlement.choices.MarketCalendar``). The apps and the network
+by its code (the values of ``common.choices.MarketCalendar``). The apps and the network
 simulators in ``rails/`` share these rules, so they live in this small package below both.
 """
 

@@ -3,7 +3,7 @@ from django.urls import include, path
 from django.views.generic import RedirectView
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
-from settlement.views import dashboard
+from ops.views import dashboard
 
 urlpatterns = [
     path("", RedirectView.as_view(url="/admin/", permanent=False)),

@@ -19,18 +19,18 @@ from netting.models import (
 from netting.payments import netted_retry
 from netting.reports import rail_report_record_retry
 from netting.selectors import liquidity_position
-from settlement.admin import (
+from ops.admin_changes import REASON, ProposeChangesMixin
+from ops.admin_kit import (
     ActionOnlyAdminMixin,
-    FeeChargeInline,
     HistoryAdmin,
     ReadOnlyAdminMixin,
-    _propose,
-    _reason_action,
-    _transitions_table,
     permission_check,
+    proposal_service,
+    reason_action,
+    transitions_table,
 )
-from settlement.admin_changes import REASON, ProposeChangesMixin
-from settlement.models import ApprovalKind
+from ops.models import ApprovalKind
+from settlement.admin import FeeChargeInline
 
 
 class ObligationInline(ReadOnlyAdminMixin, admin.TabularInline):
@@ -90,7 +90,7 @@ class NetDebitCapAdmin(ProposeChangesMixin, HistoryAdmin):
     list_select_related = ("participant", "asset")
 
     def _position(self, obj: NetDebitCap, key: str) -> str:
-        from settlement.money import format_amount
+        from common.money import format_amount
 
         return format_amount(liquidity_position(obj)[key], obj.asset.precision)
 
@@ -190,7 +190,7 @@ class NettedInstructionAdmin(ActionOnlyAdminMixin, HistoryAdmin):
     actions = ["release_selected", "retry_selected", "override_method_selected"]
     has_release_permission = permission_check("netting.release_nettedinstruction")
     has_retry_permission = permission_check("netting.retry_nettedinstruction")
-    has_propose_permission = permission_check("settlement.add_approvalrequest")
+    has_propose_permission = permission_check("ops.add_approvalrequest")
 
     @admin.display(description="legs")
     def legs_link(self, obj: NettedInstruction) -> str:
@@ -200,26 +200,26 @@ class NettedInstructionAdmin(ActionOnlyAdminMixin, HistoryAdmin):
 
     @admin.display(description="transition log")
     def transitions(self, obj: NettedInstruction) -> str:
-        return _transitions_table("nettedinstruction", obj.pk)
+        return transitions_table("nettedinstruction", obj.pk)
 
     @admin.action(
         description="Propose releasing selected held payments past their net debit cap (four-eyes)",
         permissions=["release"],
     )
     def release_selected(self, request: HttpRequest, queryset: QuerySet) -> HttpResponse | None:
-        return _reason_action(
+        return reason_action(
             self,
             request,
             queryset,
             title="Propose a release",
-            service=_propose("netted_release", lambda ni: ni.pk),
+            service=proposal_service("netted_release", lambda ni: ni.pk),
             action_name="release_selected",
             kwarg="obj",
         )
 
     @admin.action(description="Retry selected payments in review (asks for a reason)", permissions=["retry"])
     def retry_selected(self, request: HttpRequest, queryset: QuerySet) -> HttpResponse | None:
-        return _reason_action(
+        return reason_action(
             self, request, queryset, title="Retry", service=netted_retry, action_name="retry_selected", kwarg="ni"
         )
 
@@ -229,12 +229,12 @@ class NettedInstructionAdmin(ActionOnlyAdminMixin, HistoryAdmin):
     )
     def override_method_selected(self, request: HttpRequest, queryset: QuerySet) -> HttpResponse | None:
         methods = [(m.value, m.label) for m in RailMethod if m != RailMethod.LEDGER]
-        return _reason_action(
+        return reason_action(
             self,
             request,
             queryset,
             title="Propose a method override",
-            service=_propose("method_override", lambda ni: ni.pk),
+            service=proposal_service("method_override", lambda ni: ni.pk),
             action_name="override_method_selected",
             kwarg="obj",
             choice=("method", "Rail method", methods),
@@ -276,7 +276,7 @@ class RailAttemptAdmin(ReadOnlyAdminMixin, HistoryAdmin):
 
     @admin.display(description="transition log")
     def transitions(self, obj: RailAttempt) -> str:
-        return _transitions_table("railattempt", obj.pk)
+        return transitions_table("railattempt", obj.pk)
 
 
 class ImportFailedFilter(admin.SimpleListFilter):
@@ -330,7 +330,7 @@ class RailReportAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
 
     @admin.action(description="Import selected failed reports again (asks for a reason)", permissions=["record_retry"])
     def record_retry_selected(self, request: HttpRequest, queryset: QuerySet) -> HttpResponse | None:
-        return _reason_action(
+        return reason_action(
             self,
             request,
             queryset,

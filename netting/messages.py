@@ -21,10 +21,10 @@ from typing import Any
 from django.conf import settings
 from django.utils import timezone
 
+from common.jsonload import json_loads
 from netting.models import Direction, NettedInstruction, RailMethod
 from rails.formats import iso20022, nacha
 from rails.formats.iso20022 import sese
-from settlement.jsonload import json_loads
 
 CONTENT_TYPES = {"nacha": "text/plain"}
 

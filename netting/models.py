@@ -15,7 +15,7 @@ from django.db.models import Q
 from django_fsm import ConcurrentTransitionMixin, FSMField, transition
 from simple_history.models import HistoricalRecords
 
-from settlement.models.ledger import amount_field
+from ledger.models.ledger import amount_field
 
 
 class AssetClass(models.TextChoices):
@@ -73,8 +73,8 @@ class NetObligation(models.Model):
     account for one asset and settlement date of a window. Sums to zero per asset and date."""
 
     window = models.ForeignKey(NettingWindow, on_delete=models.PROTECT, related_name="obligations")
-    participant = models.ForeignKey("settlement.Participant", on_delete=models.PROTECT, related_name="+")
-    asset = models.ForeignKey("settlement.Asset", on_delete=models.PROTECT, related_name="+")
+    participant = models.ForeignKey("reference.Participant", on_delete=models.PROTECT, related_name="+")
+    asset = models.ForeignKey("reference.Asset", on_delete=models.PROTECT, related_name="+")
     settlement_date = models.DateField()
     pays = amount_field(help_text="Gross amount of the participant's paying legs.")
     receives = amount_field(help_text="Gross amount of the participant's receiving legs.")
@@ -100,8 +100,8 @@ class NetObligation(models.Model):
 class NetDebitCap(models.Model):
     """The most a participant may owe net in one window for one asset (a liquidity limit)."""
 
-    participant = models.ForeignKey("settlement.Participant", on_delete=models.PROTECT, related_name="net_debit_caps")
-    asset = models.ForeignKey("settlement.Asset", on_delete=models.PROTECT, related_name="+")
+    participant = models.ForeignKey("reference.Participant", on_delete=models.PROTECT, related_name="net_debit_caps")
+    asset = models.ForeignKey("reference.Asset", on_delete=models.PROTECT, related_name="+")
     cap = amount_field()
     history = HistoricalRecords()
 
@@ -149,15 +149,15 @@ class NettedInstruction(ConcurrentTransitionMixin, models.Model):
 
     window = models.ForeignKey(NettingWindow, on_delete=models.PROTECT, related_name="netted_instructions")
     obligation = models.OneToOneField(NetObligation, on_delete=models.PROTECT, related_name="netted_instruction")
-    participant = models.ForeignKey("settlement.Participant", on_delete=models.PROTECT, related_name="+")
-    asset = models.ForeignKey("settlement.Asset", on_delete=models.PROTECT, related_name="+")
+    participant = models.ForeignKey("reference.Participant", on_delete=models.PROTECT, related_name="+")
+    asset = models.ForeignKey("reference.Asset", on_delete=models.PROTECT, related_name="+")
     settlement_date = models.DateField()
     direction = models.CharField(max_length=8, choices=Direction.choices)
     amount = amount_field()
     status = FSMField(max_length=16, choices=NettedStatus.choices, default=NettedStatus.PENDING, protected=True)
     method = models.CharField(max_length=8, choices=RailMethod.choices, blank=True)
     lock = models.ForeignKey(
-        "settlement.LedgerLock", null=True, blank=True, on_delete=models.PROTECT, related_name="netted_instructions"
+        "ledger.LedgerLock", null=True, blank=True, on_delete=models.PROTECT, related_name="netted_instructions"
     )
     attempts = models.PositiveIntegerField(default=0, help_text="Rail attempts made (messages built).")
     locks_taken = models.PositiveIntegerField(default=0, help_text="Ledger locks taken (part of the lock reference).")
@@ -183,7 +183,7 @@ class NettedInstruction(ConcurrentTransitionMixin, models.Model):
         ]
 
     def __str__(self) -> str:
-        from settlement.money import format_amount
+        from common.money import format_amount
 
         amount = format_amount(self.amount, self.asset.precision)
         return f"N{self.pk} {self.get_direction_display().split(' ')[0]} {amount} {self.asset.code}"

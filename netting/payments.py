@@ -41,6 +41,19 @@ from django.db.models import F, Q
 from django.utils import timezone
 
 from calendars import business_days_between
+from common.actors import Actor, SystemActor, actor_user, stamp_history
+from common.choices import AccountKind, AssetKind, CaseKind, InstructionStatus, LockStatus
+from common.exceptions import IllegalTransition, InsufficientFunds, NotPermitted
+from common.money import format_amount
+from ledger.models import LedgerAccount
+from ledger.services.audit import LogEntry, transition_log_append, transition_run
+from ledger.services.ledger import (
+    account_for,
+    ledger_lock,
+    ledger_lock_system,
+    ledger_void,
+    system_account_for,
+)
 from netting.models import (
     AttemptStatus,
     Direction,
@@ -51,16 +64,11 @@ from netting.models import (
     RailMethod,
     RailReport,
 )
+from ops.models import ApprovalKind, ApprovalRequest
 from rails.base import RailRejected, RailTransientError
 from rails.fiat.routing import AccountDetails, NoRoute, method_choose, method_fallback
-from settlement.choices import AccountKind, AssetKind, InstructionStatus, LockStatus
-from settlement.exceptions import IllegalTransition, InsufficientFunds, NotPermitted
-from settlement.models import ApprovalKind, ApprovalRequest, LedgerAccount, SettlementInstruction
+from settlement.models import SettlementInstruction
 from settlement.models.fees import FeeChargeStatus
-from settlement.models.pipeline import CaseKind
-from settlement.money import format_amount
-from settlement.services.actors import Actor, SystemActor, actor_user, stamp_history
-from settlement.services.audit import LogEntry, transition_log_append, transition_run
 from settlement.services.fees import (
     NettedFeeBook,
     fee_charges_mark,
@@ -69,13 +77,6 @@ from settlement.services.fees import (
     netted_fee_hold,
     netted_fees_pending,
     netted_fees_pending_many,
-)
-from settlement.services.ledger import (
-    account_for,
-    ledger_lock,
-    ledger_lock_system,
-    ledger_void,
-    system_account_for,
 )
 
 logger = logging.getLogger(__name__)
@@ -217,7 +218,7 @@ class Batch:
 
     @classmethod
     def load(cls, ids: list[int]) -> Batch:
-        from settlement.models import BankAccount, CustodyAccount
+        from reference.models import BankAccount, CustodyAccount
 
         rows = list(NettedInstruction.objects.filter(pk__in=ids).values_list("participant_id", "asset_id"))
         participants = {p for p, _ in rows}
@@ -231,7 +232,7 @@ class Batch:
 
 
 def _participant_route(ni: NettedInstruction, batch: Batch | None = None) -> Route:
-    from settlement.models import BankAccount, CustodyAccount
+    from reference.models import BankAccount, CustodyAccount
 
     asset = ni.asset
     if asset.kind == AssetKind.SECURITY:
@@ -468,7 +469,7 @@ def _review(
 ) -> None:
     """To manual review with a case. ``release_funds`` only when the network said no for good: a
     payment that merely went unanswered may still be made, so its lock stays."""
-    from settlement.services.crypto import case_open
+    from common.ports import case_open
 
     if release_funds and ni.lock is not None and ni.lock.status == LockStatus.PENDING:
         _void(ni, actor=actor, reason=f"void: {reason}")
@@ -838,7 +839,7 @@ def _on_rejected(ni: NettedInstruction, attempt: RailAttempt, *, code: str, text
         transition_log_append(entries=[entry], actor=actor)
         return "rejected"
     if ni.status == N.REVIEW:  # in review after timeouts: now the network has said no for good
-        from settlement.services.crypto import case_open
+        from common.ports import case_open
 
         reason = f"rejected by {attempt.method}: {code} {text}".strip()
         if ni.lock is not None and ni.lock.status == LockStatus.PENDING:
@@ -1026,7 +1027,7 @@ def attempts_settle(
 
 def _investigate(attempt: RailAttempt, ni: NettedInstruction, why: str) -> str:
     """The network says a payment was made that we cannot book as it is: never book it silently."""
-    from settlement.services.crypto import case_open
+    from common.ports import case_open
 
     case_open(
         kind=CaseKind.INVESTIGATION,
@@ -1216,8 +1217,8 @@ def custody_fails(*, today: date | None = None) -> list[dict]:
 def custody_buy_in_check(*, today: date | None = None) -> int:
     """Beat: open a buy-in case for each delivery failing for the configured business days.
     Returns how many cases were opened now (not the ones already open)."""
-    from settlement.models import ReviewCase
-    from settlement.services.crypto import case_open
+    from common.ports import case_open
+    from ops.models import ReviewCase
 
     opened = 0
     for row in custody_fails(today=today):

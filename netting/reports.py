@@ -22,10 +22,10 @@ import logging
 
 from django.db import transaction
 
+from common.actors import Actor
+from common.exceptions import IllegalTransition, ValidationFailed
+from ledger.services.audit import LogEntry, transition_log_append
 from netting.models import RailReport
-from settlement.exceptions import IllegalTransition, ValidationFailed
-from settlement.services.actors import Actor
-from settlement.services.audit import LogEntry, transition_log_append
 
 logger = logging.getLogger(__name__)
 
@@ -84,7 +84,7 @@ def _local_epochs(*, network: str, theirs: str) -> int:
 
 
 def _restart_alert(*, network: str, old: str, after: int, new: str) -> None:
-    from settlement.services.alerts import ops_alert
+    from common.ports import ops_alert
 
     logger.warning("%s restarted its report numbering: epoch %r after %r #%s", network, new, old, after)
     ops_alert(

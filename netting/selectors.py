@@ -8,8 +8,9 @@ from typing import Any
 
 from django.db.models import Q, QuerySet, Sum
 
+from ledger.models import LedgerAccount
 from netting.models import NetDebitCap, NetObligation, NettedInstruction, NettedStatus, NettingWindow
-from settlement.models import LedgerAccount, SettlementInstruction
+from settlement.models import SettlementInstruction
 from settlement.selectors import sees_everything, visible_scope
 
 

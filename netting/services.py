@@ -16,11 +16,12 @@ from django.conf import settings
 from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
+from common.actors import Actor, SystemActor, actor_label, stamp_history
+from common.money import format_amount
+from ledger.services.audit import LogEntry, transition_log_append
 from netting.models import AssetClass, NetDebitCap, NetObligation, NettingWindow, WindowStatus
-from settlement.models import Asset, SettlementInstruction
-from settlement.money import format_amount
-from settlement.services.actors import Actor, SystemActor, actor_label, stamp_history
-from settlement.services.audit import LogEntry, transition_log_append
+from reference.models import Asset
+from settlement.models import SettlementInstruction
 
 logger = logging.getLogger(__name__)
 NETTING = SystemActor("netting")
@@ -138,7 +139,7 @@ def window_close(*, window: NettingWindow, actor: Actor = NETTING) -> NettingWin
     """Close ``window``: wait for every in-flight ingest that is adding legs to it, open the next
     window of the class, compute net obligations and the plan's totals set-based, hold what
     breaches a net debit cap and escalate it. A closed window is left as it is (idempotent)."""
-    from settlement.choices import InstructionStatus as S
+    from common.choices import InstructionStatus as S
 
     with transaction.atomic():
         window = NettingWindow.objects.select_for_update().get(pk=window.pk)
@@ -199,8 +200,8 @@ def window_close(*, window: NettingWindow, actor: Actor = NETTING) -> NettingWin
 
 
 def _escalate_held(window: NettingWindow, held_ids: list[int]) -> None:
-    from settlement.models.pipeline import CaseKind
-    from settlement.services.crypto import case_open
+    from common.choices import CaseKind
+    from common.ports import case_open
 
     by_participant: dict[int, list[NetObligation]] = defaultdict(list)
     for obligation in NetObligation.objects.filter(pk__in=held_ids).select_related("participant", "asset"):

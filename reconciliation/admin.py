@@ -12,6 +12,9 @@ from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.html import format_html
 
+from common.exceptions import DomainError
+from common.jsonload import json_loads
+from ops.admin_kit import ActionOnlyAdminMixin, HistoryAdmin, ReadOnlyAdminMixin, permission_check, reason_action
 from reconciliation.importers import ImportRejected
 from reconciliation.models import (
     Break,
@@ -24,9 +27,6 @@ from reconciliation.models import (
 )
 from reconciliation.resolution import break_confirm, break_escalate, break_investigate, break_propose, proposal_decide
 from reconciliation.services import records_import
-from settlement.admin import ActionOnlyAdminMixin, HistoryAdmin, ReadOnlyAdminMixin, _reason_action, permission_check
-from settlement.exceptions import DomainError
-from settlement.jsonload import json_loads
 
 
 class ImportForm(forms.Form):
@@ -293,13 +293,13 @@ class BreakAdmin(ActionOnlyAdminMixin, HistoryAdmin):
 
     @admin.display(description="transition log")
     def transitions(self, obj: Break) -> str:
-        from settlement.admin import _transitions_table
+        from ops.admin_kit import transitions_table
 
-        return _transitions_table("break", obj.pk)
+        return transitions_table("break", obj.pk)
 
     @admin.action(description="Investigate selected breaks (asks for a reason)", permissions=["work"])
     def investigate_selected(self, request: HttpRequest, queryset: Any) -> HttpResponse | None:
-        return _reason_action(
+        return reason_action(
             self,
             request,
             queryset,
@@ -311,13 +311,13 @@ class BreakAdmin(ActionOnlyAdminMixin, HistoryAdmin):
 
     @admin.action(description="Confirm selected breaks as matched (asks for a reason)", permissions=["work"])
     def confirm_selected(self, request: HttpRequest, queryset: Any) -> HttpResponse | None:
-        return _reason_action(
+        return reason_action(
             self, request, queryset, title="Confirm", service=break_confirm, action_name="confirm_selected", kwarg="brk"
         )
 
     @admin.action(description="Escalate selected breaks (asks for a reason)", permissions=["work"])
     def escalate_selected(self, request: HttpRequest, queryset: Any) -> HttpResponse | None:
-        return _reason_action(
+        return reason_action(
             self,
             request,
             queryset,
@@ -337,7 +337,7 @@ class BreakProposalAdmin(HistoryAdmin):
     fields = ("brk", "action", "debit_account", "credit_account", "amount", "reason")
     raw_id_fields = ("brk", "debit_account", "credit_account")
     actions = ["approve_selected", "reject_selected"]
-    has_approve_permission = permission_check("settlement.approve_approvalrequest")
+    has_approve_permission = permission_check("ops.approve_approvalrequest")
 
     def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return obj is None and super().has_change_permission(request, obj)
@@ -368,7 +368,7 @@ class BreakProposalAdmin(HistoryAdmin):
         def approve(*, proposal: BreakProposal, actor: Any, reason: str) -> None:
             proposal_decide(proposal=proposal, actor=actor, approve=True, reason=reason)
 
-        return _reason_action(
+        return reason_action(
             self, request, queryset, title="Approve", service=approve, action_name="approve_selected", kwarg="proposal"
         )
 
@@ -377,7 +377,7 @@ class BreakProposalAdmin(HistoryAdmin):
         def reject(*, proposal: BreakProposal, actor: Any, reason: str) -> None:
             proposal_decide(proposal=proposal, actor=actor, approve=False, reason=reason)
 
-        return _reason_action(
+        return reason_action(
             self, request, queryset, title="Reject", service=reject, action_name="reject_selected", kwarg="proposal"
         )
 

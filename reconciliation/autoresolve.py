@@ -20,9 +20,9 @@ from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
 
+from common.actors import Actor
+from common.exceptions import DomainError, ValidationFailed
 from reconciliation.models import Break, ReconciliationRun
-from settlement.exceptions import DomainError, ValidationFailed
-from settlement.services.actors import Actor
 
 logger = logging.getLogger(__name__)
 
@@ -52,7 +52,7 @@ ORDER BY b.id
 def breaks_auto_resolve(*, run: ReconciliationRun, actor: Actor) -> int:
     """Resolve the known patterns among the breaks after ``run`` (inside the run's transaction);
     returns how many resolved."""
-    from settlement.services.audit import LogEntry, transition_log_append
+    from ledger.services.audit import LogEntry, transition_log_append
     from settlement.services.trades import history_insert_sql
 
     with connection.cursor() as cursor:
@@ -101,11 +101,11 @@ def _correspondent_fees_book(*, run: ReconciliationRun, actor: Actor) -> int:
 
 
 def _correspondent_fee_book(brk: Break, *, run: ReconciliationRun, actor: Actor) -> None:
-    from settlement.models import Asset
-    from settlement.money import fits_precision, quantize
-    from settlement.services.audit import transition_run
+    from common.money import fits_precision, quantize
+    from ledger.services.audit import transition_run
+    from ledger.services.ledger import ledger_adjust, system_account_for
+    from reference.models import Asset
     from settlement.services.fees import BANK_CHARGES
-    from settlement.services.ledger import ledger_adjust, system_account_for
 
     asset = Asset.objects.filter(code=brk.asset_code).first()
     if asset is None:

@@ -41,10 +41,10 @@ from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
 
+from common.actors import Actor, actor_label
 from netting.messages import house_accounts
 from reconciliation.autoresolve import breaks_auto_resolve
 from reconciliation.models import ReconciliationRun
-from settlement.services.actors import Actor, actor_label
 
 _SNAPSHOT_BANK = """
 INSERT INTO reconciliation_internalrecord
@@ -281,7 +281,7 @@ def business_day_ordinals(*, first: date, last: date) -> tuple[list[str], list[d
     know) counts Monday to Friday. Two dates are N business days apart when their numbers
     differ by N (a weekend booking counts as the Friday)."""
     from calendars import is_business_day
-    from settlement.models import Asset
+    from reference.models import Asset
 
     assets, days, ords = [], [], []
     span = [first + timedelta(days=n) for n in range((last - first).days + 1)]
@@ -373,8 +373,8 @@ def reconciliation_run(
 
 def _record_new_breaks(run: ReconciliationRun, *, actor: Actor) -> None:
     """History rows and transition-log entries for the breaks this run opened (set-based)."""
+    from ledger.services.audit import LogEntry, transition_log_append
     from reconciliation.models import Break
-    from settlement.services.audit import LogEntry, transition_log_append
     from settlement.services.trades import history_insert_sql
 
     params: dict[str, Any] = {"run": run.pk, "now": timezone.now(), "reason": f"found by run {run.pk}", "user": None}

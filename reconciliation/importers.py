@@ -36,14 +36,14 @@ from typing import Any
 
 from django.db import IntegrityError, transaction
 
+from common.actors import Actor, actor_label, actor_user
+from common.exceptions import ValidationFailed
+from common.jsonload import json_loads
+from common.money import DECIMAL_PLACES, MAX_DIGITS, fits_columns
 from rails.formats import iso20022
 from rails.formats.errors import FormatError
 from rails.formats.iso20022 import sese
 from reconciliation.models import ExternalRecord, ImportedFile, Source
-from settlement.exceptions import ValidationFailed
-from settlement.jsonload import json_loads
-from settlement.money import DECIMAL_PLACES, MAX_DIGITS, fits_columns
-from settlement.services.actors import Actor, actor_label, actor_user
 
 CSV_FIELDS = ("external_id", "amount", "currency", "value_date", "reference", "account", "counterparty", "status")
 CSV_REQUIRED = ("external_id", "amount", "currency")

@@ -16,7 +16,7 @@ from django.db.models import Q
 from django_fsm import ConcurrentTransitionMixin, FSMField, transition
 from simple_history.models import HistoricalRecords
 
-from settlement.models.ledger import amount_field
+from ledger.models.ledger import amount_field
 
 
 class Source(models.TextChoices):
@@ -228,8 +228,8 @@ class BreakProposal(models.Model):
 
     brk = models.ForeignKey(Break, on_delete=models.PROTECT, related_name="proposals")
     action = models.CharField(max_length=16, choices=ProposalAction.choices)
-    debit_account = models.ForeignKey("settlement.LedgerAccount", on_delete=models.PROTECT, related_name="+")
-    credit_account = models.ForeignKey("settlement.LedgerAccount", on_delete=models.PROTECT, related_name="+")
+    debit_account = models.ForeignKey("ledger.LedgerAccount", on_delete=models.PROTECT, related_name="+")
+    credit_account = models.ForeignKey("ledger.LedgerAccount", on_delete=models.PROTECT, related_name="+")
     amount = amount_field()
     reason = models.TextField()
     proposed_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
@@ -240,7 +240,7 @@ class BreakProposal(models.Model):
     decided_at = models.DateTimeField(null=True, blank=True)
     approved = models.BooleanField(null=True)
     decision_reason = models.TextField(blank=True)
-    journal = models.ForeignKey("settlement.Journal", null=True, blank=True, on_delete=models.PROTECT, related_name="+")
+    journal = models.ForeignKey("ledger.Journal", null=True, blank=True, on_delete=models.PROTECT, related_name="+")
     history = HistoricalRecords()
 
     class Meta:

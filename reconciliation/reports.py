@@ -8,8 +8,8 @@ from collections.abc import Iterable
 
 from django.db.models import Q
 
+from common.exports import SafeCsvWriter
 from reconciliation.models import Break, ReconciliationRun
-from settlement.exports import SafeCsvWriter
 
 CSV_COLUMNS = [
     "break",
@@ -56,7 +56,7 @@ def run_breaks_csv(run: ReconciliationRun) -> str:
 
 def runs_chart_svg(runs: Iterable[ReconciliationRun], *, width: int = 720, height: int = 160) -> str:
     """Stacked bars per run, oldest left: matched (green) and breaks (red), scaled to the largest."""
-    from settlement.charts import stacked_bars_svg
+    from common.charts import stacked_bars_svg
 
     return stacked_bars_svg(
         [(f"run {r.pk}", (r.totals.get("matched", 0), sum(r.totals.get("breaks", {}).values()))) for r in runs],

@@ -11,13 +11,13 @@ from decimal import Decimal
 from django.db import transaction
 from django.utils import timezone
 
+from common.actors import Actor, actor_user, stamp_history
+from common.exceptions import IllegalTransition, ValidationFailed
+from common.ports import APPROVE_PERMISSION, approver_require, permission_require
+from ledger.models import LedgerAccount
+from ledger.services.audit import transition_run
+from ledger.services.ledger import ledger_adjust
 from reconciliation.models import Break, BreakProposal, ProposalAction
-from settlement.exceptions import IllegalTransition, ValidationFailed
-from settlement.models import LedgerAccount
-from settlement.services.actors import Actor, actor_user, stamp_history
-from settlement.services.approvals import APPROVE_PERMISSION, approver_require, permission_require
-from settlement.services.audit import transition_run
-from settlement.services.ledger import ledger_adjust
 
 
 def _reason(reason: str) -> str:
@@ -51,8 +51,8 @@ def break_confirm(*, brk: Break, actor: Actor, reason: str) -> Break:
 
 
 def break_escalate(*, brk: Break, actor: Actor, reason: str) -> Break:
-    from settlement.models.pipeline import CaseKind
-    from settlement.services.crypto import case_open
+    from common.choices import CaseKind
+    from common.ports import case_open
 
     with transaction.atomic():
         brk = _locked(brk)

@@ -11,9 +11,9 @@ from typing import Any
 from django.conf import settings
 from django.db import transaction
 
+from common.actors import Actor, SystemActor
 from reconciliation.importers import ImportOutcome, ImportRejected, external_import
 from reconciliation.models import ChainScan, Source
-from settlement.services.actors import Actor, SystemActor
 
 RECON = SystemActor("reconciliation")
 logger = logging.getLogger(__name__)
@@ -97,9 +97,9 @@ def rail_reports_record(*, limit: int = 5000, actor: Actor = RECON) -> dict[str,
 def _report_import_failed(report: Any, *, error: str, actor: Actor) -> None:
     """Keep an unreadable report visible as an import failure (in the transition log too) and
     alert operations (once)."""
+    from common.ports import ops_alert
+    from ledger.services.audit import LogEntry, transition_log_append
     from netting.models import RailReport
-    from settlement.services.alerts import ops_alert
-    from settlement.services.audit import LogEntry, transition_log_append
 
     logger.error("%s report %s could not be recorded: %s", report.network, report.sequence, error)
     with transaction.atomic():
@@ -131,7 +131,7 @@ def chain_transactions_fetch(*, chain: str, actor: Actor = RECON, max_blocks: in
     row-locked and moves in the same transaction as the import). Chains whose rail cannot list
     transactions yet are skipped (None)."""
     from rails.crypto.registry import chain_rail
-    from settlement.models import Asset, WalletAddress
+    from reference.models import Asset, WalletAddress
 
     rail = chain_rail(chain)
     asset = Asset.objects.filter(chain=chain, code=getattr(rail, "symbol", "")).first()

@@ -2,7 +2,7 @@
 rows that were rolled back, and never before they are visible to the worker.
 
 If the broker is down at that moment nothing is lost: the rows are committed and the beat
-sweepers find them (pending trades, signed transfers, undelivered webhooks) and dispatch again.
+sweepers find them (pending trades, signed transfers; webhooks: ops.tasks) and dispatch again.
 """
 
 from __future__ import annotations
@@ -29,14 +29,3 @@ def dispatch_crypto_trades(trade_ids: Iterable[int]) -> None:
             crypto_advance_task.delay(chunk)
         except Exception:  # broker unreachable: the sweeper will pick these trades up
             logger.exception("could not enqueue crypto settlement for trades %s..%s", chunk[0], chunk[-1])
-
-
-def dispatch_webhooks(*, dedupe_keys: list[str]) -> None:
-    from settlement.models import Notification
-    from settlement.tasks import webhook_deliver_task
-
-    for pk in Notification.objects.filter(dedupe_key__in=dedupe_keys).values_list("pk", flat=True):
-        try:
-            webhook_deliver_task.delay(pk)
-        except Exception:
-            logger.exception("could not enqueue webhook %s; the retry sweeper will", pk)

@@ -7,14 +7,9 @@ from typing import Any
 
 from django.db.models import Q, QuerySet
 
-from settlement.models import (
-    Instrument,
-    LedgerAccount,
-    Participant,
-    SettlementInstruction,
-    Trade,
-    TransitionLog,
-)
+from ledger.models import LedgerAccount, TransitionLog
+from reference.models import Instrument, Participant
+from settlement.models import SettlementInstruction, Trade
 
 
 def participant_for_user(user: Any) -> Participant | None:

@@ -17,9 +17,11 @@ from decimal import Decimal
 
 from django.db.models import Sum
 
-from settlement.exports import SafeCsvWriter
-from settlement.models import Asset, FeeCharge, Participant, Posting
-from settlement.money import format_amount
+from common.exports import SafeCsvWriter
+from common.money import format_amount
+from ledger.models import Posting
+from reference.models import Asset, Participant
+from settlement.models import FeeCharge
 
 
 @dataclass

@@ -10,18 +10,12 @@ import time
 from celery import shared_task
 from django.conf import settings
 
+from common.ports import escalate
 from rails.base import RailRejected, RailTransientError
-from settlement.dispatch import dispatch_crypto_trades
-from settlement.models import ChainTransfer
-from settlement.models.alerts import AlertLevel
-from settlement.models.pipeline import TransferStatus as TS
-from settlement.services.alerts import ops_alert, ops_alert_email_send, ops_alerts_email_due
-from settlement.services.audit import transition_log_anchor, transition_log_anchor_head, transition_log_verify
-from settlement.services.crypto import (
+from settlement.crypto.pipeline import (
     TRANSIENT_DB_ERRORS,
     SettlementHalted,
     crypto_trades_advance,
-    escalate,
     stuck_crypto_work,
     transfer_broadcast,
     transfer_check,
@@ -29,9 +23,10 @@ from settlement.services.crypto import (
     transfer_record_error,
     transfer_reject,
 )
+from settlement.dispatch import dispatch_crypto_trades
+from settlement.models import ChainTransfer
+from settlement.models.pipeline import TransferStatus as TS
 from settlement.services.instructions import locks_void_expired
-from settlement.services.integrity import ledger_verify_balances, ledger_verify_balances_alert
-from settlement.services.webhooks import webhook_deliver, webhooks_due
 
 logger = logging.getLogger(__name__)
 
@@ -40,41 +35,6 @@ logger = logging.getLogger(__name__)
 def ledger_void_expired_locks_task(limit: int = 500) -> int:
     """Beat, every minute: void ledger locks past their expiry. Re-running finds nothing left to do."""
     return locks_void_expired(limit=limit)
-
-
-@shared_task(acks_late=True, singleton=True)
-def transition_log_verify_task() -> bool:
-    """Beat, hourly: walk the transition-log hash chain; anchor an intact head outside the
-    database, or alert the auditors and operators loudly when it is broken."""
-    report = transition_log_verify()
-    if report.ok:
-        transition_log_anchor(report=report)
-        return True
-    logger.error("transition log chain broken after %s rows: %s", report.checked, report.problems[:5])
-    ops_alert(
-        title=f"Transition log chain BROKEN ({len(report.problems)} problem(s))",
-        body="\n".join(report.problems[:20]),
-        level=AlertLevel.CRITICAL,
-        roles=("auditor", "operator"),
-        dedupe_key=f"transition-log-broken:{report.checked}:{report.problems[0][:120]}",
-    )
-    return False
-
-
-@shared_task(acks_late=True)
-def transition_log_anchor_task() -> None:
-    """Beat, every minute: copy the chain head outside the database (see services/anchors.py)."""
-    transition_log_anchor_head()
-
-
-@shared_task(acks_late=True)
-def ledger_verify_balances_task() -> bool:
-    """Beat, hourly: every balance equals the sum of its postings; a critical alert otherwise."""
-    report = ledger_verify_balances()
-    if not report.ok:
-        logger.error("ledger integrity check failed: %s", report.problems()[:5])
-        ledger_verify_balances_alert(report=report)
-    return report.ok
 
 
 # --- crypto T+0 pipeline ---------------------------------------------------------------------------
@@ -223,64 +183,3 @@ def crypto_sweep_task(older_than_seconds: int | None = None) -> dict:
     if stuck.broadcast:
         crypto_check_task.delay(stuck.broadcast)
     return {"trades": len(stuck.trades), "signed": len(stuck.signed), "broadcast": len(stuck.broadcast)}
-
-
-# --- webhooks --------------------------------------------------------------------------------------
-
-
-@shared_task(acks_late=True)
-def webhook_deliver_task(notification_id: int, attempt: int = 0) -> str:
-    """One delivery attempt if one is due (a duplicate task does nothing). A retry due soon is
-    queued with a countdown; a later one is left to the sweep, which reads the time from the
-    database, so no long countdown sits in the broker (or is lost with it)."""
-    outcome = webhook_deliver(notification_id=notification_id)
-    if outcome.final:
-        return "delivered" if outcome.delivered else "final"
-    if outcome.retry_in is None:
-        return "not_due"
-    if not settings.CELERY_TASK_ALWAYS_EAGER and outcome.retry_in <= settings.CLEARHOUSE_COUNTDOWN_MAX_SECONDS:
-        webhook_deliver_task.apply_async((notification_id,), {"attempt": attempt + 1}, countdown=outcome.retry_in)
-    return "retry"
-
-
-@shared_task(acks_late=True)
-def webhooks_retry_task() -> int:
-    """Beat, every CLEARHOUSE_SWEEP_EVERY_SECONDS: dispatch the webhook attempts that are due
-    (scheduled retries, and first attempts whose task was lost)."""
-    ids = webhooks_due()
-    for pk in ids:
-        webhook_deliver_task.delay(pk)
-    return len(ids)
-
-
-# --- operations alert e-mails ------------------------------------------------------------------
-
-
-@shared_task(acks_late=True)
-def ops_alert_email_task(alert_id: int) -> str:
-    """Send one alert's e-mail (outbox row); a failure leaves it pending for the sweep."""
-    return ops_alert_email_send(alert_id=alert_id)
-
-
-@shared_task(acks_late=True)
-def ops_alerts_email_sweep_task() -> int:
-    """Beat, every CLEARHOUSE_SWEEP_EVERY_SECONDS: re-send alert e-mails still pending."""
-    ids = ops_alerts_email_due()
-    for pk in ids:
-        ops_alert_email_task.delay(pk)
-    return len(ids)
-
-
-@shared_task(acks_late=True, singleton=True)
-def daily_report_task(day: str | None = None) -> int:
-    """Beat, at the end of each day (UTC): the daily settlement report. Safe to run twice: the
-    report of a day is regenerated in place."""
-    from datetime import date
-
-    from django.utils import timezone
-
-    from settlement.daily_report import daily_report_build
-    from settlement.services.actors import SystemActor
-
-    on = date.fromisoformat(day) if day else timezone.now().date()
-    return daily_report_build(day=on, actor=SystemActor("beat")).pk

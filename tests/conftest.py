@@ -65,7 +65,7 @@ def pytest_report_header(config):
 
 def _flush_past_the_truncate_guards() -> None:
     """``transaction=True`` tests empty the database with TRUNCATE after each test, which the
-    ledger, audit and history tables refuse (settlement/dbguards.py). The test harness flushes as
+    ledger, audit and history tables refuse (ledger/dbguards.py). The test harness flushes as
     the superuser it is, with triggers off for that one transaction - what no application role can do."""
     from django.db.backends.postgresql.operations import DatabaseOperations
 

@@ -6,10 +6,11 @@ import factory
 from django.contrib.auth import get_user_model
 from django.utils import timezone
 
-from settlement.choices import AssetKind, Chain, MarketCalendar
-from settlement.models import Asset, Instrument, Participant, ParticipantUser, Trade
-from settlement.services.actors import SystemActor
-from settlement.services.ledger import ledger_deposit
+from common.actors import SystemActor
+from common.choices import AssetKind, Chain, MarketCalendar
+from ledger.services.ledger import ledger_deposit
+from reference.models import Asset, Instrument, Participant, ParticipantUser
+from settlement.models import Trade
 
 ACTOR = SystemActor("tests")
 

@@ -8,7 +8,7 @@ from decimal import Decimal
 
 import pytest
 
-from settlement.choices import Leg
+from common.choices import Leg
 from settlement.models import FeeRule
 from settlement.services.instructions import instruction_lock, instruction_settle, instruction_start_processing
 from tests.factories import ACTOR, fund, trade

@@ -48,7 +48,7 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
     "ENUM_NAME_OVERRIDES": {
-        "InstructionStatusEnum": "settlement.choices.InstructionStatus",
+        "InstructionStatusEnum": "common.choices.InstructionStatus",
         "FeeChargeStatusEnum": "settlement.models.fees.FeeChargeStatus",
         "NetPaymentStatusEnum": "netting.models.NettedStatus",
         "WindowStatusEnum": "netting.models.WindowStatus",

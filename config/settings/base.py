@@ -62,10 +62,13 @@ INSTALLED_APPS = [
     "django_otp.plugins.otp_totp",
     "django_otp.plugins.otp_static",
     "axes",
+    "reference",
+    "ledger",
     "settlement",
     "netting",
     "reconciliation",
     "rails",
+    "ops",
 ]
 
 MIDDLEWARE = [

@@ -1,7 +1,7 @@
 """Ethereum rail: web3.py + eth-account over JSON-RPC (or the in-process local chain).
 
 Native ETH transfers, EIP-1559 (type 2) transactions. The network fee is paid by the sender's
-wallet, so the settlement books it too (see ``settlement.services.crypto``) and ledger balances
+wallet, so the settlement books it too (see ``settlement.crypto.pipeline``) and ledger balances
 stay equal to on-chain balances.
 """
 

@@ -15,7 +15,7 @@ from rest_framework import exceptions, status
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
-from settlement.exceptions import DomainError
+from common.exceptions import DomainError
 
 
 def error_response(*, code: str, message: str, http_status: int, detail: Any = None) -> Response:

@@ -8,7 +8,7 @@ from django.conf import settings
 from rest_framework.exceptions import ParseError
 from rest_framework.parsers import JSONParser
 
-from settlement.jsonload import json_loads
+from common.jsonload import json_loads
 
 
 class BoundedJSONParser(JSONParser):

@@ -12,8 +12,9 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from settlement.models import FeeCharge, LedgerAccount, SettlementInstruction, Trade, TransitionLog
-from settlement.money import DECIMAL_PLACES, MAX_DIGITS, fits_column, fits_precision, format_amount, quantize
+from common.money import DECIMAL_PLACES, MAX_DIGITS, fits_column, fits_precision, format_amount, quantize
+from ledger.models import LedgerAccount, TransitionLog
+from settlement.models import FeeCharge, SettlementInstruction, Trade
 from settlement.selectors import instruction_transitions, visible_scope
 from settlement.services.trades import TradeInput
 
@@ -355,7 +356,7 @@ class FeePreviewSerializer(serializers.Serializer):
     price = ExactDecimalField()
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
-        from settlement.models import Instrument, Participant
+        from reference.models import Instrument, Participant
 
         errors = {}
         attrs["instrument"] = Instrument.objects.select_related("quote").filter(symbol=attrs["symbol"]).first()

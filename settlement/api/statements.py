@@ -6,8 +6,8 @@ from datetime import UTC, date, datetime, time, timedelta
 
 from django.http import HttpResponse
 
-from settlement.exceptions import ValidationFailed
-from settlement.models import Participant
+from common.exceptions import ValidationFailed
+from reference.models import Participant
 from settlement.statements import statement_csv, statement_json, statement_pdf, statement_read
 
 FORMATS = ("csv", "pdf", "json")

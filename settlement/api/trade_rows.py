@@ -15,8 +15,8 @@ from typing import Any
 
 from rest_framework.exceptions import ValidationError
 
+from reference.models import Instrument, Participant
 from settlement.api.serializers import AwareDateTimeField, ExactDecimalField, executed_at_error, trade_errors
-from settlement.models import Instrument, Participant
 from settlement.services.trades import TradeInput
 
 # The serializer's CharFields and their max_length.

@@ -13,6 +13,8 @@ from rest_framework import mixins, serializers, status, viewsets
 from rest_framework.request import Request
 from rest_framework.response import Response
 
+from common.choices import AssetKind, InstructionStatus, Leg
+from ledger.models import LedgerAccount
 from settlement import selectors
 from settlement.api.errors import error_response
 from settlement.api.filters import StrictFilterSet, TradeFilter
@@ -27,8 +29,7 @@ from settlement.api.serializers import (
     TradeSerializer,
 )
 from settlement.api.trade_rows import trade_rows_validate
-from settlement.choices import AssetKind, InstructionStatus, Leg
-from settlement.models import LedgerAccount, SettlementInstruction, Trade
+from settlement.models import SettlementInstruction, Trade
 from settlement.models.fees import FeeRail, SettlementType
 from settlement.models.tokens import ApiToken
 from settlement.services.trades import trades_ingest
@@ -251,7 +252,7 @@ class FeePreviewView(viewsets.ViewSet):
         },
     )
     def create(self, request: Request) -> Response:
-        from settlement.money import format_amount, quantize
+        from common.money import format_amount, quantize
         from settlement.services.fees import fee_quotes
 
         viewer = None if selectors.sees_everything(request.user) else selectors.participant_for_user(request.user)
@@ -326,8 +327,8 @@ class StatementView(viewsets.ViewSet):
         },
     )
     def list(self, request: Request) -> Any:
+        from reference.models import Participant
         from settlement.api.statements import statement_response
-        from settlement.models import Participant
 
         names = ("from", "to", "output", "participant")
         repeated = [name for name in names if len(request.query_params.getlist(name)) > 1]

@@ -1,11 +1,11 @@
-"""The operations roles (groups) and their permissions; see settlement.roles."""
+"""The operations roles (groups) and their permissions; see ops.roles."""
 
 from django.contrib.auth.management import create_permissions
 from django.db import migrations
 
 
 def install(apps, schema_editor):
-    from settlement.roles import roles_install
+    from ops.roles import roles_install
 
     # permissions are normally created after all migrations ran: create them now
     for app_config in apps.get_app_configs():

@@ -15,7 +15,7 @@ class Migration(migrations.Migration):
             fields=[
                 ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
                 ('day', models.DateField(unique=True)),
-                ('figures', models.JSONField(default=dict, help_text='Every figure of the report (see settlement.daily_report).')),
+                ('figures', models.JSONField(default=dict, help_text='Every figure of the report (see ops.daily_report).')),
                 ('chart_svg', models.TextField(blank=True)),
                 ('generated_at', models.DateTimeField()),
                 ('generated_by', models.CharField(max_length=150)),

@@ -3,7 +3,7 @@ append-only (UPDATE, DELETE and TRUNCATE refused). See settlement/dbguards.py.""
 
 from django.db import migrations
 
-from settlement import dbguards
+from ledger import dbguards
 
 
 def forwards(apps, schema_editor):

@@ -21,8 +21,8 @@ from django.db.models import Q
 from django_fsm import ConcurrentTransitionMixin, FSMField, transition
 from simple_history.models import HistoricalRecords
 
-from settlement.choices import AssetKind
-from settlement.models.ledger import amount_field
+from common.choices import AssetKind
+from ledger.models.ledger import amount_field
 
 
 class SettlementType(models.TextChoices):
@@ -41,7 +41,7 @@ class FeeRule(models.Model):
     name = models.CharField(max_length=100)
     tier = models.CharField(max_length=32, blank=True, help_text="Participant tier; blank = every tier.")
     asset = models.ForeignKey(
-        "settlement.Asset", null=True, blank=True, on_delete=models.PROTECT, related_name="+", help_text="Blank = any."
+        "reference.Asset", null=True, blank=True, on_delete=models.PROTECT, related_name="+", help_text="Blank = any."
     )
     asset_kind = models.CharField(max_length=16, choices=AssetKind.choices, blank=True, help_text="Blank = any.")
     rail = models.CharField(max_length=16, choices=FeeRail.choices, blank=True, help_text="Blank = any.")
@@ -108,8 +108,8 @@ class FeeCharge(ConcurrentTransitionMixin, models.Model):
         max_length=255, blank=True, help_text="The bank booking a pass-through charge came from (its natural key)."
     )
     party = models.CharField(max_length=8, choices=FeeParty.choices)
-    participant = models.ForeignKey("settlement.Participant", on_delete=models.PROTECT, related_name="+")
-    asset = models.ForeignKey("settlement.Asset", on_delete=models.PROTECT, related_name="+")
+    participant = models.ForeignKey("reference.Participant", on_delete=models.PROTECT, related_name="+")
+    asset = models.ForeignKey("reference.Asset", on_delete=models.PROTECT, related_name="+")
     rule = models.ForeignKey(FeeRule, null=True, blank=True, on_delete=models.PROTECT, related_name="charges")
     value = amount_field(help_text="What the fee is computed on.")
     bps = models.DecimalField(max_digits=9, decimal_places=4, default=0)
@@ -119,10 +119,10 @@ class FeeCharge(ConcurrentTransitionMixin, models.Model):
     fee = amount_field(help_text="Charged, rounded to the asset's precision.")
     status = FSMField(max_length=16, choices=FeeChargeStatus.choices, default=FeeChargeStatus.PENDING, protected=True)
     journal = models.ForeignKey(
-        "settlement.Journal", null=True, blank=True, on_delete=models.PROTECT, related_name="fee_charges"
+        "ledger.Journal", null=True, blank=True, on_delete=models.PROTECT, related_name="fee_charges"
     )
     reversal_journal = models.ForeignKey(
-        "settlement.Journal", null=True, blank=True, on_delete=models.PROTECT, related_name="fee_refunds",
+        "ledger.Journal", null=True, blank=True, on_delete=models.PROTECT, related_name="fee_refunds",
         help_text="The reversal's journal that returned this fee.",
     )  # fmt: skip
     created_at = models.DateTimeField(auto_now_add=True)

@@ -6,9 +6,9 @@ from django.db.models import Q
 from django_fsm import ConcurrentTransitionMixin, FSMField, transition
 from simple_history.models import HistoricalRecords
 
-from settlement.choices import InstructionStatus, Leg
-from settlement.models.ledger import amount_field
-from settlement.money import format_amount
+from common.choices import InstructionStatus, Leg
+from common.money import format_amount
+from ledger.models.ledger import amount_field
 
 S = InstructionStatus
 
@@ -18,12 +18,12 @@ class Trade(models.Model):
 
     source = models.CharField(max_length=64, help_text="Upstream system that reported the trade.")
     external_id = models.CharField(max_length=100, help_text="The trade id in the source system.")
-    instrument = models.ForeignKey("settlement.Instrument", on_delete=models.PROTECT, related_name="trades")
+    instrument = models.ForeignKey("reference.Instrument", on_delete=models.PROTECT, related_name="trades")
     # buyer/seller/trade/asset/payer/payee: no single-column index, the composite indexes below
     # (trade_buyer_idx, instruction_payer_idx, instruction_trade_leg_unique, ...) start with them;
     # every index is written once per row of every ingest batch (issue 19).
-    buyer = models.ForeignKey("settlement.Participant", on_delete=models.PROTECT, related_name="+", db_index=False)
-    seller = models.ForeignKey("settlement.Participant", on_delete=models.PROTECT, related_name="+", db_index=False)
+    buyer = models.ForeignKey("reference.Participant", on_delete=models.PROTECT, related_name="+", db_index=False)
+    seller = models.ForeignKey("reference.Participant", on_delete=models.PROTECT, related_name="+", db_index=False)
     quantity = amount_field()
     price = amount_field()
     notional = amount_field(help_text="quantity x price in the quote currency, rounded half-even to its precision")
@@ -64,17 +64,17 @@ class SettlementInstruction(ConcurrentTransitionMixin, models.Model):
 
     trade = models.ForeignKey(Trade, on_delete=models.PROTECT, related_name="instructions", db_index=False)
     leg = models.CharField(max_length=16, choices=Leg.choices)
-    asset = models.ForeignKey("settlement.Asset", on_delete=models.PROTECT, related_name="+", db_index=False)
-    payer = models.ForeignKey("settlement.Participant", on_delete=models.PROTECT, related_name="+", db_index=False)
-    payee = models.ForeignKey("settlement.Participant", on_delete=models.PROTECT, related_name="+", db_index=False)
+    asset = models.ForeignKey("reference.Asset", on_delete=models.PROTECT, related_name="+", db_index=False)
+    payer = models.ForeignKey("reference.Participant", on_delete=models.PROTECT, related_name="+", db_index=False)
+    payee = models.ForeignKey("reference.Participant", on_delete=models.PROTECT, related_name="+", db_index=False)
     amount = amount_field()
     settlement_date = models.DateField()
     status = FSMField(max_length=16, choices=S.choices, default=S.PENDING, protected=True)
     lock = models.ForeignKey(
-        "settlement.LedgerLock", null=True, blank=True, on_delete=models.PROTECT, related_name="instructions"
+        "ledger.LedgerLock", null=True, blank=True, on_delete=models.PROTECT, related_name="instructions"
     )
     fee_lock = models.ForeignKey(
-        "settlement.LedgerLock",
+        "ledger.LedgerLock",
         null=True,
         blank=True,
         on_delete=models.PROTECT,

@@ -19,8 +19,9 @@ from django.db.models import Q
 from django.utils import timezone
 from simple_history.utils import bulk_create_with_history
 
-from settlement.choices import Leg as LegKind
-from settlement.models import Asset, FeeCharge, FeeRule, Participant, SettlementInstruction
+from common.choices import Leg as LegKind
+from reference.models import Asset, Participant
+from settlement.models import FeeCharge, FeeRule, SettlementInstruction
 from settlement.models.fees import FeeChargeStatus, FeeKind, FeeParty, FeeRail, SettlementType
 
 FEE_REVENUE = "fee-revenue"
@@ -188,7 +189,7 @@ def fees_pending(instruction: SettlementInstruction) -> list[FeeCharge]:
 
 
 def fee_revenue_account(asset: Asset):
-    from settlement.services.ledger import system_account_for
+    from ledger.services.ledger import system_account_for
 
     return system_account_for(code=FEE_REVENUE, asset=asset, allow_negative=False)
 
@@ -252,7 +253,7 @@ def netted_fee_hold(*, ni: Any, attempt: int, book: NettedFeeBook | None = None)
     ``book`` (read before the payment's row was locked) the rules and the existing charge come
     from it: a charge is only ever created together with the lock that moves the payment out of
     pending, so one created after the book was read is seen as a locked payment, never here."""
-    from settlement.choices import AssetKind
+    from common.choices import AssetKind
 
     if ni.asset.kind == AssetKind.SECURITY:
         return Decimal(0)
@@ -311,7 +312,7 @@ def fee_charges_mark(
     that returned them. Runs after the caller's ledger work (accounts before the log head). The
     charges are locked in one query (pk order); with ``log_entries`` their log entries are added
     to that list for the caller to append with its own, else appended here."""
-    from settlement.services.audit import transition_log_append, transition_run
+    from ledger.services.audit import transition_log_append, transition_run
 
     if not charges:
         return
@@ -351,7 +352,7 @@ def lock_post_with_fees(
     fee revenue account, in one journal; the charges are marked posted with it. Serves gross
     cash legs and netted payments alike. Returns the fees posted. With ``log_entries`` the
     transition-log entries (lock, charges) are added to that list for the caller to append."""
-    from settlement.services.ledger import Leg, ledger_post, ledger_post_journal
+    from ledger.services.ledger import Leg, ledger_post, ledger_post_journal
 
     total = sum((c.fee for c in charges), Decimal(0))
     payee_fee = sum((c.fee for c in charges if c.party == FeeParty.PAYEE), Decimal(0))
@@ -379,7 +380,7 @@ def lock_post_with_fees(
 
 # --- pass-through costs -------------------------------------------------------------------------
 # A cost the house actually paid on a participant's behalf, charged to it at cost: network gas
-# (booked with the chain settlement, see settlement.services.crypto) and the charges a bank
+# (booked with the chain settlement, see settlement.crypto.pipeline) and the charges a bank
 # reported on the booking of a netted payment (reconciliation.services.bank_charges_pass_on).
 BANK_CHARGES = "bank-charges"
 
@@ -420,10 +421,10 @@ def bank_charge_pass_on(*, ni: Any, fee: Decimal, external_key: str, source: str
     the next sweep tries again."""
     from django.db import transaction
 
-    from settlement.choices import AccountKind
-    from settlement.exceptions import InsufficientFunds
-    from settlement.services.alerts import ops_alert
-    from settlement.services.ledger import account_for, ledger_charge, system_account_for
+    from common.choices import AccountKind
+    from common.exceptions import InsufficientFunds
+    from common.ports import ops_alert
+    from ledger.services.ledger import account_for, ledger_charge, system_account_for
 
     with transaction.atomic():
         charge, _ = FeeCharge.objects.get_or_create(

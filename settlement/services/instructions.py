@@ -14,14 +14,16 @@ from django.db import connection, transaction
 from django.db.models import Exists, OuterRef, Q
 from django.utils import timezone
 
+from common.actors import Actor, SystemActor
+from common.choices import AccountKind, InstructionStatus, LockStatus
+from common.exceptions import IllegalTransition, InsufficientFunds, WindowNotOpen
+from ledger.models import LedgerAccount, LedgerLock
+from ledger.services.audit import LogEntry, transition_log_append, transition_run
+from ledger.services.ledger import Leg, account_for, ledger_lock, ledger_post, ledger_post_journal, ledger_void
 from netting.services import window_hold_open
-from settlement.choices import AccountKind, InstructionStatus, LockStatus
 from settlement.dispatch import dispatch_crypto_trades
-from settlement.exceptions import IllegalTransition, InsufficientFunds, WindowNotOpen
-from settlement.models import LedgerAccount, LedgerLock, SettlementInstruction, Trade
+from settlement.models import SettlementInstruction, Trade
 from settlement.models.fees import FeeChargeStatus, FeeKind, FeeParty
-from settlement.services.actors import Actor, SystemActor
-from settlement.services.audit import LogEntry, transition_log_append, transition_run
 from settlement.services.fees import (
     fee_charges_mark,
     fee_revenue_account,
@@ -29,7 +31,6 @@ from settlement.services.fees import (
     fees_pending,
     lock_post_with_fees,
 )
-from settlement.services.ledger import Leg, account_for, ledger_lock, ledger_post, ledger_post_journal, ledger_void
 
 S = InstructionStatus
 _OWNER_KINDS = (AccountKind.AVAILABLE, AccountKind.LOCKED)
@@ -426,7 +427,7 @@ def locks_void_expired(*, now: datetime | None = None, limit: int = 500) -> int:
             .first()
         )
         if holder is not None and holder.trade.instrument.base.is_crypto_t0:
-            from settlement.services.crypto import crypto_trade_expire  # the crypto pipeline sits above
+            from settlement.crypto.pipeline import crypto_trade_expire  # the crypto pipeline sits above
 
             voided += crypto_trade_expire(trade=holder.trade, now=now, actor=actor)
             continue

@@ -11,9 +11,9 @@ from datetime import datetime, timedelta
 from django.db import transaction
 from django.utils import timezone
 
-from settlement.exceptions import IllegalTransition, ValidationFailed
+from common.actors import Actor, actor_user
+from common.exceptions import IllegalTransition, ValidationFailed
 from settlement.models.tokens import ApiToken, AuthFailure, Scope
-from settlement.services.actors import Actor, actor_user
 
 logger = logging.getLogger("clearhouse.security")
 KEY_PREFIX = "chk"

@@ -19,14 +19,15 @@ from django.db.models import Model
 from django.utils import timezone
 
 from calendars import settlement_date
+from common.actors import Actor, actor_label, actor_user
+from common.choices import InstructionStatus, Leg, MarketCalendar
+from common.exceptions import IdempotencyConflict, ValidationFailed
+from common.money import quantize
+from ledger.services.ledger import accounts_ensure
 from netting.services import asset_class_of, netting_windows_for
-from settlement.choices import InstructionStatus, Leg, MarketCalendar
+from reference.models import Instrument, Participant
 from settlement.dispatch import dispatch_crypto_trades
-from settlement.exceptions import IdempotencyConflict, ValidationFailed
-from settlement.models import Instrument, Participant, SettlementInstruction, Trade
-from settlement.money import quantize
-from settlement.services.actors import Actor, actor_label, actor_user
-from settlement.services.ledger import accounts_ensure
+from settlement.models import SettlementInstruction, Trade
 
 
 @dataclass(frozen=True)

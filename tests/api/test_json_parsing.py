@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from settlement.jsonload import JSONTooDeep, json_loads
+from common.jsonload import JSONTooDeep, json_loads
 
 pytestmark = pytest.mark.django_db
 

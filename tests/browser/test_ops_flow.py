@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from django.conf import settings
 
-from settlement.models import ApprovalRequest, ReviewCase
+from ops.models import ApprovalRequest, ReviewCase
 from settlement.services.instructions import instruction_fail, trade_settle_internal
 from tests import factories
 from tests.factories import ACTOR
@@ -148,11 +148,11 @@ def test_operator_escalates_and_proposes_approver_approves_dashboard_moves(
     assert middle["pending-approvals"] == "1" and "escalation" in middle["review"]
 
     # the operator is not offered approval; the approver is
-    browser.get(f"{live_server.url}/admin/settlement/approvalrequest/")
+    browser.get(f"{live_server.url}/admin/ops/approvalrequest/")
     assert "approve_selected" not in browser.page_source
     console.login("arne")
     page = console.action(
-        "settlement/approvalrequest", ApprovalRequest.objects.get().pk, "approve_selected", "venue confirmed"
+        "ops/approvalrequest", ApprovalRequest.objects.get().pk, "approve_selected", "venue confirmed"
     )
     console.shot("approved")
     after = console.dashboard("dashboard-after")

@@ -65,7 +65,7 @@ def test_admin_refuses_staff_without_a_verified_device_when_otp_required(client,
     TOTPDevice.objects.create(user=operator, name="phone", confirmed=True)
     client.force_login(operator)
     # when the admin, a changelist or the ops dashboard is opened / then each sends to the login page
-    for url in (reverse("admin:index"), reverse("admin:settlement_participant_changelist"), reverse("ops-dashboard")):
+    for url in (reverse("admin:index"), reverse("admin:reference_participant_changelist"), reverse("ops-dashboard")):
         response = client.get(url)
         assert response.status_code == 302 and response.url.startswith(reverse("admin:login")), url
     # and the password alone does not log in

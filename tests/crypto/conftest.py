@@ -4,11 +4,11 @@ from decimal import Decimal
 
 import pytest
 
+from common.choices import AccountKind, AssetKind, Chain, MarketCalendar
+from ledger.models import LedgerAccount
 from rails.crypto import registry
 from rails.simulators.eth_chain import reset_local_chain
-from settlement.choices import AccountKind, AssetKind, Chain, MarketCalendar
-from settlement.models import LedgerAccount
-from settlement.services.wallets import local_chain_fund, wallet_provision
+from settlement.crypto.wallets import local_chain_fund, wallet_provision
 from tests import factories
 from tests.factories import ACTOR
 

@@ -8,11 +8,13 @@ import pytest
 from django.test import Client
 from django.urls import reverse
 
-from settlement.choices import InstructionStatus as S
-from settlement.choices import JournalKind
-from settlement.models import ApprovalRequest, ChainTransfer, Journal, ReviewCase, SettlementHalt, TransitionLog
-from settlement.models.pipeline import CaseKind, CaseStatus
-from settlement.services.crypto import PIPELINE, case_open, halt_open
+from common.choices import CaseKind, CaseStatus, JournalKind
+from common.choices import InstructionStatus as S
+from ledger.models import Journal, TransitionLog
+from ops.models import ApprovalRequest, ReviewCase
+from ops.services.cases import case_open
+from settlement.models import ChainTransfer, SettlementHalt
+from settlement.services.halts import PIPELINE, halt_open
 from settlement.tasks import crypto_advance_task
 from tests.crypto.conftest import ledger_available, ledger_total
 from tests.crypto.test_pipeline import make_trade
@@ -36,7 +38,7 @@ def approver(django_user_model):
 
 def approve_pending(approver, reason: str = "checked"):
     request = ApprovalRequest.objects.get(status="pending")
-    url = reverse("admin:settlement_approvalrequest_changelist")
+    url = reverse("admin:ops_approvalrequest_changelist")
     form = {"action": "approve_selected", "_selected_action": [request.pk], "apply": "1", "reason": reason}
     return approver.post(url, form, follow=True)
 
@@ -63,7 +65,7 @@ def test_lifting_a_halt_is_proposed_with_a_reason_and_applied_on_approval(ops, a
 
 def test_resolving_a_case_is_audited(ops, eth):
     case = case_open(kind=CaseKind.ESCALATION, reason="odd", dedupe_key="x", asset=eth)
-    url = reverse("admin:settlement_reviewcase_changelist")
+    url = reverse("admin:ops_reviewcase_changelist")
     ops.post(url, {"action": "resolve_selected", "_selected_action": [case.pk], "apply": "1", "reason": "checked"})
     case.refresh_from_db()
     assert case.status == CaseStatus.RESOLVED and case.resolution == "checked" and case.resolved_by.username == "ops"
@@ -96,8 +98,8 @@ def test_admin_pages_for_pipeline_records_render(ops, funded, chain, eth, eth_us
     crypto_advance_task(trade_ids=[trade.pk])
     halt_open(asset=eth, reason="test", actor=PIPELINE)
     case_open(kind=CaseKind.INVESTIGATION, reason="test", dedupe_key="t", asset=eth)
-    for name in ("chaintransfer", "settlementhalt", "reviewcase", "notification"):
-        assert ops.get(reverse(f"admin:settlement_{name}_changelist")).status_code == 200
+    for name in ("settlement_chaintransfer", "settlement_settlementhalt", "ops_reviewcase", "ops_notification"):
+        assert ops.get(reverse(f"admin:{name}_changelist")).status_code == 200
     transfer = ChainTransfer.objects.get(instruction__trade=trade)
     transfer_page = ops.get(reverse("admin:settlement_chaintransfer_change", args=[transfer.pk]))
     assert b"broadcast \xe2\x86\x92 confirmed" in transfer_page.content

@@ -12,30 +12,23 @@ import pytest
 from django.core.exceptions import ValidationError
 from django.utils import timezone
 
+from common.choices import AssetKind, CaseKind, Chain, MarketCalendar
+from common.choices import InstructionStatus as S
+from ledger.models import LedgerAccount, TransitionLog
+from ops.models import Notification, ReviewCase
 from rails.crypto import registry
 from rails.crypto.registry import chain_rail, local_simulator
-from settlement.choices import AssetKind, Chain, MarketCalendar
-from settlement.choices import InstructionStatus as S
-from settlement.models import (
-    ChainTransfer,
-    LedgerAccount,
-    Notification,
-    ReviewCase,
-    SettlementHalt,
-    Trade,
-    TransitionLog,
-    WalletAddress,
-)
-from settlement.models.pipeline import CaseKind
-from settlement.models.pipeline import TransferStatus as TS
-from settlement.services.crypto import (
+from reference.models import WalletAddress
+from settlement.crypto.pipeline import (
     NETWORK_FEES,
     transfer_broadcast,
     transfer_check,
     transfer_give_up,
     transfer_resign,
 )
-from settlement.services.wallets import local_chain_fund, wallet_provision
+from settlement.crypto.wallets import local_chain_fund, wallet_provision
+from settlement.models import ChainTransfer, SettlementHalt, Trade
+from settlement.models.pipeline import TransferStatus as TS
 from settlement.tasks import crypto_advance_task, crypto_check_task
 from tests import factories
 from tests.crypto.conftest import ledger_available, ledger_total
@@ -318,7 +311,7 @@ def test_transfer_resign_twice_for_the_same_observed_hash_acts_once(coin, settin
 @pytest.mark.parametrize("coin", [Chain.SOLANA], indirect=True)
 def test_transfer_double_spent_on_a_stale_observation_does_nothing(coin, settings):
     # given: a check saw the old signature unknown and unfunded, but the transfer was re-signed since
-    from settlement.services.crypto import transfer_double_spent
+    from settlement.crypto.pipeline import transfer_double_spent
 
     settings.CLEARHOUSE_DROPPED_AFTER_CHECKS = 5
     coin.sim.inject("drop")

@@ -10,19 +10,16 @@ from decimal import Decimal
 import pytest
 from django.utils import timezone
 
+from common.choices import CaseKind, LockStatus
+from common.choices import InstructionStatus as S
+from ledger.models import LedgerLock
+from ops.models import Notification, ReviewCase
 from rails.base import RailRejected
 from rails.crypto.registry import chain_rail
-from settlement.choices import InstructionStatus as S
-from settlement.choices import LockStatus
-from settlement.models import ChainTransfer, LedgerLock, Notification, ReviewCase, SettlementInstruction, Trade
-from settlement.models.pipeline import CaseKind
+from settlement.crypto.pipeline import crypto_trade_lock, crypto_trade_prepare, fee_reserves_for
+from settlement.models import ChainTransfer, SettlementInstruction, Trade
 from settlement.models.pipeline import TransferStatus as TS
-from settlement.services.crypto import (
-    crypto_trade_lock,
-    crypto_trade_prepare,
-    fee_reserves_for,
-    halt_open,
-)
+from settlement.services.halts import halt_open
 from settlement.services.instructions import locks_void_expired
 from settlement.tasks import crypto_advance_task, crypto_check_task, crypto_sweep_task
 from tests import factories
@@ -144,7 +141,7 @@ def test_crypto_trades_advance_one_bad_trade_does_not_block_the_rest(
     funded, chain, eth, eth_usd, alice, bob, monkeypatch
 ):
     # given: three trades in one chunk, the first of which hits an unforeseen error when signing
-    from settlement.services import crypto
+    from settlement.crypto import pipeline as crypto
 
     trades = [make_trade(eth_usd, buyer=alice, seller=bob, quantity="1") for _ in range(3)]
     bad = trades[0]
@@ -169,7 +166,7 @@ def test_crypto_trades_advance_one_bad_trade_does_not_block_the_rest(
 
 def test_crypto_trade_cancel_voids_both_legs_locks_and_fee_reserve(funded, chain, eth, eth_usd, alice, bob, usd):
     # given: a locked T+0 trade (funds on both legs, the network-fee reserve on the chain leg)
-    from settlement.services.crypto import crypto_trade_cancel
+    from settlement.crypto.pipeline import crypto_trade_cancel
 
     trade = make_trade(eth_usd, buyer=alice, seller=bob, quantity="1")
     crypto_trade_lock(trade=trade, fee_reserves=fee_reserves_for([eth]))
@@ -184,8 +181,8 @@ def test_crypto_trade_cancel_voids_both_legs_locks_and_fee_reserve(funded, chain
 
 def test_crypto_trade_cancel_is_refused_once_a_leg_is_on_chain(funded, chain, eth, eth_usd, alice, bob):
     # given: a transfer in flight
-    from settlement.exceptions import IllegalTransition
-    from settlement.services.crypto import crypto_trade_cancel
+    from common.exceptions import IllegalTransition
+    from settlement.crypto.pipeline import crypto_trade_cancel
 
     eth.required_confirmations = 3
     eth.save()
@@ -200,7 +197,7 @@ def test_crypto_trade_cancel_is_refused_once_a_leg_is_on_chain(funded, chain, et
 
 def test_transfer_confirm_books_the_gas_even_if_the_reserve_was_released(funded, chain, eth, eth_usd, alice, bob):
     # given: a transfer in flight whose fee reserve was released anyway (as the old sweeper did)
-    from settlement.services.ledger import ledger_void
+    from ledger.services.ledger import ledger_void
 
     eth.required_confirmations = 3
     eth.save()
@@ -249,7 +246,7 @@ def test_crypto_check_task_one_bad_transfer_does_not_keep_the_others_unchecked(
 
 def test_transfer_check_marks_a_polled_transfer_as_not_stuck(funded, chain, eth, eth_usd, alice, bob):
     # given: a transfer waiting for confirmations, last touched long ago
-    from settlement.services.crypto import stuck_crypto_work, transfer_check
+    from settlement.crypto.pipeline import stuck_crypto_work, transfer_check
 
     eth.required_confirmations = 3
     eth.save()
@@ -268,7 +265,7 @@ def test_transfer_give_up_seen_again_after_its_case_was_resolved_opens_a_new_cas
     funded, chain, eth, eth_usd, alice, bob, admin_user
 ):
     # given: a give-up escalated and resolved by operations while the node is still down
-    from settlement.services.crypto import case_resolve
+    from ops.services.cases import case_resolve
 
     chain.inject("timeout", times=1000)
     trade = make_trade(eth_usd, buyer=alice, seller=bob, quantity="1")
@@ -317,8 +314,8 @@ def test_instruction_cancel_of_one_locked_crypto_leg_releases_the_partner_too(
 
 def test_crypto_trade_fail_voids_the_payment_legs_fee_charges(funded, chain, eth, eth_usd, alice, bob, usd):
     # given: a fee schedule for the buyer, and a locked trade that then fails before going on chain
+    from settlement.crypto.pipeline import crypto_trade_fail
     from settlement.models import FeeCharge, FeeRule
-    from settlement.services.crypto import crypto_trade_fail
 
     FeeRule.objects.create(name="buyers", tier="standard", bps=Decimal("10"), valid_from=timezone.now() - timedelta(1))
     trade = make_trade(eth_usd, buyer=alice, seller=bob, quantity="1")

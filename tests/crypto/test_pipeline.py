@@ -8,22 +8,16 @@ from decimal import Decimal
 import pytest
 from django.utils import timezone
 
+from common.choices import CaseKind
+from common.choices import InstructionStatus as S
+from ledger.models import LedgerAccount, TransitionLog
+from ops.models import Notification, ReviewCase
+from ops.services.cases import case_resolve
 from rails.crypto.registry import chain_rail
-from settlement.choices import InstructionStatus as S
-from settlement.models import (
-    ChainTransfer,
-    FeeCharge,
-    LedgerAccount,
-    Notification,
-    ReviewCase,
-    SettlementHalt,
-    SettlementInstruction,
-    Trade,
-    TransitionLog,
-)
-from settlement.models.pipeline import CaseKind
+from settlement.crypto.pipeline import NETWORK_FEES, transfer_check
+from settlement.models import ChainTransfer, FeeCharge, SettlementHalt, SettlementInstruction, Trade
 from settlement.models.pipeline import TransferStatus as TS
-from settlement.services.crypto import NETWORK_FEES, case_resolve, halt_lift, transfer_check
+from settlement.services.halts import halt_lift
 from settlement.tasks import crypto_advance_task, crypto_check_task, crypto_sweep_task
 from tests import factories
 from tests.crypto.conftest import ledger_available, ledger_total
@@ -310,7 +304,7 @@ def test_missing_wallet_is_escalated_to_manual_review(funded, chain, eth, eth_us
 def test_cancelling_a_locked_crypto_leg_voids_funds_and_fee_reserve(
     funded, chain, eth, eth_usd, alice, bob, admin_user
 ):
-    from settlement.services.crypto import crypto_trade_lock, fee_reserves_for
+    from settlement.crypto.pipeline import crypto_trade_lock, fee_reserves_for
     from settlement.services.instructions import instruction_cancel
 
     trade = make_trade(eth_usd, buyer=alice, seller=bob, quantity="1")

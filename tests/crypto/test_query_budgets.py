@@ -16,8 +16,9 @@ import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
-from settlement.choices import InstructionStatus as S
-from settlement.models import ChainTransfer, TransitionLog
+from common.choices import InstructionStatus as S
+from ledger.models import TransitionLog
+from settlement.models import ChainTransfer
 from settlement.services import crypto
 from tests import factories
 
@@ -72,7 +73,7 @@ def test_each_step_of_a_crypto_trade_stays_within_its_query_budget(eth_trade, et
 
 def test_a_short_trade_fails_whole_and_logs_no_lock_of_the_rolled_back_part(eth_trade, eth, usd, alice):
     # given a trade whose buyer is short of USD once the ETH leg's locks are taken
-    from settlement.models import LedgerAccount
+    from ledger.models import LedgerAccount
 
     LedgerAccount.objects.filter(owner=alice, asset=usd, kind="available").update(balance=Decimal("1.00"))
     reserves = crypto.fee_reserves_for([eth, usd])

@@ -11,11 +11,12 @@ from http.server import BaseHTTPRequestHandler, HTTPServer
 import pytest
 from django.core.exceptions import ValidationError
 
-from settlement import webhook_targets
-from settlement.models import Notification, Participant
-from settlement.models.pipeline import DeliveryStatus
-from settlement.services.crypto import notify
-from settlement.services.webhooks import webhook_deliver
+from common import webhook_targets
+from ops.models import Notification
+from ops.models.cases import DeliveryStatus
+from ops.services.cases import notify
+from ops.services.webhooks import webhook_deliver
+from reference.models import Participant
 
 pytestmark = pytest.mark.django_db
 

@@ -15,10 +15,10 @@ import pytest
 import time_machine
 from django.conf import settings
 
-from settlement.models import Notification, OpsAlert
-from settlement.models.pipeline import DeliveryStatus
-from settlement.services.crypto import notify
-from settlement.services.webhooks import webhook_deliver, webhooks_due
+from ops.models import Notification, OpsAlert
+from ops.models.cases import DeliveryStatus
+from ops.services.cases import notify
+from ops.services.webhooks import webhook_deliver, webhooks_due
 
 pytestmark = pytest.mark.django_db
 START = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
@@ -101,7 +101,7 @@ def test_webhook_gives_up_after_the_bound_and_alerts_ops(receiver, alice, settin
     note.refresh_from_db()
     assert note.delivery_status == DeliveryStatus.FAILED and note.last_error == "HTTP 500"
     alert = OpsAlert.objects.get(dedupe_key=f"webhook-given-up:{note.pk}")
-    assert alert.level == "warning" and alert.link == f"/admin/settlement/notification/{note.pk}/change/"
+    assert alert.level == "warning" and alert.link == f"/admin/ops/notification/{note.pk}/change/"
     assert alert.email_pending
 
 
@@ -118,7 +118,7 @@ def test_webhooks_sweep_a_receiver_down_for_15_minutes_loses_nothing(receiver, a
         step = timedelta(seconds=settings.CLEARHOUSE_SWEEP_EVERY_SECONDS)
         while datetime.now(UTC) < START + timedelta(minutes=45):
             down = datetime.now(UTC) < START + timedelta(minutes=15)
-            with mock.patch("settlement.services.webhooks.webhook_post") as post:
+            with mock.patch("ops.services.webhooks.webhook_post") as post:
                 post.return_value.status_code = 503 if down else 200
                 for pk in webhooks_due():
                     webhook_deliver(notification_id=pk)

@@ -14,15 +14,16 @@ import pytest
 from django.conf import settings
 from django.utils import timezone
 
+from common.choices import AssetKind, Chain, JournalKind, MarketCalendar
+from common.choices import InstructionStatus as S
 from config.celery import app
+from ledger.models import Journal
 from rails.crypto import registry
 from rails.crypto.registry import chain_rail
 from rails.simulators.anvil import AnvilNode, anvil_binary
-from settlement.choices import AssetKind, Chain, JournalKind, MarketCalendar
-from settlement.choices import InstructionStatus as S
-from settlement.models import ChainTransfer, Journal, SettlementInstruction, Trade
+from settlement.crypto.wallets import local_chain_fund, wallet_provision
+from settlement.models import ChainTransfer, SettlementInstruction, Trade
 from settlement.models.pipeline import TransferStatus as TS
-from settlement.services.wallets import local_chain_fund, wallet_provision
 from settlement.tasks import crypto_sweep_task
 from tests import factories, helpers
 from tests.crypto.conftest import ledger_total

@@ -11,11 +11,11 @@ from typing import Any
 import pytest
 from django.utils import timezone
 
+from common.choices import AssetKind, MarketCalendar
 from netting.models import NettedInstruction, NettedStatus
 from netting.payments import netted_advance, rail_reports_fetch
 from rails import networks as rail_network
-from settlement.choices import AssetKind, MarketCalendar
-from settlement.models import Asset, BankAccount, CustodyAccount, Participant
+from reference.models import Asset, BankAccount, CustodyAccount, Participant
 from tests import factories
 
 IBANS = ["DE13370400440532013010", "DE83370400440532013011", "DE56370400440532013012", "DE29370400440532013013"]
@@ -105,7 +105,7 @@ def settle_day(market: FiatMarket, day: date) -> None:
 
 
 def balances(parties: list[Participant], assets: list[Asset]) -> dict[tuple[str, str], Decimal]:
-    from settlement.models import LedgerAccount
+    from ledger.models import LedgerAccount
 
     result = {}
     for party in parties:

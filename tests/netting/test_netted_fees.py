@@ -10,10 +10,11 @@ from decimal import Decimal
 import pytest
 from django.utils import timezone
 
+from ledger.models import LedgerAccount, Posting
 from netting.models import NettedInstruction, NettedStatus, NettingWindow, WindowStatus
 from netting.payments import CSA, netted_advance
 from netting.services import window_close
-from settlement.models import FeeCharge, FeeRule, LedgerAccount, Posting
+from settlement.models import FeeCharge, FeeRule
 from settlement.services.fees import fee_revenue_account
 from settlement.services.trades import TradeInput, trades_ingest
 from tests.factories import ACTOR

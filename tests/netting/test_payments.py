@@ -11,6 +11,9 @@ from decimal import Decimal
 import pytest
 from django.utils import timezone
 
+from common.choices import InstructionStatus
+from common.exceptions import NotPermitted
+from ledger.models import LedgerAccount, TransitionLog
 from netting.models import (
     AttemptStatus,
     Direction,
@@ -25,10 +28,9 @@ from netting.models import (
 from netting.payments import CSA, custody_buy_in_check, custody_fails, netted_release, netted_retry
 from netting.selectors import netted_instructions_for_leg
 from netting.services import window_close
+from ops.models import ApprovalRequest, ReviewCase
 from rails.formats import iso20022, nacha
-from settlement.choices import InstructionStatus
-from settlement.exceptions import NotPermitted
-from settlement.models import ApprovalRequest, LedgerAccount, ReviewCase, SettlementInstruction, TransitionLog
+from settlement.models import SettlementInstruction
 from settlement.services.trades import TradeInput, trades_ingest
 from tests.factories import ACTOR
 from tests.helpers import assert_admin_pages_render
@@ -298,7 +300,7 @@ def test_a_message_the_network_refuses_as_a_whole_goes_to_review(fiat_market: Fi
 
 
 def test_cap_breach_holds_the_pay_in_until_released(fiat_market: FiatMarket, django_user_model):
-    from settlement.services.approvals import approval_decide, approval_propose
+    from ops.services.approvals import approval_decide, approval_propose
     from tests.helpers import staff_user
 
     m = fiat_market
@@ -350,7 +352,7 @@ def test_netting_admin_pages_render_and_release_needs_a_reason(fiat_market: Fiat
     request = ApprovalRequest.objects.get(kind="netted_release", target_id=held.pk, status="pending")
     client.force_login(staff_user(django_user_model, "risk", "approver"))
     approve = {"action": "approve_selected", "_selected_action": [request.pk], "apply": "1", "reason": "agreed"}
-    client.post(reverse("admin:settlement_approvalrequest_changelist"), approve)
+    client.post(reverse("admin:ops_approvalrequest_changelist"), approve)
     held.refresh_from_db()
     assert held.status == NettedStatus.PENDING
     entry = TransitionLog.objects.filter(entity_type="nettedinstruction", entity_id=held.pk).last()

@@ -15,11 +15,12 @@ from django.utils import timezone
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from common.choices import AssetKind, InstructionStatus, MarketCalendar
+from ledger.models import LedgerAccount, TransitionLog
 from netting.models import NettedInstruction, NettedStatus, NettingWindow, WindowStatus
 from netting.payments import CSA, netted_advance
 from netting.services import window_close
-from settlement.choices import AssetKind, InstructionStatus, MarketCalendar
-from settlement.models import LedgerAccount, SettlementInstruction, TransitionLog
+from settlement.models import SettlementInstruction
 from settlement.services.trades import TradeInput, trades_ingest
 from tests import factories
 from tests.factories import ACTOR

@@ -6,9 +6,9 @@ import pytest
 
 from netting.models import NettedInstruction, NettedStatus, RailReport
 from netting.payments import rail_reports_fetch
+from ops.models import OpsAlert
 from reconciliation.models import ExternalRecord
 from reconciliation.services import rail_reports_record
-from settlement.models import OpsAlert
 from tests.helpers import house_usd_credit
 from tests.netting.conftest import FiatMarket, pump, settle_day
 from tests.netting.test_payments import close_all, ingest

@@ -13,9 +13,11 @@ from django.utils import timezone
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from ledger.models import TransitionLog
 from netting.models import NetDebitCap, NetObligation, NettingWindow, WindowStatus
 from netting.services import window_close, windows_close_due
-from settlement.models import ReviewCase, SettlementInstruction, TransitionLog
+from ops.models import ReviewCase
+from settlement.models import SettlementInstruction
 from settlement.services.trades import TradeInput, trades_ingest
 from tests import factories
 from tests.factories import ACTOR

@@ -15,13 +15,15 @@ import pytest
 from django.conf import settings
 from django.utils import timezone
 
+from common.choices import InstructionStatus, JournalKind
 from config.celery import app
+from ledger.models import Journal
 from netting.models import NettedInstruction, NettedStatus, NettingWindow, WindowStatus
 from netting.services import window_close
 from netting.tasks import rail_reports_fetch_task
 from rails import networks as rail_network
-from settlement.choices import InstructionStatus, JournalKind
-from settlement.models import BankAccount, CustodyAccount, Journal, SettlementInstruction
+from reference.models import BankAccount, CustodyAccount
+from settlement.models import SettlementInstruction
 from tests import factories, helpers
 from tests.factories import ACTOR
 from tests.netting.conftest import balances

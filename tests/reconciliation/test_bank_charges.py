@@ -12,7 +12,11 @@ from pathlib import Path
 import pytest
 from django.core.management import call_command
 
+from ledger.models import LedgerAccount, Posting
+from ledger.services.ledger import ledger_adjust, ledger_deposit, system_account_for
 from netting.models import Direction, NettedInstruction
+from ops.daily_report import daily_report_build
+from ops.models import OpsAlert
 from rails.formats import iso20022
 from reconciliation.engine import reconciliation_run
 from reconciliation.models import ExternalRecord, Source
@@ -22,10 +26,8 @@ from reconciliation.services import (
     rail_reports_record,
     reconciliation_inputs_gather,
 )
-from settlement.daily_report import daily_report_build
-from settlement.models import FeeCharge, LedgerAccount, OpsAlert, Posting
+from settlement.models import FeeCharge
 from settlement.services.fees import BANK_CHARGES
-from settlement.services.ledger import ledger_adjust, ledger_deposit, system_account_for
 from settlement.statements import statement_read
 from tests.factories import ACTOR
 from tests.netting.conftest import START, FiatMarket, fiat_market, trades_settle  # noqa: F401 - fixture

@@ -9,10 +9,10 @@ from decimal import Decimal
 
 import pytest
 
+from common.choices import Chain
 from reconciliation.engine import reconciliation_run
 from reconciliation.models import Break, ChainScan, ExternalRecord, ImportedFile, Source
 from reconciliation.services import chain_transactions_fetch
-from settlement.choices import Chain
 from settlement.models import ChainTransfer
 from settlement.models.pipeline import TransferStatus
 from settlement.tasks import crypto_advance_task, crypto_check_task

@@ -5,12 +5,13 @@ from __future__ import annotations
 import pytest
 from django.urls import reverse
 
+from common.exceptions import IllegalTransition, ValidationFailed
+from ledger.models import TransitionLog
 from netting.models import RailReport
 from netting.reports import rail_report_record_retry
+from ops.models import OpsAlert
 from reconciliation.models import ExternalRecord
 from reconciliation.services import rail_reports_record
-from settlement.exceptions import IllegalTransition, ValidationFailed
-from settlement.models import OpsAlert, TransitionLog
 from tests.factories import ACTOR
 from tests.helpers import house_usd_credit, staff_user
 

@@ -10,13 +10,14 @@ import pytest
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
+from common.exceptions import IllegalTransition, ValidationFailed
+from ledger.models import Journal, TransitionLog
+from ledger.services.ledger import account_for, system_account_for
+from ops.models import ReviewCase
 from reconciliation.engine import reconciliation_run
 from reconciliation.importers import external_import
 from reconciliation.models import Break, InternalRecord, Source
 from reconciliation.resolution import break_confirm, break_escalate, break_propose, proposal_decide
-from settlement.exceptions import IllegalTransition, ValidationFailed
-from settlement.models import Journal, ReviewCase, TransitionLog
-from settlement.services.ledger import account_for, system_account_for
 from tests import factories
 from tests.factories import ACTOR
 from tests.helpers import HOUSE_USD, house_usd_credit, staff_user

@@ -4,8 +4,9 @@ import pytest
 from django.contrib import admin
 from django.urls import reverse
 
-from settlement.choices import InstructionStatus, Leg
-from settlement.models import Journal, LedgerAccount, Posting, SettlementInstruction, TransitionLog
+from common.choices import InstructionStatus, Leg
+from ledger.models import Journal, LedgerAccount, Posting, TransitionLog
+from settlement.models import SettlementInstruction
 from tests import factories
 from tests.helpers import assert_admin_pages_render
 
@@ -31,7 +32,8 @@ def settled(alice, bob, btc, usd, btc_usd):
 
 
 def test_every_admin_changelist_and_detail_renders(ops, settled):
-    assert_admin_pages_render(ops, "settlement")
+    for app_label in ("reference", "ledger", "settlement", "ops"):  # the pages settlement's admin held
+        assert_admin_pages_render(ops, app_label)
 
 
 @pytest.mark.parametrize("model", [LedgerAccount, Journal, Posting, TransitionLog])

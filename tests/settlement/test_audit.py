@@ -12,11 +12,12 @@ import pytest
 from django.core.management import CommandError, call_command
 from django.db import IntegrityError, connection, transaction
 
-from settlement.choices import Leg
-from settlement.models import OpsAlert, TransitionLog
-from settlement.services.audit import transition_log_verify
+from common.choices import Leg
+from ledger.models import TransitionLog
+from ledger.services.audit import transition_log_verify
+from ledger.tasks import transition_log_anchor_task, transition_log_verify_task
+from ops.models import OpsAlert
 from settlement.services.instructions import instruction_cancel, instruction_fail, instruction_retry
-from settlement.tasks import transition_log_anchor_task, transition_log_verify_task
 from tests.factories import ACTOR, trade
 
 pytestmark = pytest.mark.django_db

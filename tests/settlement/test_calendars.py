@@ -3,7 +3,7 @@ from datetime import date
 import pytest
 
 from calendars import is_business_day, settlement_date
-from settlement.choices import MarketCalendar as C
+from common.choices import MarketCalendar as C
 
 
 @pytest.mark.parametrize(

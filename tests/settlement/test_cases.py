@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import pytest
 
-from settlement.models import ReviewCase, TransitionLog
-from settlement.models.pipeline import CaseKind
-from settlement.services.crypto import case_open
+from common.choices import CaseKind
+from ledger.models import TransitionLog
+from ops.models import ReviewCase
+from ops.services.cases import case_open
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

@@ -6,7 +6,8 @@ import pytest
 from django.core.management import call_command
 from django_otp.plugins.otp_totp.models import TOTPDevice
 
-from settlement.models import Journal, LedgerAccount, Participant
+from ledger.models import Journal, LedgerAccount
+from reference.models import Participant
 
 pytestmark = pytest.mark.django_db
 

@@ -8,7 +8,7 @@ from decimal import Decimal
 import pytest
 from django.db import connection
 
-from settlement.choices import InstructionStatus
+from common.choices import InstructionStatus
 from settlement.models import SettlementInstruction
 from settlement.services.instructions import trade_reverse, trade_settle_internal
 from tests.factories import ACTOR, ParticipantFactory, fund, trade

@@ -11,10 +11,11 @@ from django.db.models import Sum
 from django.urls import reverse
 from django.utils import timezone
 
-from settlement.daily_report import daily_report_build
-from settlement.models import DailyReport, FeeCharge, FeeRule, SettlementInstruction
+from ops.daily_report import daily_report_build
+from ops.models import DailyReport
+from ops.tasks import daily_report_task
+from settlement.models import FeeCharge, FeeRule, SettlementInstruction
 from settlement.services.instructions import instruction_fail, trade_settle_internal
-from settlement.tasks import daily_report_task
 from tests import factories
 from tests.factories import ACTOR
 from tests.helpers import staff_user
@@ -51,5 +52,5 @@ def test_daily_report_figures_equal_the_database(usd, btc, alice, bob, client, d
     assert DailyReport.objects.count() == 1
 
     client.force_login(staff_user(django_user_model, "aud", "auditor"))
-    page = client.get(reverse("admin:settlement_dailyreport_change", args=[report.pk])).content.decode()
+    page = client.get(reverse("admin:ops_dailyreport_change", args=[report.pk])).content.decode()
     assert "Settled per rail and asset" in page and "insufficient funds" in page and "<svg" in page

@@ -9,7 +9,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from settlement.models import SettlementInstruction
-from settlement.services.crypto import PIPELINE, halt_open
+from settlement.services.halts import PIPELINE, halt_open
 from settlement.services.instructions import instruction_fail, trade_settle_internal
 from tests import factories
 from tests.factories import ACTOR

@@ -7,9 +7,10 @@ import pytest
 from django.db import IntegrityError, connection, transaction
 from simple_history.models import registered_models
 
-from settlement import dbguards
-from settlement.choices import Leg
-from settlement.models import SettlementInstruction, TransitionLog, TransitionLogHead
+from common.choices import Leg
+from ledger import dbguards
+from ledger.models import TransitionLog, TransitionLogHead
+from settlement.models import SettlementInstruction
 from settlement.services.instructions import instruction_cancel
 from tests.factories import ACTOR, trade
 

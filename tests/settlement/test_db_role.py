@@ -11,12 +11,12 @@ import pytest
 from django.core.management import call_command
 from django.db import DatabaseError, connection, transaction
 
-from settlement.choices import InstructionStatus, Leg
-from settlement.dbroles import app_role_check
-from settlement.models import TransitionLog
-from settlement.services.audit import transition_log_verify
+from common.choices import InstructionStatus, Leg
+from ledger.models import TransitionLog
+from ledger.services.audit import transition_log_verify
+from ledger.services.integrity import ledger_verify_balances
+from ops.dbroles import app_role_check
 from settlement.services.instructions import trade_settle_internal
-from settlement.services.integrity import ledger_verify_balances
 from tests.factories import ACTOR, fund, trade
 
 ROLE = "clearhouse_app_test"

@@ -1,7 +1,7 @@
 import pytest
 from django.core.exceptions import ValidationError
 
-from settlement.models import BankAccount, CustodyAccount, Participant
+from reference.models import BankAccount, CustodyAccount, Participant
 from tests.factories import ParticipantFactory
 
 pytestmark = pytest.mark.django_db

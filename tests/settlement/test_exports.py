@@ -10,7 +10,7 @@ from decimal import Decimal
 
 import pytest
 
-from settlement.exports import csv_cell
+from common.exports import csv_cell
 from settlement.statements import AssetStatement, Statement, StatementLine, statement_csv
 
 pytestmark = pytest.mark.django_db

@@ -9,10 +9,11 @@ from decimal import Decimal
 import pytest
 from django.utils import timezone
 
-from settlement.models import FeeCharge, FeeRule, Journal, Posting, TransitionLog
+from ledger.models import Journal, Posting, TransitionLog
+from ledger.services.ledger import account_for
+from settlement.models import FeeCharge, FeeRule
 from settlement.services.fees import fee_compute, fee_quotes, fee_revenue_account, fee_rule_for
 from settlement.services.instructions import instruction_fail, instruction_lock, trade_reverse, trade_settle_internal
-from settlement.services.ledger import account_for
 from tests import factories
 from tests.factories import ACTOR
 

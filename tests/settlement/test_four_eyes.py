@@ -14,12 +14,13 @@ from django.test import Client
 from django.urls import reverse
 from django_celery_beat.models import CrontabSchedule, PeriodicTask
 
+from common.exceptions import NotPermitted, ValidationFailed
 from config.beat import beat_defaults_install
-from settlement.exceptions import NotPermitted, ValidationFailed
-from settlement.models import ApprovalRequest, Asset, BankAccount, WalletAddress
-from settlement.roles import APPROVER_PERMISSIONS, RoleConflict, roles_check, user_management
-from settlement.services.approvals import approval_decide, approval_propose
-from settlement.services.crypto import PIPELINE, halt_open
+from ops.models import ApprovalRequest
+from ops.roles import APPROVER_PERMISSIONS, RoleConflict, roles_check, user_management
+from ops.services.approvals import approval_decide, approval_propose
+from reference.models import Asset, BankAccount, WalletAddress
+from settlement.services.halts import PIPELINE, halt_open
 from tests import factories
 from tests.helpers import staff_user
 
@@ -35,7 +36,7 @@ def login(user) -> Client:
 
 def approve(user, request: ApprovalRequest, reason: str = "checked") -> ApprovalRequest:
     form = {"action": "approve_selected", "_selected_action": [request.pk], "apply": "1", "reason": reason}
-    login(user).post(reverse("admin:settlement_approvalrequest_changelist"), form, follow=True)
+    login(user).post(reverse("admin:ops_approvalrequest_changelist"), form, follow=True)
     request.refresh_from_db()
     return request
 
@@ -65,7 +66,7 @@ def test_roles_install_gives_no_role_user_management_and_approval():
         assert not (any(user_management(k) for k in keys) and keys & APPROVER_PERMISSIONS), name
     assert "auth.add_user" in table["administrator"] and not table["administrator"] & APPROVER_PERMISSIONS
     with pytest.raises(RoleConflict, match="administrator"):
-        roles_check({"administrator": {"auth.change_user", "settlement.approve_approvalrequest"}})
+        roles_check({"administrator": {"auth.change_user", "ops.approve_approvalrequest"}})
 
 
 def test_approval_decide_refuses_administrators_and_superusers(django_user_model, btc):
@@ -89,7 +90,7 @@ def test_approval_decide_refuses_an_approver_account_the_proposer_made(admin_use
     bank = login(admin_user)
     form = {"participant": alice.pk, "currency": usd.pk, "holder_name": "Alice", "aba_routing": "021000021",
             "account_number": "12345", "reason": "new account"}  # fmt: skip
-    bank.post(reverse("admin:settlement_bankaccount_add"), form)
+    bank.post(reverse("admin:reference_bankaccount_add"), form)
     request = ApprovalRequest.objects.get(kind="bank_account")
     # when the same administrator creates a second account, gives it the approver role and approves with it
     page = bank.post(
@@ -117,7 +118,7 @@ def test_bank_account_change_is_proposed_and_applied_on_approval(admin_user, app
     account = BankAccount.objects.create(
         participant=alice, currency=usd, holder_name="Alice", aba_routing="021000021", account_number="111"
     )
-    url = reverse("admin:settlement_bankaccount_change", args=[account.pk])
+    url = reverse("admin:reference_bankaccount_change", args=[account.pk])
     form = {"currency": usd.pk, "holder_name": "Alice", "aba_routing": "021000021", "account_number": "999",
             "reason": "customer letter 12"}  # fmt: skip
     # when an administrator edits it
@@ -146,7 +147,7 @@ def test_change_apply_fails_a_stale_proposal_without_writing_over(admin_user, ap
     )
     form = {"currency": usd.pk, "holder_name": "Alice", "aba_routing": "021000021", "account_number": "999",
             "reason": "letter"}  # fmt: skip
-    login(admin_user).post(reverse("admin:settlement_bankaccount_change", args=[account.pk]), form)
+    login(admin_user).post(reverse("admin:reference_bankaccount_change", args=[account.pk]), form)
     request = ApprovalRequest.objects.get(kind="bank_account")
     # when the account changes meanwhile and the proposal is then approved
     BankAccount.objects.filter(pk=account.pk).update(account_number="555")
@@ -160,10 +161,10 @@ def test_change_apply_fails_a_stale_proposal_without_writing_over(admin_user, ap
 def test_wallet_signing_state_is_read_only_and_edits_are_proposed(admin_user, approver, alice):
     # given a participant's wallet that has not signed yet
     wallet = WalletAddress.objects.create(participant=alice, chain="ethereum", address="0x" + "11" * 20)
-    page = login(admin_user).get(reverse("admin:settlement_participant_change", args=[alice.pk])).content.decode()
+    page = login(admin_user).get(reverse("admin:reference_participant_change", args=[alice.pk])).content.decode()
     assert 'name="wallets-0-address"' not in page and 'name="wallets-0-next_nonce"' not in page
     # when an administrator edits the wallet, nonce and chain state included
-    url = reverse("admin:settlement_walletaddress_change", args=[wallet.pk])
+    url = reverse("admin:reference_walletaddress_change", args=[wallet.pk])
     form = {"chain": "ethereum", "address": "0x" + "22" * 20, "label": "hot", "next_nonce": "0",
             "chain_state": "{}", "reason": "rotated"}  # fmt: skip
     login(admin_user).post(url, form)
@@ -236,7 +237,7 @@ def test_asset_cycle_change_in_flight_is_proposed(admin_user, approver, alice, b
     # given a BTC/USD trade still settling
     with time_machine.travel(NOON, tick=False):
         factories.trade(instrument=factories.instrument(btc, usd), buyer=alice, seller=bob, quantity="1", price="10")
-    url = reverse("admin:settlement_asset_change", args=[btc.pk])
+    url = reverse("admin:reference_asset_change", args=[btc.pk])
     form = {"code": "BTC", "name": "BTC", "kind": "crypto", "precision": 8, "settlement_cycle": 1, "calendar": "24x7",
             "chain": "bitcoin", "required_confirmations": 1, "is_active": "on", "reason": "move to T+1"}  # fmt: skip
     # when an administrator changes its settlement cycle
@@ -254,7 +255,7 @@ def test_asset_cycle_change_in_flight_is_proposed(admin_user, approver, alice, b
 
 def test_asset_edit_without_instructions_in_flight_is_saved_at_once(admin_user, usd):
     # given an asset nothing is settling in
-    url = reverse("admin:settlement_asset_change", args=[usd.pk])
+    url = reverse("admin:reference_asset_change", args=[usd.pk])
     form = {"code": "USD", "name": "Dollar", "kind": "fiat", "precision": 2, "settlement_cycle": 2, "calendar": "FED",
             "chain": "", "required_confirmations": 1, "is_active": "on", "reason": "T+2 market"}  # fmt: skip
     # when an administrator edits it

@@ -8,9 +8,10 @@ import pytest
 from django.db import connection
 from django.utils import timezone
 
-from settlement.choices import AccountKind, InstructionStatus, Leg, LockStatus
-from settlement.exceptions import IllegalTransition, InsufficientFunds
-from settlement.models import Journal, LedgerAccount, LedgerLock, SettlementInstruction, TransitionLog
+from common.choices import AccountKind, InstructionStatus, Leg, LockStatus
+from common.exceptions import IllegalTransition, InsufficientFunds
+from ledger.models import Journal, LedgerAccount, LedgerLock, TransitionLog
+from settlement.models import SettlementInstruction
 from settlement.services.instructions import (
     instruction_cancel,
     instruction_fail,

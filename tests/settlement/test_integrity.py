@@ -10,11 +10,12 @@ from django.conf import settings
 from django.core.management import CommandError, call_command
 from django.db import connection
 
-from settlement.choices import AccountKind
-from settlement.models import LedgerAccount, OpsAlert, Posting
-from settlement.services.integrity import ledger_verify_balances
-from settlement.services.ledger import account_for, ledger_lock, ledger_post
-from settlement.tasks import ledger_verify_balances_task
+from common.choices import AccountKind
+from ledger.models import LedgerAccount, Posting
+from ledger.services.integrity import ledger_verify_balances
+from ledger.services.ledger import account_for, ledger_lock, ledger_post
+from ledger.tasks import ledger_verify_balances_task
+from ops.models import OpsAlert
 from tests.factories import ACTOR, fund
 
 pytestmark = pytest.mark.django_db

@@ -9,10 +9,10 @@ from django.db.models import Sum
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from settlement.choices import AccountKind, JournalKind, LockStatus
-from settlement.exceptions import InsufficientFunds, LockNotPending, UnbalancedJournal, ValidationFailed
-from settlement.models import Journal, LedgerAccount, LedgerLock, Posting
-from settlement.services.ledger import (
+from common.choices import AccountKind, JournalKind, LockStatus
+from common.exceptions import InsufficientFunds, LockNotPending, UnbalancedJournal, ValidationFailed
+from ledger.models import Journal, LedgerAccount, LedgerLock, Posting
+from ledger.services.ledger import (
     Leg,
     _journal_write,
     account_for,

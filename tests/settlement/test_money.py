@@ -6,7 +6,7 @@ from decimal import Decimal
 
 import pytest
 
-from settlement.money import fits_columns, fits_precision, format_amount, integer_digits, places, to_decimal
+from common.money import fits_columns, fits_precision, format_amount, integer_digits, places, to_decimal
 
 
 @pytest.mark.parametrize(

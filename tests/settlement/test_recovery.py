@@ -18,10 +18,11 @@ from django.db import InterfaceError, OperationalError, connection
 
 from config.celery import advisory_key, app
 from netting.tasks import netted_sweep_task
+from ops.models import OpsAlert
+from ops.services.alerts import ops_alert, ops_alert_email_send, ops_alerts_email_due
+from ops.tasks import ops_alert_email_task
 from reconciliation.tasks import reconciliation_run_task
-from settlement.models import OpsAlert
-from settlement.services.alerts import ops_alert, ops_alert_email_send, ops_alerts_email_due
-from settlement.tasks import backoff_seconds, ops_alert_email_task
+from settlement.tasks import backoff_seconds
 from tests import factories
 
 START = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
@@ -166,7 +167,7 @@ def test_ops_alert_email_survives_a_hung_mail_server_and_is_resent_by_the_sweep(
     with time_machine.travel(START, tick=False) as clock:
         # given: an alert, its e-mail queued after commit (not sent in the caller)
         with (
-            mock.patch("settlement.tasks.ops_alert_email_task.delay") as enqueue,
+            mock.patch("ops.tasks.ops_alert_email_task.delay") as enqueue,
             django_capture_on_commit_callbacks(execute=True),
         ):
             alert = ops_alert(title="Review case #1", body="look", dedupe_key="case:1")
@@ -193,7 +194,7 @@ def test_ops_alert_email_survives_a_hung_mail_server_and_is_resent_by_the_sweep(
 def test_ops_alert_email_whose_task_was_lost_is_sent_by_the_sweep(operator, settings):
     with time_machine.travel(START, tick=False) as clock:
         # given: an alert whose task never ran (the broker was down after commit)
-        with mock.patch("settlement.tasks.ops_alert_email_task.delay"):
+        with mock.patch("ops.tasks.ops_alert_email_task.delay"):
             alert = ops_alert(title="Halt", level="critical")
         # when: the stuck threshold passes
         clock.shift(timedelta(seconds=settings.CLEARHOUSE_STUCK_AFTER_SECONDS + 1))
@@ -207,7 +208,7 @@ def test_ops_alert_email_gives_up_after_the_bound(operator, dead_smtp, settings)
     # given: a mail server that never answers, two attempts allowed
     settings.CLEARHOUSE_ALERT_EMAIL_MAX_ATTEMPTS = 2
     with time_machine.travel(START, tick=False) as clock:
-        with mock.patch("settlement.tasks.ops_alert_email_task.delay"):
+        with mock.patch("ops.tasks.ops_alert_email_task.delay"):
             alert = ops_alert(title="x")
         # when
         assert ops_alert_email_send(alert_id=alert.pk) == "retry"

@@ -11,20 +11,14 @@ from django.db import IntegrityError, transaction
 from django.test import Client
 from django.urls import reverse
 
-from settlement.choices import InstructionStatus as S
-from settlement.exceptions import NotPermitted
-from settlement.models import (
-    ApprovalRequest,
-    Journal,
-    OpsAlert,
-    ReviewCase,
-    SettlementHalt,
-    SettlementInstruction,
-    TransitionLog,
-)
-from settlement.services.alerts import ops_alert_email_send
-from settlement.services.approvals import approval_decide, approval_propose
-from settlement.services.crypto import PIPELINE, halt_open
+from common.choices import InstructionStatus as S
+from common.exceptions import NotPermitted
+from ledger.models import Journal, TransitionLog
+from ops.models import ApprovalRequest, OpsAlert, ReviewCase
+from ops.services.alerts import ops_alert_email_send
+from ops.services.approvals import approval_decide, approval_propose
+from settlement.models import SettlementHalt, SettlementInstruction
+from settlement.services.halts import PIPELINE, halt_open
 from settlement.services.instructions import instruction_fail, trade_settle_internal
 from tests import factories
 from tests.factories import ACTOR
@@ -85,7 +79,7 @@ def test_the_actions_offered_follow_the_role(people, failed_leg, btc):
     pages = {role: login(people[role]).get(url).content for role in ROLES}
     assert b"escalate_selected" in pages["operator"] and b"reverse_selected" in pages["operator"]
     assert b"escalate_selected" not in pages["approver"] and b"retry_selected" not in pages["auditor"]
-    approvals = reverse("admin:settlement_approvalrequest_changelist")
+    approvals = reverse("admin:ops_approvalrequest_changelist")
     assert b"approve_selected" in login(people["approver"]).get(approvals).content
     assert b"approve_selected" not in login(people["operator"]).get(approvals).content
 
@@ -104,7 +98,7 @@ def test_halt_lift_four_eyes(people, btc, django_capture_on_commit_callbacks):
     assert mail.outbox[-1].to == ["approver@example.com", "both@example.com"]  # the approvers
 
     # neither another operator (no approver role) nor the proposer (even holding both roles) decides
-    act(people["operator2"], "settlement_approvalrequest", "approve_selected", [request.pk])
+    act(people["operator2"], "ops_approvalrequest", "approve_selected", [request.pk])
     with pytest.raises(NotPermitted):
         approval_decide(request=request, actor=people["operator2"], approve=True, reason="ok")
     request.refresh_from_db()
@@ -114,7 +108,7 @@ def test_halt_lift_four_eyes(people, btc, django_capture_on_commit_callbacks):
 def test_proposer_cannot_approve_own_request_anywhere(people, btc):
     halt = halt_open(asset=btc, reason="stop", actor=PIPELINE)
     request = approval_propose(kind="halt_lift", target_id=halt.pk, actor=people["both"], reason="fixed")
-    page = act(people["both"], "settlement_approvalrequest", "approve_selected", [request.pk], reason="self")
+    page = act(people["both"], "ops_approvalrequest", "approve_selected", [request.pk], reason="self")
     assert b"proposer cannot approve" in page.content
     with pytest.raises(NotPermitted, match="proposer"):
         approval_decide(request=request, actor=people["both"], approve=True, reason="self")
@@ -122,7 +116,7 @@ def test_proposer_cannot_approve_own_request_anywhere(people, btc):
         ApprovalRequest.objects.filter(pk=request.pk).update(decided_by=people["both"])
     assert SettlementHalt.objects.get(pk=halt.pk).lifted_at is None
 
-    act(people["approver"], "settlement_approvalrequest", "approve_selected", [request.pk], reason="agreed")
+    act(people["approver"], "ops_approvalrequest", "approve_selected", [request.pk], reason="agreed")
     request.refresh_from_db()
     assert (request.status, request.decided_by, request.outcome) == ("approved", people["approver"], "halt lifted")
     assert SettlementHalt.objects.get(pk=halt.pk).lifted_at is not None
@@ -148,7 +142,7 @@ def test_rejected_requests_change_nothing_and_reversals_apply_on_approval(people
     leg = trade.instructions.first()
     act(people["operator"], "settlement_settlementinstruction", "reverse_selected", [leg.pk], reason="busted")
     request = ApprovalRequest.objects.get(kind="reversal")
-    act(people["approver"], "settlement_approvalrequest", "reject_selected", [request.pk], reason="not busted")
+    act(people["approver"], "ops_approvalrequest", "reject_selected", [request.pk], reason="not busted")
     request.refresh_from_db()
     assert request.status == "rejected"
     assert set(trade.instructions.values_list("status", flat=True)) == {S.SETTLED}
@@ -156,24 +150,24 @@ def test_rejected_requests_change_nothing_and_reversals_apply_on_approval(people
 
     act(people["operator"], "settlement_settlementinstruction", "reverse_selected", [leg.pk], reason="busted, really")
     second = ApprovalRequest.objects.get(kind="reversal", status="pending")
-    act(people["approver"], "settlement_approvalrequest", "approve_selected", [second.pk], reason="confirmed")
+    act(people["approver"], "ops_approvalrequest", "approve_selected", [second.pk], reason="confirmed")
     assert set(trade.instructions.values_list("status", flat=True)) == {S.REVERSED}
     assert Journal.objects.count() > journals
 
 
 def test_auditor_sees_everything_and_changes_nothing(people, failed_leg):
     auditor = login(people["auditor"])
-    for name in ("settlement_settlementinstruction", "settlement_journal", "settlement_transitionlog",
-                 "settlement_approvalrequest", "settlement_feecharge", "netting_nettedinstruction",
+    for name in ("settlement_settlementinstruction", "ledger_journal", "ledger_transitionlog",
+                 "ops_approvalrequest", "settlement_feecharge", "netting_nettedinstruction",
                  "reconciliation_break",
                  "django_celery_beat_periodictask"):  # fmt: skip
         assert auditor.get(reverse(f"admin:{name}_changelist")).status_code == 200, name
     history = reverse("admin:settlement_settlementinstruction_history", args=[failed_leg.pk])
     assert auditor.get(history).status_code == 200
     asset = failed_leg.asset
-    change = reverse("admin:settlement_asset_change", args=[asset.pk])
+    change = reverse("admin:reference_asset_change", args=[asset.pk])
     assert auditor.post(change, {"code": "HACK", "name": "x"}).status_code == 403
-    assert auditor.post(reverse("admin:settlement_asset_delete", args=[asset.pk]), {"post": "yes"}).status_code == 403
+    assert auditor.post(reverse("admin:reference_asset_delete", args=[asset.pk]), {"post": "yes"}).status_code == 403
 
 
 def test_nobody_edits_or_deletes_ledger_rows_logs_or_history(people, failed_leg):
@@ -184,13 +178,11 @@ def test_nobody_edits_or_deletes_ledger_rows_logs_or_history(people, failed_leg)
     client = login(admin_user)
     if journal is not None:
         assert (
-            client.post(reverse("admin:settlement_journal_delete", args=[journal.pk]), {"post": "yes"}).status_code
-            == 403
+            client.post(reverse("admin:ledger_journal_delete", args=[journal.pk]), {"post": "yes"}).status_code == 403
         )
     entry = TransitionLog.objects.first()
     assert (
-        client.post(reverse("admin:settlement_transitionlog_delete", args=[entry.pk]), {"post": "yes"}).status_code
-        == 403
+        client.post(reverse("admin:ledger_transitionlog_delete", args=[entry.pk]), {"post": "yes"}).status_code == 403
     )
     # simple-history's "revert to this version" page: readable, but a POST (which would save the
     # old version, even by a mere viewer) is refused

@@ -14,8 +14,9 @@ from django.utils import timezone
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from settlement.exceptions import DomainError
-from settlement.models import FeeCharge, FeeRule, LedgerAccount
+from common.exceptions import DomainError
+from ledger.models import LedgerAccount
+from settlement.models import FeeCharge, FeeRule
 from settlement.services.instructions import instruction_fail, instruction_lock, trade_reverse, trade_settle_internal
 from settlement.statements import statement_csv, statement_pdf, statement_read
 from tests import factories

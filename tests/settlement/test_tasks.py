@@ -11,11 +11,12 @@ from celery.contrib.testing.worker import start_worker
 from django.conf import settings
 from django.utils import timezone
 
+from common.choices import LockStatus
 from config.celery import app
-from settlement.choices import LockStatus
-from settlement.models import Journal, LedgerLock
-from settlement.services.ledger import ledger_lock
-from settlement.tasks import ledger_void_expired_locks_task, transition_log_verify_task
+from ledger.models import Journal, LedgerLock
+from ledger.services.ledger import ledger_lock
+from ledger.tasks import transition_log_verify_task
+from settlement.tasks import ledger_void_expired_locks_task
 from tests.factories import ACTOR, fund
 
 

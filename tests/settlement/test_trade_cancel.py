@@ -9,12 +9,13 @@ from decimal import Decimal
 import pytest
 from django.db import connection, transaction
 
+from common.choices import InstructionStatus as S
+from common.choices import Leg, LockStatus
+from common.exceptions import IllegalTransition, WindowNotOpen
+from ledger.models import TransitionLog
 from netting.models import NetObligation, NettingWindow, WindowStatus
 from netting.services import window_close
-from settlement.choices import InstructionStatus as S
-from settlement.choices import Leg, LockStatus
-from settlement.exceptions import IllegalTransition, WindowNotOpen
-from settlement.models import SettlementInstruction, TransitionLog
+from settlement.models import SettlementInstruction
 from settlement.services.instructions import (
     instruction_cancel,
     instruction_lock,

@@ -9,11 +9,11 @@ from typing import Any
 
 from django.core.management.base import BaseCommand
 
+from common.actors import SystemActor
 from netting.models import NettedInstruction, NettedStatus, NettingWindow, WindowStatus
 from netting.payments import netted_advance, rail_reports_fetch
 from netting.services import window_close
 from rails.base import RailError
-from settlement.services.actors import SystemActor
 
 
 class Command(BaseCommand):

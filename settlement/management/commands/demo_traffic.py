@@ -13,7 +13,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError
 from django.utils import timezone
 
-from settlement.models import Instrument, Participant
+from reference.models import Instrument, Participant
 
 PRICES = {
     "BTC/USD": "65000",

@@ -14,22 +14,14 @@ from django.core.management.base import BaseCommand
 from django.db import transaction
 from stdnum.iso7064 import mod_97_10
 
+from common.actors import SystemActor
+from common.choices import AssetKind, Chain, MarketCalendar
+from ledger.services.ledger import ledger_deposit
 from rails.crypto.registry import chain_rail
-from settlement.choices import AssetKind, Chain, MarketCalendar
-from settlement.models import (
-    Asset,
-    BankAccount,
-    CustodyAccount,
-    Instrument,
-    Participant,
-    ParticipantUser,
-    WalletAddress,
-)
+from reference.models import Asset, BankAccount, CustodyAccount, Instrument, Participant, ParticipantUser, WalletAddress
+from settlement.crypto.wallets import local_chain_fund, wallet_provision
 from settlement.models.tokens import ApiToken, Scope
-from settlement.services.actors import SystemActor
-from settlement.services.ledger import ledger_deposit
 from settlement.services.tokens import token_issue, token_revoke
-from settlement.services.wallets import local_chain_fund, wallet_provision
 
 ASSETS = [
     # code, name, kind, precision, cycle, calendar, chain

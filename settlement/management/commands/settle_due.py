@@ -5,7 +5,7 @@ from typing import Any
 from django.core.management.base import BaseCommand
 from django.utils import timezone
 
-from settlement.services.actors import SystemActor
+from common.actors import SystemActor
 from settlement.services.instructions import trades_settle_due_internal
 
 
