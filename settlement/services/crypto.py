@@ -32,11 +32,12 @@ from django.utils import timezone
 
 from rails.base import RailRejected, RailTransientError
 from rails.crypto.registry import chain_rail
-from settlement.choices import AssetKind, InstructionStatus
+from settlement.choices import InstructionStatus
 from settlement.exceptions import InsufficientFunds
 from settlement.models import Asset, ChainTransfer, SettlementInstruction, Trade, WalletAddress
 from settlement.models.pipeline import CaseStatus
 from settlement.models.pipeline import TransferStatus as TS
+from settlement.routing import settles_gross_q
 from settlement.services.actors import Actor, stamp_history
 from settlement.services.audit import LogEntry, transition_log_append, transition_log_deferred
 from settlement.services.cases import (
@@ -343,10 +344,9 @@ def stuck_crypto_work(*, older_than_seconds: int, limit: int = 1000) -> StuckWor
     open_case = Q(instruction__trade__instructions__cases__status=CaseStatus.OPEN)
     trades = list(
         SettlementInstruction.objects.filter(
+            settles_gross_q("trade__instrument"),
             updated_at__lt=cutoff,
             status__in=[S.PENDING, S.LOCKED],
-            trade__instrument__base__kind=AssetKind.CRYPTO,
-            trade__instrument__base__settlement_cycle=0,
         )
         .exclude(trade__instructions__cases__status=CaseStatus.OPEN)
         .order_by()

@@ -20,6 +20,7 @@ from settlement.dispatch import dispatch_crypto_trades
 from settlement.exceptions import IllegalTransition, InsufficientFunds, WindowNotOpen
 from settlement.models import LedgerAccount, LedgerLock, SettlementInstruction, Trade
 from settlement.models.fees import FeeChargeStatus, FeeKind, FeeParty
+from settlement.routing import settles_gross
 from settlement.services.actors import Actor, SystemActor
 from settlement.services.audit import LogEntry, transition_log_append, transition_run
 from settlement.services.fees import (
@@ -206,7 +207,7 @@ def instruction_retry(*, instruction: SettlementInstruction, actor: Actor, reaso
         instruction = _for_update(instruction)
         if instruction.status == S.FAILED:
             instruction.attempt += 1
-        if instruction.trade.instrument.base.is_crypto_t0:
+        if settles_gross(instruction.trade.instrument):
             transaction.on_commit(partial(dispatch_crypto_trades, [instruction.trade_id]))
         return _apply(
             instruction,
@@ -425,7 +426,7 @@ def locks_void_expired(*, now: datetime | None = None, limit: int = 500) -> int:
             .select_related("trade__instrument__base")
             .first()
         )
-        if holder is not None and holder.trade.instrument.base.is_crypto_t0:
+        if holder is not None and settles_gross(holder.trade.instrument):
             from settlement.services.crypto import crypto_trade_expire  # the crypto pipeline sits above
 
             voided += crypto_trade_expire(trade=holder.trade, now=now, actor=actor)

@@ -25,6 +25,7 @@ from settlement.dispatch import dispatch_crypto_trades
 from settlement.exceptions import IdempotencyConflict, ValidationFailed
 from settlement.models import Instrument, Participant, SettlementInstruction, Trade
 from settlement.money import quantize
+from settlement.routing import settles_gross
 from settlement.services.actors import Actor, actor_label, actor_user
 from settlement.services.ledger import accounts_ensure
 
@@ -240,9 +241,9 @@ def _store_new(new_trades: dict[tuple[str, str], tuple[Trade, TradeInput]], *, a
         for asset in (instruments[instrument].base_id, instruments[instrument].quote_id)
     }
     accounts_ensure(pairs=pairs)
-    # everything but T+0 crypto settles netted: legs go in their class's open window
+    # a netted trade's legs go in its class's open window (settlement.routing decides which)
     class_of = {
-        pk: None if instrument.base.is_crypto_t0 else asset_class_of(instrument.base)
+        pk: None if settles_gross(instrument) else asset_class_of(instrument.base)
         for pk, instrument in instruments.items()
     }
     windows = netting_windows_for({c for c in class_of.values() if c is not None})
