@@ -22,6 +22,7 @@ import logging
 
 from django.db import transaction
 
+from netting.locking import lock_report
 from netting.models import RailReport
 from settlement.exceptions import IllegalTransition, ValidationFailed
 from settlement.services.actors import Actor
@@ -105,7 +106,7 @@ def rail_report_record_retry(*, report: RailReport, actor: Actor, reason: str) -
     if not reason:
         raise ValidationFailed("a reason is required")
     with transaction.atomic():
-        report = RailReport.objects.select_for_update().get(pk=report.pk)
+        report = lock_report(report.pk).get()
         if report.recorded or not report.record_error:
             raise IllegalTransition(f"{report} is not an import failure")
         transition_log_append(

@@ -16,6 +16,7 @@ from django.conf import settings
 from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
+from netting.locking import lock_window, lock_window_shared
 from netting.models import AssetClass, NetDebitCap, NetObligation, NettingWindow, WindowStatus
 from settlement.models import Asset, SettlementInstruction
 from settlement.money import format_amount
@@ -53,10 +54,7 @@ def _open_window(asset_class: str, *, now: datetime | None = None) -> NettingWin
 
 def _share_lock_open(window_id: int) -> bool:
     """FOR SHARE on the window row: waits while it is being closed; True if still open after."""
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT status FROM netting_nettingwindow WHERE id = %s FOR SHARE", [window_id])
-        row = cursor.fetchone()
-    return row is not None and row[0] == WindowStatus.OPEN
+    return lock_window_shared(window_id) == WindowStatus.OPEN
 
 
 def window_hold_open(*, window_id: int) -> bool:
@@ -141,7 +139,7 @@ def window_close(*, window: NettingWindow, actor: Actor = NETTING) -> NettingWin
     from settlement.choices import InstructionStatus as S
 
     with transaction.atomic():
-        window = NettingWindow.objects.select_for_update().get(pk=window.pk)
+        window = lock_window(window.pk).get()
         if window.status != WindowStatus.OPEN:
             return window
         now = timezone.now()

@@ -20,6 +20,7 @@ from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
 
+from reconciliation.locking import lock_breaks
 from reconciliation.models import Break, ReconciliationRun
 from settlement.exceptions import DomainError, ValidationFailed
 from settlement.services.actors import Actor
@@ -89,7 +90,7 @@ def _correspondent_fees_book(*, run: ReconciliationRun, actor: Actor) -> int:
         )
         ids = [pk for (pk,) in cursor.fetchall()]
     booked = 0
-    for brk in Break.objects.select_for_update().filter(pk__in=ids, status="open").order_by("pk"):
+    for brk in lock_breaks(ids, status="open"):
         try:
             with transaction.atomic():
                 _correspondent_fee_book(brk, run=run, actor=actor)

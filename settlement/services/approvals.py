@@ -8,6 +8,7 @@ from typing import Any
 from django.db import transaction
 from django.utils import timezone
 
+from ops.locking import lock_approval_request
 from settlement.exceptions import DomainError, IllegalTransition, NotPermitted, ValidationFailed
 from settlement.models import ApprovalKind, ApprovalRequest, SettlementHalt, Trade
 from settlement.services.actors import Actor, actor_user, stamp_history
@@ -162,7 +163,7 @@ def approval_decide(*, request: ApprovalRequest, actor: Actor, approve: bool, re
     if not reason:
         raise ValidationFailed("a decision needs a reason")
     with transaction.atomic():
-        request = ApprovalRequest.objects.select_for_update().get(pk=request.pk)
+        request = lock_approval_request(request.pk).get()
         if request.status != "pending":
             raise IllegalTransition(f"request {request.pk} was already decided ({request.status})")
         user = approver_require(actor, proposed_by_id=request.proposed_by_id, what="approving a four-eyes request")

@@ -14,6 +14,7 @@ from django.db import connection, transaction
 from django.utils import timezone
 from django_fsm import TransitionNotAllowed
 
+from ledger.locking import lock_log_head
 from settlement.exceptions import IllegalTransition
 from settlement.models import TransitionLog, TransitionLogHead
 from settlement.models.audit import GENESIS_HASH, UnknownAuditKey
@@ -78,10 +79,10 @@ def transition_run(
 
 
 def _lock_head() -> TransitionLogHead:
-    head = TransitionLogHead.objects.select_for_update().filter(pk=1).first()
+    head = lock_log_head().first()
     if head is None:
         TransitionLogHead.objects.get_or_create(pk=1)
-        head = TransitionLogHead.objects.select_for_update().get(pk=1)
+        head = lock_log_head().get()
     return head
 
 

@@ -11,7 +11,9 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
+from ops.locking import lock_case
 from settlement.exceptions import IllegalTransition, ValidationFailed
+from settlement.locking import lock_halt, lock_instructions
 from settlement.models import Asset, Notification, ReviewCase, SettlementHalt, SettlementInstruction
 from settlement.models.pipeline import Audience, CaseKind, CaseStatus, DeliveryStatus
 from settlement.services.actors import Actor, SystemActor, actor_label, stamp_history
@@ -129,7 +131,7 @@ def case_resolve(*, case: ReviewCase, actor: Actor, resolution: str) -> ReviewCa
     if not resolution.strip():
         raise ValidationFailed("resolving a case needs a resolution note")
     with transaction.atomic():
-        case = ReviewCase.objects.select_for_update().get(pk=case.pk)
+        case = lock_case(case.pk).get()
         if case.status != CaseStatus.OPEN:
             raise IllegalTransition(f"case {case.pk} is already {case.status}")
         case.resolved_at = timezone.now()
@@ -146,7 +148,7 @@ def instruction_escalate(*, instruction: SettlementInstruction, actor: Actor, re
     if not reason:
         raise ValidationFailed("escalating needs a reason")
     with transaction.atomic():
-        instruction = SettlementInstruction.objects.select_for_update().get(pk=instruction.pk)
+        instruction = lock_instructions(pk=instruction.pk).get()
         cases = ReviewCase.objects.filter(instruction=instruction, kind=CaseKind.ESCALATION)
         open_case = cases.filter(status=CaseStatus.OPEN).first()
         if open_case is not None:
@@ -169,7 +171,7 @@ def instruction_escalate(*, instruction: SettlementInstruction, actor: Actor, re
 def case_assign(*, case: ReviewCase, actor: Actor, reason: str = "taken") -> ReviewCase:
     """Ops: take a case (it shows as yours in the queue)."""
     with transaction.atomic():
-        case = ReviewCase.objects.select_for_update().get(pk=case.pk)
+        case = lock_case(case.pk).get()
         if case.status != CaseStatus.OPEN:
             raise IllegalTransition(f"case {case.pk} is already {case.status}")
         case.assignee = actor if not isinstance(actor, SystemActor) else None
@@ -211,7 +213,7 @@ def halt_lift(*, halt: SettlementHalt, actor: Actor, reason: str) -> SettlementH
     if not reason.strip():
         raise ValidationFailed("lifting a halt needs a reason")
     with transaction.atomic():
-        halt = SettlementHalt.objects.select_for_update().get(pk=halt.pk)
+        halt = lock_halt(halt.pk).get()
         if halt.lifted_at is not None:
             raise IllegalTransition(f"halt {halt.pk} was already lifted")
         halt.lifted_at = timezone.now()

@@ -15,6 +15,7 @@ from django.apps import apps
 from django.core.exceptions import ValidationError
 from django.db import models
 
+from ops.locking import lock_change_target
 from settlement.exceptions import IllegalTransition, ValidationFailed
 from settlement.models import ApprovalKind, ApprovalRequest
 from settlement.services.actors import Actor, stamp_history
@@ -177,7 +178,7 @@ def change_apply(request: ApprovalRequest, *, actor: Actor, reason: str) -> str:
     if payload["pk"] is None:
         record = model()
     else:
-        record = model.objects.select_for_update().get(pk=payload["pk"])
+        record = lock_change_target(model, payload["pk"]).get()
         stale = sorted(name for name, value in payload["before"].items() if field_dump(record, name) != value)
         if stale:
             raise IllegalTransition(f"{record} changed since the proposal ({', '.join(stale)}): propose again")

@@ -34,6 +34,7 @@ from rails.base import RailRejected, RailTransientError
 from rails.crypto.registry import chain_rail
 from settlement.choices import InstructionStatus
 from settlement.exceptions import InsufficientFunds
+from settlement.locking import lock_wallets
 from settlement.models import Asset, ChainTransfer, SettlementInstruction, Trade, WalletAddress
 from settlement.models.pipeline import CaseStatus
 from settlement.models.pipeline import TransferStatus as TS
@@ -205,7 +206,7 @@ def crypto_trade_prepare(*, trade: Trade, actor: Actor = PIPELINE) -> list[Chain
 def _sign_leg(leg: SettlementInstruction, *, actor: Actor) -> ChainTransfer:
     chain = leg.asset.chain
     rail = chain_rail(chain)
-    sender = WalletAddress.objects.select_for_update().filter(participant_id=leg.payer_id, chain=chain).first()
+    sender = lock_wallets(participant_id=leg.payer_id, chain=chain).first()
     receiver = WalletAddress.objects.filter(participant_id=leg.payee_id, chain=chain).first()
     if sender is None or receiver is None:
         raise WalletMissing(f"{leg.payer if sender is None else leg.payee} has no {chain} wallet")

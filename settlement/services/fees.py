@@ -20,6 +20,7 @@ from django.utils import timezone
 from simple_history.utils import bulk_create_with_history
 
 from settlement.choices import Leg as LegKind
+from settlement.locking import lock_fee_charges
 from settlement.models import Asset, FeeCharge, FeeRule, Participant, SettlementInstruction
 from settlement.models.fees import FeeChargeStatus, FeeKind, FeeParty, FeeRail, SettlementType
 
@@ -315,7 +316,7 @@ def fee_charges_mark(
 
     if not charges:
         return
-    locked = FeeCharge.objects.select_for_update().filter(pk__in=[c.pk for c in charges]).order_by("pk")
+    locked = lock_fee_charges([c.pk for c in charges])
     entries = []
     for charge in locked:
         method = {

@@ -14,10 +14,12 @@ from django.db import connection, transaction
 from django.db.models import Exists, OuterRef, Q
 from django.utils import timezone
 
+from ledger.locking import lock_accounts_where, lock_ledger_locks
 from netting.services import window_hold_open
 from settlement.choices import AccountKind, InstructionStatus, LockStatus
 from settlement.dispatch import dispatch_crypto_trades
 from settlement.exceptions import IllegalTransition, InsufficientFunds, WindowNotOpen
+from settlement.locking import lock_instructions, lock_trade_legs
 from settlement.models import LedgerAccount, LedgerLock, SettlementInstruction, Trade
 from settlement.models.fees import FeeChargeStatus, FeeKind, FeeParty
 from settlement.routing import settles_gross
@@ -40,11 +42,7 @@ ENTITY = "instruction"
 def _for_update(instruction: SettlementInstruction) -> SettlementInstruction:
     """The instruction row locked, with what its transitions read (the lock row is only read
     here: the ledger locks it itself)."""
-    return (
-        SettlementInstruction.objects.select_for_update(of=("self",))
-        .select_related("asset", "payer", "payee", "lock__asset")
-        .get(pk=instruction.pk)
-    )
+    return lock_instructions(related=("asset", "payer", "payee", "lock__asset"), pk=instruction.pk).get()
 
 
 def _apply(
@@ -283,12 +281,7 @@ def _trade_legs_for_update(trade: Trade) -> list[SettlementInstruction]:
     if the second leg then had to wait for an account another transaction holds while that one
     waits for the head, the two would deadlock. Taking all accounts first keeps the order.
     """
-    legs = list(
-        SettlementInstruction.objects.select_for_update(of=("self",))
-        .select_related("asset", "payer", "payee", "lock", "fee_lock", "trade")
-        .filter(trade=trade)
-        .order_by("pk")
-    )
+    legs = list(lock_trade_legs(trade, related=("asset", "payer", "payee", "lock", "fee_lock", "trade")))
     wanted = {
         (party.pk, leg.asset_id, kind): (party, leg.asset)
         for leg in legs
@@ -301,7 +294,7 @@ def _trade_legs_for_update(trade: Trade) -> list[SettlementInstruction]:
     for owner_id, asset_id in {(owner_id, asset_id) for owner_id, asset_id, _ in wanted}:
         pairs |= Q(owner_id=owner_id, asset_id=asset_id)
     # one statement locks them all, in primary-key order (they are created with the trade)
-    found = LedgerAccount.objects.select_for_update().filter(pairs, kind__in=_OWNER_KINDS).order_by("pk")
+    found = lock_accounts_where(pairs, kinds=_OWNER_KINDS)
     have = {(a.owner_id, a.asset_id, a.kind): a for a in found}
     if any(key not in have for key in wanted):  # accounts missing (older data): create, lock again
         for key in sorted(k for k in wanted if k not in have):
@@ -436,11 +429,7 @@ def locks_void_expired(*, now: datetime | None = None, limit: int = 500) -> int:
                 holder = _for_update(holder)
                 if holder.status == S.PROCESSING:
                     continue
-            lock = (
-                LedgerLock.objects.select_for_update(of=("self",))
-                .filter(pk=lock_id, status=LockStatus.PENDING, expires_at__lt=now)
-                .first()
-            )
+            lock = lock_ledger_locks(pk=lock_id, status=LockStatus.PENDING, expires_at__lt=now).first()
             if lock is None:
                 continue
             if holder is not None and holder.status == S.LOCKED:
