@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from rest_framework.request import Request
 from rest_framework.response import Response
 
@@ -12,7 +14,7 @@ from settlement.models import Participant
 PARAMETERS = ("from", "to", "output", "participant")
 
 
-def statement_params(request: Request) -> dict[str, str] | Response:
+def statement_params(request: Request) -> dict[str, Any] | Response:
     """The non-empty query parameters, or the 400 when one is given more than once."""
     repeated = [name for name in PARAMETERS if len(request.query_params.getlist(name)) > 1]
     if repeated:
@@ -25,7 +27,7 @@ def statement_params(request: Request) -> dict[str, str] | Response:
     return {key: value for key, value in request.query_params.items() if value != ""}
 
 
-def statement_participant(request: Request, params: dict[str, str]) -> Participant | Response:
+def statement_participant(request: Request, params: dict[str, Any]) -> Participant | Response:
     """A participant's own statement; staff name the participant (``participant=CODE``)."""
     participant = selectors.participant_for_user(request.user)
     if participant is not None:

@@ -6,13 +6,14 @@ the answer. Each step returns what the next needs, or the error ``Response`` tha
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from django.conf import settings
 from django.utils import timezone
 from rest_framework import status
 from rest_framework.request import Request
 from rest_framework.response import Response
+from rest_framework.serializers import ListSerializer
 
 from settlement import selectors
 from settlement.api.errors import error_response
@@ -81,7 +82,7 @@ def submission_inputs(submission: Submission, *, source: str) -> list[TradeInput
     Plain code checks the usual, valid batch; only when some row is not plainly valid does the
     serializer give every row's verdict."""
     participants, instruments = selectors.ingest_lookups()
-    context = {"participants": participants, "instruments": instruments, "source": source}
+    context: dict[str, Any] = {"participants": participants, "instruments": instruments, "source": source}
     inputs = trade_rows_validate(submission.items, **context, now=timezone.now())
     if inputs is not None:
         return inputs
@@ -116,7 +117,8 @@ def _serializer_inputs(items: list[Any], *, context: dict[str, Any], single: boo
             http_status=status.HTTP_400_BAD_REQUEST,
             detail=rejected,
         )
-    child = serializer.child
+    # ``many=True`` made a ListSerializer of TradeInputSerializer (the stubs do not know)
+    child = cast(TradeInputSerializer, cast(ListSerializer, serializer).child)
     return [child.to_trade_input(attrs) for attrs in serializer.validated_data]
 
 

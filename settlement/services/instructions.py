@@ -281,7 +281,8 @@ def _trade_legs_for_update(trade: Trade) -> list[SettlementInstruction]:
     if the second leg then had to wait for an account another transaction holds while that one
     waits for the head, the two would deadlock. Taking all accounts first keeps the order.
     """
-    legs = list(lock_trade_legs(trade, related=("asset", "payer", "payee", "lock", "fee_lock", "trade")))
+    # Any, as before the helper: the rows carry ``_accounts`` (set below) for their ledger calls
+    legs: list[Any] = list(lock_trade_legs(trade, related=("asset", "payer", "payee", "lock", "fee_lock", "trade")))
     wanted = {
         (party.pk, leg.asset_id, kind): (party, leg.asset)
         for leg in legs
