@@ -25,6 +25,7 @@ from django.db import transaction
 from common.actors import Actor
 from common.exceptions import IllegalTransition, ValidationFailed
 from ledger.services.audit import LogEntry, transition_log_append
+from netting.locking import lock_report
 from netting.models import RailReport
 
 logger = logging.getLogger(__name__)
@@ -105,7 +106,7 @@ def rail_report_record_retry(*, report: RailReport, actor: Actor, reason: str) -
     if not reason:
         raise ValidationFailed("a reason is required")
     with transaction.atomic():
-        report = RailReport.objects.select_for_update().get(pk=report.pk)
+        report = lock_report(report.pk).get()
         if report.recorded or not report.record_error:
             raise IllegalTransition(f"{report} is not an import failure")
         transition_log_append(

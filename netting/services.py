@@ -19,6 +19,7 @@ from django.utils import timezone
 from common.actors import Actor, SystemActor, actor_label, stamp_history
 from common.money import format_amount
 from ledger.services.audit import LogEntry, transition_log_append
+from netting.locking import lock_window, lock_window_shared
 from netting.models import AssetClass, NetDebitCap, NetObligation, NettingWindow, WindowStatus
 from reference.models import Asset
 from settlement.models import SettlementInstruction
@@ -54,10 +55,7 @@ def _open_window(asset_class: str, *, now: datetime | None = None) -> NettingWin
 
 def _share_lock_open(window_id: int) -> bool:
     """FOR SHARE on the window row: waits while it is being closed; True if still open after."""
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT status FROM netting_nettingwindow WHERE id = %s FOR SHARE", [window_id])
-        row = cursor.fetchone()
-    return row is not None and row[0] == WindowStatus.OPEN
+    return lock_window_shared(window_id) == WindowStatus.OPEN
 
 
 def window_hold_open(*, window_id: int) -> bool:
@@ -142,7 +140,7 @@ def window_close(*, window: NettingWindow, actor: Actor = NETTING) -> NettingWin
     from common.choices import InstructionStatus as S
 
     with transaction.atomic():
-        window = NettingWindow.objects.select_for_update().get(pk=window.pk)
+        window = lock_window(window.pk).get()
         if window.status != WindowStatus.OPEN:
             return window
         now = timezone.now()

@@ -22,6 +22,7 @@ from django.utils import timezone
 
 from common.actors import Actor
 from common.exceptions import DomainError, ValidationFailed
+from reconciliation.locking import lock_breaks
 from reconciliation.models import Break, ReconciliationRun
 
 logger = logging.getLogger(__name__)
@@ -89,7 +90,7 @@ def _correspondent_fees_book(*, run: ReconciliationRun, actor: Actor) -> int:
         )
         ids = [pk for (pk,) in cursor.fetchall()]
     booked = 0
-    for brk in Break.objects.select_for_update().filter(pk__in=ids, status="open").order_by("pk"):
+    for brk in lock_breaks(ids, status="open"):
         try:
             with transaction.atomic():
                 _correspondent_fee_book(brk, run=run, actor=actor)

@@ -17,6 +17,7 @@ from common.ports import APPROVE_PERMISSION, approver_require, permission_requir
 from ledger.models import LedgerAccount
 from ledger.services.audit import transition_run
 from ledger.services.ledger import ledger_adjust
+from reconciliation.locking import lock_break, lock_proposal
 from reconciliation.models import Break, BreakProposal, ProposalAction
 
 
@@ -28,7 +29,7 @@ def _reason(reason: str) -> str:
 
 
 def _locked(brk: Break) -> Break:
-    return Break.objects.select_for_update().get(pk=brk.pk)
+    return lock_break(brk.pk).get()
 
 
 def _apply(brk: Break, method: Callable[[], None], *, actor: Actor, reason: str, metadata: dict | None = None) -> Break:
@@ -119,7 +120,7 @@ def proposal_decide(*, proposal: BreakProposal, actor: Actor, approve: bool, rea
     reason = _reason(reason)
     user = permission_require(actor, APPROVE_PERMISSION, "approving an adjustment or write-off")
     with transaction.atomic():
-        proposal = BreakProposal.objects.select_for_update().get(pk=proposal.pk)
+        proposal = lock_proposal(proposal.pk).get()
         if proposal.approved is not None:
             raise IllegalTransition(f"proposal {proposal.pk} was already decided")
         if user is None or user.pk == proposal.proposed_by_id:

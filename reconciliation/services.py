@@ -13,6 +13,7 @@ from django.db import transaction
 
 from common.actors import Actor, SystemActor
 from reconciliation.importers import ImportOutcome, ImportRejected, external_import
+from reconciliation.locking import lock_chain_scan
 from reconciliation.models import ChainScan, Source
 
 RECON = SystemActor("reconciliation")
@@ -165,7 +166,7 @@ def chain_transactions_fetch(*, chain: str, actor: Actor = RECON, max_blocks: in
             }
         )
     with transaction.atomic():
-        scan = ChainScan.objects.select_for_update().get(chain=chain)
+        scan = lock_chain_scan(chain).get()
         if scan.next_block != first:
             return None  # another worker imported these blocks meanwhile
         outcome = None

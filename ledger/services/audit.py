@@ -16,6 +16,7 @@ from django_fsm import TransitionNotAllowed
 
 from common.actors import Actor, actor_label, actor_user, stamp_history
 from common.exceptions import IllegalTransition
+from ledger.locking import lock_log_head
 from ledger.models import TransitionLog, TransitionLogHead
 from ledger.models.audit import GENESIS_HASH, UnknownAuditKey
 from ledger.services.anchors import Anchor, anchor_write, anchors_read
@@ -78,10 +79,10 @@ def transition_run(
 
 
 def _lock_head() -> TransitionLogHead:
-    head = TransitionLogHead.objects.select_for_update().filter(pk=1).first()
+    head = lock_log_head().first()
     if head is None:
         TransitionLogHead.objects.get_or_create(pk=1)
-        head = TransitionLogHead.objects.select_for_update().get(pk=1)
+        head = lock_log_head().get()
     return head
 
 

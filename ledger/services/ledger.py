@@ -28,6 +28,7 @@ from common.actors import Actor, actor_user, stamp_history
 from common.choices import AccountKind, JournalKind, LockStatus
 from common.exceptions import InsufficientFunds, LockNotPending, UnbalancedJournal, ValidationFailed
 from common.money import fits_precision, format_amount
+from ledger.locking import lock_accounts, lock_ledger_locks
 from ledger.models import Journal, LedgerAccount, LedgerLock, Posting
 from ledger.services.audit import LogEntry, transition_log_append
 from reference.models import Asset, Participant
@@ -134,7 +135,7 @@ def _journal_write(
     deltas: dict[int, Decimal] = defaultdict(Decimal)
     for leg in legs:
         deltas[leg.account.pk] += leg.amount
-    locked = {a.pk: a for a in LedgerAccount.objects.select_for_update().filter(pk__in=deltas).order_by("pk")}
+    locked = {a.pk: a for a in lock_accounts(deltas)}
     for account_id, delta in deltas.items():
         account = locked[account_id]
         if not account.allow_negative and account.balance + delta < 0:
@@ -276,11 +277,7 @@ def ledger_lock_system(
 
 
 def _lock_for_update(lock: LedgerLock) -> LedgerLock:
-    return (
-        LedgerLock.objects.select_for_update(of=("self",))
-        .select_related("available_account__asset", "locked_account__asset")
-        .get(pk=lock.pk)
-    )
+    return lock_ledger_locks(related=("available_account__asset", "locked_account__asset"), pk=lock.pk).get()
 
 
 def _resolve_lock(

@@ -21,6 +21,7 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
+from ops.locking import lock_alert
 from ops.models.alerts import OpsAlert
 
 logger = logging.getLogger(__name__)
@@ -73,7 +74,7 @@ def ops_alert_email_send(*, alert_id: int) -> str:
     the same alert do not both send; the SMTP call runs outside any transaction."""
     now = timezone.now()
     with transaction.atomic():
-        alert = OpsAlert.objects.select_for_update().filter(pk=alert_id).first()
+        alert = lock_alert(alert_id).first()
         if alert is None or not alert.email_pending:
             return "done"
         if alert.email_next_at is not None and alert.email_next_at > now:

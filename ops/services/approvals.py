@@ -11,6 +11,7 @@ from django.utils import timezone
 from common.actors import Actor, actor_user, stamp_history
 from common.exceptions import DomainError, IllegalTransition, NotPermitted, ValidationFailed
 from ledger.services.audit import transition_run
+from ops.locking import lock_approval_request
 from ops.models import ApprovalKind, ApprovalRequest
 from settlement.models import SettlementHalt, Trade
 
@@ -163,7 +164,7 @@ def approval_decide(*, request: ApprovalRequest, actor: Actor, approve: bool, re
     if not reason:
         raise ValidationFailed("a decision needs a reason")
     with transaction.atomic():
-        request = ApprovalRequest.objects.select_for_update().get(pk=request.pk)
+        request = lock_approval_request(request.pk).get()
         if request.status != "pending":
             raise IllegalTransition(f"request {request.pk} was already decided ({request.status})")
         user = approver_require(actor, proposed_by_id=request.proposed_by_id, what="approving a four-eyes request")

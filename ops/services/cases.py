@@ -16,9 +16,11 @@ from common.actors import Actor, SystemActor, actor_label, stamp_history
 from common.choices import CaseKind, CaseStatus
 from common.exceptions import IllegalTransition, ValidationFailed
 from ledger.services.audit import LogEntry, transition_log_append, transition_run
+from ops.locking import lock_case
 from ops.models import Notification, ReviewCase
 from ops.models.cases import Audience, DeliveryStatus
 from reference.models import Asset
+from settlement.locking import lock_instructions
 from settlement.models import SettlementInstruction
 from settlement.services.halts import PIPELINE
 
@@ -133,7 +135,7 @@ def case_resolve(*, case: ReviewCase, actor: Actor, resolution: str) -> ReviewCa
     if not resolution.strip():
         raise ValidationFailed("resolving a case needs a resolution note")
     with transaction.atomic():
-        case = ReviewCase.objects.select_for_update().get(pk=case.pk)
+        case = lock_case(case.pk).get()
         if case.status != CaseStatus.OPEN:
             raise IllegalTransition(f"case {case.pk} is already {case.status}")
         case.resolved_at = timezone.now()
@@ -150,7 +152,7 @@ def instruction_escalate(*, instruction: SettlementInstruction, actor: Actor, re
     if not reason:
         raise ValidationFailed("escalating needs a reason")
     with transaction.atomic():
-        instruction = SettlementInstruction.objects.select_for_update().get(pk=instruction.pk)
+        instruction = lock_instructions(pk=instruction.pk).get()
         cases = ReviewCase.objects.filter(instruction=instruction, kind=CaseKind.ESCALATION)
         open_case = cases.filter(status=CaseStatus.OPEN).first()
         if open_case is not None:
@@ -173,7 +175,7 @@ def instruction_escalate(*, instruction: SettlementInstruction, actor: Actor, re
 def case_assign(*, case: ReviewCase, actor: Actor, reason: str = "taken") -> ReviewCase:
     """Ops: take a case (it shows as yours in the queue)."""
     with transaction.atomic():
-        case = ReviewCase.objects.select_for_update().get(pk=case.pk)
+        case = lock_case(case.pk).get()
         if case.status != CaseStatus.OPEN:
             raise IllegalTransition(f"case {case.pk} is already {case.status}")
         case.assignee = actor if not isinstance(actor, SystemActor) else None

@@ -17,6 +17,7 @@ from django.db import models
 
 from common.actors import Actor, stamp_history
 from common.exceptions import IllegalTransition, ValidationFailed
+from ops.locking import lock_change_target
 from ops.models import ApprovalKind, ApprovalRequest
 
 
@@ -184,7 +185,7 @@ def change_apply(request: ApprovalRequest, *, actor: Actor, reason: str) -> str:
     if payload["pk"] is None:
         record = model()
     else:
-        record = model.objects.select_for_update().get(pk=payload["pk"])
+        record = lock_change_target(model, payload["pk"]).get()
         stale = sorted(name for name, value in payload["before"].items() if field_dump(record, name) != value)
         if stale:
             raise IllegalTransition(f"{record} changed since the proposal ({', '.join(stale)}): propose again")

@@ -32,6 +32,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from common.webhook_targets import WebhookTargetRefused, webhook_post
+from ops.locking import lock_notification
 from ops.models import Notification
 from ops.models.cases import DeliveryStatus
 
@@ -74,7 +75,7 @@ def _claim(notification_id: int) -> Notification | None:
     alone; a worker killed mid-attempt leaves a claim that simply expires."""
     now = timezone.now()
     with transaction.atomic():
-        notification = Notification.objects.select_for_update().filter(pk=notification_id).first()
+        notification = lock_notification(notification_id).first()
         if notification is None or notification.delivery_status != DeliveryStatus.PENDING:
             return None
         if notification.next_attempt_at is not None and notification.next_attempt_at > now:
@@ -129,7 +130,7 @@ def webhook_deliver(*, notification_id: int) -> DeliveryOutcome:
     except requests.RequestException as exc:
         error = f"no answer ({type(exc).__name__})"
     with transaction.atomic():
-        notification = Notification.objects.select_for_update().get(pk=notification.pk)
+        notification = lock_notification(notification.pk).get()
         if notification.delivery_status != DeliveryStatus.PENDING:
             return DeliveryOutcome(delivered=False, final=True)
         notification.delivery_attempts += 1

@@ -1,22 +1,19 @@
 from __future__ import annotations
 
-from decimal import Decimal
 from typing import Any
 
 import django_filters
-from django.conf import settings
 from django.db.models import Q, QuerySet
-from django.utils import timezone
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, PolymorphicProxySerializer, extend_schema
-from rest_framework import mixins, serializers, status, viewsets
+from rest_framework import mixins, serializers, viewsets
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from common.choices import AssetKind, InstructionStatus, Leg
+from common.choices import InstructionStatus, Leg
 from ledger.models import LedgerAccount
 from settlement import selectors
-from settlement.api.errors import error_response
+from settlement.api.fee_preview import fee_preview_payload, fee_preview_viewer, not_a_party_refusal
 from settlement.api.filters import StrictFilterSet, TradeFilter
 from settlement.api.schema import ingest_response
 from settlement.api.serializers import (
@@ -28,44 +25,17 @@ from settlement.api.serializers import (
     TradeInputSerializer,
     TradeSerializer,
 )
-from settlement.api.trade_rows import trade_rows_validate
+from settlement.api.statement_request import statement_params, statement_participant
+from settlement.api.trade_submission import (
+    batch_payload,
+    ingest_status,
+    submission_inputs,
+    submission_read,
+    trade_reporter_refusal,
+)
+from settlement.fee_preview import fee_preview
 from settlement.models import SettlementInstruction, Trade
-from settlement.models.fees import FeeRail, SettlementType
-from settlement.models.tokens import ApiToken
 from settlement.services.trades import trades_ingest
-
-
-def _item_errors(items: list[Any], errors: dict[int, Any]) -> list[dict[str, Any]]:
-    """Per-item errors of a batch, in input order: index, the item's external_id, field errors."""
-    rejected = []
-    for index in sorted(errors):
-        item = items[index]
-        external_id = item.get("external_id") if isinstance(item, dict) else None
-        rejected.append({"index": index, "external_id": external_id, "errors": errors[index]})
-    return rejected
-
-
-def _trade_reporter_refusal(request: Request) -> Response | None:
-    """Who may report trades: only a staff service user (the matching engine) with its API token.
-    A participant's token is refused (a trade it reports would bind its counterparty unaffirmed),
-    as is a browser session (people do not report trades) and any other user."""
-    if selectors.participant_for_user(request.user) is not None:
-        return error_response(
-            code="participant_cannot_report_trades",
-            message="Trades are reported by the matching engine; a participant's token may not submit them.",
-            http_status=status.HTTP_403_FORBIDDEN,
-        )
-    if not selectors.sees_everything(request.user):
-        return error_response(
-            code="permission_denied", message="This user may not submit trades.", http_status=status.HTTP_403_FORBIDDEN
-        )
-    if not isinstance(request.auth, ApiToken):
-        return error_response(
-            code="service_token_required",
-            message="Trades are submitted with the matching engine's API token, not a browser session.",
-            http_status=status.HTTP_403_FORBIDDEN,
-        )
-    return None
 
 
 class TradeViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
@@ -104,85 +74,22 @@ class TradeViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Ge
         ),
     )
     def create(self, request: Request, *args: Any, **kwargs: Any) -> Response:
-        body = request.data
-        single = isinstance(body, dict) and "trades" not in body
-        if single:
-            items = [body]
-        elif isinstance(body, dict):
-            items = body["trades"]
-        else:
-            items = body
-        if not isinstance(items, list) or not items:
-            return error_response(
-                code="invalid",
-                message="Send a trade object or a non-empty list of trades.",
-                http_status=status.HTTP_400_BAD_REQUEST,
-            )
-        if len(items) > settings.CLEARHOUSE_MAX_BATCH:
-            return error_response(
-                code="batch_too_large",
-                message=f"A batch holds at most {settings.CLEARHOUSE_MAX_BATCH} trades, got {len(items)}.",
-                http_status=status.HTTP_400_BAD_REQUEST,
-            )
-        refused = _trade_reporter_refusal(request)
+        submission = submission_read(request.data)
+        if isinstance(submission, Response):
+            return submission
+        refused = trade_reporter_refusal(request)
         if refused is not None:
             return refused
-        participants, instruments = selectors.ingest_lookups()
-        context = {"participants": participants, "instruments": instruments, "source": request.user.get_username()}
-        inputs = trade_rows_validate(items, **context, now=timezone.now())  # plain code, the usual case
-        if inputs is None:  # some row is not plainly valid: the serializer gives every row's verdict
-            checked = self._serializer_inputs(items, context=context, single=single)
-            if isinstance(checked, Response):
-                return checked
-            inputs = checked
+        inputs = submission_inputs(submission, source=request.user.get_username())
+        if isinstance(inputs, Response):
+            return inputs
         result = trades_ingest(items=inputs, actor=request.user)
-        http_status = status.HTTP_201_CREATED if any(result.created) else status.HTTP_200_OK
-        if single:
+        if submission.single:
             trade = self.get_queryset().get(pk=result.trades[0].pk)
             data = dict(TradeSerializer(trade).data)
             data["result"] = "created" if result.created[0] else "existing"
-            return Response(data, status=http_status)
-        return Response(
-            {
-                "received": len(items),
-                "created": result.created_count,
-                "existing": sum(1 for c in result.created if not c),
-                "results": [
-                    {
-                        "index": index,
-                        "id": trade.pk,
-                        "source": trade.source,
-                        "external_id": trade.external_id,
-                        "settlement_date": trade.settlement_date,
-                        "result": "created" if created else "existing",
-                    }
-                    for index, (trade, created) in enumerate(zip(result.trades, result.created, strict=True))
-                ],
-            },
-            status=http_status,
-        )
-
-    @staticmethod
-    def _serializer_inputs(items: list[Any], *, context: dict[str, Any], single: bool) -> list[Any] | Response:
-        """The batch through ``TradeInputSerializer``: its inputs, or the 400 listing every bad row."""
-        serializer = TradeInputSerializer(data=items, many=True, context=context)
-        if not serializer.is_valid():
-            rejected = _item_errors(items, serializer.errors)
-            if single:
-                return error_response(
-                    code="invalid",
-                    message="The trade is invalid; nothing was stored.",
-                    http_status=status.HTTP_400_BAD_REQUEST,
-                    detail=rejected[0]["errors"],
-                )
-            return error_response(
-                code="invalid",
-                message=f"{len(rejected)} of {len(items)} trades are invalid; nothing was stored.",
-                http_status=status.HTTP_400_BAD_REQUEST,
-                detail=rejected,
-            )
-        child = serializer.child
-        return [child.to_trade_input(attrs) for attrs in serializer.validated_data]
+            return Response(data, status=ingest_status(result))
+        return Response(batch_payload(submission, result), status=ingest_status(result))
 
 
 class InstructionFilter(StrictFilterSet):
@@ -252,59 +159,24 @@ class FeePreviewView(viewsets.ViewSet):
         },
     )
     def create(self, request: Request) -> Response:
-        from common.money import format_amount, quantize
-        from settlement.services.fees import fee_quotes
-
-        viewer = None if selectors.sees_everything(request.user) else selectors.participant_for_user(request.user)
-        if viewer is None and not selectors.sees_everything(request.user):
-            return error_response(code="permission_denied", message="This user may not preview fees.", http_status=403)
+        viewer = fee_preview_viewer(request)
+        if isinstance(viewer, Response):
+            return viewer
         serializer = FeePreviewSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         data = serializer.validated_data
-        if viewer is not None and viewer.pk not in (data["buyer"].pk, data["seller"].pk):
-            return error_response(
-                code="not_a_party",
-                message="A participant may preview the fees only of a trade it is a party to.",
-                http_status=403,
-            )
-        instrument = data["instrument"]
-        quote = instrument.quote
-        notional = quantize(data["quantity"] * data["price"], quote.precision)
-        netted = not instrument.base.is_crypto_t0  # everything but T+0 crypto settles through a window
-        quotes = fee_quotes(
-            payer=data["buyer"],
-            payee=data["seller"],
-            asset=quote,
-            amount=notional,
-            rail=FeeRail.BANK if netted and quote.kind == AssetKind.FIAT else FeeRail.LEDGER,
-            settlement_type=SettlementType.NETTED if netted else SettlementType.GROSS,
+        refused = not_a_party_refusal(viewer, data)
+        if refused is not None:
+            return refused
+        preview = fee_preview(
+            buyer=data["buyer"],
+            seller=data["seller"],
+            instrument=data["instrument"],
+            quantity=data["quantity"],
+            price=data["price"],
+            viewer=viewer,
         )
-        if viewer is not None:  # never the counterparty's rule, rate or fee
-            quotes = [q for q in quotes if q.participant.pk == viewer.pk]
-        return Response(
-            {
-                "symbol": instrument.symbol,
-                "currency": quote.code,
-                "notional": format_amount(notional, quote.precision),
-                "settlement_type": SettlementType.NETTED if netted else SettlementType.GROSS,
-                # a netted trade is charged on its participants' net payments of the window: the
-                # quote is what this trade would cost if it were the whole net payment
-                "indicative": netted,
-                "fees": [
-                    {
-                        "party": q.party,
-                        "participant": q.participant.code,
-                        "rule": q.rule.name if q.rule else None,
-                        "bps": str(q.bps),
-                        "limited": q.limited,
-                        "flat": format_amount(q.flat, quote.precision),
-                        "fee": format_amount(q.fee, quote.precision),
-                    }
-                    for q in quotes
-                ],
-                "total": format_amount(sum((q.fee for q in quotes), Decimal(0)), quote.precision),
-            }
-        )
+        return Response(fee_preview_payload(preview))
 
 
 class StatementView(viewsets.ViewSet):
@@ -327,33 +199,14 @@ class StatementView(viewsets.ViewSet):
         },
     )
     def list(self, request: Request) -> Any:
-        from reference.models import Participant
         from settlement.api.statements import statement_response
 
-        names = ("from", "to", "output", "participant")
-        repeated = [name for name in names if len(request.query_params.getlist(name)) > 1]
-        if repeated:
-            return error_response(
-                code="invalid",
-                message="Give each parameter at most once.",
-                http_status=400,
-                detail={name: ["Give this parameter at most once."] for name in repeated},
-            )
-        params = {key: value for key, value in request.query_params.items() if value != ""}
-        participant = selectors.participant_for_user(request.user)
-        if participant is None:
-            if not selectors.sees_everything(request.user):
-                return error_response(code="permission_denied", message="No statement for this user.", http_status=403)
-            code = params.get("participant", "")
-            # PostgreSQL text cannot hold NUL: such a code names no participant (was a 500)
-            participant = Participant.objects.filter(code=code).first() if "\x00" not in code else None
-            if participant is None:
-                return error_response(
-                    code="invalid",
-                    message="Name the participant.",
-                    http_status=400,
-                    detail={"participant": ["Unknown or missing participant code."]},
-                )
+        params = statement_params(request)
+        if isinstance(params, Response):
+            return params
+        participant = statement_participant(request, params)
+        if isinstance(participant, Response):
+            return participant
         return statement_response(
             participant=participant, start=params.get("from"), end=params.get("to"), fmt=params.get("output", "json")
         )

@@ -31,7 +31,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from common.actors import Actor, stamp_history
-from common.choices import AssetKind, CaseStatus, InstructionStatus
+from common.choices import CaseStatus, InstructionStatus
 from common.exceptions import InsufficientFunds
 from common.ports import case_open, escalate, notify
 from ledger.services.audit import LogEntry, transition_log_append, transition_log_deferred
@@ -63,8 +63,10 @@ from settlement.crypto.transfers import (
     transfer_reject,
     transfer_resign,
 )
+from settlement.locking import lock_wallets
 from settlement.models import ChainTransfer, SettlementInstruction, Trade
 from settlement.models.pipeline import TransferStatus as TS
+from settlement.routing import settles_gross_q
 from settlement.services.halts import PIPELINE, active_halt, halt_lift, halt_open
 from settlement.services.instructions import _apply, _hold_and_lock, _known_accounts, _trade_legs_for_update
 
@@ -191,7 +193,7 @@ def crypto_trade_prepare(*, trade: Trade, actor: Actor = PIPELINE) -> list[Chain
 def _sign_leg(leg: SettlementInstruction, *, actor: Actor) -> ChainTransfer:
     chain = leg.asset.chain
     rail = chain_rail(chain)
-    sender = WalletAddress.objects.select_for_update().filter(participant_id=leg.payer_id, chain=chain).first()
+    sender = lock_wallets(participant_id=leg.payer_id, chain=chain).first()
     receiver = WalletAddress.objects.filter(participant_id=leg.payee_id, chain=chain).first()
     if sender is None or receiver is None:
         raise WalletMissing(f"{leg.payer if sender is None else leg.payee} has no {chain} wallet")
@@ -330,10 +332,9 @@ def stuck_crypto_work(*, older_than_seconds: int, limit: int = 1000) -> StuckWor
     open_case = Q(instruction__trade__instructions__cases__status=CaseStatus.OPEN)
     trades = list(
         SettlementInstruction.objects.filter(
+            settles_gross_q("trade__instrument"),
             updated_at__lt=cutoff,
             status__in=[S.PENDING, S.LOCKED],
-            trade__instrument__base__kind=AssetKind.CRYPTO,
-            trade__instrument__base__settlement_cycle=0,
         )
         .exclude(trade__instructions__cases__status=CaseStatus.OPEN)
         .order_by()

@@ -28,6 +28,7 @@ from rails.base import TransferStatus as ChainStatus
 from rails.crypto.registry import chain_rail
 from reference.models import WalletAddress
 from settlement.crypto.trades import NETWORK_FEES, SettlementHalted, _fail_legs, on_chain, quantize_up
+from settlement.locking import lock_transfers
 from settlement.models import ChainTransfer, SettlementInstruction
 from settlement.models.pipeline import TransferStatus as TS
 from settlement.services.fees import gas_charge_record
@@ -51,7 +52,7 @@ def transfer_broadcast(*, transfer: ChainTransfer, actor: Actor = PIPELINE) -> C
     sent = transfer.tx_hash
     chain_rail(transfer.chain).broadcast(transfer.raw_tx)  # outside any transaction
     with transaction.atomic():
-        transfer = ChainTransfer.objects.select_for_update().get(pk=transfer.pk)
+        transfer = lock_transfers(pk=transfer.pk).get()
         if transfer.status not in (TS.SIGNED, TS.BROADCAST) or transfer.tx_hash != sent:
             return transfer  # finished, or re-signed meanwhile: whoever re-signed sends the new bytes
         from_status = transfer.status
@@ -103,7 +104,7 @@ def transfer_give_up(*, transfer: ChainTransfer, reason: str, actor: Actor = PIP
     never_lands = status is not None and status.expired
     with transaction.atomic(), transition_log_deferred():  # one head lock, at the end
         legs = _trade_legs_for_update(transfer.instruction.trade)
-        transfer = ChainTransfer.objects.select_for_update().get(pk=transfer.pk)
+        transfer = lock_transfers(pk=transfer.pk).get()
         if transfer.status != seen_status or transfer.tx_hash != seen_hash:
             return transfer
         if never_lands:
@@ -126,7 +127,7 @@ def transfer_reject(*, transfer: ChainTransfer, reason: str, actor: Actor = PIPE
     seen_status, seen_hash = transfer.status, transfer.tx_hash
     with transaction.atomic(), transition_log_deferred():  # one head lock, at the end
         legs = _trade_legs_for_update(transfer.instruction.trade)
-        transfer = ChainTransfer.objects.select_for_update().get(pk=transfer.pk)
+        transfer = lock_transfers(pk=transfer.pk).get()
         if transfer.status != seen_status or transfer.tx_hash != seen_hash:
             return transfer
         if transfer.status == TS.SIGNED:
@@ -222,11 +223,7 @@ def transfer_resign(*, transfer: ChainTransfer, actor: Actor = PIPELINE) -> Chai
     the hash already replaced and does nothing, so one expiry yields one replacement."""
     seen_status, seen_hash = transfer.status, transfer.tx_hash
     with transaction.atomic():
-        transfer = (
-            ChainTransfer.objects.select_for_update(of=("self",))
-            .select_related("instruction__fee_lock")
-            .get(pk=transfer.pk)
-        )
+        transfer = lock_transfers(related=("instruction__fee_lock",), pk=transfer.pk).get()
         if transfer.status not in (TS.SIGNED, TS.BROADCAST):
             return transfer
         if transfer.status != seen_status or transfer.tx_hash != seen_hash:
@@ -266,7 +263,7 @@ def transfer_confirm(*, transfer: ChainTransfer, status: ChainStatus, actor: Act
     seen_hash = transfer.tx_hash
     with transaction.atomic(), transition_log_deferred():  # one head lock, at the end
         legs = _trade_legs_for_update(transfer.instruction.trade)
-        transfer = ChainTransfer.objects.select_for_update().get(pk=transfer.pk)
+        transfer = lock_transfers(pk=transfer.pk).get()
         if transfer.status == TS.BROADCAST and transfer.tx_hash != seen_hash:
             return False
         if transfer.status == TS.BROADCAST:
@@ -392,7 +389,7 @@ def transfer_double_spent(*, transfer: ChainTransfer, sender_nonce: int, actor: 
     )
     with transaction.atomic(), transition_log_deferred():  # one head lock, at the end
         legs = _trade_legs_for_update(transfer.instruction.trade)
-        transfer = ChainTransfer.objects.select_for_update().get(pk=transfer.pk)
+        transfer = lock_transfers(pk=transfer.pk).get()
         if transfer.status != TS.BROADCAST or transfer.tx_hash != seen_hash:
             return
         _transfer_fail(transfer, reason=reason, actor=actor)

@@ -21,6 +21,7 @@ from simple_history.utils import bulk_create_with_history
 
 from common.choices import Leg as LegKind
 from reference.models import Asset, Participant
+from settlement.locking import lock_fee_charges
 from settlement.models import FeeCharge, FeeRule, SettlementInstruction
 from settlement.models.fees import FeeChargeStatus, FeeKind, FeeParty, FeeRail, SettlementType
 
@@ -316,7 +317,7 @@ def fee_charges_mark(
 
     if not charges:
         return
-    locked = FeeCharge.objects.select_for_update().filter(pk__in=[c.pk for c in charges]).order_by("pk")
+    locked = lock_fee_charges([c.pk for c in charges])
     entries = []
     for charge in locked:
         method = {

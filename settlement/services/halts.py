@@ -11,6 +11,7 @@ from common.exceptions import IllegalTransition, ValidationFailed
 from common.ports import notify
 from ledger.services.audit import LogEntry, transition_log_append
 from reference.models import Asset
+from settlement.locking import lock_halt
 from settlement.models import SettlementHalt
 
 PIPELINE = SystemActor("crypto-pipeline")
@@ -45,7 +46,7 @@ def halt_lift(*, halt: SettlementHalt, actor: Actor, reason: str) -> SettlementH
     if not reason.strip():
         raise ValidationFailed("lifting a halt needs a reason")
     with transaction.atomic():
-        halt = SettlementHalt.objects.select_for_update().get(pk=halt.pk)
+        halt = lock_halt(halt.pk).get()
         if halt.lifted_at is not None:
             raise IllegalTransition(f"halt {halt.pk} was already lifted")
         halt.lifted_at = timezone.now()

@@ -17,13 +17,16 @@ from django.utils import timezone
 from common.actors import Actor, SystemActor
 from common.choices import AccountKind, InstructionStatus, LockStatus
 from common.exceptions import IllegalTransition, InsufficientFunds, WindowNotOpen
+from ledger.locking import lock_accounts_where, lock_ledger_locks
 from ledger.models import LedgerAccount, LedgerLock
 from ledger.services.audit import LogEntry, transition_log_append, transition_run
 from ledger.services.ledger import Leg, account_for, ledger_lock, ledger_post, ledger_post_journal, ledger_void
 from netting.services import window_hold_open
 from settlement.dispatch import dispatch_crypto_trades
+from settlement.locking import lock_instructions, lock_trade_legs
 from settlement.models import SettlementInstruction, Trade
 from settlement.models.fees import FeeChargeStatus, FeeKind, FeeParty
+from settlement.routing import settles_gross
 from settlement.services.fees import (
     fee_charges_mark,
     fee_revenue_account,
@@ -40,11 +43,7 @@ ENTITY = "instruction"
 def _for_update(instruction: SettlementInstruction) -> SettlementInstruction:
     """The instruction row locked, with what its transitions read (the lock row is only read
     here: the ledger locks it itself)."""
-    return (
-        SettlementInstruction.objects.select_for_update(of=("self",))
-        .select_related("asset", "payer", "payee", "lock__asset")
-        .get(pk=instruction.pk)
-    )
+    return lock_instructions(related=("asset", "payer", "payee", "lock__asset"), pk=instruction.pk).get()
 
 
 def _apply(
@@ -207,7 +206,7 @@ def instruction_retry(*, instruction: SettlementInstruction, actor: Actor, reaso
         instruction = _for_update(instruction)
         if instruction.status == S.FAILED:
             instruction.attempt += 1
-        if instruction.trade.instrument.base.is_crypto_t0:
+        if settles_gross(instruction.trade.instrument):
             transaction.on_commit(partial(dispatch_crypto_trades, [instruction.trade_id]))
         return _apply(
             instruction,
@@ -283,12 +282,8 @@ def _trade_legs_for_update(trade: Trade) -> list[SettlementInstruction]:
     if the second leg then had to wait for an account another transaction holds while that one
     waits for the head, the two would deadlock. Taking all accounts first keeps the order.
     """
-    legs = list(
-        SettlementInstruction.objects.select_for_update(of=("self",))
-        .select_related("asset", "payer", "payee", "lock", "fee_lock", "trade")
-        .filter(trade=trade)
-        .order_by("pk")
-    )
+    # Any, as before the helper: the rows carry ``_accounts`` (set below) for their ledger calls
+    legs: list[Any] = list(lock_trade_legs(trade, related=("asset", "payer", "payee", "lock", "fee_lock", "trade")))
     wanted = {
         (party.pk, leg.asset_id, kind): (party, leg.asset)
         for leg in legs
@@ -301,7 +296,7 @@ def _trade_legs_for_update(trade: Trade) -> list[SettlementInstruction]:
     for owner_id, asset_id in {(owner_id, asset_id) for owner_id, asset_id, _ in wanted}:
         pairs |= Q(owner_id=owner_id, asset_id=asset_id)
     # one statement locks them all, in primary-key order (they are created with the trade)
-    found = LedgerAccount.objects.select_for_update().filter(pairs, kind__in=_OWNER_KINDS).order_by("pk")
+    found = lock_accounts_where(pairs, kinds=_OWNER_KINDS)
     have = {(a.owner_id, a.asset_id, a.kind): a for a in found}
     if any(key not in have for key in wanted):  # accounts missing (older data): create, lock again
         for key in sorted(k for k in wanted if k not in have):
@@ -426,7 +421,7 @@ def locks_void_expired(*, now: datetime | None = None, limit: int = 500) -> int:
             .select_related("trade__instrument__base")
             .first()
         )
-        if holder is not None and holder.trade.instrument.base.is_crypto_t0:
+        if holder is not None and settles_gross(holder.trade.instrument):
             from settlement.crypto.pipeline import crypto_trade_expire  # the crypto pipeline sits above
 
             voided += crypto_trade_expire(trade=holder.trade, now=now, actor=actor)
@@ -436,11 +431,7 @@ def locks_void_expired(*, now: datetime | None = None, limit: int = 500) -> int:
                 holder = _for_update(holder)
                 if holder.status == S.PROCESSING:
                     continue
-            lock = (
-                LedgerLock.objects.select_for_update(of=("self",))
-                .filter(pk=lock_id, status=LockStatus.PENDING, expires_at__lt=now)
-                .first()
-            )
+            lock = lock_ledger_locks(pk=lock_id, status=LockStatus.PENDING, expires_at__lt=now).first()
             if lock is None:
                 continue
             if holder is not None and holder.status == S.LOCKED:

@@ -13,6 +13,7 @@ from django.utils import timezone
 
 from common.actors import Actor, actor_user
 from common.exceptions import IllegalTransition, ValidationFailed
+from settlement.locking import lock_token
 from settlement.models.tokens import ApiToken, AuthFailure, Scope
 
 logger = logging.getLogger("clearhouse.security")
@@ -55,7 +56,7 @@ def token_revoke(*, token: ApiToken, actor: Actor, reason: str) -> ApiToken:
     if not reason.strip():
         raise ValidationFailed("revoking a token needs a reason")
     with transaction.atomic():
-        token = ApiToken.objects.select_for_update().get(pk=token.pk)
+        token = lock_token(token.pk).get()
         if token.revoked_at is not None:
             raise IllegalTransition(f"token {token.prefix} is already revoked")
         token.revoked_at, token.revoked_by, token.revoke_reason = timezone.now(), actor_user(actor), reason.strip()
@@ -67,7 +68,7 @@ def token_rotate(*, token: ApiToken, actor: Actor, reason: str, overlap: timedel
     """A new key with the same user and scopes; the old one stops working now, or after
     ``overlap`` (so a client can switch without downtime)."""
     with transaction.atomic():
-        token = ApiToken.objects.select_for_update().get(pk=token.pk)
+        token = lock_token(token.pk).get()
         if token.revoked_at is not None or token.replaced_by_id is not None:
             raise IllegalTransition(f"token {token.prefix} is revoked or already rotated")
         issued = token_issue(user=token.user, name=token.name, scopes=token.scopes, actor=actor)

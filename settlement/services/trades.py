@@ -28,6 +28,7 @@ from netting.services import asset_class_of, netting_windows_for
 from reference.models import Instrument, Participant
 from settlement.dispatch import dispatch_crypto_trades
 from settlement.models import SettlementInstruction, Trade
+from settlement.routing import settles_gross
 
 
 @dataclass(frozen=True)
@@ -241,9 +242,9 @@ def _store_new(new_trades: dict[tuple[str, str], tuple[Trade, TradeInput]], *, a
         for asset in (instruments[instrument].base_id, instruments[instrument].quote_id)
     }
     accounts_ensure(pairs=pairs)
-    # everything but T+0 crypto settles netted: legs go in their class's open window
+    # a netted trade's legs go in its class's open window (settlement.routing decides which)
     class_of = {
-        pk: None if instrument.base.is_crypto_t0 else asset_class_of(instrument.base)
+        pk: None if settles_gross(instrument) else asset_class_of(instrument.base)
         for pk, instrument in instruments.items()
     }
     windows = netting_windows_for({c for c in class_of.values() if c is not None})
