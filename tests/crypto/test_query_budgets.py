@@ -18,8 +18,8 @@ from django.test.utils import CaptureQueriesContext
 
 from common.choices import InstructionStatus as S
 from ledger.models import TransitionLog
+from settlement.crypto import pipeline as crypto
 from settlement.models import ChainTransfer
-from settlement.services import crypto
 from tests import factories
 
 pytestmark = pytest.mark.django_db
