@@ -99,7 +99,7 @@ def main(kids: Children) -> None:
     from schwifty import IBAN
 
     from netting.models import NettedInstruction, NettedStatus, NettingWindow, RailAttempt, WindowStatus
-    from netting.payments import rail_reports_fetch
+    from netting.pipeline import rail_reports_fetch
     from netting.services import window_close
     from settlement.choices import AssetKind, MarketCalendar
     from settlement.choices import InstructionStatus as S

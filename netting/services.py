@@ -17,7 +17,7 @@ from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
 from netting.models import AssetClass, NetDebitCap, NetObligation, NettingWindow, WindowStatus
-from settlement.models import Asset, SettlementInstruction
+from settlement.models import Asset
 from settlement.money import format_amount
 from settlement.services.actors import Actor, SystemActor, actor_label, stamp_history
 from settlement.services.audit import LogEntry, transition_log_append
@@ -82,16 +82,6 @@ def netting_windows_for(asset_classes: set[str]) -> dict[str, int]:
             raise RuntimeError(f"could not find an open {asset_class} netting window")
         windows[asset_class] = window.pk
     return windows
-
-
-def netting_assign_legs(*, trade_ids: list[int], window_ids: list[int | None]) -> None:
-    """Put the legs of the given trades in their windows (one UPDATE per window)."""
-    by_window: dict[int, list[int]] = defaultdict(list)
-    for trade_id, window_id in zip(trade_ids, window_ids, strict=True):
-        if window_id is not None:
-            by_window[window_id].append(trade_id)
-    for window_id, ids in by_window.items():
-        SettlementInstruction.objects.filter(trade_id__in=ids).update(netting_window_id=window_id)
 
 
 _OBLIGATIONS_SQL = """
@@ -192,7 +182,7 @@ def window_close(*, window: NettingWindow, actor: Actor = NETTING) -> NettingWin
         )
         if held_ids:
             _escalate_held(window, held_ids)
-        from netting.payments import plan_create
+        from netting.pipeline.plan import plan_create
 
         plan_create(window=window, actor=actor)
         return window

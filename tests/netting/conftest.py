@@ -12,7 +12,7 @@ import pytest
 from django.utils import timezone
 
 from netting.models import NettedInstruction, NettedStatus
-from netting.payments import netted_advance, rail_reports_fetch
+from netting.pipeline import netted_advance, rail_reports_fetch
 from rails import networks as rail_network
 from settlement.choices import AssetKind, MarketCalendar
 from settlement.models import Asset, BankAccount, CustodyAccount, Participant

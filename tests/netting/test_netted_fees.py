@@ -11,7 +11,7 @@ import pytest
 from django.utils import timezone
 
 from netting.models import NettedInstruction, NettedStatus, NettingWindow, WindowStatus
-from netting.payments import CSA, netted_advance
+from netting.pipeline import CSA, netted_advance
 from netting.services import window_close
 from settlement.models import FeeCharge, FeeRule, LedgerAccount, Posting
 from settlement.services.fees import fee_revenue_account

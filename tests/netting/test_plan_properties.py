@@ -16,7 +16,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from netting.models import NettedInstruction, NettedStatus, NettingWindow, WindowStatus
-from netting.payments import CSA, netted_advance
+from netting.pipeline import CSA, netted_advance
 from netting.services import window_close
 from settlement.choices import AssetKind, InstructionStatus, MarketCalendar
 from settlement.models import LedgerAccount, SettlementInstruction, TransitionLog

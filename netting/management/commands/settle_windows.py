@@ -10,7 +10,7 @@ from typing import Any
 from django.core.management.base import BaseCommand
 
 from netting.models import NettedInstruction, NettedStatus, NettingWindow, WindowStatus
-from netting.payments import netted_advance, rail_reports_fetch
+from netting.pipeline import netted_advance, rail_reports_fetch
 from netting.services import window_close
 from rails.base import RailError
 from settlement.services.actors import SystemActor
