@@ -9,17 +9,11 @@ from dataclasses import dataclass
 from django.utils import timezone
 
 from netting.fees import NettedFeeBook, netted_fee_book
+from netting.messages import Route
 from netting.models import Direction, NettedInstruction, RailMethod
 from rails.fiat.routing import AccountDetails, NoRoute, method_choose
 from settlement.choices import AssetKind
 from settlement.models import BankAccount, CustodyAccount
-
-
-@dataclass(frozen=True)
-class Route:
-    method: str
-    participant: AccountDetails
-    participant_name: str
 
 
 @dataclass
