@@ -16,7 +16,7 @@ from netting.models import (
     RailMethod,
     RailReport,
 )
-from netting.payments import netted_retry
+from netting.pipeline import netted_retry
 from netting.reports import rail_report_record_retry
 from netting.selectors import liquidity_position
 from ops.admin_changes import REASON, ProposeChangesMixin
