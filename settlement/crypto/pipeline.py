@@ -23,6 +23,7 @@ import logging
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from datetime import timedelta
 from decimal import Decimal
 
 from django.conf import settings
@@ -327,7 +328,7 @@ class StuckWork:
 
 def stuck_crypto_work(*, older_than_seconds: int, limit: int = 1000) -> StuckWork:
     """Work that a lost task, a killed worker or a restarted broker left behind."""
-    cutoff = timezone.now() - timezone.timedelta(seconds=older_than_seconds)
+    cutoff = timezone.now() - timedelta(seconds=older_than_seconds)
     # a case on either leg of a trade puts the whole trade in operations' hands
     open_case = Q(instruction__trade__instructions__cases__status=CaseStatus.OPEN)
     trades = list(
