@@ -385,8 +385,8 @@ class FeeRuleForm(forms.ModelForm):
 
         from django.utils import timezone
 
-        data = super().clean()
-        assert data is not None  # ModelForm.clean returns cleaned_data
+        super().clean()
+        data = self.cleaned_data  # what ModelForm.clean returns
         now = timezone.now() - timedelta(minutes=1)  # the time it took to fill the form
         started = self.instance.pk is not None and self.instance.valid_from <= now
         if not started and data.get("valid_from") and data["valid_from"] < now:
