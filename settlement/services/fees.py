@@ -302,7 +302,7 @@ def netted_fees_pending_many(nis: list[Any]) -> dict[int, list[FeeCharge]]:
 def fee_charges_mark(
     *,
     charges: list[FeeCharge],
-    status: str,
+    status: FeeChargeStatus,
     actor: Any,
     reason: str,
     journal: Any = None,
