@@ -156,7 +156,8 @@ class OpsAlertAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     def get_queryset(self, request: HttpRequest) -> QuerySet:
         from django.db.models import Exists, OuterRef
 
-        read = OpsAlert.read_by.through.objects.filter(opsalert_id=OuterRef("pk"), user_id=request.user.pk)
+        user = request_actor(request.user)
+        read = OpsAlert.read_by.through.objects.filter(opsalert_id=OuterRef("pk"), user_id=user.pk)
         return super().get_queryset(request).annotate(read=Exists(read))
 
     @admin.display(boolean=True, description="read")
