@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
 from django.db.models import Q
@@ -24,6 +24,9 @@ from reference.models import Asset, Participant
 from settlement.locking import lock_fee_charges
 from settlement.models import FeeCharge, FeeRule, SettlementInstruction
 from settlement.models.fees import FeeChargeStatus, FeeKind, FeeParty, FeeRail, SettlementType
+
+if TYPE_CHECKING:
+    from ledger.models import LedgerAccount
 
 FEE_REVENUE = "fee-revenue"
 
@@ -189,7 +192,7 @@ def fees_pending(instruction: SettlementInstruction) -> list[FeeCharge]:
     )
 
 
-def fee_revenue_account(asset: Asset):
+def fee_revenue_account(asset: Asset) -> LedgerAccount:
     from ledger.services.ledger import system_account_for
 
     return system_account_for(code=FEE_REVENUE, asset=asset, allow_negative=False)
