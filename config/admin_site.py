@@ -6,8 +6,12 @@ and locked out by django-axes (``AXES_*`` settings)."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from django.conf import settings
 from django.contrib import admin
+from django.contrib.auth.forms import AuthenticationForm
+from django.http import HttpRequest
 from django_otp.admin import OTPAdminAuthenticationForm
 
 
@@ -17,14 +21,15 @@ def admin_otp_required() -> bool:
 
 class ClearhouseAdminSite(admin.AdminSite):
     @property
-    def login_form(self):  # type: ignore[override]  # read per request: tests switch the setting
+    def login_form(self) -> type[AuthenticationForm] | None:  # type: ignore[override]  # read per request: tests switch the setting
         return OTPAdminAuthenticationForm if admin_otp_required() else None
 
     @property
-    def login_template(self):  # type: ignore[override]  # read per request, like login_form
+    def login_template(self) -> str | None:  # type: ignore[override]  # read per request, like login_form
         return "otp/admin111/login.html" if admin_otp_required() else None
 
-    def has_permission(self, request) -> bool:
+    def has_permission(self, request: HttpRequest) -> bool:
         if not super().has_permission(request):
             return False
-        return not admin_otp_required() or request.user.is_verified()
+        user: Any = request.user  # django-otp's middleware gives it is_verified()
+        return not admin_otp_required() or user.is_verified()

@@ -21,14 +21,14 @@ class LedgerAccountAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     search_fields = ["owner__code", "system_code", "asset__code"]
     list_select_related = ["owner", "asset"]
     ordering = ["owner__code", "system_code", "asset__code", "kind"]
-    fields = ["owner", "system_code", "asset", "kind", "balance_shown", "allow_negative", "created_at"]
+    fields = ("owner", "system_code", "asset", "kind", "balance_shown", "allow_negative", "created_at")
     readonly_fields = fields
     balance_shown = amount_column("balance", asset_precision, "balance")
 
 
 class PostingInline(ReadOnlyAdminMixin, admin.TabularInline):
     model = Posting
-    fields = ["account", "asset", "amount_shown"]
+    fields = ("account", "asset", "amount_shown")
     readonly_fields = fields
     extra = 0
     amount_shown = amount_column("amount", asset_precision, "amount")

@@ -62,8 +62,10 @@ def house_party(currency: str) -> iso20022.Party:
 
 
 def house_accounts() -> set[str]:
-    """Identifiers of the house's bank accounts as they appear in bookings (IBAN or number)."""
-    return {a.get("iban") or a.get("account") for a in settings.CLEARHOUSE_HOUSE_BANK_ACCOUNTS.values()}
+    """Identifiers of the house's bank accounts as they appear in bookings (IBAN or number); an
+    account configured with neither appears in no booking (and would break sorting the set)."""
+    accounts = settings.CLEARHOUSE_HOUSE_BANK_ACCOUNTS.values()
+    return {key for a in accounts if (key := a.get("iban") or a.get("account"))}
 
 
 def _participant_party(route: Route) -> iso20022.Party:
@@ -107,9 +109,9 @@ def build_message(*, ni: NettedInstruction, route: Route, message_id: str, end_t
             sese.build_sese023(message_id=message_id, created_at=now, instruction=instruction).decode(),
         )
 
-    house = house_party(asset.code)
+    house_bank = house_party(asset.code)
     participant = _participant_party(route)
-    debtor, creditor = (participant, house) if ni.direction == Direction.PAY_IN else (house, participant)
+    debtor, creditor = (participant, house_bank) if ni.direction == Direction.PAY_IN else (house_bank, participant)
     if route.method == RailMethod.ACH:
         origin = settings.CLEARHOUSE_HOUSE_BANK_ACCOUNTS["USD"]
         entry = nacha.AchEntry(

@@ -12,6 +12,7 @@ from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.urls import reverse
 from django.utils.html import format_html, format_html_join
 
+from common.actors import request_actor
 from common.exceptions import DomainError
 from ops.admin_kit import (
     ActionOnlyAdminMixin,
@@ -68,7 +69,7 @@ class ReviewCaseAdmin(ActionOnlyAdminMixin, HistoryAdmin):
         done = 0
         for case in queryset.order_by("pk"):
             try:
-                case_assign(case=case, actor=request.user)
+                case_assign(case=case, actor=request_actor(request.user))
                 done += 1
             except DomainError as exc:
                 self.message_user(request, f"#{case.pk}: {exc.message}", messages.ERROR)
@@ -148,14 +149,15 @@ class OpsAlertAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     list_filter = ["level", "roles"]
     search_fields = ["title", "body"]
     date_hierarchy = "created_at"
-    fields = ["level", "title", "body", "roles", "created_at", "emailed", "open_link"]
+    fields = ("level", "title", "body", "roles", "created_at", "emailed", "open_link")
     readonly_fields = fields
     actions = ["mark_read"]
 
     def get_queryset(self, request: HttpRequest) -> QuerySet:
         from django.db.models import Exists, OuterRef
 
-        read = OpsAlert.read_by.through.objects.filter(opsalert_id=OuterRef("pk"), user_id=request.user.pk)
+        user = request_actor(request.user)
+        read = OpsAlert.read_by.through.objects.filter(opsalert_id=OuterRef("pk"), user_id=user.pk)
         return super().get_queryset(request).annotate(read=Exists(read))
 
     @admin.display(boolean=True, description="read")
@@ -194,7 +196,7 @@ class DailyReportAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
 
     list_display = ["day", "settled", "failed", "generated_at", "generated_by", "seconds"]
     date_hierarchy = "day"
-    fields = ["day", "generated_at", "generated_by", "seconds", "report", "chart"]
+    fields = ("day", "generated_at", "generated_by", "seconds", "report", "chart")
     readonly_fields = fields
     actions = ["regenerate_selected"]
 
@@ -211,7 +213,7 @@ class DailyReportAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
 
         if not request.user.has_perm("ops.view_dailyreport"):
             raise PermissionDenied
-        report = daily_report_build(day=timezone.now().date(), actor=request.user)
+        report = daily_report_build(day=timezone.now().date(), actor=request_actor(request.user))
         return HttpResponseRedirect(reverse("admin:ops_dailyreport_change", args=[report.pk]))
 
     @admin.display(description="settled")
@@ -259,7 +261,7 @@ class DailyReportAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
         from ops.daily_report import daily_report_build
 
         for report in queryset:
-            daily_report_build(day=report.day, actor=request.user)
+            daily_report_build(day=report.day, actor=request_actor(request.user))
         self.message_user(request, f"{queryset.count()} reports regenerated.", messages.SUCCESS)
 
 

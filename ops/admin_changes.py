@@ -183,9 +183,9 @@ class AssetAdmin(ProposeChangesMixin, HistoryAdmin):
         return asset_change_needs_approval(obj, fields)
 
     def save_model(self, request: HttpRequest, obj: Asset, form: Any, change: bool) -> None:
-        from common.actors import stamp_history
+        from common.actors import request_actor, stamp_history
 
-        stamp_history(obj, actor=request.user, reason=form.cleaned_data["reason"])
+        stamp_history(obj, actor=request_actor(request.user), reason=form.cleaned_data["reason"])
         super().save_model(request, obj, form, change)
 
     def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:

@@ -12,6 +12,7 @@ from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.html import format_html
 
+from common.actors import request_actor
 from common.exceptions import DomainError
 from common.jsonload import json_loads
 from ops.admin_kit import ActionOnlyAdminMixin, HistoryAdmin, ReadOnlyAdminMixin, permission_check, reason_action
@@ -98,7 +99,7 @@ class ImportedFileAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
                     source=form.cleaned_data["source"],
                     name=upload.name,
                     content=upload.read(settings.CLEARHOUSE_IMPORT_MAX_BYTES),
-                    actor=request.user,
+                    actor=request_actor(request.user),
                     mapping=form.cleaned_data["mapping"],
                 )
             except ImportRejected as exc:
@@ -349,7 +350,7 @@ class BreakProposalAdmin(HistoryAdmin):
         try:
             created = break_propose(
                 brk=obj.brk,
-                actor=request.user,
+                actor=request_actor(request.user),
                 action=obj.action,
                 debit_account=obj.debit_account,
                 credit_account=obj.credit_account,

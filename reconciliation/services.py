@@ -145,6 +145,7 @@ def chain_transactions_fetch(*, chain: str, actor: Actor = RECON, max_blocks: in
         return None
     wallets = {w.lower(): w for w in WalletAddress.objects.filter(chain=chain).values_list("address", flat=True)}
     rows = []
+    address: str | None  # None only for a transaction of none of ours, which the rails do not list
     for tx in rail.transactions(addresses=set(wallets.values()), first_block=first, last_block=last):
         sender, receiver = wallets.get(tx["from"].lower()), wallets.get(tx["to"].lower())
         if sender is not None:

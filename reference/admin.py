@@ -24,7 +24,7 @@ class WalletInline(ReadOnlyAdminMixin, admin.TabularInline):
     (``ops.admin_changes``); the signing state (nonce, chain state) is never edited."""
 
     model = WalletAddress
-    fields = ["chain", "address", "label", "next_nonce"]
+    fields = ("chain", "address", "label", "next_nonce")
     readonly_fields = fields
     extra = 0
     show_change_link = True
@@ -34,7 +34,7 @@ class BankAccountInline(ReadOnlyAdminMixin, admin.TabularInline):
     """Shown, not edited: adds and changes are four-eyes proposals on the account's own page."""
 
     model = BankAccount
-    fields = ["currency", "holder_name", "iban", "bic", "aba_routing", "account_number"]
+    fields = ("currency", "holder_name", "iban", "bic", "aba_routing", "account_number")
     readonly_fields = fields
     extra = 0
     show_change_link = True
@@ -44,7 +44,7 @@ class CustodyAccountInline(ReadOnlyAdminMixin, admin.TabularInline):
     """Shown, not edited: adds and changes are four-eyes proposals on the account's own page."""
 
     model = CustodyAccount
-    fields = ["custodian_bic", "account_id"]
+    fields = ("custodian_bic", "account_id")
     readonly_fields = fields
     extra = 0
     show_change_link = True

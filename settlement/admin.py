@@ -4,11 +4,13 @@ from typing import Any
 
 from django import forms
 from django.contrib import admin, messages
+from django.contrib.admin.exceptions import NotRegistered
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse
 from django.urls import reverse
 from django.utils.html import format_html, format_html_join
 
+from common.actors import request_actor
 from ops.admin_kit import (
     ActionOnlyAdminMixin,
     HistoryAdmin,
@@ -37,7 +39,7 @@ from settlement.services.instructions import instruction_cancel, instruction_ret
 
 class InstructionInline(ReadOnlyAdminMixin, admin.TabularInline):
     model = SettlementInstruction
-    fields = ["leg", "asset", "payer", "payee", "amount_shown", "settlement_date", "status"]
+    fields = ("leg", "asset", "payer", "payee", "amount_shown", "settlement_date", "status")
     readonly_fields = fields
     extra = 0
     show_change_link = True
@@ -88,10 +90,10 @@ class TradeAdmin(ReadOnlyAdminMixin, HistoryAdmin):
 class FeeChargeInline(ReadOnlyAdminMixin, admin.TabularInline):
     model = FeeCharge
     extra = 0
-    fields = [
+    fields = (
         "attempt", "kind", "party", "participant", "rule", "cost_source", "value", "bps", "limited", "flat", "fee",
         "status", "journal",
-    ]  # fmt: skip
+    )  # fmt: skip
     readonly_fields = fields
 
 
@@ -327,7 +329,7 @@ class ApiTokenAdmin(admin.ModelAdmin):
             user=form.cleaned_data["user"],
             name=form.cleaned_data["name"],
             scopes=form.cleaned_data["scopes"],
-            actor=request.user,
+            actor=request_actor(request.user),
             expires_at=form.cleaned_data.get("expires_at"),
         )
         obj.pk = issued.token.pk
@@ -379,10 +381,13 @@ class FeeRuleForm(forms.ModelForm):
         ]  # fmt: skip
 
     def clean(self) -> dict[str, Any]:
+        from datetime import timedelta
+
         from django.utils import timezone
 
-        data = super().clean()
-        now = timezone.now() - timezone.timedelta(minutes=1)  # the time it took to fill the form
+        super().clean()
+        data = self.cleaned_data  # what ModelForm.clean returns
+        now = timezone.now() - timedelta(minutes=1)  # the time it took to fill the form
         started = self.instance.pk is not None and self.instance.valid_from <= now
         if not started and data.get("valid_from") and data["valid_from"] < now:
             self.add_error("valid_from", "A fee rule cannot start in the past; start it now or later.")
@@ -441,5 +446,5 @@ try:
     from rest_framework.authtoken.models import TokenProxy
 
     admin.site.unregister(TokenProxy)
-except (ImportError, admin.sites.NotRegistered):
+except (ImportError, NotRegistered):
     pass

@@ -6,6 +6,7 @@ import logging
 import os
 import random
 import time
+from typing import Any
 
 from celery import shared_task
 from django.conf import settings
@@ -74,7 +75,7 @@ def _task_deadline() -> float:
 
 
 @shared_task(acks_late=True, bind=True)
-def crypto_advance_task(self, trade_ids: list[int], rail_attempt: int = 0) -> dict:
+def crypto_advance_task(self: Any, trade_ids: list[int], rail_attempt: int = 0) -> dict:
     """Lock, sign and broadcast a batch of crypto T+0 trades; then watch their transfers.
     Trades not started within the task's time budget go on as a new task (queued before this
     one is acknowledged: a crash in between leaves duplicates, which are harmless)."""

@@ -106,6 +106,8 @@ class LedgerLock(ConcurrentTransitionMixin, models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
     resolved_at = models.DateTimeField(null=True, blank=True)
     history = HistoricalRecords(table_name="settlement_historicalledgerlock")
+    # Not a column: set on the lock that ledger_post / ledger_void return, to the journal they wrote.
+    resolved_journal: Journal
 
     class Meta:
         db_table = "settlement_ledgerlock"

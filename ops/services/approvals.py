@@ -44,7 +44,11 @@ def approver_require(actor: Actor, *, proposed_by_id: int | None, what: str) -> 
     if user.is_superuser or any(user_management(perm) for perm in user.get_all_permissions()):
         raise NotPermitted("four-eyes: an administrator (who manages users) does not approve")
     users = ContentType.objects.get_for_model(get_user_model())
-    if LogEntry.objects.filter(user_id=proposed_by_id, content_type=users, object_id=str(user.pk)).exists():
+    # (a proposer whose account is gone has no log entries: LogEntry.user is not nullable)
+    if (
+        proposed_by_id is not None
+        and LogEntry.objects.filter(user_id=proposed_by_id, content_type=users, object_id=str(user.pk)).exists()
+    ):
         raise NotPermitted("four-eyes: the proposer created or changed the approver's account")
     return user
 

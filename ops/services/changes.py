@@ -72,9 +72,25 @@ LEGACY_MODEL_LABELS = {
 ASSET_SENSITIVE = ("kind", "chain", "settlement_cycle", "precision")
 
 
+def _concrete_field(model: type[models.Model] | models.Model, name: str) -> models.Field[Any, Any]:
+    """A proposable field: a column of the model (never a reverse relation, which has no value)."""
+    field = model._meta.get_field(name)
+    if not isinstance(field, models.Field):
+        raise TypeError(f"{name} is not a concrete field of {model._meta.label}")
+    return field
+
+
+def _related_model(model: type[models.Model], name: str) -> type[models.Model]:
+    """The model a (resolved) foreign key ``name`` of ``model`` points to."""
+    related = model._meta.get_field(name).related_model
+    if not isinstance(related, type) or not issubclass(related, models.Model):
+        raise TypeError(f"{name} of {model._meta.label} is not a foreign key")
+    return related
+
+
 def field_dump(obj: models.Model, name: str) -> Any:
     """One field's value as JSON (foreign keys by pk; ``None`` stays ``None``)."""
-    field = obj._meta.get_field(name)
+    field = _concrete_field(obj, name)
     value = getattr(obj, field.attname)
     if value is None or isinstance(field, models.JSONField):
         return value
@@ -82,7 +98,7 @@ def field_dump(obj: models.Model, name: str) -> Any:
 
 
 def _field_load(model: type[models.Model], name: str, value: Any) -> Any:
-    field = model._meta.get_field(name)
+    field = _concrete_field(model, name)
     return value if value is None or isinstance(field, models.JSONField) else field.to_python(value)
 
 
@@ -91,7 +107,7 @@ def changed_fields(obj: models.Model, kind: str) -> list[str]:
     spec = CHANGE_KINDS[kind]
     if obj.pk is None:
         return list(spec.fields)
-    stored = type(obj).objects.get(pk=obj.pk)
+    stored = type(obj)._default_manager.get(pk=obj.pk)
     return [name for name in spec.fields if field_dump(obj, name) != field_dump(stored, name)]
 
 
@@ -121,7 +137,7 @@ def change_payload(obj: models.Model, kind: str, fields: list[str]) -> tuple[int
         raise ValidationFailed(f"nothing to propose, or fields not proposable: {sorted(unknown)}")
     if obj.pk is None and not spec.adds:
         raise ValidationFailed(f"a {kind} change is about an existing record")
-    stored = type(obj).objects.get(pk=obj.pk) if obj.pk is not None else None
+    stored = type(obj)._default_manager.get(pk=obj.pk) if obj.pk is not None else None
     payload = {
         "model": spec.model,
         "pk": obj.pk,
@@ -141,8 +157,11 @@ def _guard(kind: str, record: models.Model, after: dict[str, Any]) -> None:
     next transfer with the wrong nonce or lose the rollback of a failed one."""
     if kind != ApprovalKind.WALLET or not {"chain", "address"} & set(after):
         return
+    from reference.models import WalletAddress
     from settlement.models import ChainTransfer
 
+    if not isinstance(record, WalletAddress):
+        raise TypeError(f"a wallet change is about a wallet, not {record!r}")
     signing = ChainTransfer.objects.filter(chain=record.chain, from_address=record.address)
     if record.next_nonce or record.chain_state or signing.exists():
         raise IllegalTransition(f"wallet {record} has signed transfers: its chain and address stay (add a new wallet)")
@@ -153,7 +172,7 @@ def change_target(kind: str, target_id: int, payload: dict[str, Any]) -> str:
     spec = CHANGE_KINDS[kind]
     model = spec.model_class
     after = payload.get("after")
-    label = payload.get("model")
+    label = payload.get("model", "")
     if LEGACY_MODEL_LABELS.get(label, label) != spec.model or not isinstance(after, dict) or not after:
         raise ValidationFailed(f"a {kind} proposal needs the {spec.model} and the values after")
     if set(after) - set(spec.fields):
@@ -162,11 +181,11 @@ def change_target(kind: str, target_id: int, payload: dict[str, Any]) -> str:
     if pk is None:
         if not spec.adds:
             raise ValidationFailed(f"a {kind} change is about an existing record")
-        parent = model._meta.get_field(spec.parent).related_model.objects.filter(pk=target_id).first()
+        parent = _related_model(model, spec.parent)._default_manager.filter(pk=target_id).first()
         if parent is None or str(target_id) != str(after.get(spec.parent)):
             raise ValidationFailed(f"no {spec.parent} {target_id}")
         return f"new {model._meta.verbose_name} of {parent}"
-    record = model.objects.filter(pk=pk).first()
+    record = model._default_manager.filter(pk=pk).first()
     if record is None:
         raise ValidationFailed(f"no {spec.model} {pk}")
     if (getattr(record, f"{spec.parent}_id") if spec.parent else record.pk) != target_id:
@@ -191,7 +210,7 @@ def change_apply(request: ApprovalRequest, *, actor: Actor, reason: str) -> str:
             raise IllegalTransition(f"{record} changed since the proposal ({', '.join(stale)}): propose again")
         _guard(request.kind, record, payload["after"])
     for name, value in payload["after"].items():
-        setattr(record, model._meta.get_field(name).attname, _field_load(model, name, value))
+        setattr(record, _concrete_field(model, name).attname, _field_load(model, name, value))
     try:
         record.full_clean()
     except ValidationError as exc:

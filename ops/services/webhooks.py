@@ -88,9 +88,11 @@ def _claim(notification_id: int) -> Notification | None:
 def _give_up_alert(notification: Notification, error: str) -> None:
     from ops.services.alerts import ops_alert
 
+    participant = notification.participant  # set: only a participant's notification has a webhook
+    url = participant.webhook_url if participant is not None else ""
     ops_alert(
         title=f"Webhook to {notification.participant} given up: notification #{notification.pk} ({notification.event})",
-        body=f"{notification.delivery_attempts} attempts to {notification.participant.webhook_url} failed since "
+        body=f"{notification.delivery_attempts} attempts to {url} failed since "
         f"{notification.created_at:%Y-%m-%d %H:%M:%S} UTC; the last: {error}. The participant has not been told: "
         "tell it another way, or have the receiver fixed and the notification re-sent.",
         link=f"/admin/ops/notification/{notification.pk}/change/",
@@ -109,6 +111,8 @@ def webhook_deliver(*, notification_id: int) -> DeliveryOutcome:
         current = Notification.objects.filter(pk=notification_id).values_list("delivery_status", flat=True).first()
         return DeliveryOutcome(delivered=False, final=current != DeliveryStatus.PENDING)
     participant = notification.participant
+    if participant is None:  # never: notifications are pending only for a participant's webhook
+        raise ValueError(f"notification #{notification.pk} is pending without a participant")
     body = webhook_body(notification)
     timestamp = int(time.time())
     headers = {

@@ -7,6 +7,7 @@ stay equal to on-chain balances.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
 
@@ -24,7 +25,7 @@ TRANSFER_GAS = 21_000
 PRIORITY_FEE_WEI = 10**9  # 1 gwei tip
 
 
-def _call(fn, *args, **kwargs):
+def _call(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
     """Map transport failures of any provider onto the rail's transient errors."""
     try:
         return fn(*args, **kwargs)

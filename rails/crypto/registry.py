@@ -56,6 +56,15 @@ def chain_rail(chain: str) -> Any | None:
     return _cached(chain, rpc_url(chain))
 
 
+def chain_rail_of(chain: str) -> Any:
+    """The rail of ``chain`` where something is known to move on chain (a transfer, a wallet to
+    fund, an on-chain asset): a chain without one is a configuration error, said as such."""
+    rail = chain_rail(chain)
+    if rail is None:
+        raise ValueError(f"{chain} has no rail: it settles on the internal ledger (CLEARHOUSE_CHAIN_RAILS)")
+    return rail
+
+
 @cache
 def _cached(chain: str, url: str) -> Any:
     return _FACTORIES[chain](url)

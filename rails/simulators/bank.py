@@ -170,7 +170,8 @@ class BankSimulator(NetworkSimulator):
     def _read_ach(self, message_id: str, text: str) -> list[Payment]:
         ach_file = nacha.read_ach_file(text)
         entries = nacha.parse_ach_file(text)
-        effective = ach_file.batches[0].effective_date if ach_file.batches else self.today
+        # A blank or zero effective date (000000) settles as if requested today (then the delay).
+        effective = (ach_file.batches[0].effective_date if ach_file.batches else None) or self.today
         offset = self.ach_settlement_account
         payments = []
         for entry in entries:

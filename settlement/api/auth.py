@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, NoReturn
 
 from django.conf import settings
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
@@ -39,7 +39,7 @@ class ApiTokenAuthentication(authentication.BaseAuthentication):
     def authenticate_header(self, request: Request) -> str:
         return self.keyword
 
-    def _fail(self, request: Request, who: str, why: str) -> None:
+    def _fail(self, request: Request, who: str, why: str) -> NoReturn:
         auth_failure_record(channel="api", who=who, reason=why, ip=client_ip(request), path=request.path)
         raise exceptions.AuthenticationFailed(f"Invalid API token: {why}.")
 

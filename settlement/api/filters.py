@@ -40,7 +40,8 @@ class UtcIsoDateTimeField(forms.DateTimeField):
 
 
 class UtcIsoDateTimeFilter(django_filters.IsoDateTimeFilter):
-    field_class = UtcIsoDateTimeField
+    # django-filter documents replacing field_class; its stubs pin the type to the filter's default
+    field_class = UtcIsoDateTimeField  # type: ignore[assignment]
 
 
 BIGINT_MIN, BIGINT_MAX = -(2**63), 2**63 - 1
@@ -50,7 +51,8 @@ BIGINT_MIN, BIGINT_MAX = -(2**63), 2**63 - 1
 class IntegerFilter(django_filters.NumberFilter):
     """A whole number within PostgreSQL's bigint range (a NumberFilter takes any decimal)."""
 
-    field_class = forms.IntegerField
+    # (a NumberFilter, so the schema and lookups stay numeric; the stubs pin field_class to DecimalField)
+    field_class = forms.IntegerField  # type: ignore[assignment]
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         kwargs.setdefault("min_value", BIGINT_MIN)

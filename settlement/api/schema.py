@@ -29,7 +29,7 @@ INGEST_RESULTS = ["created", "existing"]
 class TradeBatchItemResultSerializer(serializers.Serializer):
     index = serializers.IntegerField()
     id = serializers.IntegerField()
-    source = serializers.CharField()
+    source = serializers.CharField()  # type: ignore[assignment]  # a declared field, not Field.source
     external_id = serializers.CharField()
     settlement_date = serializers.DateField()
     result = serializers.ChoiceField(choices=INGEST_RESULTS)

@@ -4,7 +4,7 @@ import re
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal, InvalidOperation
-from typing import Any
+from typing import Any, cast
 
 from django.conf import settings
 from django.utils import timezone
@@ -131,7 +131,8 @@ class TradeInputSerializer(serializers.Serializer):
     a body ``source`` is accepted only when it equals it, otherwise it is a field error.
     """
 
-    source = serializers.CharField(
+    # (DRF's metaclass takes declared fields out of the class: this does not shadow Field.source)
+    source = serializers.CharField(  # type: ignore[assignment]
         max_length=64,
         required=False,
         help_text="Always the authenticated API user; may be omitted, or sent equal to it (anything else is refused).",
@@ -334,7 +335,8 @@ class InstructionDetailSerializer(InstructionSerializer):
     def get_fees(self, obj: SettlementInstruction) -> list[dict[str, Any]]:
         request = self.context.get("request")
         charges = visible_scope(obj.fee_charges.all(), getattr(request, "user", None), "participant")
-        return FeeChargeSerializer(charges.select_related("participant", "asset", "rule"), many=True).data
+        fees = FeeChargeSerializer(charges.select_related("participant", "asset", "rule"), many=True)
+        return cast(list[dict[str, Any]], fees.data)  # many=True makes a ListSerializer: its data is a list
 
     def get_net_payments(self, obj: SettlementInstruction) -> list[int]:
         from netting.selectors import netted_instructions_for_leg
@@ -343,7 +345,8 @@ class InstructionDetailSerializer(InstructionSerializer):
 
     @extend_schema_field(TransitionSerializer(many=True))
     def get_transitions(self, obj: SettlementInstruction) -> list[dict[str, Any]]:
-        return TransitionSerializer(instruction_transitions(obj), many=True).data
+        rows = TransitionSerializer(instruction_transitions(obj), many=True)
+        return cast(list[dict[str, Any]], rows.data)  # many=True makes a ListSerializer: its data is a list
 
 
 class FeePreviewSerializer(serializers.Serializer):
@@ -383,4 +386,4 @@ class BalanceSerializer(serializers.ModelSerializer):
         fields = ["id", "participant", "asset", "kind", "balance"]
 
     def get_participant(self, obj: LedgerAccount) -> str:
-        return obj.owner.code if obj.owner_id else f"system:{obj.system_code}"
+        return obj.owner.code if obj.owner is not None else f"system:{obj.system_code}"

@@ -10,6 +10,7 @@ from rest_framework import mixins, serializers, viewsets
 from rest_framework.request import Request
 from rest_framework.response import Response
 
+from common.actors import request_actor
 from common.choices import InstructionStatus, Leg
 from ledger.models import LedgerAccount
 from settlement import selectors
@@ -83,7 +84,7 @@ class TradeViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Ge
         inputs = submission_inputs(submission, source=request.user.get_username())
         if isinstance(inputs, Response):
             return inputs
-        result = trades_ingest(items=inputs, actor=request.user)
+        result = trades_ingest(items=inputs, actor=request_actor(request.user))
         if submission.single:
             trade = self.get_queryset().get(pk=result.trades[0].pk)
             data = dict(TradeSerializer(trade).data)

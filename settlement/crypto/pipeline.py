@@ -23,6 +23,7 @@ import logging
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from datetime import timedelta
 from decimal import Decimal
 
 from django.conf import settings
@@ -37,7 +38,7 @@ from common.ports import case_open, escalate, notify
 from ledger.services.audit import LogEntry, transition_log_append, transition_log_deferred
 from ledger.services.ledger import ledger_lock
 from rails.base import RailRejected, RailTransientError
-from rails.crypto.registry import chain_rail
+from rails.crypto.registry import chain_rail_of
 from reference.models import Asset, WalletAddress
 from settlement.crypto.trades import (
     NETWORK_FEES,
@@ -118,7 +119,7 @@ def fee_reserves_for(assets: Iterable[Asset]) -> dict[int, Decimal]:
     out: dict[int, Decimal] = {}
     for asset in assets:
         if asset.pk not in out and on_chain(asset):
-            out[asset.pk] = quantize_up(chain_rail(asset.chain).fee_reserve(), asset.precision)
+            out[asset.pk] = quantize_up(chain_rail_of(asset.chain).fee_reserve(), asset.precision)
     return out
 
 
@@ -192,11 +193,13 @@ def crypto_trade_prepare(*, trade: Trade, actor: Actor = PIPELINE) -> list[Chain
 
 def _sign_leg(leg: SettlementInstruction, *, actor: Actor) -> ChainTransfer:
     chain = leg.asset.chain
-    rail = chain_rail(chain)
+    rail = chain_rail_of(chain)
     sender = lock_wallets(participant_id=leg.payer_id, chain=chain).first()
     receiver = WalletAddress.objects.filter(participant_id=leg.payee_id, chain=chain).first()
     if sender is None or receiver is None:
         raise WalletMissing(f"{leg.payer if sender is None else leg.payee} has no {chain} wallet")
+    if leg.fee_lock is None:  # never: a leg is signed only once its network fee is locked
+        raise ValueError(f"{leg.reference} has no network-fee lock")
     nonce = sender.next_nonce
     signed = rail.sign_transfer(
         from_address=sender.address,
@@ -327,7 +330,7 @@ class StuckWork:
 
 def stuck_crypto_work(*, older_than_seconds: int, limit: int = 1000) -> StuckWork:
     """Work that a lost task, a killed worker or a restarted broker left behind."""
-    cutoff = timezone.now() - timezone.timedelta(seconds=older_than_seconds)
+    cutoff = timezone.now() - timedelta(seconds=older_than_seconds)
     # a case on either leg of a trade puts the whole trade in operations' hands
     open_case = Q(instruction__trade__instructions__cases__status=CaseStatus.OPEN)
     trades = list(

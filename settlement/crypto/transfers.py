@@ -25,7 +25,7 @@ from ledger.services.audit import LogEntry, transition_log_append, transition_lo
 from ledger.services.ledger import account_for, ledger_charge, ledger_post, ledger_post_journal, system_account_for
 from rails.base import RailError
 from rails.base import TransferStatus as ChainStatus
-from rails.crypto.registry import chain_rail
+from rails.crypto.registry import chain_rail_of
 from reference.models import WalletAddress
 from settlement.crypto.trades import NETWORK_FEES, SettlementHalted, _fail_legs, on_chain, quantize_up
 from settlement.locking import lock_transfers
@@ -50,7 +50,7 @@ def transfer_broadcast(*, transfer: ChainTransfer, actor: Actor = PIPELINE) -> C
     if active_halt(transfer.instruction.asset) is not None:
         raise SettlementHalted(f"{transfer.instruction.asset.code} settlement is halted")
     sent = transfer.tx_hash
-    chain_rail(transfer.chain).broadcast(transfer.raw_tx)  # outside any transaction
+    chain_rail_of(transfer.chain).broadcast(transfer.raw_tx)  # outside any transaction
     with transaction.atomic():
         transfer = lock_transfers(pk=transfer.pk).get()
         if transfer.status not in (TS.SIGNED, TS.BROADCAST) or transfer.tx_hash != sent:
@@ -94,7 +94,7 @@ def transfer_give_up(*, transfer: ChainTransfer, reason: str, actor: Actor = PIP
     re-signed (another hash) meanwhile."""
     seen_status, seen_hash = transfer.status, transfer.tx_hash
     try:
-        status: ChainStatus | None = chain_rail(transfer.chain).status(
+        status: ChainStatus | None = chain_rail_of(transfer.chain).status(
             tx_hash=seen_hash, sender=transfer.from_address, raw=transfer.raw_tx
         )
     except RailError:
@@ -172,7 +172,7 @@ def transfer_check(*, transfer: ChainTransfer, actor: Actor = PIPELINE) -> Check
     transfer = ChainTransfer.objects.select_related("instruction__asset", "instruction__trade").get(pk=transfer.pk)
     if transfer.status != TS.BROADCAST:
         return CheckOutcome("done")
-    status: ChainStatus = chain_rail(transfer.chain).status(
+    status: ChainStatus = chain_rail_of(transfer.chain).status(
         tx_hash=transfer.tx_hash, sender=transfer.from_address, raw=transfer.raw_tx
     )
     asset = transfer.instruction.asset
@@ -229,7 +229,9 @@ def transfer_resign(*, transfer: ChainTransfer, actor: Actor = PIPELINE) -> Chai
         if transfer.status != seen_status or transfer.tx_hash != seen_hash:
             return transfer  # someone else acted on this observation already
         leg = transfer.instruction
-        signed = chain_rail(transfer.chain).sign_transfer(
+        if leg.fee_lock is None:  # never: a leg is signed only once its network fee is locked
+            raise ValueError(f"{leg.reference} has no network-fee lock")
+        signed = chain_rail_of(transfer.chain).sign_transfer(
             from_address=transfer.from_address,
             to_address=transfer.to_address,
             amount=transfer.amount,

@@ -12,7 +12,7 @@ from common.choices import Chain
 from common.exceptions import ValidationFailed
 from ledger.models import Journal
 from ledger.services.ledger import ledger_deposit
-from rails.crypto.registry import chain_rail
+from rails.crypto.registry import chain_rail_of
 from rails.crypto.signing import keystore, new_private_key
 from reference.models import Asset, Participant, WalletAddress
 
@@ -55,7 +55,7 @@ def local_chain_fund(*, wallet: WalletAddress, asset: Asset, amount: Decimal, ac
     credit the ledger for that deposit."""
     from django.conf import settings
 
-    rail = chain_rail(wallet.chain)
+    rail = chain_rail_of(wallet.chain)
     if wallet.chain == Chain.BITCOIN:
         tx_hash = rail.rpc("sim_fund", wallet.address, str(amount))
         return chain_deposit_credit(wallet=wallet, asset=asset, amount=amount, tx_hash=tx_hash, actor=actor)

@@ -15,7 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
 from django.db.models import Q
@@ -27,6 +27,9 @@ from reference.models import Asset, Participant
 from settlement.locking import lock_fee_charges
 from settlement.models import FeeCharge, FeeRule, SettlementInstruction
 from settlement.models.fees import FeeChargeStatus, FeeKind, FeeParty, FeeRail, SettlementType
+
+if TYPE_CHECKING:
+    from ledger.models import LedgerAccount
 
 FEE_REVENUE = "fee-revenue"
 
@@ -194,7 +197,7 @@ def fees_pending(instruction: SettlementInstruction) -> list[FeeCharge]:
     )
 
 
-def fee_revenue_account(asset: Asset):
+def fee_revenue_account(asset: Asset) -> LedgerAccount:
     from ledger.services.ledger import system_account_for
 
     return system_account_for(code=FEE_REVENUE, asset=asset, allow_negative=False)
@@ -203,7 +206,7 @@ def fee_revenue_account(asset: Asset):
 def fee_charges_mark(
     *,
     charges: list[FeeCharge],
-    status: str,
+    status: FeeChargeStatus,
     actor: Any,
     reason: str,
     journal: Any = None,

@@ -72,7 +72,7 @@ def _lock_reference(instruction: SettlementInstruction) -> str:
     return f"{instruction.reference}:a{instruction.attempt}"
 
 
-def _lock_funds(instruction: SettlementInstruction, *, actor: Actor, expires_at: datetime | None) -> None:
+def _lock_funds(instruction: SettlementInstruction, *, actor: Actor, expires_at: datetime | None) -> LedgerLock:
     """Hold what the payer owes: the amount and, on a cash leg, its fee (computed now)."""
     lock = ledger_lock(
         owner=instruction.payer,
@@ -84,19 +84,20 @@ def _lock_funds(instruction: SettlementInstruction, *, actor: Actor, expires_at:
         accounts=_known_accounts(instruction, instruction.payer_id),
     )
     instruction.lock = lock
+    return lock
 
 
 def _hold_and_lock(
     instruction: SettlementInstruction, *, actor: Actor, reason: str, expires_at: datetime | None
 ) -> SettlementInstruction:
     """Hold the payer's funds and move pending → locked (row already locked by the caller)."""
-    _lock_funds(instruction, actor=actor, expires_at=expires_at)
+    lock = _lock_funds(instruction, actor=actor, expires_at=expires_at)
     return _apply(
         instruction,
         instruction.mark_locked,
         actor=actor,
         reason=reason,
-        metadata={"lock": instruction.lock.reference},
+        metadata={"lock": lock.reference},
         update_fields=("lock",),
     )
 

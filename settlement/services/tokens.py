@@ -8,6 +8,7 @@ import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from django.contrib.auth.models import User
 from django.db import transaction
 from django.utils import timezone
 
@@ -31,7 +32,7 @@ def _hash(key: str) -> str:
 
 
 def token_issue(
-    *, user: object, name: str, scopes: list[str], actor: Actor, expires_at: datetime | None = None
+    *, user: User, name: str, scopes: list[str], actor: Actor, expires_at: datetime | None = None
 ) -> Issued:
     unknown = sorted(set(scopes) - set(Scope.values))
     if not scopes or unknown:

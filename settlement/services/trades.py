@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
 from decimal import Decimal
 from functools import partial
 from typing import Any
@@ -75,7 +75,7 @@ class IngestResult:
         return len({t.pk for t, c in zip(self.trades, self.created, strict=True) if c})
 
 
-def instrument_settlement_date(instrument: Instrument, executed_at: datetime) -> object:
+def instrument_settlement_date(instrument: Instrument, executed_at: datetime) -> date:
     """Both legs settle on the base asset's cycle. A 24x7 base (crypto) ignores the quote's
     calendar because its cash leg moves on the internal ledger; otherwise the date must be a
     business day on both the market's and the currency's calendars."""
@@ -94,7 +94,7 @@ def _store(trades: list[Trade], *, actor: Actor, window_ids: list[int | None]) -
 
 
 def _columns(model: type[Model]) -> list[str]:
-    return [f.column for f in model._meta.concrete_fields]
+    return [f.column for f in model._meta.concrete_fields if f.column is not None]  # all: they are concrete
 
 
 def _quoted(columns: list[str]) -> str:
@@ -203,7 +203,7 @@ def _new_trades(
     """The batch's trades not stored yet (first occurrence of each key), with their settlement
     date worked out once per instrument and trade date."""
     submitted_by = actor_user(actor)
-    dates: dict[tuple[int, object], object] = {}
+    dates: dict[tuple[int, date], date] = {}
     new: dict[tuple[str, str], tuple[Trade, TradeInput]] = {}
     for item, digest in zip(items, hashes, strict=True):
         key = (item.source, item.external_id)

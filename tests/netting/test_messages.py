@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import pytest
+from django.test import override_settings
 
-from netting.messages import report_events
+from netting.messages import house_accounts, report_events
 
 
 @pytest.mark.parametrize("kind", ["custody.fail", "custody.reject"])
@@ -21,3 +22,11 @@ def test_report_events_reads_a_custody_fail_advice():
     advice = '{"reference": "R1", "reason": "LACK", "since": "2026-11-24"}'
     (event,) = report_events(kind="custody.fail", content=advice)
     assert (event.end_to_end_id, event.event, event.code) == ("R1", "failing", "LACK")
+
+
+def test_house_accounts_skips_an_account_configured_without_identifier():
+    # given a house account with an IBAN, one with a number only, and one with neither
+    accounts = {"EUR": {"iban": "DE12500105170648489890"}, "USD": {"account": "4400123456"}, "GBP": {"bic": "X"}}
+    # when the identifiers are listed, then the two that can appear in bookings are, sortable
+    with override_settings(CLEARHOUSE_HOUSE_BANK_ACCOUNTS=accounts):
+        assert sorted(house_accounts()) == ["4400123456", "DE12500105170648489890"]
