@@ -45,6 +45,7 @@ from common.actors import Actor, SystemActor, actor_user, stamp_history
 from common.choices import AccountKind, AssetKind, CaseKind, InstructionStatus, LockStatus
 from common.exceptions import IllegalTransition, InsufficientFunds, NotPermitted
 from common.money import format_amount
+from common.ports import NETTED_RELEASE, Approval, approval_pending
 from ledger.models import LedgerAccount
 from ledger.services.audit import LogEntry, transition_log_append, transition_run
 from ledger.services.ledger import (
@@ -64,7 +65,6 @@ from netting.models import (
     RailMethod,
     RailReport,
 )
-from ops.models import ApprovalKind, ApprovalRequest
 from rails.base import RailRejected, RailTransientError
 from rails.fiat.routing import AccountDetails, NoRoute, method_choose, method_fallback
 from settlement.models import SettlementInstruction
@@ -1116,18 +1116,18 @@ def reports_apply(*, report_ids: list[int], actor: Actor = PLAN) -> dict[str, in
 # --- operations --------------------------------------------------------------------------------------
 
 
-def netted_release(*, ni: NettedInstruction, actor: Actor, reason: str, approval: ApprovalRequest) -> NettedInstruction:
+def netted_release(*, ni: NettedInstruction, actor: Actor, reason: str, approval: Approval) -> NettedInstruction:
     """Release a payment held over the net debit cap: only as the application of an approved
     four-eyes request (``approval``, being decided by ``actor``, in its transaction). Ops propose
     it with ``approval_propose(kind="netted_release", ...)``."""
     with transaction.atomic():
-        stored = ApprovalRequest.objects.filter(pk=approval.pk, status="pending").first()
+        stored = approval_pending(approval.pk)  # (kind, target_id, proposed_by_id) of the ops request
         user = actor_user(actor)
         if (
             stored is None
-            or (stored.kind, stored.target_id) != (ApprovalKind.NETTED_RELEASE, ni.pk)
+            or stored[:2] != (NETTED_RELEASE, ni.pk)
             or user is None
-            or user.pk == stored.proposed_by_id
+            or user.pk == stored[2]
             or approval.decided_by_id != user.pk
         ):
             raise NotPermitted(f"releasing netted instruction {ni.pk} past its cap needs an approved four-eyes request")
@@ -1217,13 +1217,12 @@ def custody_fails(*, today: date | None = None) -> list[dict]:
 def custody_buy_in_check(*, today: date | None = None) -> int:
     """Beat: open a buy-in case for each delivery failing for the configured business days.
     Returns how many cases were opened now (not the ones already open)."""
-    from common.ports import case_open
-    from ops.models import ReviewCase
+    from common.ports import case_exists, case_open
 
     opened = 0
     for row in custody_fails(today=today):
         key = f"buy-in:{row['instruction']}"
-        if not row["buy_in_due"] or ReviewCase.objects.filter(dedupe_key=key).exists():
+        if not row["buy_in_due"] or case_exists(dedupe_key=key):
             continue
         receiver = row["participant"] if row["deliverer"] == "the house" else "the house"
         case_open(
