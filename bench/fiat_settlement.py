@@ -104,7 +104,7 @@ def main(kids: Children) -> None:
     from ledger.models import LedgerAccount, TransitionLog
     from ledger.services.ledger import ledger_deposit
     from netting.models import NettedInstruction, NettedStatus, NettingWindow, RailAttempt, WindowStatus
-    from netting.payments import rail_reports_fetch
+    from netting.pipeline import rail_reports_fetch
     from netting.services import window_close
     from reference.models import Asset, BankAccount, Instrument, Participant
     from settlement.models import SettlementInstruction

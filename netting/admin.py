@@ -25,7 +25,7 @@ from netting.models import (
     RailMethod,
     RailReport,
 )
-from netting.payments import netted_retry
+from netting.pipeline import netted_retry
 from netting.reports import rail_report_record_retry
 from netting.selectors import netted_instructions_for_leg
 from settlement.admin import FeeChargeInline, instruction_display_add

@@ -16,17 +16,27 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal
-from typing import Any
 
 from django.conf import settings
 from django.utils import timezone
 
 from common.jsonload import json_loads
 from netting.models import Direction, NettedInstruction, RailMethod
+from rails.fiat.routing import AccountDetails
 from rails.formats import iso20022, nacha
 from rails.formats.iso20022 import sese
 
 CONTENT_TYPES = {"nacha": "text/plain"}
+
+
+@dataclass(frozen=True)
+class Route:
+    """Where a netted payment goes (chosen by ``netting.pipeline.routes``): its method and the
+    participant's account details and name."""
+
+    method: str
+    participant: AccountDetails
+    participant_name: str
 
 
 @dataclass(frozen=True)
@@ -56,7 +66,7 @@ def house_accounts() -> set[str]:
     return {a.get("iban") or a.get("account") for a in settings.CLEARHOUSE_HOUSE_BANK_ACCOUNTS.values()}
 
 
-def _participant_party(route: Any) -> iso20022.Party:
+def _participant_party(route: Route) -> iso20022.Party:
     details = route.participant
     country = details.iban[:2] if details.iban else ("US" if details.aba else "")
     return iso20022.Party(
@@ -69,13 +79,13 @@ def _participant_party(route: Any) -> iso20022.Party:
     )
 
 
-def build_message(*, ni: NettedInstruction, route: Any, message_id: str, end_to_end_id: str) -> Message:
+def build_message(*, ni: NettedInstruction, route: Route, message_id: str, end_to_end_id: str) -> Message:
     now = timezone.now()
     asset = ni.asset
     remittance = f"Clearhouse window {ni.window_id} {ni.get_direction_display().split(' ')[0]} {ni.reference}"
     if route.method == RailMethod.CUSTODY:
-        house = settings.CLEARHOUSE_HOUSE_CUSTODY_ACCOUNT
-        participant = route.participant
+        house_account = settings.CLEARHOUSE_HOUSE_CUSTODY_ACCOUNT
+        details = route.participant
         pay_in = ni.direction == Direction.PAY_IN
         instruction = sese.SecuritiesInstruction(
             reference=end_to_end_id,
@@ -87,10 +97,10 @@ def build_message(*, ni: NettedInstruction, route: Any, message_id: str, end_to_
             currency="USD",
             trade_date=ni.window.closed_at.date() if ni.window.closed_at else now.date(),
             settlement_date=ni.settlement_date,
-            safekeeping_account=participant.account if pay_in else house["account"],
-            account_owner_bic=participant.bic if pay_in else house["bic"],
-            counterparty_account=house["account"] if pay_in else participant.account,
-            counterparty_bic=house["bic"] if pay_in else participant.bic,
+            safekeeping_account=details.account if pay_in else house_account["account"],
+            account_owner_bic=details.bic if pay_in else house_account["bic"],
+            counterparty_account=house_account["account"] if pay_in else details.account,
+            counterparty_bic=house_account["bic"] if pay_in else details.bic,
         )
         return Message(
             "sese.023.001.11",

@@ -194,7 +194,7 @@ class NettedInstruction(ConcurrentTransitionMixin, models.Model):
             netting_window_id=self.window_id, asset_id=self.asset_id, settlement_date=self.settlement_date
         ).filter(Q(payer_id=self.participant_id) | Q(payee_id=self.participant_id))
 
-    # --- transitions: state only; netting.payments does the I/O and the logging ---------------
+    # --- transitions: state only; netting.pipeline does the I/O and the logging ---------------
     @transition(field=status, source=NettedStatus.PENDING, target=NettedStatus.HELD)
     def mark_held(self) -> None:
         pass

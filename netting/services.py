@@ -22,7 +22,6 @@ from ledger.services.audit import LogEntry, transition_log_append
 from netting.locking import lock_window, lock_window_shared
 from netting.models import NetDebitCap, NetObligation, NettingWindow, WindowStatus
 from reference.models import Asset
-from settlement.models import SettlementInstruction
 
 logger = logging.getLogger(__name__)
 NETTING = SystemActor("netting")
@@ -77,16 +76,6 @@ def netting_windows_for(asset_classes: set[str]) -> dict[str, int]:
             raise RuntimeError(f"could not find an open {asset_class} netting window")
         windows[asset_class] = window.pk
     return windows
-
-
-def netting_assign_legs(*, trade_ids: list[int], window_ids: list[int | None]) -> None:
-    """Put the legs of the given trades in their windows (one UPDATE per window)."""
-    by_window: dict[int, list[int]] = defaultdict(list)
-    for trade_id, window_id in zip(trade_ids, window_ids, strict=True):
-        if window_id is not None:
-            by_window[window_id].append(trade_id)
-    for window_id, ids in by_window.items():
-        SettlementInstruction.objects.filter(trade_id__in=ids).update(netting_window_id=window_id)
 
 
 _OBLIGATIONS_SQL = """
@@ -187,7 +176,7 @@ def window_close(*, window: NettingWindow, actor: Actor = NETTING) -> NettingWin
         )
         if held_ids:
             _escalate_held(window, held_ids)
-        from netting.payments import plan_create
+        from netting.pipeline.plan import plan_create
 
         plan_create(window=window, actor=actor)
         return window

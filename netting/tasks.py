@@ -1,22 +1,39 @@
+"""Netting's Celery tasks: thin wrappers over ``netting.services`` and ``netting.pipeline``
+(which enqueue these by name, ``netting.dispatch``, and never import this module).
+
+The long ones (advancing a batch of netted instructions, applying a batch of reports) stop taking
+new work after a third of ``CELERY_VISIBILITY_TIMEOUT`` and hand the rest on as a new task: with
+``acks_late`` a task still running when the timeout expires would be handed by Redis to a second
+worker as well, and both would work the same rows.
+"""
+
 from __future__ import annotations
 
 import logging
+import time
 
 from celery import shared_task
+from django.conf import settings
 
-from netting.payments import (
+from netting.pipeline import (
     attempt_send,
     custody_buy_in_check,
-    netted_advance,
+    netted_advance_until,
     netted_sweep,
     plan_start,
     rail_reports_fetch,
-    reports_apply,
+    reports_apply_until,
 )
 from netting.services import windows_close_due
 from rails.base import RailError
 
 logger = logging.getLogger(__name__)
+
+
+def task_deadline() -> float:
+    """When a long netting task starts no new item and hands the rest on (``time.monotonic()``):
+    well below the visibility timeout, after which Redis would redeliver the running task."""
+    return time.monotonic() + settings.CELERY_VISIBILITY_TIMEOUT / 3
 
 
 @shared_task(acks_late=True)
@@ -29,8 +46,14 @@ def netting_close_windows_task() -> list[int]:
 @shared_task(acks_late=True)
 def netted_advance_task(ids: list[int]) -> dict[str, int]:
     """Lock, build and send the messages of a batch of netted instructions. Safe to run twice:
-    each instruction is re-read under its row lock and a resend reuses the message id."""
-    return netted_advance(ids=ids)
+    each instruction is re-read under its row lock and a resend reuses the message id. The ones
+    not started within the time budget go on as a new task (queued before this one is
+    acknowledged: a crash in between leaves a duplicate, which is harmless)."""
+    outcome, rest = netted_advance_until(ids=ids, deadline=task_deadline())
+    if rest:
+        netted_advance_task.delay(rest)
+        outcome["handed_on"] = len(rest)
+    return outcome
 
 
 @shared_task(acks_late=True)
@@ -60,9 +83,13 @@ def rail_reports_fetch_task() -> dict[str, dict[str, int]]:
 
 @shared_task(acks_late=True)
 def reports_apply_task(report_ids: list[int]) -> dict[str, int]:
-    """Apply stored reports (confirmations settle as one batch); an applied one is skipped,
-    every event is idempotent."""
-    return reports_apply(report_ids=report_ids)
+    """Apply stored reports (confirmations settle in batches); an applied one is skipped, every
+    event is idempotent. The reports not started within the time budget go on as a new task."""
+    outcome, rest = reports_apply_until(report_ids=report_ids, deadline=task_deadline())
+    if rest:
+        reports_apply_task.delay(rest)
+        outcome["handed_on"] = len(rest)
+    return outcome
 
 
 @shared_task(acks_late=True)

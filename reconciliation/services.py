@@ -227,9 +227,9 @@ def bank_charges_pass_on(*, actor: Actor = RECON, file_id: int | None = None) ->
     notification and statement apart)."""
     from django.db import connection
 
+    from netting.fees import bank_charge_pass_on
     from netting.messages import house_accounts
     from netting.models import NettedInstruction
-    from settlement.services.fees import bank_charge_pass_on
 
     with connection.cursor() as cursor:
         cursor.execute(_CHARGED_BOOKINGS, {"house": sorted(house_accounts()), "file": file_id})

@@ -318,7 +318,7 @@ def _linear(counts: dict[int, int]) -> tuple[float, float]:
 def test_netted_payments_cost_a_fixed_number_of_queries_each(fiat_market, django_capture_on_commit_callbacks):  # noqa: F811
     # given two closed fiat windows: one EUR/USD trade, then two (twice the pay-ins)
     from netting.models import NettedInstruction
-    from netting.payments import netted_advance
+    from netting.pipeline import netted_advance
 
     m = fiat_market
     advance = {}

@@ -145,7 +145,7 @@ def _apply(request: ApprovalRequest, actor: Actor) -> str:
         halt_lift(halt=SettlementHalt.objects.get(pk=request.target_id), actor=actor, reason=reason)
         return "halt lifted"
     from netting.models import NettedInstruction
-    from netting.payments import netted_release, netted_retry
+    from netting.pipeline import netted_release, netted_retry
 
     ni = NettedInstruction.objects.get(pk=request.target_id)
     if request.kind == ApprovalKind.NETTED_RELEASE:

@@ -446,7 +446,7 @@ def trades_settle_due_internal(*, on_date: date, actor: Actor, limit: int = 10_0
     """Settle on the internal ledger every trade whose legs are pending and due by ``on_date``.
 
     For trades without a rail: each trade is its own DvP transaction. On PostgreSQL, legs in a
-    netting window are left to the window's settlement plan (``netting.payments``).
+    netting window are left to the window's settlement plan (``netting.pipeline``).
     """
     due = Trade.objects.filter(settlement_date__lte=on_date, instructions__status=S.PENDING)
     if connection.vendor == "postgresql":  # netted legs settle with their window's payments

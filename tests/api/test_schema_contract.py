@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
+from netting.fees import bank_charge_pass_on
 from netting.models import NettedInstruction
-from settlement.services.fees import bank_charge_pass_on
 from tests import factories
 from tests.conftest import token_client
 from tests.factories import ACTOR

@@ -13,7 +13,7 @@ from django.utils import timezone
 
 from common.choices import AssetKind, MarketCalendar
 from netting.models import NettedInstruction, NettedStatus
-from netting.payments import netted_advance, rail_reports_fetch
+from netting.pipeline import netted_advance, rail_reports_fetch
 from rails import networks as rail_network
 from reference.models import Asset, BankAccount, CustodyAccount, Participant
 from tests import factories

@@ -12,7 +12,7 @@ from django.utils import timezone
 
 from ledger.models import LedgerAccount, Posting
 from netting.models import NettedInstruction, NettedStatus, NettingWindow, WindowStatus
-from netting.payments import CSA, netted_advance
+from netting.pipeline import CSA, netted_advance
 from netting.services import window_close
 from settlement.models import FeeCharge, FeeRule
 from settlement.services.fees import fee_revenue_account

@@ -25,7 +25,7 @@ from netting.models import (
     RailReport,
     WindowStatus,
 )
-from netting.payments import CSA, custody_buy_in_check, custody_fails, netted_release, netted_retry
+from netting.pipeline import CSA, custody_buy_in_check, custody_fails, netted_release, netted_retry
 from netting.selectors import netted_instructions_for_leg
 from netting.services import window_close
 from ops.models import ApprovalRequest, ReviewCase
@@ -219,7 +219,7 @@ def test_timeouts_are_retried_with_the_same_message_and_pay_once(fiat_market: Fi
         m.bank.inject("timeout")  # first send: nothing received
         m.bank.inject("timeout_after_accept")  # second send: received, answer lost
         _, day = _one_usd_trade(m)
-        from netting.payments import netted_advance
+        from netting.pipeline import netted_advance
 
         netted_advance(ids=[_pay_in(m).pk])
         ni = _pay_in(m)
@@ -369,7 +369,8 @@ def test_a_worker_dying_around_the_send_is_recovered_by_the_sweeper_and_pays_onc
 ):
     from datetime import timedelta
 
-    import netting.payments as payments
+    import netting.pipeline as payments
+    import netting.pipeline.operations as operations
     from rails.messaging import NetworkClient
 
     m = fiat_market
@@ -393,7 +394,7 @@ def test_a_worker_dying_around_the_send_is_recovered_by_the_sweeper_and_pays_onc
     # The sweeper finds the stuck instruction and resends the same message.
     NettedInstruction.objects.filter(pk=ni.pk).update(updated_at=timezone.now() - timedelta(hours=1))
     swept: list[int] = []
-    monkeypatch.setattr(payments, "dispatch_netted", lambda ids: swept.extend(ids))
+    monkeypatch.setattr(operations, "dispatch_netted", lambda ids: swept.extend(ids))
     payments.netted_sweep()
     assert ni.pk in swept
     payments.netted_advance(ids=swept)
@@ -422,7 +423,7 @@ def test_custodian_rejecting_an_unknown_safekeeping_account_goes_to_review(fiat_
 def test_confirmations_that_cannot_be_booked_open_an_investigation_and_move_nothing(fiat_market: FiatMarket):
     from datetime import datetime
 
-    from netting.payments import attempts_settle, reports_apply
+    from netting.pipeline import attempts_settle, reports_apply
 
     m = fiat_market
     m.bank.inject("reject", code="AM02")
@@ -463,7 +464,7 @@ def test_confirmations_that_cannot_be_booked_open_an_investigation_and_move_noth
 def test_retry_from_review_after_timeouts_gets_a_new_send_budget_and_a_late_refusal_releases(
     fiat_market: FiatMarket, settings
 ):
-    from netting.payments import attempt_event, netted_advance
+    from netting.pipeline import attempt_event, netted_advance
 
     m = fiat_market
     settings.CLEARHOUSE_RAIL_MAX_SENDS = 2

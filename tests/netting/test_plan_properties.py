@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 from common.choices import AssetKind, InstructionStatus, MarketCalendar
 from ledger.models import LedgerAccount, TransitionLog
 from netting.models import NettedInstruction, NettedStatus, NettingWindow, WindowStatus
-from netting.payments import CSA, netted_advance
+from netting.pipeline import CSA, netted_advance
 from netting.services import window_close
 from settlement.models import SettlementInstruction
 from settlement.services.trades import TradeInput, trades_ingest

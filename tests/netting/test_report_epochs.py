@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from netting.models import NettedInstruction, NettedStatus, RailReport
-from netting.payments import rail_reports_fetch
+from netting.pipeline import rail_reports_fetch
 from ops.models import OpsAlert
 from reconciliation.models import ExternalRecord
 from reconciliation.services import rail_reports_record

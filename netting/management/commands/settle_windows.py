@@ -11,7 +11,7 @@ from django.core.management.base import BaseCommand
 
 from common.actors import SystemActor
 from netting.models import NettedInstruction, NettedStatus, NettingWindow, WindowStatus
-from netting.payments import netted_advance, rail_reports_fetch
+from netting.pipeline import netted_advance, rail_reports_fetch
 from netting.services import window_close
 from rails.base import RailError
 
