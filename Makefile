@@ -42,10 +42,12 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check .
 	$(MAKE) --no-print-directory typecheck
 
-# The architecture guards (configured in pyproject.toml): import contracts, then mypy with the Django
-# plugin, which loads config.settings: it needs a DATABASE_URL to parse but connects to nothing.
+# The architecture guards (configured in pyproject.toml): import contracts, no use of another
+# package's private names, then mypy with the Django plugin, which loads config.settings: it needs
+# a DATABASE_URL to parse but connects to nothing.
 typecheck: $(STAMP)
 	$(BIN)/lint-imports
+	$(BIN)/python scripts/check_private_imports.py
 	DEBUG=1 DATABASE_URL=postgres://typecheck@127.0.0.1:5432/typecheck CELERY_BROKER_URL= $(BIN)/mypy
 
 bench-ingest: $(STAMP) services

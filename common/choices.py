@@ -7,6 +7,14 @@ class AssetKind(models.TextChoices):
     SECURITY = "security", "Security"
 
 
+class AssetClass(models.TextChoices):
+    """A netting window's asset class (``settlement.routing.asset_class_of`` picks a trade's)."""
+
+    FIAT = "fiat", "Fiat currency"
+    SECURITY = "security", "Securities"
+    CRYPTO = "crypto", "Crypto (T+n)"
+
+
 class SettlementCycle(models.IntegerChoices):
     T0 = 0, "T+0"
     T1 = 1, "T+1"

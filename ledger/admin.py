@@ -5,13 +5,8 @@ from __future__ import annotations
 
 from django.contrib import admin
 
+from common.admin_kit import HistoryAdmin, ReadOnlyAdminMixin, amount_column, asset_precision
 from ledger.models import Journal, LedgerAccount, LedgerLock, Posting, TransitionLog
-from ops.admin_kit import (
-    HistoryAdmin,
-    ReadOnlyAdminMixin,
-    amount_column,
-    asset_precision,
-)
 
 
 @admin.register(LedgerAccount)

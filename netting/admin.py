@@ -1,14 +1,23 @@
 from __future__ import annotations
 
-from django import forms
+from typing import Any
+
 from django.contrib import admin
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse
 from django.urls import reverse
-from django.utils.html import format_html
+from django.utils.html import format_html, format_html_join
 
+from common.admin_kit import (
+    ActionOnlyAdminMixin,
+    HistoryAdmin,
+    ReadOnlyAdminMixin,
+    permission_check,
+    proposal_service,
+    reason_action,
+)
+from ledger.admin_kit import transitions_table
 from netting.models import (
-    NetDebitCap,
     NetObligation,
     NettedInstruction,
     NettingWindow,
@@ -18,19 +27,9 @@ from netting.models import (
 )
 from netting.pipeline import netted_retry
 from netting.reports import rail_report_record_retry
-from netting.selectors import liquidity_position
-from ops.admin_changes import REASON, ProposeChangesMixin
-from ops.admin_kit import (
-    ActionOnlyAdminMixin,
-    HistoryAdmin,
-    ReadOnlyAdminMixin,
-    permission_check,
-    proposal_service,
-    reason_action,
-    transitions_table,
-)
-from ops.models import ApprovalKind
-from settlement.admin import FeeChargeInline
+from netting.selectors import netted_instructions_for_leg
+from settlement.admin import FeeChargeInline, instruction_display_add
+from settlement.models import SettlementInstruction
 
 
 class ObligationInline(ReadOnlyAdminMixin, admin.TabularInline):
@@ -68,54 +67,6 @@ class NetObligationAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     list_filter = ("held", "asset", "window__asset_class")
     search_fields = ("participant__code",)
     list_select_related = ("window", "participant", "asset")
-
-
-class NetDebitCapForm(forms.ModelForm):
-    reason = REASON
-
-    class Meta:
-        model = NetDebitCap
-        fields = ["participant", "asset", "cap"]
-
-
-@admin.register(NetDebitCap)
-class NetDebitCapAdmin(ProposeChangesMixin, HistoryAdmin):
-    """Caps are liquidity limits set by operations: adding or changing one is a four-eyes
-    proposal (a raised cap lets payments past the old limit); every change is kept in history.
-    Next to each, the participant's liquidity position in that asset."""
-
-    form = NetDebitCapForm
-    change_kind = ApprovalKind.NET_DEBIT_CAP
-    list_display = ("participant", "asset", "cap", "available", "locked", "open_pay_ins", "latest_net", "headroom")
-    list_select_related = ("participant", "asset")
-
-    def _position(self, obj: NetDebitCap, key: str) -> str:
-        from common.money import format_amount
-
-        return format_amount(liquidity_position(obj)[key], obj.asset.precision)
-
-    @admin.display(description="available")
-    def available(self, obj: NetDebitCap) -> str:
-        return self._position(obj, "available")
-
-    @admin.display(description="locked")
-    def locked(self, obj: NetDebitCap) -> str:
-        return self._position(obj, "locked")
-
-    @admin.display(description="open pay-ins")
-    def open_pay_ins(self, obj: NetDebitCap) -> str:
-        return self._position(obj, "open_pay_ins")
-
-    @admin.display(description="latest net obligation")
-    def latest_net(self, obj: NetDebitCap) -> str:
-        return self._position(obj, "latest_net")
-
-    @admin.display(description="headroom (cap - open pay-ins)")
-    def headroom(self, obj: NetDebitCap) -> str:
-        return self._position(obj, "headroom")
-
-    list_filter = ("asset",)
-    search_fields = ("participant__code",)
 
 
 class RailAttemptInline(ReadOnlyAdminMixin, admin.TabularInline):
@@ -343,3 +294,16 @@ class RailReportAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     @admin.display(boolean=True, description="import failed")
     def import_failed(self, obj: RailReport) -> bool:
         return bool(obj.record_error)
+
+
+@admin.display(description="netted instructions")
+def netted_in(model_admin: Any, obj: SettlementInstruction) -> str:
+    """The leg's netted instructions (payer's and payee's side), linked, on the instruction's page."""
+    links = [
+        format_html('<a href="{}">{}</a>', reverse("admin:netting_nettedinstruction_change", args=[ni.pk]), ni)
+        for ni in netted_instructions_for_leg(obj).select_related("asset")
+    ]
+    return format_html_join(", ", "{}", ((link,) for link in links)) or "-"
+
+
+instruction_display_add("netted_in", netted_in, after="netting_window")

@@ -11,12 +11,13 @@ import django_filters
 from django.db.models import QuerySet
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers, viewsets
+from rest_framework.routers import DefaultRouter
 
+from ledger.selectors import transitions_of
 from netting.models import Direction, NettedInstruction, NettedStatus, NettingWindow, RailAttempt, RailMethod
 from netting.selectors import net_payments_visible_to, windows_visible_to
 from settlement.api.filters import IntegerFilter, StrictFilterSet, UtcIsoDateTimeFilter
 from settlement.api.serializers import AmountField, FeeChargeSerializer, TransitionSerializer
-from settlement.selectors import transitions_of
 
 
 class WindowSerializer(serializers.ModelSerializer):
@@ -117,3 +118,9 @@ class NetPaymentViewSet(viewsets.ReadOnlyModelViewSet):
 
     def get_serializer_class(self) -> type[serializers.Serializer]:
         return NetPaymentDetailSerializer if self.action == "retrieve" else NetPaymentSerializer
+
+
+def netting_routes_register(router: DefaultRouter) -> None:
+    """Netting's API routes; ``config.api_urls`` mounts them after settlement's on one router."""
+    router.register("netting-windows", NettingWindowViewSet, basename="netting-window")
+    router.register("net-payments", NetPaymentViewSet, basename="net-payment")

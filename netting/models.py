@@ -15,13 +15,8 @@ from django.db.models import Q
 from django_fsm import ConcurrentTransitionMixin, FSMField, transition
 from simple_history.models import HistoricalRecords
 
+from common.choices import AssetClass
 from ledger.models.ledger import amount_field
-
-
-class AssetClass(models.TextChoices):
-    FIAT = "fiat", "Fiat currency"
-    SECURITY = "security", "Securities"
-    CRYPTO = "crypto", "Crypto (T+n)"
 
 
 class WindowStatus(models.TextChoices):

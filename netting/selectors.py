@@ -27,6 +27,11 @@ def netted_instructions_for_leg(leg: SettlementInstruction) -> QuerySet[NettedIn
     )
 
 
+def leg_net_payment_ids(leg: SettlementInstruction) -> list[int]:
+    """The ids of ``leg``'s netted instructions, sorted (the API's ``net_payments``)."""
+    return sorted(netted_instructions_for_leg(leg).values_list("pk", flat=True))
+
+
 def liquidity_position(cap: NetDebitCap) -> dict[str, Decimal]:
     """What the participant holds, has locked, and owes in open pay-ins for the cap's asset."""
     balances = dict(

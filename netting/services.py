@@ -20,7 +20,7 @@ from common.actors import Actor, SystemActor, actor_label, stamp_history
 from common.money import format_amount
 from ledger.services.audit import LogEntry, transition_log_append
 from netting.locking import lock_window, lock_window_shared
-from netting.models import AssetClass, NetDebitCap, NetObligation, NettingWindow, WindowStatus
+from netting.models import NetDebitCap, NetObligation, NettingWindow, WindowStatus
 from reference.models import Asset
 
 logger = logging.getLogger(__name__)
@@ -30,10 +30,6 @@ NETTING = SystemActor("netting")
 def window_length(asset_class: str) -> timedelta:
     minutes = settings.CLEARHOUSE_NETTING_WINDOW_MINUTES
     return timedelta(minutes=float(minutes.get(asset_class, minutes.get("default", 15))))
-
-
-def asset_class_of(base: Asset) -> str:
-    return {"fiat": AssetClass.FIAT, "security": AssetClass.SECURITY}.get(base.kind, AssetClass.CRYPTO)
 
 
 def _open_window(asset_class: str, *, now: datetime | None = None) -> NettingWindow:

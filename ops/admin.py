@@ -13,15 +13,9 @@ from django.urls import reverse
 from django.utils.html import format_html, format_html_join
 
 from common.actors import request_actor
+from common.admin_kit import ActionOnlyAdminMixin, HistoryAdmin, ReadOnlyAdminMixin, permission_check, reason_action
 from common.exceptions import DomainError
-from ops.admin_kit import (
-    ActionOnlyAdminMixin,
-    HistoryAdmin,
-    ReadOnlyAdminMixin,
-    permission_check,
-    reason_action,
-    transitions_table,
-)
+from ledger.admin_kit import transitions_table
 from ops.models import ApprovalRequest, DailyReport, Notification, OpsAlert, ReviewCase
 from ops.services.cases import case_assign, case_resolve
 

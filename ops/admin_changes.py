@@ -1,6 +1,7 @@
 """Admin pages whose saves are four-eyes proposals (``ops.services.changes``): a
 participant's bank, custody and wallet accounts, beat's periodic tasks (edits, enabling and
-disabling) and an asset's kind, chain, cycle or precision while it has instructions in flight.
+disabling), net debit caps (with the liquidity position beside each) and an asset's kind, chain,
+cycle or precision while it has instructions in flight.
 Saving asks for a reason and files a proposal; the change is written when an approver agrees."""
 
 from __future__ import annotations
@@ -15,8 +16,10 @@ from django.urls import reverse
 from django_celery_beat.admin import PeriodicTaskAdmin, PeriodicTaskForm
 from django_celery_beat.models import ClockedSchedule, CrontabSchedule, IntervalSchedule, PeriodicTask, SolarSchedule
 
+from common.admin_kit import HistoryAdmin, permission_check, reason_action
 from common.exceptions import DomainError, ValidationFailed
-from ops.admin_kit import HistoryAdmin, permission_check, reason_action
+from netting.models import NetDebitCap
+from netting.selectors import liquidity_position
 from ops.models import ApprovalKind
 from ops.services.approvals import approval_propose
 from ops.services.changes import asset_change_needs_approval, change_payload, changed_fields
@@ -193,6 +196,54 @@ class AssetAdmin(ProposeChangesMixin, HistoryAdmin):
 
 
 # --- beat's schedule ---------------------------------------------------------------------------
+
+
+class NetDebitCapForm(forms.ModelForm):
+    reason = REASON
+
+    class Meta:
+        model = NetDebitCap
+        fields = ["participant", "asset", "cap"]
+
+
+@admin.register(NetDebitCap)
+class NetDebitCapAdmin(ProposeChangesMixin, HistoryAdmin):
+    """Caps are liquidity limits set by operations: adding or changing one is a four-eyes
+    proposal (a raised cap lets payments past the old limit); every change is kept in history.
+    Next to each, the participant's liquidity position in that asset."""
+
+    form = NetDebitCapForm
+    change_kind = ApprovalKind.NET_DEBIT_CAP
+    list_display = ("participant", "asset", "cap", "available", "locked", "open_pay_ins", "latest_net", "headroom")
+    list_select_related = ("participant", "asset")
+
+    def _position(self, obj: NetDebitCap, key: str) -> str:
+        from common.money import format_amount
+
+        return format_amount(liquidity_position(obj)[key], obj.asset.precision)
+
+    @admin.display(description="available")
+    def available(self, obj: NetDebitCap) -> str:
+        return self._position(obj, "available")
+
+    @admin.display(description="locked")
+    def locked(self, obj: NetDebitCap) -> str:
+        return self._position(obj, "locked")
+
+    @admin.display(description="open pay-ins")
+    def open_pay_ins(self, obj: NetDebitCap) -> str:
+        return self._position(obj, "open_pay_ins")
+
+    @admin.display(description="latest net obligation")
+    def latest_net(self, obj: NetDebitCap) -> str:
+        return self._position(obj, "latest_net")
+
+    @admin.display(description="headroom (cap - open pay-ins)")
+    def headroom(self, obj: NetDebitCap) -> str:
+        return self._position(obj, "headroom")
+
+    list_filter = ("asset",)
+    search_fields = ("participant__code",)
 
 
 class PeriodicTaskChangeForm(PeriodicTaskForm):

@@ -11,10 +11,11 @@ class OpsConfig(AppConfig):
 
         from common.ports import ports_register
         from ops.dbroles import app_role_check, app_role_sync
+        from ops.ports import approval_pending, case_exists
         from ops.roles import roles_sync
         from ops.services.alerts import ops_alert
-        from ops.services.approvals import approver_require, permission_require
-        from ops.services.cases import case_open, escalate, notify
+        from ops.services.approvals import approval_propose, approver_require, permission_require
+        from ops.services.cases import case_open, escalate, instruction_escalate, notify
 
         # the lower layers open cases, notify and alert through common.ports
         ports_register(
@@ -24,6 +25,10 @@ class OpsConfig(AppConfig):
             ops_alert=ops_alert,
             permission_require=permission_require,
             approver_require=approver_require,
+            approval_propose=approval_propose,
+            approval_pending=approval_pending,
+            case_exists=case_exists,
+            instruction_escalate=instruction_escalate,
         )
         # the roles keep every model's permissions as models are added
         post_migrate.connect(roles_sync, sender=self, dispatch_uid="roles_sync")

@@ -13,9 +13,9 @@ from django.urls import path, reverse
 from django.utils.html import format_html
 
 from common.actors import request_actor
+from common.admin_kit import ActionOnlyAdminMixin, HistoryAdmin, ReadOnlyAdminMixin, permission_check, reason_action
 from common.exceptions import DomainError
 from common.jsonload import json_loads
-from ops.admin_kit import ActionOnlyAdminMixin, HistoryAdmin, ReadOnlyAdminMixin, permission_check, reason_action
 from reconciliation.importers import ImportRejected
 from reconciliation.models import (
     Break,
@@ -294,7 +294,7 @@ class BreakAdmin(ActionOnlyAdminMixin, HistoryAdmin):
 
     @admin.display(description="transition log")
     def transitions(self, obj: Break) -> str:
-        from ops.admin_kit import transitions_table
+        from ledger.admin_kit import transitions_table
 
         return transitions_table("break", obj.pk)
 

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from django import forms
@@ -8,10 +9,10 @@ from django.contrib.admin.exceptions import NotRegistered
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse
 from django.urls import reverse
-from django.utils.html import format_html, format_html_join
+from django.utils.html import format_html
 
 from common.actors import request_actor
-from ops.admin_kit import (
+from common.admin_kit import (
     ActionOnlyAdminMixin,
     HistoryAdmin,
     ReadOnlyAdminMixin,
@@ -20,9 +21,9 @@ from ops.admin_kit import (
     permission_check,
     proposal_service,
     reason_action,
-    transitions_table,
 )
-from ops.services.cases import instruction_escalate
+from common.ports import instruction_escalate
+from ledger.admin_kit import transitions_table
 from settlement.models import (
     ApiToken,
     AuthFailure,
@@ -133,7 +134,6 @@ class SettlementInstructionAdmin(ActionOnlyAdminMixin, HistoryAdmin):
         "updated_at",
         "reference",
         "netting_window",
-        "netted_in",
         "transitions",
     ]
     fields = readonly_fields
@@ -142,16 +142,6 @@ class SettlementInstructionAdmin(ActionOnlyAdminMixin, HistoryAdmin):
     has_cancel_permission = permission_check("settlement.cancel_settlementinstruction")
     has_escalate_permission = permission_check("settlement.escalate_settlementinstruction")
     has_propose_permission = permission_check("ops.add_approvalrequest")
-
-    @admin.display(description="netted instructions")
-    def netted_in(self, obj: SettlementInstruction) -> str:
-        from netting.selectors import netted_instructions_for_leg
-
-        links = [
-            format_html('<a href="{}">{}</a>', reverse("admin:netting_nettedinstruction_change", args=[ni.pk]), ni)
-            for ni in netted_instructions_for_leg(obj).select_related("asset")
-        ]
-        return format_html_join(", ", "{}", ((link,) for link in links)) or "-"
 
     amount_shown = amount_column("amount", asset_precision, "amount")
 
@@ -212,6 +202,15 @@ class SettlementInstructionAdmin(ActionOnlyAdminMixin, HistoryAdmin):
             action_name="reverse_selected",
             kwarg="obj",
         )
+
+
+def instruction_display_add(name: str, display: Callable[[Any, SettlementInstruction], str], *, after: str) -> None:
+    """A layer above settlement adds a read-only field ``name`` (shown by ``display``) to the
+    instruction's change page, after the field ``after`` (netting: the leg's netted instructions)."""
+    setattr(SettlementInstructionAdmin, name, display)
+    fields = SettlementInstructionAdmin.readonly_fields  # also its ``fields``: the same list
+    if name not in fields:
+        fields.insert(fields.index(after) + 1, name)
 
 
 @admin.register(ChainTransfer)
@@ -448,3 +447,6 @@ try:
     admin.site.unregister(TokenProxy)
 except (ImportError, NotRegistered):
     pass
+
+
+from settlement import admin_statements  # noqa: E402, F401  (the participant's statements)

@@ -1,6 +1,5 @@
 from django.apps import AppConfig
 from django.contrib.auth.signals import user_login_failed
-from django.db.models.signals import post_migrate
 
 
 def _login_failed(sender: object, credentials: dict, request: object = None, **_: object) -> None:
@@ -22,8 +21,4 @@ class SettlementConfig(AppConfig):
     verbose_name = "Settlement"
 
     def ready(self) -> None:
-        from config.beat import beat_defaults_install
-
-        # beat's entries appear in the admin (to edit) right after migrate, before beat first runs
-        post_migrate.connect(beat_defaults_install, sender=self, dispatch_uid="beat_defaults_install")
         user_login_failed.connect(_login_failed, dispatch_uid="admin_login_failed")

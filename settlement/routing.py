@@ -14,17 +14,22 @@ from typing import TYPE_CHECKING
 
 from django.db.models import Q
 
-from common.choices import AssetKind, SettlementCycle
+from common.choices import AssetClass, AssetKind, SettlementCycle
 from settlement.models.fees import FeeRail, SettlementType
 
 if TYPE_CHECKING:
-    from reference.models import Instrument
+    from reference.models import Asset, Instrument
 
 
 def settles_gross(instrument: Instrument) -> bool:
     """True when a trade in ``instrument`` settles gross T+0 through the crypto pipeline, False
     when it settles netted through a window."""
     return instrument.base.is_crypto_t0
+
+
+def asset_class_of(base: Asset) -> str:
+    """The netting window class of a netted trade whose base asset is ``base``."""
+    return {"fiat": AssetClass.FIAT, "security": AssetClass.SECURITY}.get(base.kind, AssetClass.CRYPTO)
 
 
 def settlement_type(instrument: Instrument) -> str:

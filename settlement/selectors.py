@@ -8,6 +8,7 @@ from typing import Any
 from django.db.models import Q, QuerySet
 
 from ledger.models import LedgerAccount, TransitionLog
+from ledger.selectors import transitions_of
 from reference.models import Instrument, Participant
 from settlement.models import SettlementInstruction, Trade
 
@@ -53,11 +54,6 @@ def trades_visible_to(user: Any) -> QuerySet[Trade]:
 def balances_visible_to(user: Any) -> QuerySet[LedgerAccount]:
     qs = LedgerAccount.objects.select_related("asset", "owner").order_by("owner__code", "asset__code", "kind")
     return visible_scope(qs, user, "owner")
-
-
-def transitions_of(entity_type: str, entity_id: int) -> QuerySet[TransitionLog]:
-    """One entity's transition log entries, oldest first."""
-    return TransitionLog.objects.filter(entity_type=entity_type, entity_id=entity_id).order_by("id")
 
 
 def instruction_transitions(instruction: SettlementInstruction) -> QuerySet[TransitionLog]:

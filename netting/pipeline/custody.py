@@ -49,13 +49,12 @@ def custody_fails(*, today: date | None = None) -> list[dict[str, Any]]:
 def custody_buy_in_check(*, today: date | None = None) -> int:
     """Beat: open a buy-in case for each delivery failing for the configured business days.
     Returns how many cases were opened now (not the ones already open)."""
-    from common.ports import case_open
-    from ops.models import ReviewCase
+    from common.ports import case_exists, case_open
 
     opened = 0
     for row in custody_fails(today=today):
         key = f"buy-in:{row['instruction']}"
-        if not row["buy_in_due"] or ReviewCase.objects.filter(dedupe_key=key).exists():
+        if not row["buy_in_due"] or case_exists(dedupe_key=key):
             continue
         receiver = row["participant"] if row["deliverer"] == "the house" else "the house"
         case_open(

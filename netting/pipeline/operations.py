@@ -12,25 +12,25 @@ from django.utils import timezone
 
 from common.actors import Actor, actor_user
 from common.exceptions import IllegalTransition, NotPermitted
+from common.ports import NETTED_RELEASE, Approval, approval_pending
 from netting.dispatch import REPORTS_APPLY, dispatch_netted, dispatch_netted_after_commit, enqueue
 from netting.locking import lock_net_payments
 from netting.models import NettedInstruction, RailReport
 from netting.pipeline.base import A, N, latest_attempt, netted_apply
-from ops.models import ApprovalKind, ApprovalRequest
 
 
-def netted_release(*, ni: NettedInstruction, actor: Actor, reason: str, approval: ApprovalRequest) -> NettedInstruction:
+def netted_release(*, ni: NettedInstruction, actor: Actor, reason: str, approval: Approval) -> NettedInstruction:
     """Release a payment held over the net debit cap: only as the application of an approved
     four-eyes request (``approval``, being decided by ``actor``, in its transaction). Ops propose
     it with ``approval_propose(kind="netted_release", ...)``."""
     with transaction.atomic():
-        stored = ApprovalRequest.objects.filter(pk=approval.pk, status="pending").first()
+        stored = approval_pending(approval.pk)  # (kind, target_id, proposed_by_id) of the ops request
         user = actor_user(actor)
         if (
             stored is None
-            or (stored.kind, stored.target_id) != (ApprovalKind.NETTED_RELEASE, ni.pk)
+            or stored[:2] != (NETTED_RELEASE, ni.pk)
             or user is None
-            or user.pk == stored.proposed_by_id
+            or user.pk == stored[2]
             or approval.decided_by_id != user.pk
         ):
             raise NotPermitted(f"releasing netted instruction {ni.pk} past its cap needs an approved four-eyes request")

@@ -339,9 +339,9 @@ class InstructionDetailSerializer(InstructionSerializer):
         return cast(list[dict[str, Any]], fees.data)  # many=True makes a ListSerializer: its data is a list
 
     def get_net_payments(self, obj: SettlementInstruction) -> list[int]:
-        from netting.selectors import netted_instructions_for_leg
+        from common.ports import leg_net_payment_ids
 
-        return sorted(netted_instructions_for_leg(obj).values_list("pk", flat=True))
+        return leg_net_payment_ids(obj)
 
     @extend_schema_field(TransitionSerializer(many=True))
     def get_transitions(self, obj: SettlementInstruction) -> list[dict[str, Any]]:

@@ -2,7 +2,6 @@ from typing import Any
 
 from rest_framework.routers import DefaultRouter
 
-from netting.api import NetPaymentViewSet, NettingWindowViewSet
 from settlement.api.views import BalanceViewSet, FeePreviewView, InstructionViewSet, StatementView, TradeViewSet
 
 
@@ -17,13 +16,10 @@ class ApiRouter(DefaultRouter):
         return f"(?P<{lookup_prefix}{lookup_url_kwarg}>{value_regex})"
 
 
-router = ApiRouter()
-router.register("trades", TradeViewSet, basename="trade")
-router.register("instructions", InstructionViewSet, basename="instruction")
-router.register("balances", BalanceViewSet, basename="balance")
-router.register("fees/preview", FeePreviewView, basename="fee-preview")
-router.register("statements", StatementView, basename="statement")
-router.register("netting-windows", NettingWindowViewSet, basename="netting-window")
-router.register("net-payments", NetPaymentViewSet, basename="net-payment")
-
-urlpatterns = router.urls
+def settlement_routes_register(router: DefaultRouter) -> None:
+    """Settlement's API routes; ``config.api_urls`` mounts them with netting's on one router."""
+    router.register("trades", TradeViewSet, basename="trade")
+    router.register("instructions", InstructionViewSet, basename="instruction")
+    router.register("balances", BalanceViewSet, basename="balance")
+    router.register("fees/preview", FeePreviewView, basename="fee-preview")
+    router.register("statements", StatementView, basename="statement")

@@ -17,11 +17,11 @@ from django.utils import timezone
 from common.actors import Actor, SystemActor
 from common.choices import AccountKind, InstructionStatus, LockStatus
 from common.exceptions import IllegalTransition, InsufficientFunds, WindowNotOpen
+from common.ports import window_hold_open
 from ledger.locking import lock_accounts_where, lock_ledger_locks
 from ledger.models import LedgerAccount, LedgerLock
 from ledger.services.audit import LogEntry, transition_log_append, transition_run
 from ledger.services.ledger import Leg, account_for, ledger_lock, ledger_post, ledger_post_journal, ledger_void
-from netting.services import window_hold_open
 from settlement.dispatch import dispatch_crypto_trades
 from settlement.locking import lock_instructions, lock_trade_legs
 from settlement.models import SettlementInstruction, Trade

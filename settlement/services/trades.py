@@ -23,12 +23,12 @@ from common.actors import Actor, actor_label, actor_user
 from common.choices import InstructionStatus, Leg, MarketCalendar
 from common.exceptions import IdempotencyConflict, ValidationFailed
 from common.money import quantize
+from common.ports import netting_windows_for
 from ledger.services.ledger import accounts_ensure
-from netting.services import asset_class_of, netting_windows_for
 from reference.models import Instrument, Participant
 from settlement.dispatch import dispatch_crypto_trades
 from settlement.models import SettlementInstruction, Trade
-from settlement.routing import settles_gross
+from settlement.routing import asset_class_of, settles_gross
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,7 @@
 """The admin kit every app's admin builds on (public): read-only and action-only admins, history
 that cannot be reverted by a POST, amount columns at the asset's precision, the reason-asking
-action (with the four-eyes proposal as its service) and the transition-log table."""
+action (with the four-eyes proposal, through ``common.ports``, as its service). The transition-log
+table is the ledger's: ``ledger.admin_kit``."""
 
 from __future__ import annotations
 
@@ -13,12 +14,11 @@ from django.core.exceptions import PermissionDenied
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
-from django.utils.html import format_html, format_html_join
 from simple_history.admin import SimpleHistoryAdmin
 
 from common.exceptions import DomainError
 from common.money import format_amount
-from settlement.selectors import transitions_of
+from common.ports import approval_propose
 
 
 def amount_column(field: str, precision: Callable[[Any], int], label: str) -> Callable[[Any, Any], str]:
@@ -60,7 +60,6 @@ def permission_check(codename: str) -> Any:
 
 def proposal_service(kind: str, target: Any) -> Any:
     """A service for reason_action: propose a four-eyes request on ``target``."""
-    from ops.services.approvals import approval_propose
 
     def propose(*, actor: Any, reason: str, **kwargs: Any) -> None:
         obj = kwargs.pop("obj")
@@ -101,23 +100,6 @@ class ActionOnlyAdminMixin:
             "show_delete": False,
         }
         return super().change_view(request, object_id, form_url, extra_context)  # type: ignore[misc]
-
-
-def transitions_table(entity_type: str, entity_id: int) -> str:
-    rows = transitions_of(entity_type, entity_id)
-    body = format_html_join(
-        "",
-        "<tr><td>{}</td><td>{} → {}</td><td>{}</td><td>{}</td><td><code>{}</code></td></tr>",
-        (
-            (r.at.strftime("%Y-%m-%d %H:%M:%S"), r.from_status, r.to_status, r.actor_label, r.reason, r.hash[:12])
-            for r in rows
-        ),
-    )
-    return format_html(
-        "<table><thead><tr><th>at</th><th>transition</th><th>actor</th><th>reason</th><th>hash</th></tr></thead>"
-        "<tbody>{}</tbody></table>",
-        body or format_html("<tr><td colspan=5>no transitions yet</td></tr>"),
-    )
 
 
 def reason_action(
