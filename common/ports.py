@@ -24,7 +24,8 @@ APPROVE_PERMISSION = "ops.approve_approvalrequest"
 _bound: dict[str, Callable[..., Any]] = {}
 
 
-# The approval kind whose application ``netted_release`` is (``ops.models.ApprovalKind``).
+# The approval kind whose application ``netted_release`` is; ``ops.models.ApprovalKind`` takes its
+# value from here, so the two cannot drift apart.
 NETTED_RELEASE = "netted_release"
 
 

@@ -10,10 +10,8 @@ worker as well, and both would work the same rows.
 from __future__ import annotations
 
 import logging
-import time
 
 from celery import shared_task
-from django.conf import settings
 
 from netting.pipeline import (
     attempt_send,
@@ -26,14 +24,9 @@ from netting.pipeline import (
 )
 from netting.services import windows_close_due
 from rails.base import RailError
+from settlement.tasks import task_deadline  # the one time budget of long tasks
 
 logger = logging.getLogger(__name__)
-
-
-def task_deadline() -> float:
-    """When a long netting task starts no new item and hands the rest on (``time.monotonic()``):
-    well below the visibility timeout, after which Redis would redeliver the running task."""
-    return time.monotonic() + settings.CELERY_VISIBILITY_TIMEOUT / 3
 
 
 @shared_task(acks_late=True)

@@ -67,8 +67,8 @@ def _schedule_checks(transfer_ids: list[int], *, poll: int = 0) -> None:
     crypto_check_task.apply_async((transfer_ids,), {"poll": poll}, countdown=delay if poll else 0)
 
 
-def _task_deadline() -> float:
-    """When a pipeline task stops taking new work and hands the rest on as a new task: well
+def task_deadline() -> float:
+    """When a long task (crypto here, netting too) stops taking new work and hands the rest on as a new task: well
     below the visibility timeout, after which Redis would hand the still-running task to a
     second worker (duplicate work contending for the same rows, rebroadcasts)."""
     return time.monotonic() + settings.CELERY_VISIBILITY_TIMEOUT / 3
@@ -80,7 +80,7 @@ def crypto_advance_task(self: Any, trade_ids: list[int], rail_attempt: int = 0) 
     Trades not started within the task's time budget go on as a new task (queued before this
     one is acknowledged: a crash in between leaves duplicates, which are harmless)."""
     try:
-        result = crypto_trades_advance(trade_ids=trade_ids, deadline=_task_deadline())
+        result = crypto_trades_advance(trade_ids=trade_ids, deadline=task_deadline())
     except RailTransientError as exc:  # the chain could not quote a fee: try again later
         if rail_attempt >= settings.CLEARHOUSE_BROADCAST_MAX_RETRIES:
             logger.error("chain unreachable for trades %s: %s; the sweeper will retry", trade_ids, exc)
@@ -138,9 +138,9 @@ def crypto_check_task(transfer_ids: list[int], poll: int = 0) -> dict:
     No worker is held while waiting for blocks."""
     outcome: dict[str, int] = {}
     waiting: list[int] = []
-    deadline = _task_deadline()
+    deadline = task_deadline()
     for index, transfer_id in enumerate(transfer_ids):
-        if index and time.monotonic() > deadline:  # the rest now, as a new task (see _task_deadline)
+        if index and time.monotonic() > deadline:  # the rest now, as a new task (see task_deadline)
             crypto_check_task.apply_async((transfer_ids[index:],), {"poll": poll})
             outcome["handed_on"] = len(transfer_ids) - index
             break

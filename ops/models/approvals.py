@@ -17,12 +17,14 @@ from django.db.models import F, Q
 from django_fsm import ConcurrentTransitionMixin, FSMField, transition
 from simple_history.models import HistoricalRecords
 
+from common.ports import NETTED_RELEASE
+
 
 class ApprovalKind(models.TextChoices):
     REVERSAL = "reversal", "Reverse a settled trade"
     HALT_LIFT = "halt_lift", "Lift a settlement halt"
     METHOD_OVERRIDE = "method_override", "Override a payment's rail method"
-    NETTED_RELEASE = "netted_release", "Release a payment held over its net debit cap"
+    NETTED_RELEASE = NETTED_RELEASE, "Release a payment held over its net debit cap"
     BANK_ACCOUNT = "bank_account", "Add or change a participant's bank account"
     WALLET = "wallet", "Add or change a participant's wallet"
     CUSTODY_ACCOUNT = "custody_account", "Add or change a participant's custody account"
