@@ -1,3 +1,4 @@
+from settlement.models.batch import BatchStatus, ChainTransaction, CryptoBatch
 from settlement.models.fees import FeeCharge, FeeChargeStatus, FeeKind, FeeParty, FeeRail, FeeRule, SettlementType
 from settlement.models.pipeline import ChainTransfer, SettlementHalt
 from settlement.models.tokens import ApiToken, AuthFailure, Scope
@@ -6,7 +7,10 @@ from settlement.models.trades import SettlementInstruction, Trade
 __all__ = [
     "ApiToken",
     "AuthFailure",
+    "BatchStatus",
+    "ChainTransaction",
     "ChainTransfer",
+    "CryptoBatch",
     "FeeCharge",
     "FeeChargeStatus",
     "FeeKind",

@@ -35,8 +35,21 @@ class ChainTransfer(ConcurrentTransitionMixin, models.Model):
     to_address = models.CharField(max_length=128)
     amount = amount_field()
     nonce = models.BigIntegerField()
-    tx_hash = models.CharField(max_length=130, unique=True)
-    raw_tx = models.TextField(help_text="Signed transaction (contains no key).")
+    tx_hash = models.CharField(max_length=130)
+    raw_tx = models.TextField(
+        blank=True, help_text="Signed transaction (contains no key); empty when ``chain_tx`` holds it."
+    )
+    chain_tx = models.ForeignKey(
+        "settlement.ChainTransaction",
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="transfers",
+        help_text="The batch chain transaction that pays this leg among others (batch engine).",
+    )
+    output_index = models.PositiveIntegerField(
+        default=0, help_text="Position of this payment in its chain transaction (event, output or instruction)."
+    )
     wallet_state_before = models.JSONField(
         default=dict, blank=True, help_text="The sender wallet's rail state this transaction spent from."
     )
@@ -59,10 +72,12 @@ class ChainTransfer(ConcurrentTransitionMixin, models.Model):
         ordering = ["-id"]
         constraints = [
             models.UniqueConstraint(fields=["instruction", "attempt"], name="chain_transfer_attempt_unique"),
-            # a failed transfer never reached the chain and gave its nonce back: it may be reused
+            models.UniqueConstraint(fields=["tx_hash", "output_index"], name="chain_transfer_tx_output_unique"),
+            # a failed transfer never reached the chain and gave its nonce back: it may be reused;
+            # the payments of one batch chain transaction share its nonce (``ChainTransaction``)
             models.UniqueConstraint(
                 fields=["chain", "from_address", "nonce"],
-                condition=~models.Q(status=TransferStatus.FAILED),
+                condition=~models.Q(status=TransferStatus.FAILED) & models.Q(chain_tx__isnull=True),
                 name="chain_transfer_nonce_unique",
             ),
         ]

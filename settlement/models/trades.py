@@ -89,11 +89,22 @@ class SettlementInstruction(ConcurrentTransitionMixin, models.Model):
         related_name="legs",
         help_text="The netting window this leg settles in (fiat and securities); empty for gross T+0 crypto.",
     )
+    batch = models.ForeignKey(
+        "settlement.CryptoBatch",
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="legs",
+        db_index=False,
+        help_text="The crypto batch settling this leg (batch engine); empty otherwise.",
+    )
     attempt = models.PositiveIntegerField(default=1, help_text="Incremented by each retry; part of the lock reference.")
     failure_reason = models.TextField(blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
-    history = HistoricalRecords(no_db_index=["trade", "asset", "payer", "payee", "lock", "fee_lock", "netting_window"])
+    history = HistoricalRecords(
+        no_db_index=["trade", "asset", "payer", "payee", "lock", "fee_lock", "netting_window", "batch"]
+    )
 
     class Meta:
         permissions = [
@@ -114,6 +125,7 @@ class SettlementInstruction(ConcurrentTransitionMixin, models.Model):
             models.Index(fields=["asset", "status"], name="instruction_asset_status_idx"),
             # the dashboard: per-minute settled/failed and the oldest stuck instruction per status
             models.Index(fields=["status", "updated_at"], name="instruction_status_updated_idx"),
+            models.Index(fields=["batch", "id"], name="instruction_batch_idx", condition=Q(batch__isnull=False)),
         ]
 
     def __str__(self) -> str:
