@@ -24,6 +24,16 @@ def dispatch_crypto_trades(trade_ids: Iterable[int]) -> None:
     from settlement.tasks import crypto_advance_task
 
     ids = sorted(set(trade_ids))
+    if ids and settings.CLEARHOUSE_CRYPTO_ENGINE == "batch":
+        from settlement.batch_tasks import crypto_batch_form_task
+        from settlement.crypto.batch_form import trades_split
+
+        batched, ids = trades_split(ids)
+        if batched:
+            try:  # trades committed meanwhile join the same batch
+                crypto_batch_form_task.apply_async(countdown=settings.CLEARHOUSE_BATCH_WAIT_MS / 1000)
+            except Exception:  # broker unreachable: the sweeper forms the batch
+                logger.exception("could not enqueue the batch former for trades %s..%s", batched[0], batched[-1])
     for chunk in _chunks(ids, settings.CLEARHOUSE_CRYPTO_BATCH):
         try:
             crypto_advance_task.delay(chunk)

@@ -16,7 +16,7 @@ from collections.abc import Iterable, Sequence
 from django.db.models import QuerySet
 
 from reference.models import WalletAddress
-from settlement.models import ApiToken, ChainTransfer, SettlementInstruction, Trade
+from settlement.models import ApiToken, ChainTransaction, ChainTransfer, CryptoBatch, SettlementInstruction, Trade
 from settlement.models.fees import FeeCharge
 from settlement.models.pipeline import SettlementHalt
 
@@ -60,3 +60,34 @@ def lock_halt(pk: int) -> QuerySet[SettlementHalt]:
 
 def lock_token(pk: int) -> QuerySet[ApiToken]:
     return ApiToken.objects.select_for_update().filter(pk=pk)
+
+
+# --- the batch engine: batch row → its legs (pk order) → ledger → wallets → chain transactions --
+
+
+def lock_batch(pk: int) -> QuerySet[CryptoBatch]:
+    """A crypto batch row, FOR UPDATE: every stage of the batch engine takes it first, so two
+    tasks for the same batch run one after the other and the second sees the stage done."""
+    return CryptoBatch.objects.select_for_update().filter(pk=pk)
+
+
+def claim_unbatched_legs(query: QuerySet[SettlementInstruction], *, limit: int) -> QuerySet[SettlementInstruction]:
+    """Pending legs not in a batch yet, FOR UPDATE SKIP LOCKED in pk order (a leg an operations
+    action or another former holds is left for the next round)."""
+    return query.select_for_update(skip_locked=True, of=("self",)).order_by("pk")[:limit]
+
+
+def lock_batch_legs(batch: CryptoBatch, *, related: Sequence[str] = ()) -> QuerySet[SettlementInstruction]:
+    """Every leg of a batch, FOR UPDATE OF the leg rows, in pk order."""
+    return lock_instructions(related=related, batch=batch).order_by("pk")
+
+
+def lock_wallets_of(*, participant_ids: Iterable[int], chain: str) -> QuerySet[WalletAddress]:
+    """The house wallets of many participants on ``chain``, FOR UPDATE in pk order."""
+    wallets = WalletAddress.objects.select_for_update().filter(participant_id__in=participant_ids, chain=chain)
+    return wallets.order_by("pk")
+
+
+def lock_chain_txs(**filters: object) -> QuerySet[ChainTransaction]:
+    """Chain transactions of the batch engine, FOR UPDATE in pk order (after the batch row)."""
+    return ChainTransaction.objects.select_for_update().filter(**filters).order_by("pk")

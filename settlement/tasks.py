@@ -177,10 +177,15 @@ def crypto_sweep_task(older_than_seconds: int | None = None) -> dict:
     broker restart). Every step it triggers is idempotent, so overlapping runs are harmless."""
     if older_than_seconds is None:
         older_than_seconds = settings.CLEARHOUSE_STUCK_AFTER_SECONDS
+    batches: dict[str, int] = {}
+    if settings.CLEARHOUSE_CRYPTO_ENGINE == "batch":
+        from settlement.batch_tasks import batches_sweep
+
+        batches = batches_sweep(older_than_seconds=older_than_seconds)
     stuck = stuck_crypto_work(older_than_seconds=older_than_seconds)
     dispatch_crypto_trades(stuck.trades)
     for transfer_id in stuck.signed:
         crypto_broadcast_task.delay(transfer_id)
     if stuck.broadcast:
         crypto_check_task.delay(stuck.broadcast)
-    return {"trades": len(stuck.trades), "signed": len(stuck.signed), "broadcast": len(stuck.broadcast)}
+    return {"trades": len(stuck.trades), "signed": len(stuck.signed), "broadcast": len(stuck.broadcast), **batches}

@@ -77,3 +77,12 @@ CLEARHOUSE_DROPPED_AFTER_CHECKS = int(os.environ.get("CLEARHOUSE_DROPPED_AFTER_C
 CLEARHOUSE_CONFIRM_MAX_POLLS = int(os.environ.get("CLEARHOUSE_CONFIRM_MAX_POLLS", "40"))
 # Trades per pipeline task (one task locks, signs and broadcasts a batch).
 CLEARHOUSE_CRYPTO_BATCH = int(os.environ.get("CLEARHOUSE_CRYPTO_BATCH", "50"))
+# The crypto T+0 engine: "batch" (batches per chain, set-based stages, one chain transaction for
+# many settlements) or "trade" (one trade at a time, the pipeline before the batch engine).
+CLEARHOUSE_CRYPTO_ENGINE = os.environ.get("CLEARHOUSE_CRYPTO_ENGINE", "trade")
+# A batch closes at this many trades, or when the former runs this long after the first
+# dispatch that woke it (whichever comes first).
+CLEARHOUSE_BATCH_MAX_TRADES = int(os.environ.get("CLEARHOUSE_BATCH_MAX_TRADES", "1000"))
+CLEARHOUSE_BATCH_WAIT_MS = int(os.environ.get("CLEARHOUSE_BATCH_WAIT_MS", "100"))
+# Seconds between confirmation polls of a broadcast batch.
+CLEARHOUSE_BATCH_POLL_SECONDS = float(os.environ.get("CLEARHOUSE_BATCH_POLL_SECONDS", "0.5"))

@@ -338,6 +338,7 @@ def stuck_crypto_work(*, older_than_seconds: int, limit: int = 1000) -> StuckWor
             settles_gross_q("trade__instrument"),
             updated_at__lt=cutoff,
             status__in=[S.PENDING, S.LOCKED],
+            batch__isnull=True,  # the batch engine's own sweeper looks after batches
         )
         .exclude(trade__instructions__cases__status=CaseStatus.OPEN)
         .order_by()
@@ -347,7 +348,7 @@ def stuck_crypto_work(*, older_than_seconds: int, limit: int = 1000) -> StuckWor
 
     def idle_transfers(status: str) -> list[int]:
         return list(
-            ChainTransfer.objects.filter(status=status, updated_at__lt=cutoff)
+            ChainTransfer.objects.filter(status=status, updated_at__lt=cutoff, chain_tx__isnull=True)
             .exclude(open_case)
             .order_by()
             .values_list("pk", flat=True)

@@ -207,6 +207,7 @@ def instruction_retry(*, instruction: SettlementInstruction, actor: Actor, reaso
         instruction = _for_update(instruction)
         if instruction.status == S.FAILED:
             instruction.attempt += 1
+        instruction.batch = None  # a new attempt goes into a new batch (batch engine)
         if settles_gross(instruction.trade.instrument):
             transaction.on_commit(partial(dispatch_crypto_trades, [instruction.trade_id]))
         return _apply(
@@ -215,7 +216,7 @@ def instruction_retry(*, instruction: SettlementInstruction, actor: Actor, reaso
             actor=actor,
             reason=reason,
             metadata={"attempt": instruction.attempt},
-            update_fields=("attempt",),
+            update_fields=("attempt", "batch"),
         )
 
 
