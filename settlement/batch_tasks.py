@@ -64,9 +64,10 @@ def crypto_batch_advance_task(self: object, batch_id: int, attempt: int = 0) -> 
         if batch.status == BatchStatus.OPEN:
             batch_lock(batch_id=batch_id, fee_reserves=_fee_reserves(batch))
             _crash_point("lock")
-        if batch_sign(batch_id=batch_id):
+        signed = batch_sign(batch_id=batch_id)
+        if signed == "signed":
             _crash_point("sign")
-        outcome = batch_broadcast(batch_id=batch_id)
+        outcome = "halted" if signed == "halted" else batch_broadcast(batch_id=batch_id)
     except RailTransientError as exc:
         logger.warning("batch %s: chain unreachable (%s), retrying", batch_id, exc)
         outcome = "retry"

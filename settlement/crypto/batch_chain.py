@@ -45,13 +45,16 @@ def batch_halted(batch: CryptoBatch) -> bool:
     return any(on_chain(a) and active_halt(a) is not None for a in assets)
 
 
-def batch_sign(*, batch_id: int, actor: Actor = PIPELINE) -> bool:
+def batch_sign(*, batch_id: int, actor: Actor = PIPELINE) -> str:
     """locked → signed: the chain transactions signed and stored, the legs processing. Returns
-    False when the batch was not locked (duplicate task, stage done)."""
+    "signed", "halted" (an asset of the batch is halted: nothing signed, the batch stays locked
+    until the halt is lifted) or "noop" (not locked: a duplicate task, or the stage done)."""
     with transaction.atomic(), transition_log_deferred():
         batch = lock_batch(batch_id).first()
         if batch is None or batch.status != BatchStatus.LOCKED:
-            return False
+            return "noop"
+        if batch_halted(batch):
+            return "halted"
         rail = chain_rail_of(batch.chain)
         trades = by_trade(lock_batch_legs(batch, related=LEG_RELATED))
         # a trade whose lock expired meanwhile was failed by the expiry sweeper: not signed
@@ -151,7 +154,7 @@ def batch_sign(*, batch_id: int, actor: Actor = PIPELINE) -> bool:
             for trade_id, reason in failed.items():
                 escalate(trades[trade_id][0], reason=reason)
         batch_move(batch, "mark_signed", actor=actor, reason=f"{len(txs)} chain transactions for {len(rows)} legs")
-        return True
+        return "signed"
 
 
 def _transfer(
