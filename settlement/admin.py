@@ -449,4 +449,7 @@ except (ImportError, NotRegistered):
     pass
 
 
-from settlement import admin_statements  # noqa: E402, F401  (the participant's statements)
+from settlement import (  # noqa: E402
+    admin_batches,  # noqa: F401  (batches and chain transactions)
+    admin_statements,  # noqa: F401  (the participant's statements)
+)

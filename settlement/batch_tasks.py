@@ -5,6 +5,7 @@ sweeper (``crypto_sweep_task``) when a task is lost."""
 from __future__ import annotations
 
 import logging
+from decimal import Decimal
 
 from celery import shared_task
 from django.conf import settings
@@ -28,7 +29,7 @@ def _crash_point(step: str) -> None:
     crash(step)
 
 
-def _fee_reserves(batch: CryptoBatch) -> dict[int, object]:
+def _fee_reserves(batch: CryptoBatch) -> dict[int, Decimal]:
     """Per-payout network-fee reserve of each on-chain asset of the batch (asked of the chain)."""
     asset_ids = SettlementInstruction.objects.filter(batch=batch).values_list("asset_id", flat=True).distinct()
     rail = chain_rail_of(batch.chain)

@@ -23,7 +23,7 @@ from ledger.services.transitions_many import transitions_run_many
 from rails.base import Payout, RailRejected, RailTransientError
 from rails.crypto.registry import chain_rail_of
 from reference.models import WalletAddress
-from settlement.crypto.batch_lock import LEG_RELATED, batch_move, by_trade, legs_fail_many
+from settlement.crypto.batch_lock import LEG_RELATED, batch_move, by_trade, held, legs_fail_many
 from settlement.crypto.trades import on_chain
 from settlement.locking import lock_batch, lock_batch_legs, lock_chain_txs, lock_wallets_of
 from settlement.models import BatchStatus, ChainTransaction, ChainTransfer, CryptoBatch, SettlementInstruction
@@ -89,7 +89,7 @@ def batch_sign(*, batch_id: int, actor: Actor = PIPELINE) -> str:
                             Payout(receivers[leg.payee_id].address, leg.amount, payout_reference(leg)) for leg in chunk
                         ],
                         nonce=wallet.next_nonce,
-                        fee_cap=sum((leg.fee_lock.amount for leg in chunk), Decimal(0)),
+                        fee_cap=sum((held(leg.fee_lock).amount for leg in chunk), Decimal(0)),
                         state=wallet.chain_state,
                     )
                 except RailRejected as exc:  # e.g. a recipient the contract may not pay

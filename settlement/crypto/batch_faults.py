@@ -8,12 +8,12 @@ from __future__ import annotations
 from decimal import Decimal
 
 from django.db import transaction
-from ledger.services.batch import PostRequest, ledger_post_many
 
 from common.actors import Actor
 from common.choices import CaseKind, InstructionStatus
 from common.ports import case_open, escalate
 from ledger.services.audit import LogEntry, transition_log_append, transition_log_deferred
+from ledger.services.batch import PostRequest, ledger_post_many
 from ledger.services.ledger import system_account_for
 from ledger.services.transitions_many import transitions_run_many
 from rails.base import Payout
@@ -22,7 +22,7 @@ from rails.crypto.registry import chain_rail_of
 from reference.models import WalletAddress
 from settlement.crypto.batch_chain import _transfers_follow, payout_reference, txs_fail
 from settlement.crypto.batch_fees import gas_row, gas_shares
-from settlement.crypto.batch_lock import batch_move, legs_fail_many
+from settlement.crypto.batch_lock import batch_move, held, legs_fail_many
 from settlement.crypto.trades import NETWORK_FEES
 from settlement.locking import lock_batch, lock_chain_txs
 from settlement.models import (
@@ -63,7 +63,7 @@ def txs_reverted(
         for leg in legs:
             account = system_account_for(code=f"{NETWORK_FEES}:{tx.chain}", asset=leg.asset)
             posts.append(
-                PostRequest(leg.fee_lock, account.pk, shares[leg.pk], (), f"network fee of reverted {tx.tx_hash}")
+                PostRequest(held(leg.fee_lock), account.pk, shares[leg.pk], (), f"network fee of reverted {tx.tx_hash}")
             )
             if shares[leg.pk] > 0:
                 gas_rows.append(gas_row(leg, fee=shares[leg.pk], tx_hash=tx.tx_hash))
@@ -72,7 +72,7 @@ def txs_reverted(
         tx.last_error = f"reverted in block {status.block_number}"
     journals = ledger_post_many(requests=posts, actor=actor)
     for row in gas_rows:
-        row.journal = journals[row.instruction.fee_lock.pk]
+        row.journal = journals[held(row.instruction.fee_lock).pk] if row.instruction else None
     FeeCharge.objects.bulk_create(gas_rows)
     txs = [tx for tx, _ in reverted]
     transitions_run_many(

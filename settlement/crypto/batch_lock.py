@@ -17,13 +17,13 @@ from decimal import Decimal
 from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
-from ledger.services.batch import HoldRequest, ledger_lock_many, ledger_void_many
 
 from common.actors import Actor
 from common.choices import InstructionStatus, LockStatus
 from common.ports import notify
 from ledger.models import LedgerLock
 from ledger.services.audit import transition_log_deferred, transition_run
+from ledger.services.batch import HoldRequest, ledger_lock_many, ledger_void_many
 from ledger.services.transitions_many import transitions_run_many
 from settlement.crypto.batch_fees import batch_fee_charges, batch_fee_charges_save, payer_fee, pending_charges
 from settlement.crypto.trades import on_chain
@@ -35,6 +35,13 @@ from settlement.services.instructions import ENTITY, _lock_reference
 
 S = InstructionStatus
 LEG_RELATED = ("asset", "payer", "payee", "trade", "lock", "fee_lock")
+
+
+def held(lock: LedgerLock | None) -> LedgerLock:
+    """A locked leg's hold (funds or fee reserve): never missing once the batch is locked."""
+    if lock is None:
+        raise ValueError("a locked leg of a batch has no hold")
+    return lock
 
 
 def fee_reference(leg: SettlementInstruction) -> str:

@@ -29,13 +29,13 @@ from typing import Any
 from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
-from ledger.services.batch import PostRequest, ledger_post_many
 
 from common.actors import Actor
 from common.choices import AccountKind, InstructionStatus
 from common.ports import escalate
 from ledger.models import LedgerAccount
 from ledger.services.audit import transition_log_deferred
+from ledger.services.batch import PostRequest, ledger_post_many
 from ledger.services.ledger import system_account_for
 from ledger.services.transitions_many import transitions_run_many
 from rails.base import TransferStatus as ChainStatus
@@ -49,7 +49,7 @@ from settlement.crypto.batch_faults import (
     txs_reverted,
 )
 from settlement.crypto.batch_fees import gas_row, gas_shares, pending_charges
-from settlement.crypto.batch_lock import LEG_RELATED, batch_notify, by_trade
+from settlement.crypto.batch_lock import LEG_RELATED, batch_notify, by_trade, held
 from settlement.crypto.trades import NETWORK_FEES, on_chain
 from settlement.locking import lock_batch, lock_batch_legs, lock_chain_txs
 from settlement.models import (
@@ -157,7 +157,7 @@ def _record(
     with transaction.atomic(), transition_log_deferred():
         batch = lock_batch(batch_id).get()
         trades = by_trade(lock_batch_legs(batch, related=LEG_RELATED))
-        wanted = [tx.pk for tx, *_ in confirmed + reverted + double]  # type: ignore[operator]
+        wanted = [tx.pk for tx, *_ in confirmed + reverted + double]
         current = {tx.pk: tx for tx in lock_chain_txs(pk__in=wanted)}
 
         def still(tx: ChainTransaction) -> ChainTransaction | None:
@@ -206,14 +206,17 @@ def _record(
         payee_accounts = _available_accounts(
             [(leg.payee_id, leg.asset_id) for legs in settled.values() for leg in legs]
         )
+        revenue: dict[int, int] = {}
         for leg in cash_legs:
             leg_charges = [c for c in charges.get(leg.pk, []) if c.attempt == leg.attempt]
             total = sum((c.fee for c in leg_charges), Decimal(0))
             payee_fee = sum((c.fee for c in leg_charges if c.party == FeeParty.PAYEE), Decimal(0))
-            extra = ((fee_revenue_account(leg.asset).pk, total),) if total else ()
+            if total and leg.asset_id not in revenue:
+                revenue[leg.asset_id] = fee_revenue_account(leg.asset).pk
+            extra = ((revenue[leg.asset_id], total),) if total else ()
             posts.append(
                 PostRequest(
-                    leg.lock,
+                    held(leg.lock),
                     payee_accounts[(leg.payee_id, leg.asset_id)],
                     leg.amount - payee_fee,
                     extra,
@@ -222,21 +225,24 @@ def _record(
             )
             if leg_charges:
                 fee_work.append((leg, leg_charges))
-        for leg in (leg for legs in settled.values() for leg in legs if on_chain(leg.asset)):
-            posts.insert(
-                0, PostRequest(leg.lock, payee_accounts[(leg.payee_id, leg.asset_id)], leg.amount, (), f"settle {leg}")
-            )
+        fund_posts = [
+            PostRequest(held(leg.lock), payee_accounts[(leg.payee_id, leg.asset_id)], leg.amount, (), f"settle {leg}")
+            for legs in settled.values()
+            for leg in legs
+            if on_chain(leg.asset)
+        ]
+        posts = fund_posts + posts
         journals = ledger_post_many(requests=posts, actor=actor)
         for leg, leg_charges in fee_work:
             fee_charges_mark(
                 charges=pending_charges(leg_charges),
                 status=FeeChargeStatus.POSTED,
-                journal=journals[leg.lock.pk],
+                journal=journals[held(leg.lock).pk],
                 actor=actor,
                 reason=f"settle {leg}",
             )
         for row in gas_rows:
-            row.journal = journals[row.instruction.fee_lock.pk]
+            row.journal = journals[held(row.instruction.fee_lock).pk] if row.instruction else None
         FeeCharge.objects.bulk_create(gas_rows)
         transitions_run_many(
             ok_txs,
@@ -285,7 +291,7 @@ def _paid_key(rows: list[tuple[int, str, str, Decimal]]) -> list[tuple[int, str,
 
 def _chain_leg_posts(leg: SettlementInstruction, *, share: Decimal, chain: str) -> list[PostRequest]:
     fee_account = system_account_for(code=f"{NETWORK_FEES}:{chain}", asset=leg.asset)
-    return [PostRequest(leg.fee_lock, fee_account.pk, share, (), f"network fee (batch), leg {leg.pk}")]
+    return [PostRequest(held(leg.fee_lock), fee_account.pk, share, (), f"network fee (batch), leg {leg.pk}")]
 
 
 def _available_accounts(pairs: list[tuple[int, int]]) -> dict[tuple[int, int], int]:
