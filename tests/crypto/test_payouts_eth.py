@@ -15,8 +15,14 @@ from eth_account import Account
 from web3 import Web3
 
 from rails.base import Payout, RailRejected
-from rails.crypto.contracts import deploy
-from rails.crypto.eth_payouts import decode_references, encode_references, payout_gas, payout_reference_bytes32
+from rails.crypto.contracts import Transfer, build_call, deploy
+from rails.crypto.eth_payouts import (
+    decode_references,
+    encode_multisend,
+    encode_references,
+    payout_gas,
+    payout_reference_bytes32,
+)
 from rails.crypto.ethereum import EthereumRail
 from rails.crypto.multisend_deploy import dev_multisend_address, multisend_ensure
 from rails.crypto.signing import keystore
@@ -82,6 +88,19 @@ def test_references_map_to_keccak_and_round_trip_in_call_data():
         Payout(new_address(), Decimal(1), "x" * 65)
     with pytest.raises(ValueError, match="positive"):
         Payout(new_address(), Decimal(0), "r")
+
+
+def test_hand_encoded_call_data_is_what_build_call_encodes(local):
+    chain, rail, _ = local
+    batch = payouts(3)
+    data, value = encode_multisend(batch, rail.to_base_units)
+    transfers = [
+        Transfer(p.to_address, rail.to_base_units(p.amount), payout_reference_bytes32(p.reference)) for p in batch
+    ]
+    call = build_call(chain.w3, rail.multisend_address(), transfers)
+    assert (data, value) == (bytes(call["data"]), call["value"])
+    with pytest.raises(ValueError, match="invalid recipient"):
+        encode_multisend([Payout("0x" + "00" * 20, Decimal(1), "r")], rail.to_base_units)
 
 
 def test_sign_payouts_pays_each_once_and_reads_back_references(local):
