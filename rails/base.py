@@ -46,6 +46,27 @@ class SignedTransfer:
     state_after: dict[str, Any] = field(default_factory=dict)
 
 
+MAX_PAYOUT_REFERENCE = 64
+
+
+@dataclass(frozen=True)
+class Payout:
+    """One settlement paid inside a chain transaction that pays many (``sign_payouts``)."""
+
+    to_address: str
+    amount: Decimal  # asset units, > 0
+    reference: str  # the settlement's reference: printable ASCII, 1 to 64 characters
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.amount, Decimal) or not self.amount > 0:
+            raise ValueError(f"payout amount must be a positive Decimal, got {self.amount!r}")
+        reference = self.reference
+        if not 0 < len(reference) <= MAX_PAYOUT_REFERENCE or not all(" " <= c <= "~" for c in reference):
+            raise ValueError(
+                f"payout reference must be 1-{MAX_PAYOUT_REFERENCE} printable ASCII characters: {reference!r}"
+            )
+
+
 @dataclass(frozen=True)
 class TransferStatus:
     found: bool  # the network knows the transaction (mempool or block)

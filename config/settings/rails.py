@@ -13,6 +13,11 @@ from .base import VAR_DIR, env_list
 CLEARHOUSE_CHAIN_RAILS = env_list("CLEARHOUSE_CHAIN_RAILS", "ethereum")
 # "local" = the in-process py-evm chain (tests, demo); otherwise a JSON-RPC URL of a node.
 CLEARHOUSE_ETH_RPC_URL = os.environ.get("CLEARHOUSE_ETH_RPC_URL", "local")
+# Address of the multisend contract (rails/crypto/contracts/multisend.vy) that pays many
+# settlements in one transaction. Empty: on a development chain (the in-process one, anvil) it
+# is deployed on first use from a fixed development key (`manage.py multisend_deploy`);
+# production refuses to deploy and requires it.
+CLEARHOUSE_ETH_MULTISEND = os.environ.get("CLEARHOUSE_ETH_MULTISEND", "")
 # Bitcoin node (bitcoind JSON-RPC URL with credentials) and Solana RPC URL; "local" = a node
 # simulator served on a loopback port inside this process (tests; see rails/simulators/).
 CLEARHOUSE_BTC_RPC_URL = os.environ.get("CLEARHOUSE_BTC_RPC_URL", "local")

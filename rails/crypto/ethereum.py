@@ -18,6 +18,8 @@ from web3 import Web3
 from web3.exceptions import TransactionNotFound, Web3RPCError
 
 from rails.base import BaseUnits, RailRejected, RailTimeout, RailUnavailable, SignedTransfer, TransferStatus
+from rails.crypto.eth_payouts import EthereumPayouts, already_known
+from rails.crypto.eth_rpc import norm_receipt
 from rails.crypto.signing import keystore
 
 WEI = 18
@@ -37,7 +39,7 @@ def _call(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         raise RailUnavailable(str(exc)) from exc
 
 
-class EthereumRail(BaseUnits):
+class EthereumRail(EthereumPayouts, BaseUnits):
     decimals = WEI
     symbol = "ETH"
     base_unit = "wei"
@@ -58,9 +60,12 @@ class EthereumRail(BaseUnits):
         """Most a plain transfer may cost now: gas x (2 x base fee + tip). Held from the sender
         on the ledger before signing; the transaction's fee cap is derived from it, so the real
         fee can never exceed what was reserved."""
+        return self.from_base_units(TRANSFER_GAS * self.max_fee_per_gas())
+
+    def max_fee_per_gas(self) -> int:
+        """Twice the latest block's base fee plus the tip, in wei: what a reserve is built on."""
         latest = _call(self.w3.eth.get_block, "latest")
-        max_fee = int(latest["baseFeePerGas"]) * 2 + PRIORITY_FEE_WEI
-        return self.from_base_units(TRANSFER_GAS * max_fee)
+        return int(latest["baseFeePerGas"]) * 2 + PRIORITY_FEE_WEI
 
     def chain_id(self) -> int:
         if self._chain_id is None:
@@ -105,13 +110,12 @@ class EthereumRail(BaseUnits):
         except (RailTimeout, RailUnavailable):
             raise
         except (Web3RPCError, ValueError) as exc:
-            message = str(exc).lower()
-            if "nonce" in message or "already known" in message:
+            if already_known(str(exc)):
                 # already in the mempool or a block (ours or a conflicting one): status() decides
                 return Web3.keccak(hexstr=raw).to_0x_hex()
             raise RailRejected(str(exc)) from exc
         except Exception as exc:
-            if "nonce" in str(exc).lower():
+            if already_known(str(exc)):
                 return Web3.keccak(hexstr=raw).to_0x_hex()
             raise RailRejected(f"{type(exc).__name__}: {exc}") from exc
 
@@ -164,19 +168,26 @@ class EthereumRail(BaseUnits):
                 sender, receiver = str(tx["from"]), str(tx.get("to") or "")
                 if sender.lower() not in ours and receiver.lower() not in ours:
                     continue
-                receipt = _call(self.w3.eth.get_transaction_receipt, tx["hash"])
-                found.append(
-                    {
-                        "tx_hash": tx["hash"].to_0x_hex(),
-                        "from": sender,
-                        "to": receiver,
-                        "amount": self.from_base_units(int(tx["value"])),
-                        "block": number,
-                        "confirmations": head - number + 1,
-                        "timestamp": int(block["timestamp"]),
-                        "succeeded": receipt["status"] == 1,
-                    }
-                )
+                receipt = norm_receipt(_call(self.w3.eth.get_transaction_receipt, tx["hash"]))
+                assert receipt is not None  # noqa: S101 - the transaction is in this block
+                row = {
+                    "tx_hash": tx["hash"].to_0x_hex(),
+                    "from": sender,
+                    "to": receiver,
+                    "amount": self.from_base_units(int(tx["value"])),
+                    "block": number,
+                    "confirmations": head - number + 1,
+                    "timestamp": int(block["timestamp"]),
+                    "succeeded": receipt["status"] == 1,
+                }
+                if receipt["status"] == 1 and self.is_multisend_receipt(receipt):
+                    # a payout transaction: one row per settlement it paid
+                    for index, reference, to, amount in self._payout_rows(
+                        receipt, receiver, bytes(tx.get("input", tx.get("data", b"")))
+                    ):
+                        found.append(row | {"to": to, "amount": amount, "index": index, "reference": reference})
+                else:
+                    found.append(row)
         return found
 
     def balance(self, address: str) -> Decimal:

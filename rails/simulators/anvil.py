@@ -34,13 +34,16 @@ class AnvilNode:
     """``with AnvilNode() as node: node.url`` - a fresh chain that mines each transaction at once
     (or every ``block_time`` seconds)."""
 
-    def __init__(self, *, port: int | None = None, block_time: float | None = None) -> None:
+    def __init__(
+        self, *, port: int | None = None, block_time: float | None = None, extra_args: tuple[str, ...] = ()
+    ) -> None:
         binary = anvil_binary()
         if binary is None:
             raise RuntimeError("anvil is not installed: run scripts/ensure_anvil.sh")
         self.binary = binary
         self.port = port or free_port()
         self.block_time = block_time
+        self.extra_args = extra_args  # e.g. ("--gas-limit", "2000000000") for the benchmarks
         self.url = f"http://127.0.0.1:{self.port}"
         self.process: subprocess.Popen | None = None
         self.w3 = Web3(Web3.HTTPProvider(self.url, request_kwargs={"timeout": 10}))
@@ -49,6 +52,7 @@ class AnvilNode:
         args = [self.binary, "--host", "127.0.0.1", "--port", str(self.port), "--silent"]
         if self.block_time:
             args += ["--block-time", str(self.block_time)]
+        args += list(self.extra_args)
         self.process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # noqa: S603 - our own binary
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
@@ -73,6 +77,15 @@ class AnvilNode:
         )
         self.w3.eth.wait_for_transaction_receipt(tx, timeout=30)
         return tx.to_0x_hex()
+
+    def automine(self, on: bool) -> None:
+        """Mine each transaction as it arrives (anvil's default) or only on ``mine()``. With many
+        large transactions queued at once, automine slows to seconds per block; benchmarks
+        switch it off, send everything, then mine."""
+        self.w3.provider.make_request("evm_setAutomine", [on])  # type: ignore[arg-type]
+
+    def mine(self) -> None:
+        self.w3.provider.make_request("evm_mine", [])  # type: ignore[arg-type]
 
     def __enter__(self) -> AnvilNode:
         return self.start()
