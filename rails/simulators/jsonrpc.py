@@ -51,7 +51,7 @@ def _encode(value: Any) -> bytes:
     # Amounts go out as exact JSON numbers (bitcoind style), never through float.
     def default(obj: Any) -> Any:
         if isinstance(obj, Decimal):
-            return f"__dec__{obj}__"
+            return f"__dec__{obj:f}__"  # fixed point: a zero of 8 places is 0.00000000, not 0E-8
         raise TypeError(type(obj).__name__)
 
     return _DECIMAL.sub(r"\1", json.dumps(value, default=default)).encode()
