@@ -77,6 +77,27 @@ def encode_multisend(payouts: Sequence[Payout], to_wei: Callable[[Decimal], int]
     return bytes(out), total
 
 
+def decode_multisend(call_data: bytes) -> list[tuple[str, int, str]] | None:
+    """(recipient, wei, reference) per transfer of multisend call data built by ``sign_payouts``
+    (the reference read from the appended list, or the event's 32 bytes as hex), or None when
+    the data is not a multisend call. What a reverted payout transaction meant to pay."""
+    if call_data[:4] != MULTISEND_SELECTOR or len(call_data) < _ABI_HEAD:
+        return None
+    count = int.from_bytes(call_data[36:68], "big")
+    if len(call_data) < _ABI_HEAD + count * _ABI_ITEM:
+        return None
+    references = decode_references(call_data, count)
+    rows = []
+    for i in range(count):
+        item = call_data[_ABI_HEAD + i * _ABI_ITEM : _ABI_HEAD + (i + 1) * _ABI_ITEM]
+        digest = item[64:96]
+        reference = "0x" + digest.hex()
+        if references is not None and payout_reference_bytes32(references[i]) == digest:
+            reference = references[i]
+        rows.append((to_checksum_address(item[12:32]), int.from_bytes(item[32:64], "big"), reference))
+    return rows
+
+
 def encode_references(references: Sequence[str]) -> bytes:
     out = bytearray(REFS_MAGIC)
     for reference in references:
