@@ -25,7 +25,7 @@ from bitcoin.core.script import SIGHASH_ALL, CScript, SignatureHash
 from bitcoin.rpc import JSONRPCError, RawProxy
 from bitcoin.wallet import CBitcoinAddress, CBitcoinAddressError, P2PKHBitcoinAddress
 
-from rails.base import BaseUnits, RailRejected, RailTimeout, RailUnavailable, SignedTransfer, TransferStatus
+from rails.base import RailRejected, RailTimeout, RailUnavailable, SignedTransfer, TransferStatus
 from rails.crypto.bitcoin_network import select_network
 from rails.crypto.btc_payouts import BitcoinPayouts, payout_outputs, payout_outputs_from
 from rails.crypto.signing import keystore
@@ -54,7 +54,7 @@ def broadcast_error(error: dict[str, Any]) -> RailRejected | None:
     return RailRejected(f"bitcoin node refused the transaction: {error}")
 
 
-class BitcoinRail(BitcoinPayouts, BaseUnits):
+class BitcoinRail(BitcoinPayouts):
     decimals = SATS
     symbol = "BTC"
     base_unit = "satoshi"
@@ -69,8 +69,7 @@ class BitcoinRail(BitcoinPayouts, BaseUnits):
     # --- transport -------------------------------------------------------------------------------
     def rpc(self, method: str, *params: Any) -> Any:
         """One JSON-RPC call on a fresh connection (RawProxy is not thread safe)."""
-        parsed = urlparse(self.url)
-        proxy = RawProxy(service_url=self.url, timeout=self.timeout) if parsed.username else _open_proxy(self)
+        proxy = self.proxy()
         try:
             return proxy._call(method, *params)
         except JSONRPCError:
@@ -81,6 +80,12 @@ class BitcoinRail(BitcoinPayouts, BaseUnits):
             raise RailUnavailable(f"bitcoin node: {method} failed: {exc}") from exc
         finally:
             proxy.close()
+
+    def proxy(self) -> RawProxy:
+        """A fresh client connection: with the URL's credentials, or any (the simulator)."""
+        if urlparse(self.url).username:
+            return RawProxy(service_url=self.url, timeout=self.timeout)
+        return _open_proxy(self)
 
     # --- units and addresses -----------------------------------------------------------------------
     @staticmethod

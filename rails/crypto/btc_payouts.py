@@ -22,11 +22,20 @@ from bitcoin.core.script import OP_RETURN, SIGHASH_ALL, CScript, SignatureHash
 from bitcoin.rpc import JSONRPCError
 from bitcoin.wallet import CBitcoinAddress, CBitcoinAddressError, P2PKHBitcoinAddress
 
-from rails.base import Payout, RailError, RailRejected, RailTimeout, RailUnavailable, SignedTransfer, TransferStatus
+from rails.base import (
+    BaseUnits,
+    Payout,
+    RailError,
+    RailRejected,
+    RailTimeout,
+    RailUnavailable,
+    SignedTransfer,
+    TransferStatus,
+)
 from rails.crypto.signing import keystore
 
 if TYPE_CHECKING:
-    from rails.crypto.bitcoin import BitcoinRail
+    from bitcoin.rpc import RawProxy
 
 MAX_PAYOUTS = 800
 REFS_MAGIC = b"CHREFS1"
@@ -115,25 +124,33 @@ def payout_outputs_from(outputs: Sequence[tuple[int, bytes]]) -> list[tuple[int,
     return None
 
 
-class BitcoinPayouts:
+class BitcoinPayouts(BaseUnits):
     """Mixed into BitcoinRail: ``sign_payouts``, ``broadcast_many``, ``status_many``, ``payouts_in``."""
 
     max_payouts = MAX_PAYOUTS
 
-    def payout_fee_reserve(self: BitcoinRail) -> Decimal:
+    if TYPE_CHECKING:  # provided by BitcoinRail
+
+        def rpc(self, method: str, *params: Any) -> Any: ...
+        def proxy(self) -> RawProxy: ...
+        def _fee_rate(self) -> Decimal: ...
+        def _inputs(self, address: str, state: dict[str, Any]) -> list[tuple[str, int, int]]: ...
+        def status(self, *, tx_hash: str, sender: str, raw: str = "") -> TransferStatus: ...
+        @staticmethod
+        def status_of(info: dict[str, Any]) -> TransferStatus: ...
+
+    def payout_fee_reserve(self) -> Decimal:
         """Per payout: twice the suggested rate for a batch of one with the most inputs; a batch
         of n is never larger than n of those."""
         return self.from_base_units(int(self._fee_rate() * 2 * PAYOUT_RESERVE_BYTES))
 
-    def rpc_many(self: BitcoinRail, calls: Sequence[tuple[str, list[Any]]]) -> list[tuple[Any, dict[str, Any] | None]]:
+    def rpc_many(self, calls: Sequence[tuple[str, list[Any]]]) -> list[tuple[Any, dict[str, Any] | None]]:
         """One JSON-RPC batch request: (result, error) per call, in order."""
         import http.client
 
-        from rails.crypto.bitcoin import _open_proxy
-
         if not calls:
             return []
-        proxy = _open_proxy(self)
+        proxy = self.proxy()
         try:
             answers = proxy._batch(
                 [{"version": "1.1", "method": m, "params": p, "id": i} for i, (m, p) in enumerate(calls)]
@@ -152,7 +169,7 @@ class BitcoinPayouts:
         return [(by_id[i].get("result"), by_id[i].get("error")) for i in range(len(calls))]
 
     def sign_payouts(
-        self: BitcoinRail,
+        self,
         *,
         from_address: str,
         payouts: Sequence[Payout],
@@ -201,13 +218,13 @@ class BitcoinPayouts:
             state_after={"txid": txid, "vout": len(outputs) - 1, "value": change} if change > 0 else {},
         )
 
-    def broadcast_many(self: BitcoinRail, raws: Sequence[str]) -> list[RailError | None]:
+    def broadcast_many(self, raws: Sequence[str]) -> list[RailError | None]:
         from rails.crypto.bitcoin import broadcast_error
 
         answers = self.rpc_many([("sendrawtransaction", [raw]) for raw in raws])
         return [None if error is None else broadcast_error(error) for _, error in answers]
 
-    def status_many(self: BitcoinRail, txs: Sequence[tuple[str, str, str]]) -> list[TransferStatus]:
+    def status_many(self, txs: Sequence[tuple[str, str, str]]) -> list[TransferStatus]:
         """One batch of ``getrawtransaction``; the conflict check only for the unknown ones."""
         answers = self.rpc_many([("getrawtransaction", [tx_hash, 2]) for tx_hash, _, _ in txs])
         out = []
@@ -220,7 +237,7 @@ class BitcoinPayouts:
             out.append(self.status_of(info))
         return out
 
-    def payouts_in(self: BitcoinRail, tx_hash: str) -> list[tuple[int, str, str, Decimal]]:
+    def payouts_in(self, tx_hash: str) -> list[tuple[int, str, str, Decimal]]:
         """(index, reference, to_address, amount) per payout, from the transaction's outputs."""
         try:
             info = self.rpc("getrawtransaction", tx_hash, 1)

@@ -24,6 +24,7 @@ from hexbytes import HexBytes
 from web3 import Web3
 
 from rails.base import (
+    BaseUnits,
     Payout,
     RailError,
     RailRejected,
@@ -36,9 +37,6 @@ from rails.crypto.contracts import MAX_TRANSFERS, decode_events
 from rails.crypto.contracts.multisend import event_topic
 from rails.crypto.eth_rpc import BatchRpc, norm_receipt
 from rails.crypto.signing import keystore
-
-if TYPE_CHECKING:
-    from rails.crypto.ethereum import EthereumRail
 
 GAS_BASE = 65_000
 GAS_PER_PAYOUT = 42_000
@@ -87,14 +85,14 @@ def decode_multisend(call_data: bytes) -> list[tuple[str, int, str]] | None:
     if len(call_data) < _ABI_HEAD + count * _ABI_ITEM:
         return None
     references = decode_references(call_data, count)
-    rows = []
+    rows: list[tuple[str, int, str]] = []
     for i in range(count):
         item = call_data[_ABI_HEAD + i * _ABI_ITEM : _ABI_HEAD + (i + 1) * _ABI_ITEM]
         digest = item[64:96]
         reference = "0x" + digest.hex()
         if references is not None and payout_reference_bytes32(references[i]) == digest:
             reference = references[i]
-        rows.append((to_checksum_address(item[12:32]), int.from_bytes(item[32:64], "big"), reference))
+        rows.append((str(to_checksum_address(item[12:32])), int.from_bytes(item[32:64], "big"), reference))
     return rows
 
 
@@ -142,20 +140,28 @@ def _rejection(message: str) -> RailError | None:
     return RailRejected(message)
 
 
-class EthereumPayouts:
+class EthereumPayouts(BaseUnits):
     """Mixed into EthereumRail: ``sign_payouts``, ``broadcast_many``, ``status_many``, ``payouts_in``."""
 
     max_payouts = MAX_PAYOUTS
+    w3: Web3
+
+    if TYPE_CHECKING:  # provided by EthereumRail
+
+        def chain_id(self) -> int: ...
+        def max_fee_per_gas(self) -> int: ...
+        def confirmed_nonce(self, address: str) -> int: ...
+
     _rpc_batch: BatchRpc | None = None
     _multisend: str | None = None
 
     @property
-    def rpc(self: EthereumRail) -> BatchRpc:
+    def rpc(self) -> BatchRpc:
         if self._rpc_batch is None:
             self._rpc_batch = BatchRpc(self.w3)
         return self._rpc_batch
 
-    def multisend_address(self: EthereumRail) -> str:
+    def multisend_address(self) -> str:
         """settings.CLEARHOUSE_ETH_MULTISEND, or the development deployment (see multisend_ensure)."""
         if self._multisend is None:
             from rails.crypto.multisend_deploy import multisend_ensure
@@ -163,15 +169,15 @@ class EthereumPayouts:
             self._multisend = multisend_ensure(self.w3)
         return self._multisend
 
-    def payout_fee_reserve(self: EthereumRail) -> Decimal:
+    def payout_fee_reserve(self) -> Decimal:
         """Per payout: a batch of one at twice today's base fee plus the tip; n payouts cost at
         most n times this because ``payout_gas(n) <= n * payout_gas(1)``."""
         return self.from_base_units(self.max_fee_per_gas() * payout_gas(1))
 
-    def recipients_with_code(self: EthereumRail, addresses: Sequence[str]) -> list[str]:
-        unique = list(dict.fromkeys(to_checksum_address(a) for a in addresses))
+    def recipients_with_code(self, addresses: Sequence[str]) -> list[str]:
+        unique = list(dict.fromkeys(str(to_checksum_address(a)) for a in addresses))
         answers = self.rpc.call_many([("eth_getCode", [a, "latest"]) for a in unique])
-        with_code = []
+        with_code: list[str] = []
         for address, (code, error) in zip(unique, answers, strict=True):
             if error is not None:
                 raise RailUnavailable(f"eth_getCode {address}: {error}")
@@ -180,7 +186,7 @@ class EthereumPayouts:
         return with_code
 
     def sign_payouts(
-        self: EthereumRail,
+        self,
         *,
         from_address: str,
         payouts: Sequence[Payout],
@@ -220,12 +226,12 @@ class EthereumPayouts:
             fee_cap=self.from_base_units(gas * max_fee),
         )
 
-    def broadcast_many(self: EthereumRail, raws: Sequence[str]) -> list[RailError | None]:
+    def broadcast_many(self, raws: Sequence[str]) -> list[RailError | None]:
         """One JSON-RPC batch of ``eth_sendRawTransaction``; None = accepted or already known."""
         answers = self.rpc.call_many([("eth_sendRawTransaction", [raw]) for raw in raws])
         return [None if error is None else _rejection(error) for _, error in answers]
 
-    def status_many(self: EthereumRail, txs: Sequence[tuple[str, str, str]]) -> list[TransferStatus]:
+    def status_many(self, txs: Sequence[tuple[str, str, str]]) -> list[TransferStatus]:
         """As ``status`` for each: one round trip (receipts + head) when all are in blocks; for
         the rest, their senders' nonces are read *before* a second look for their receipts, so
         a transaction mined in between is found, never taken for a double spend."""
@@ -278,7 +284,7 @@ class EthereumPayouts:
                 raise RailUnavailable(f"JSON-RPC error: {error}")
         return [result for result, _ in answers]
 
-    def payouts_in(self: EthereumRail, tx_hash: str) -> list[tuple[int, str, str, Decimal]]:
+    def payouts_in(self, tx_hash: str) -> list[tuple[int, str, str, Decimal]]:
         """(index, reference, to_address, amount) per payout of a mined multisend, from its
         receipt's events and its call data; [] when it reverted (it paid nobody). A transaction
         not in a block raises RailTimeout (ask again once it is)."""
@@ -292,9 +298,7 @@ class EthereumPayouts:
             return []
         return self._payout_rows(receipt, str(tx["to"]), HexBytes(tx["input"]))
 
-    def _payout_rows(
-        self: EthereumRail, receipt: dict[str, Any], to: str, data: bytes
-    ) -> list[tuple[int, str, str, Decimal]]:
+    def _payout_rows(self, receipt: dict[str, Any], to: str, data: bytes) -> list[tuple[int, str, str, Decimal]]:
         events = decode_events(receipt, to)  # type: ignore[arg-type]
         references = decode_references(bytes(data), len(events))
         rows = []
@@ -305,7 +309,7 @@ class EthereumPayouts:
             rows.append((index, reference, str(recipient), self.from_base_units(amount)))
         return rows
 
-    def is_multisend_receipt(self: EthereumRail, receipt: dict[str, Any]) -> bool:
+    def is_multisend_receipt(self, receipt: dict[str, Any]) -> bool:
         topic = event_topic()
         to = receipt["to"].lower()
         return any(

@@ -17,7 +17,7 @@ from eth_utils import is_address, to_checksum_address
 from web3 import Web3
 from web3.exceptions import TransactionNotFound, Web3RPCError
 
-from rails.base import BaseUnits, RailRejected, RailTimeout, RailUnavailable, SignedTransfer, TransferStatus
+from rails.base import RailRejected, RailTimeout, RailUnavailable, SignedTransfer, TransferStatus
 from rails.crypto.eth_payouts import EthereumPayouts, already_known, decode_multisend
 from rails.crypto.eth_rpc import norm_receipt
 from rails.crypto.signing import keystore
@@ -39,7 +39,7 @@ def _call(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         raise RailUnavailable(str(exc)) from exc
 
 
-class EthereumRail(EthereumPayouts, BaseUnits):
+class EthereumRail(EthereumPayouts):
     decimals = WEI
     symbol = "ETH"
     base_unit = "wei"

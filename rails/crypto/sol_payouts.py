@@ -32,11 +32,17 @@ from solders.system_program import ID as SYSTEM_PROGRAM_ID
 from solders.system_program import TransferParams, transfer
 from solders.transaction import Transaction
 
-from rails.base import Payout, RailError, RailRejected, RailTimeout, RailUnavailable, SignedTransfer, TransferStatus
+from rails.base import (
+    BaseUnits,
+    Payout,
+    RailError,
+    RailRejected,
+    RailTimeout,
+    RailUnavailable,
+    SignedTransfer,
+    TransferStatus,
+)
 from rails.crypto.signing import keystore
-
-if TYPE_CHECKING:
-    from rails.crypto.solana import SolanaRail
 
 MAX_PAYOUTS = 8
 PACKET_DATA_SIZE = 1232
@@ -77,16 +83,26 @@ def decode_payouts(raw: bytes) -> list[tuple[int, str, str, int]] | None:
     return [(i, lines[i + 1], to, lamports) for i, (to, lamports) in enumerate(transfers)]
 
 
-class SolanaPayouts:
+class SolanaPayouts(BaseUnits):
     """Mixed into SolanaRail: ``sign_payouts``, ``broadcast_many``, ``status_many``, ``payouts_in``."""
 
     max_payouts = MAX_PAYOUTS
+    url: str
+    timeout: float
 
-    def payout_fee_reserve(self: SolanaRail) -> Decimal:
+    if TYPE_CHECKING:  # provided by SolanaRail
+
+        def rpc(self, body: Any) -> Any: ...
+        def _call(self, method: str, *params: Any) -> Any: ...
+        def fee_reserve(self) -> Decimal: ...
+        def status(self, *, tx_hash: str, sender: str, raw: str = "") -> TransferStatus: ...
+        def status_of(self, entry: dict[str, Any]) -> TransferStatus: ...
+
+    def payout_fee_reserve(self) -> Decimal:
         """One signature's fee per payout: a payout transaction has one signature whatever its size."""
         return self.fee_reserve()
 
-    def rpc_many(self: SolanaRail, bodies: Sequence[Any]) -> list[tuple[Any, dict[str, Any] | None]]:
+    def rpc_many(self, bodies: Sequence[Any]) -> list[tuple[Any, dict[str, Any] | None]]:
         """One JSON-RPC batch request of solders request bodies: (result, error) per body."""
         if not bodies:
             return []
@@ -113,7 +129,7 @@ class SolanaPayouts:
         return [(by_id[i].get("result"), by_id[i].get("error")) for i in range(len(bodies))]
 
     def sign_payouts(
-        self: SolanaRail,
+        self,
         *,
         from_address: str,
         payouts: Sequence[Payout],
@@ -158,7 +174,7 @@ class SolanaPayouts:
             fee_cap=self.from_base_units(FEE_PER_SIGNATURE * len(tx.signatures)),
         )
 
-    def broadcast_many(self: SolanaRail, raws: Sequence[str]) -> list[RailError | None]:
+    def broadcast_many(self, raws: Sequence[str]) -> list[RailError | None]:
         bodies = [SendRawTransaction(bytes.fromhex(raw), RpcSendTransactionConfig(skip_preflight=True)) for raw in raws]
         out: list[RailError | None] = []
         for _, error in self.rpc_many(bodies):
@@ -169,7 +185,7 @@ class SolanaPayouts:
                 out.append(RailRejected(f"solana node refused the transaction: {message}"))
         return out
 
-    def status_many(self: SolanaRail, txs: Sequence[tuple[str, str, str]]) -> list[TransferStatus]:
+    def status_many(self, txs: Sequence[tuple[str, str, str]]) -> list[TransferStatus]:
         """One ``getSignatureStatuses`` for all; the expiry / funds checks only for unknown ones."""
         if not txs:
             return []
@@ -187,9 +203,7 @@ class SolanaPayouts:
                 out.append(self.status_of(entry))
         return out
 
-    def _landed_payouts(
-        self: SolanaRail, signature: str
-    ) -> tuple[dict[str, Any], list[tuple[int, str, str, int]] | None]:
+    def _landed_payouts(self, signature: str) -> tuple[dict[str, Any], list[tuple[int, str, str, int]] | None]:
         tx = self._call("getTransaction", signature, {"encoding": "base64", "commitment": "confirmed"})
         if tx is None:
             raise RailTimeout(f"{signature} has not landed")
@@ -198,7 +212,7 @@ class SolanaPayouts:
             return tx, None
         return tx, decode_payouts(base64.b64decode(encoded[0]))
 
-    def payouts_in(self: SolanaRail, tx_hash: str) -> list[tuple[int, str, str, Decimal]]:
+    def payouts_in(self, tx_hash: str) -> list[tuple[int, str, str, Decimal]]:
         """(index, reference, to_address, amount) per transfer instruction, references from the
         memo; [] when the transaction failed (it moved nothing but its fee)."""
         tx, rows = self._landed_payouts(tx_hash)

@@ -39,7 +39,7 @@ from solders.system_program import ID as SYSTEM_PROGRAM_ID
 from solders.system_program import TransferParams, transfer
 from solders.transaction import Transaction
 
-from rails.base import BaseUnits, RailRejected, RailTimeout, RailUnavailable, SignedTransfer, TransferStatus
+from rails.base import RailRejected, RailTimeout, RailUnavailable, SignedTransfer, TransferStatus
 from rails.crypto.signing import keystore
 from rails.crypto.sol_payouts import SolanaPayouts
 
@@ -48,7 +48,7 @@ FEE_PER_SIGNATURE = 5000
 MEMO_PROGRAM = Pubkey.from_string("MemoSq4gqABAXKb96qnH8TysNcWxMyWCqXgDLGmfcHr")
 
 
-class SolanaRail(SolanaPayouts, BaseUnits):
+class SolanaRail(SolanaPayouts):
     decimals = LAMPORT_DECIMALS
     symbol = "SOL"
     base_unit = "lamport"
