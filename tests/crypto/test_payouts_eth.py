@@ -273,3 +273,23 @@ def test_a_reverted_multisend_lists_failed_rows_per_payout_and_pays_nobody(local
     assert [(r["index"], r["reference"], r["amount"], r["succeeded"]) for r in rows if r["tx_hash"] == tx_hash] == [
         (i, p.reference, p.amount, False) for i, p in enumerate(batch)
     ]
+
+
+def test_manage_multisend_deploy_prints_the_address(keys, settings, capsys):
+    from django.core.management import call_command
+
+    from rails.crypto import registry
+    from rails.simulators.eth_chain import reset_local_chain
+
+    settings.CLEARHOUSE_ETH_RPC_URL = "local"
+    settings.CLEARHOUSE_CHAIN_RAILS = ["ethereum"]
+    registry.reset()
+    chain = reset_local_chain()
+    try:
+        call_command("multisend_deploy")
+        address = capsys.readouterr().out.strip()
+        assert address == dev_multisend_address() and len(chain.w3.eth.get_code(address)) > 0
+        call_command("multisend_deploy")  # again: found, not deployed twice
+        assert capsys.readouterr().out.strip() == address
+    finally:
+        registry.reset()
