@@ -134,6 +134,10 @@ def already_known(message: str) -> bool:
     return any(marker in lowered for marker in KNOWN_MARKERS)
 
 
+def _as_int(value: Any) -> int:
+    return int(value, 16) if isinstance(value, str) else int(value)
+
+
 def _rejection(message: str) -> RailError | None:
     if already_known(message):
         return None  # ours or a conflicting one is in the mempool or a block: status decides
@@ -239,7 +243,7 @@ class EthereumPayouts(BaseUnits):
             return []
         calls = [("eth_getTransactionReceipt", [h]) for h, _, _ in txs] + [("eth_blockNumber", [])]
         answers = self._checked(self.rpc.call_many(calls))
-        head = int(answers[-1], 16) if isinstance(answers[-1], str) else int(answers[-1])
+        head = _as_int(answers[-1])
         receipts = [norm_receipt(r) for r in answers[:-1]]
         missing = [i for i, r in enumerate(receipts) if r is None]
         nonces: dict[int, int] = {}
@@ -250,13 +254,15 @@ class EthereumPayouts(BaseUnits):
                     [("eth_getTransactionCount", [to_checksum_address(txs[i][1]), "latest"]) for i in missing]
                 )
             )
-            nonces = {i: int(c, 16) if isinstance(c, str) else int(c) for i, c in zip(missing, counts, strict=True)}
+            nonces = {i: _as_int(c) for i, c in zip(missing, counts, strict=True)}
             second = self._checked(
                 self.rpc.call_many(
                     [("eth_getTransactionReceipt", [txs[i][0]]) for i in missing]
                     + [("eth_getTransactionByHash", [txs[i][0]]) for i in missing]
+                    + [("eth_blockNumber", [])]
                 )
             )
+            head = _as_int(second[-1])  # a receipt found in this look may be newer than the first head
             for k, i in enumerate(missing):
                 receipts[i] = norm_receipt(second[k])
                 in_mempool[i] = second[len(missing) + k] is not None
