@@ -95,7 +95,10 @@ _SNAPSHOT_CHAIN = """
 INSERT INTO reconciliation_internalrecord
     (natural_key, rail, reference, account, counterparty, asset_code, amount, value_date, state, since, due_at,
      updated_at)
-SELECT 'chain:' || t.id, 'chain', t.tx_hash, t.from_address, t.to_address, s.code, -t.amount,
+SELECT 'chain:' || t.id, 'chain',
+       -- a leg paid inside a chain transaction paying many is matched by its position in it
+       CASE WHEN t.chain_tx_id IS NOT NULL THEN t.tx_hash || ':' || t.output_index ELSE t.tx_hash END,
+       t.from_address, t.to_address, s.code, -t.amount,
        (t.created_at AT TIME ZONE 'UTC')::date,
        CASE t.status WHEN 'confirmed' THEN 'settled' WHEN 'broadcast' THEN 'accepted' ELSE 'rejected' END,
        t.created_at, t.created_at + make_interval(mins => %(chain_minutes)s), %(now)s

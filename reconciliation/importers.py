@@ -218,9 +218,14 @@ def _chain(content: bytes, sha: str) -> list[Line]:
         missing = [k for k in ("chain", "tx_hash", "asset", "amount") if not row.get(k)]
         if missing:
             raise ImportRejected(f"{where}: missing {', '.join(missing)}")
+        index = row.get("index")
+        if index is not None and (not isinstance(index, int) or isinstance(index, bool) or index < 0):
+            raise ImportRejected(f"{where} index: {index!r} is not a position in the transaction")
+        # a payout of a transaction paying many: one record per payout, keyed by its position
+        natural_key = f"{row['chain']}:{row['tx_hash']}" + ("" if index is None else f":{index}")
         lines.append(
             Line(
-                natural_key=f"{row['chain']}:{row['tx_hash']}",
+                natural_key=natural_key,
                 asset_code=str(row["asset"]),
                 amount=_decimal(row["amount"], f"{where} amount"),
                 reference=str(row.get("reference") or row["tx_hash"]),
@@ -232,6 +237,7 @@ def _chain(content: bytes, sha: str) -> list[Line]:
                     "block": row.get("block"),
                     "confirmations": row.get("confirmations"),
                     "tx_hash": row["tx_hash"],
+                    **({} if index is None else {"index": index, "payout_reference": row.get("payout_reference", "")}),
                 },
             )
         )

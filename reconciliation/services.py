@@ -127,8 +127,10 @@ def chain_transactions_fetch(*, chain: str, actor: Actor = RECON, max_blocks: in
 
     Each transaction is one record, seen from our side: a transfer from one of our wallets is
     a debit of the sending wallet (counterparty: the receiving address), one that only pays in
-    is a credit of the receiving wallet. The page is stored raw as a chain list; importing it
-    twice, or two workers reading the same blocks, stores it once (the scan position is
+    is a credit of the receiving wallet. A transaction paying many settlements (the rails'
+    ``sign_payouts``) is one record per payout, keyed and referenced ``tx_hash:index``. The page
+    is stored raw as a chain list; importing it twice, or two workers reading the same blocks,
+    stores it once (the scan position is
     row-locked and moves in the same transaction as the import). Chains whose rail cannot list
     transactions yet are skipped (None)."""
     from rails.crypto.registry import chain_rail
@@ -152,20 +154,27 @@ def chain_transactions_fetch(*, chain: str, actor: Actor = RECON, max_blocks: in
             address, counterparty, amount = sender, receiver or tx["to"], -tx["amount"]
         else:
             address, counterparty, amount = receiver, tx["from"], tx["amount"]
-        rows.append(
-            {
-                "chain": chain,
-                "tx_hash": tx["tx_hash"],
-                "asset": asset.code,
-                "amount": str(amount),
-                "address": address,
-                "counterparty": counterparty,
-                "block": tx["block"],
-                "confirmations": tx["confirmations"],
-                "date": datetime.fromtimestamp(tx["timestamp"], UTC).date().isoformat(),
-                "succeeded": tx["succeeded"],
+        row = {
+            "chain": chain,
+            "tx_hash": tx["tx_hash"],
+            "asset": asset.code,
+            "amount": str(amount),
+            "address": address,
+            "counterparty": counterparty,
+            "block": tx["block"],
+            "confirmations": tx["confirmations"],
+            "date": datetime.fromtimestamp(tx["timestamp"], UTC).date().isoformat(),
+            "succeeded": tx["succeeded"],
+        }
+        if "index" in tx:
+            # one payout of a transaction paying many settlements: matched by "tx_hash:index",
+            # as the internal snapshot keys a leg paid inside a chain transaction
+            row |= {
+                "index": tx["index"],
+                "reference": f"{tx['tx_hash']}:{tx['index']}",
+                "payout_reference": tx.get("reference", ""),
             }
-        )
+        rows.append(row)
     with transaction.atomic():
         scan = lock_chain_scan(chain).get()
         if scan.next_block != first:

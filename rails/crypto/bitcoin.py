@@ -25,8 +25,9 @@ from bitcoin.core.script import SIGHASH_ALL, CScript, SignatureHash
 from bitcoin.rpc import JSONRPCError, RawProxy
 from bitcoin.wallet import CBitcoinAddress, CBitcoinAddressError, P2PKHBitcoinAddress
 
-from rails.base import BaseUnits, RailRejected, RailTimeout, RailUnavailable, SignedTransfer, TransferStatus
+from rails.base import RailRejected, RailTimeout, RailUnavailable, SignedTransfer, TransferStatus
 from rails.crypto.bitcoin_network import select_network
+from rails.crypto.btc_payouts import BitcoinPayouts, payout_outputs, payout_outputs_from
 from rails.crypto.signing import keystore
 
 SATS = 8
@@ -42,7 +43,18 @@ def _size(inputs: int, outputs: int) -> int:
     return 10 + 148 * inputs + 34 * outputs
 
 
-class BitcoinRail(BaseUnits):
+def broadcast_error(error: dict[str, Any]) -> RailRejected | None:
+    """None when the node's refusal means the transaction is already known or confirmed, or an
+    input is gone (ours confirmed earlier, or a double spend: status decides); else the rejection."""
+    message = str(error.get("message", "")).lower()
+    if error.get("code") == ALREADY_CONFIRMED or "already" in message:
+        return None
+    if any(marker in message for marker in CONFLICTS):
+        return None
+    return RailRejected(f"bitcoin node refused the transaction: {error}")
+
+
+class BitcoinRail(BitcoinPayouts):
     decimals = SATS
     symbol = "BTC"
     base_unit = "satoshi"
@@ -57,8 +69,7 @@ class BitcoinRail(BaseUnits):
     # --- transport -------------------------------------------------------------------------------
     def rpc(self, method: str, *params: Any) -> Any:
         """One JSON-RPC call on a fresh connection (RawProxy is not thread safe)."""
-        parsed = urlparse(self.url)
-        proxy = RawProxy(service_url=self.url, timeout=self.timeout) if parsed.username else _open_proxy(self)
+        proxy = self.proxy()
         try:
             return proxy._call(method, *params)
         except JSONRPCError:
@@ -69,6 +80,12 @@ class BitcoinRail(BaseUnits):
             raise RailUnavailable(f"bitcoin node: {method} failed: {exc}") from exc
         finally:
             proxy.close()
+
+    def proxy(self) -> RawProxy:
+        """A fresh client connection: with the URL's credentials, or any (the simulator)."""
+        if urlparse(self.url).username:
+            return RawProxy(service_url=self.url, timeout=self.timeout)
+        return _open_proxy(self)
 
     # --- units and addresses -----------------------------------------------------------------------
     @staticmethod
@@ -151,12 +168,10 @@ class BitcoinRail(BaseUnits):
         try:
             return str(self.rpc("sendrawtransaction", raw))
         except JSONRPCError as exc:
-            message = str(exc.error.get("message", "")).lower()
-            if exc.error.get("code") == ALREADY_CONFIRMED or "already" in message:
-                return txid
-            if any(marker in message for marker in CONFLICTS):
-                return txid  # an input is gone (ours confirmed earlier, or a double spend): status() decides
-            raise RailRejected(f"bitcoin node refused the transaction: {exc.error}") from exc
+            error = broadcast_error(exc.error)
+            if error is None:
+                return txid  # known or confirmed already, or an input is gone: status() decides
+            raise error from exc
 
     def status(self, *, tx_hash: str, sender: str, raw: str = "") -> TransferStatus:
         try:
@@ -165,6 +180,11 @@ class BitcoinRail(BaseUnits):
             if exc.error.get("code") != NOT_FOUND:
                 raise RailUnavailable(f"bitcoin node: {exc.error}") from exc
             return TransferStatus(found=False, conflicted=bool(raw) and self._inputs_spent_elsewhere(raw))
+        return self.status_of(info)
+
+    @staticmethod
+    def status_of(info: dict[str, Any]) -> TransferStatus:
+        """The status of a transaction the node knows (``getrawtransaction`` verbose 2)."""
         confirmations = int(info.get("confirmations") or 0)
         fee = info.get("fee")
         return TransferStatus(
@@ -207,6 +227,24 @@ class BitcoinRail(BaseUnits):
                 spenders = [(vin.get("prevout") or {}).get("scriptPubKey", {}).get("address", "") for vin in tx["vin"]]
                 outputs = [(o["scriptPubKey"].get("address", ""), Decimal(str(o["value"]))) for o in tx["vout"]]
                 sender = next((a for a in spenders if a.lower() in ours), "")
+                payout_rows = payout_outputs_of(tx) if sender else None
+                if payout_rows is not None:
+                    for index, reference, to, sats in payout_rows:
+                        found.append(
+                            {
+                                "tx_hash": tx["txid"],
+                                "from": sender,
+                                "to": to,
+                                "amount": self.from_base_units(sats),
+                                "block": height,
+                                "confirmations": head - height + 1,
+                                "timestamp": int(block.get("time") or 0),
+                                "succeeded": True,
+                                "index": index,
+                                "reference": reference,
+                            }
+                        )
+                    continue
                 if sender:
                     paid = [(a, v) for a, v in outputs if a != sender]
                     receiver, amount = (paid[0][0] if paid else sender), sum((v for _, v in paid), Decimal(0))
@@ -233,6 +271,15 @@ class BitcoinRail(BaseUnits):
     def balance(self, address: str) -> Decimal:
         unspent = self.rpc("listunspent", 0, 9_999_999, [address])
         return sum((Decimal(str(u["amount"])) for u in unspent), Decimal(0))
+
+
+def payout_outputs_of(tx: dict[str, Any]) -> list[tuple[int, str, str, int]] | None:
+    """payout_outputs of a decoded transaction (``getblock`` verbosity 2+): from its hex when the
+    node gives it, else from the outputs' scripts."""
+    if tx.get("hex"):
+        return payout_outputs(str(tx["hex"]))
+    outputs = [(int(Decimal(str(o["value"])) * COIN), bytes.fromhex(o["scriptPubKey"]["hex"])) for o in tx["vout"]]
+    return payout_outputs_from(outputs)
 
 
 def _open_proxy(rail: BitcoinRail) -> RawProxy:

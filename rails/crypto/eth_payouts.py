@@ -24,6 +24,7 @@ from hexbytes import HexBytes
 from web3 import Web3
 
 from rails.base import (
+    BaseUnits,
     Payout,
     RailError,
     RailRejected,
@@ -36,9 +37,6 @@ from rails.crypto.contracts import MAX_TRANSFERS, decode_events
 from rails.crypto.contracts.multisend import event_topic
 from rails.crypto.eth_rpc import BatchRpc, norm_receipt
 from rails.crypto.signing import keystore
-
-if TYPE_CHECKING:
-    from rails.crypto.ethereum import EthereumRail
 
 GAS_BASE = 65_000
 GAS_PER_PAYOUT = 42_000
@@ -75,6 +73,27 @@ def encode_multisend(payouts: Sequence[Payout], to_wei: Callable[[Decimal], int]
         total += wei
         out += recipient.rjust(32, b"\0") + wei.to_bytes(32, "big") + payout_reference_bytes32(p.reference)
     return bytes(out), total
+
+
+def decode_multisend(call_data: bytes) -> list[tuple[str, int, str]] | None:
+    """(recipient, wei, reference) per transfer of multisend call data built by ``sign_payouts``
+    (the reference read from the appended list, or the event's 32 bytes as hex), or None when
+    the data is not a multisend call. What a reverted payout transaction meant to pay."""
+    if call_data[:4] != MULTISEND_SELECTOR or len(call_data) < _ABI_HEAD:
+        return None
+    count = int.from_bytes(call_data[36:68], "big")
+    if len(call_data) < _ABI_HEAD + count * _ABI_ITEM:
+        return None
+    references = decode_references(call_data, count)
+    rows: list[tuple[str, int, str]] = []
+    for i in range(count):
+        item = call_data[_ABI_HEAD + i * _ABI_ITEM : _ABI_HEAD + (i + 1) * _ABI_ITEM]
+        digest = item[64:96]
+        reference = "0x" + digest.hex()
+        if references is not None and payout_reference_bytes32(references[i]) == digest:
+            reference = references[i]
+        rows.append((str(to_checksum_address(item[12:32])), int.from_bytes(item[32:64], "big"), reference))
+    return rows
 
 
 def encode_references(references: Sequence[str]) -> bytes:
@@ -115,26 +134,38 @@ def already_known(message: str) -> bool:
     return any(marker in lowered for marker in KNOWN_MARKERS)
 
 
+def _as_int(value: Any) -> int:
+    return int(value, 16) if isinstance(value, str) else int(value)
+
+
 def _rejection(message: str) -> RailError | None:
     if already_known(message):
         return None  # ours or a conflicting one is in the mempool or a block: status decides
     return RailRejected(message)
 
 
-class EthereumPayouts:
+class EthereumPayouts(BaseUnits):
     """Mixed into EthereumRail: ``sign_payouts``, ``broadcast_many``, ``status_many``, ``payouts_in``."""
 
     max_payouts = MAX_PAYOUTS
+    w3: Web3
+
+    if TYPE_CHECKING:  # provided by EthereumRail
+
+        def chain_id(self) -> int: ...
+        def max_fee_per_gas(self) -> int: ...
+        def confirmed_nonce(self, address: str) -> int: ...
+
     _rpc_batch: BatchRpc | None = None
     _multisend: str | None = None
 
     @property
-    def rpc(self: EthereumRail) -> BatchRpc:
+    def rpc(self) -> BatchRpc:
         if self._rpc_batch is None:
             self._rpc_batch = BatchRpc(self.w3)
         return self._rpc_batch
 
-    def multisend_address(self: EthereumRail) -> str:
+    def multisend_address(self) -> str:
         """settings.CLEARHOUSE_ETH_MULTISEND, or the development deployment (see multisend_ensure)."""
         if self._multisend is None:
             from rails.crypto.multisend_deploy import multisend_ensure
@@ -142,15 +173,15 @@ class EthereumPayouts:
             self._multisend = multisend_ensure(self.w3)
         return self._multisend
 
-    def payout_fee_reserve(self: EthereumRail) -> Decimal:
+    def payout_fee_reserve(self) -> Decimal:
         """Per payout: a batch of one at twice today's base fee plus the tip; n payouts cost at
         most n times this because ``payout_gas(n) <= n * payout_gas(1)``."""
         return self.from_base_units(self.max_fee_per_gas() * payout_gas(1))
 
-    def recipients_with_code(self: EthereumRail, addresses: Sequence[str]) -> list[str]:
-        unique = list(dict.fromkeys(to_checksum_address(a) for a in addresses))
+    def recipients_with_code(self, addresses: Sequence[str]) -> list[str]:
+        unique = list(dict.fromkeys(str(to_checksum_address(a)) for a in addresses))
         answers = self.rpc.call_many([("eth_getCode", [a, "latest"]) for a in unique])
-        with_code = []
+        with_code: list[str] = []
         for address, (code, error) in zip(unique, answers, strict=True):
             if error is not None:
                 raise RailUnavailable(f"eth_getCode {address}: {error}")
@@ -159,7 +190,7 @@ class EthereumPayouts:
         return with_code
 
     def sign_payouts(
-        self: EthereumRail,
+        self,
         *,
         from_address: str,
         payouts: Sequence[Payout],
@@ -199,12 +230,12 @@ class EthereumPayouts:
             fee_cap=self.from_base_units(gas * max_fee),
         )
 
-    def broadcast_many(self: EthereumRail, raws: Sequence[str]) -> list[RailError | None]:
+    def broadcast_many(self, raws: Sequence[str]) -> list[RailError | None]:
         """One JSON-RPC batch of ``eth_sendRawTransaction``; None = accepted or already known."""
         answers = self.rpc.call_many([("eth_sendRawTransaction", [raw]) for raw in raws])
         return [None if error is None else _rejection(error) for _, error in answers]
 
-    def status_many(self: EthereumRail, txs: Sequence[tuple[str, str, str]]) -> list[TransferStatus]:
+    def status_many(self, txs: Sequence[tuple[str, str, str]]) -> list[TransferStatus]:
         """As ``status`` for each: one round trip (receipts + head) when all are in blocks; for
         the rest, their senders' nonces are read *before* a second look for their receipts, so
         a transaction mined in between is found, never taken for a double spend."""
@@ -212,7 +243,7 @@ class EthereumPayouts:
             return []
         calls = [("eth_getTransactionReceipt", [h]) for h, _, _ in txs] + [("eth_blockNumber", [])]
         answers = self._checked(self.rpc.call_many(calls))
-        head = int(answers[-1], 16) if isinstance(answers[-1], str) else int(answers[-1])
+        head = _as_int(answers[-1])
         receipts = [norm_receipt(r) for r in answers[:-1]]
         missing = [i for i, r in enumerate(receipts) if r is None]
         nonces: dict[int, int] = {}
@@ -223,13 +254,15 @@ class EthereumPayouts:
                     [("eth_getTransactionCount", [to_checksum_address(txs[i][1]), "latest"]) for i in missing]
                 )
             )
-            nonces = {i: int(c, 16) if isinstance(c, str) else int(c) for i, c in zip(missing, counts, strict=True)}
+            nonces = {i: _as_int(c) for i, c in zip(missing, counts, strict=True)}
             second = self._checked(
                 self.rpc.call_many(
                     [("eth_getTransactionReceipt", [txs[i][0]]) for i in missing]
                     + [("eth_getTransactionByHash", [txs[i][0]]) for i in missing]
+                    + [("eth_blockNumber", [])]
                 )
             )
+            head = _as_int(second[-1])  # a receipt found in this look may be newer than the first head
             for k, i in enumerate(missing):
                 receipts[i] = norm_receipt(second[k])
                 in_mempool[i] = second[len(missing) + k] is not None
@@ -257,7 +290,7 @@ class EthereumPayouts:
                 raise RailUnavailable(f"JSON-RPC error: {error}")
         return [result for result, _ in answers]
 
-    def payouts_in(self: EthereumRail, tx_hash: str) -> list[tuple[int, str, str, Decimal]]:
+    def payouts_in(self, tx_hash: str) -> list[tuple[int, str, str, Decimal]]:
         """(index, reference, to_address, amount) per payout of a mined multisend, from its
         receipt's events and its call data; [] when it reverted (it paid nobody). A transaction
         not in a block raises RailTimeout (ask again once it is)."""
@@ -271,9 +304,7 @@ class EthereumPayouts:
             return []
         return self._payout_rows(receipt, str(tx["to"]), HexBytes(tx["input"]))
 
-    def _payout_rows(
-        self: EthereumRail, receipt: dict[str, Any], to: str, data: bytes
-    ) -> list[tuple[int, str, str, Decimal]]:
+    def _payout_rows(self, receipt: dict[str, Any], to: str, data: bytes) -> list[tuple[int, str, str, Decimal]]:
         events = decode_events(receipt, to)  # type: ignore[arg-type]
         references = decode_references(bytes(data), len(events))
         rows = []
@@ -284,7 +315,7 @@ class EthereumPayouts:
             rows.append((index, reference, str(recipient), self.from_base_units(amount)))
         return rows
 
-    def is_multisend_receipt(self: EthereumRail, receipt: dict[str, Any]) -> bool:
+    def is_multisend_receipt(self, receipt: dict[str, Any]) -> bool:
         topic = event_topic()
         to = receipt["to"].lower()
         return any(

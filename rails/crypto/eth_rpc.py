@@ -98,7 +98,7 @@ class BatchRpc:
         self.timeout: float = 10.0
         if isinstance(provider, HTTPProvider):
             self.url = str(provider.endpoint_uri)
-            self.timeout = float(provider.get_request_kwargs().get("timeout", 10))  # type: ignore[union-attr]
+            self.timeout = float(provider.get_request_kwargs().get("timeout", 10))
         self._session: requests.Session | None = None
         self.round_trips = 0  # measured by the benchmarks and tests
 

@@ -17,8 +17,8 @@ from eth_utils import is_address, to_checksum_address
 from web3 import Web3
 from web3.exceptions import TransactionNotFound, Web3RPCError
 
-from rails.base import BaseUnits, RailRejected, RailTimeout, RailUnavailable, SignedTransfer, TransferStatus
-from rails.crypto.eth_payouts import EthereumPayouts, already_known
+from rails.base import RailRejected, RailTimeout, RailUnavailable, SignedTransfer, TransferStatus
+from rails.crypto.eth_payouts import EthereumPayouts, already_known, decode_multisend
 from rails.crypto.eth_rpc import norm_receipt
 from rails.crypto.signing import keystore
 
@@ -39,7 +39,7 @@ def _call(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         raise RailUnavailable(str(exc)) from exc
 
 
-class EthereumRail(EthereumPayouts, BaseUnits):
+class EthereumRail(EthereumPayouts):
     decimals = WEI
     symbol = "ETH"
     base_unit = "wei"
@@ -180,11 +180,15 @@ class EthereumRail(EthereumPayouts, BaseUnits):
                     "timestamp": int(block["timestamp"]),
                     "succeeded": receipt["status"] == 1,
                 }
+                data = bytes(tx.get("input", tx.get("data", b"")))
                 if receipt["status"] == 1 and self.is_multisend_receipt(receipt):
                     # a payout transaction: one row per settlement it paid
-                    for index, reference, to, amount in self._payout_rows(
-                        receipt, receiver, bytes(tx.get("input", tx.get("data", b"")))
-                    ):
+                    for index, reference, to, amount in self._payout_rows(receipt, receiver, data):
+                        found.append(row | {"to": to, "amount": amount, "index": index, "reference": reference})
+                elif receipt["status"] != 1 and (meant := decode_multisend(data)) is not None:
+                    # a reverted payout transaction paid nobody: one failed row per payout it carried
+                    for index, (to, wei, reference) in enumerate(meant):
+                        amount = self.from_base_units(wei)
                         found.append(row | {"to": to, "amount": amount, "index": index, "reference": reference})
                 else:
                     found.append(row)

@@ -40,7 +40,7 @@ def _has_multisend_code(w3: Web3, address: str) -> bool:
 def dev_multisend_address() -> str:
     """Where the development deployment is (or will be) on any chain."""
     from eth_utils import to_bytes
-    from rlp import encode
+    from rlp import encode  # type: ignore[import-untyped]
 
     deployer = Account.from_key(DEV_DEPLOYER_KEY).address
     return to_checksum_address(keccak(encode([to_bytes(hexstr=deployer), 0]))[-20:])

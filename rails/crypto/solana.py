@@ -39,15 +39,16 @@ from solders.system_program import ID as SYSTEM_PROGRAM_ID
 from solders.system_program import TransferParams, transfer
 from solders.transaction import Transaction
 
-from rails.base import BaseUnits, RailRejected, RailTimeout, RailUnavailable, SignedTransfer, TransferStatus
+from rails.base import RailRejected, RailTimeout, RailUnavailable, SignedTransfer, TransferStatus
 from rails.crypto.signing import keystore
+from rails.crypto.sol_payouts import SolanaPayouts
 
 LAMPORT_DECIMALS = 9
 FEE_PER_SIGNATURE = 5000
 MEMO_PROGRAM = Pubkey.from_string("MemoSq4gqABAXKb96qnH8TysNcWxMyWCqXgDLGmfcHr")
 
 
-class SolanaRail(BaseUnits):
+class SolanaRail(SolanaPayouts):
     decimals = LAMPORT_DECIMALS
     symbol = "SOL"
     base_unit = "lamport"
@@ -139,15 +140,18 @@ class SolanaRail(BaseUnits):
             if not raw:
                 return TransferStatus(found=False)
             return TransferStatus(found=False, expired=self._expired(raw), conflicted=self._unfunded(raw, sender))
+        return self.status_of(entry)
+
+    def status_of(self, entry: dict[str, Any]) -> TransferStatus:
+        """The status of a signature the cluster knows (one ``getSignatureStatuses`` entry)."""
         depth = entry.get("confirmations")
         confirmations = 32 if depth is None else int(depth)
-        fee = self.from_base_units(FEE_PER_SIGNATURE)
         return TransferStatus(
             found=True,
             confirmations=confirmations,
             block_number=int(entry["slot"]),
             succeeded=entry.get("err") is None,
-            fee=fee,
+            fee=self.from_base_units(FEE_PER_SIGNATURE),
         )
 
     def _expired(self, raw: str) -> bool:
@@ -203,6 +207,25 @@ class SolanaRail(BaseUnits):
             gained = [post - pre for pre, post in zip(meta["preBalances"], meta["postBalances"], strict=True)]
             succeeded = meta.get("err") is None
             payer = keys[0] if len(keys) > 1 else ""
+            if payer in ours and succeeded:
+                _, rows = self._landed_payouts(signature)
+                if rows is not None:  # a payout transaction: one row per settlement it paid
+                    for index, reference, to, paid in rows:
+                        found.append(
+                            {
+                                "tx_hash": signature,
+                                "from": payer,
+                                "to": to,
+                                "amount": self.from_base_units(paid),
+                                "block": slot,
+                                "confirmations": head - slot + 1,
+                                "timestamp": int(tx.get("blockTime") or 0),
+                                "succeeded": True,
+                                "index": index,
+                                "reference": reference,
+                            }
+                        )
+                    continue
             if payer in ours:
                 others = [(k, g) for k, g in zip(keys, gained, strict=True) if k != payer and g > 0]
                 receiver = others[0][0] if others else (keys[1] if len(keys) > 1 else "")

@@ -51,7 +51,7 @@ def _encode(value: Any) -> bytes:
     # Amounts go out as exact JSON numbers (bitcoind style), never through float.
     def default(obj: Any) -> Any:
         if isinstance(obj, Decimal):
-            return f"__dec__{obj}__"
+            return f"__dec__{obj:f}__"  # fixed point: a zero of 8 places is 0.00000000, not 0E-8
         raise TypeError(type(obj).__name__)
 
     return _DECIMAL.sub(r"\1", json.dumps(value, default=default)).encode()
@@ -112,6 +112,31 @@ class JsonRpcSimulator(LoopbackServer):
         with self.lock:
             return handler(*params)
 
+    def answer(self, request: Any) -> dict[str, Any]:
+        """The JSON-RPC answer to one call; a node fault (_Drop / _Hang) propagates: it ends
+        the whole HTTP request, batch or not."""
+        if not isinstance(request, dict):
+            request = {}
+        rid = request.get("id")
+        try:
+            result = self.call(request.get("method", ""), list(request.get("params") or []))
+            body: dict[str, Any] = {"result": result, "error": None, "id": rid}
+        except (_Drop, _Hang):
+            raise
+        except RpcError as exc:
+            body = {"result": None, "error": {"code": exc.code, "message": exc.message}, "id": rid}
+        except (TypeError, ValueError, KeyError) as exc:
+            body = {"result": None, "error": {"code": -32602, "message": f"Invalid params: {exc}"}, "id": rid}
+        except Exception as exc:  # a simulator bug must answer, not hang the client
+            body = {"result": None, "error": {"code": -32603, "message": f"Internal error: {exc!r}"}, "id": rid}
+        if self.jsonrpc_version == "2.0":
+            body["jsonrpc"] = "2.0"
+            if body["error"] is None:
+                del body["error"]
+            else:
+                del body["result"]
+        return body
+
     # --- HTTP server ------------------------------------------------------------------------------
     def serve(self, port: int = 0) -> str:
         """Start answering on 127.0.0.1:``port`` (0: any free port) in a thread; returns the URL."""
@@ -129,10 +154,11 @@ class JsonRpcSimulator(LoopbackServer):
             def do_POST(self) -> None:
                 length = int(self.headers.get("Content-Length") or 0)
                 request = json.loads(self.rfile.read(length), parse_float=Decimal)
-                rid = request.get("id")
                 try:
-                    result = simulator.call(request.get("method", ""), list(request.get("params") or []))
-                    body = {"result": result, "error": None, "id": rid}
+                    if isinstance(request, list):  # a JSON-RPC batch: one answer per call, in order
+                        body: Any = [simulator.answer(item) for item in request] if request else simulator.answer({})
+                    else:
+                        body = simulator.answer(request)
                 except _Drop:
                     self.close_connection = True
                     self.connection.close()
@@ -142,23 +168,11 @@ class JsonRpcSimulator(LoopbackServer):
                     self.close_connection = True
                     self.connection.close()
                     return
-                except RpcError as exc:
-                    body = {"result": None, "error": {"code": exc.code, "message": exc.message}, "id": rid}
-                except (TypeError, ValueError, KeyError) as exc:
-                    body = {"result": None, "error": {"code": -32602, "message": f"Invalid params: {exc}"}, "id": rid}
-                except Exception as exc:  # a simulator bug must answer, not hang the client
-                    body = {"result": None, "error": {"code": -32603, "message": f"Internal error: {exc!r}"}, "id": rid}
-                if simulator.jsonrpc_version == "2.0":
-                    body["jsonrpc"] = "2.0"
-                    if body["error"] is None:
-                        del body["error"]
-                    else:
-                        del body["result"]
                 payload = _encode(body)
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(payload)))
-                self.end_headers()
-                self.wfile.write(payload)
+                # status line, headers and body in one write (TCP_NODELAY is on as well)
+                head = (
+                    f"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {len(payload)}\r\n\r\n"
+                ).encode()
+                self.wfile.write(head + payload)
 
         return self._start(Handler, port)

@@ -52,6 +52,7 @@ class _Landed:
     post: list[int] = field(default_factory=list)
     fee: int = 0
     block_time: int = 0
+    raw: bytes = b""  # the transaction's bytes (getTransaction with encoding "base64")
 
 
 class SolanaNodeSimulator(JsonRpcSimulator):
@@ -99,6 +100,7 @@ class SolanaNodeSimulator(JsonRpcSimulator):
             post=[int(self.svm.get_balance(key) or 0) for key in keys],
             fee=FEE_PER_SIGNATURE * len(tx.signatures),
             block_time=int(time.time()),
+            raw=bytes(tx),
         )
         self.landed[landed.signature] = landed
         self.order.append(landed.signature)
@@ -208,11 +210,14 @@ class SolanaNodeSimulator(JsonRpcSimulator):
         t = self.landed.get(signature) or self.airdrops.get(signature)
         if t is None:
             return None
+        transaction: object = {"signatures": [t.signature], "message": {"accountKeys": t.keys}}
+        if (config or {}).get("encoding") == "base64" and t.raw:
+            transaction = [base64.b64encode(t.raw).decode(), "base64"]  # as a validator encodes it
         return {
             "slot": t.slot,
             "blockTime": t.block_time,
             "meta": {"err": t.err, "fee": t.fee, "preBalances": t.pre, "postBalances": t.post},
-            "transaction": {"signatures": [t.signature], "message": {"accountKeys": t.keys}},
+            "transaction": transaction,
         }
 
     def rpc_sim_expire_blockhash(self) -> str:

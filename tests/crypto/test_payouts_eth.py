@@ -241,3 +241,55 @@ def test_on_anvil_batches_go_in_one_request(keys):
         node.automine(False)  # 50 large transactions queued at once: anvil's automine takes seconds each
         m = measure(rail, sender, txs=50, per_tx=400, mine=lambda _: node.mine())
         print(f"\nanvil, 50 x 400 payouts: {m}")
+
+
+def test_a_reverted_multisend_lists_failed_rows_per_payout_and_pays_nobody(local):
+    # given a multisend whose value is one wei short (the contract reverts it whole)
+    _, rail, sender = local
+    first = rail.head() + 1
+    batch = payouts(2, tag="r")
+    data, value = encode_multisend(batch, rail.to_base_units)
+    tx = {
+        "type": 2,
+        "chainId": rail.chain_id(),
+        "nonce": rail.confirmed_nonce(sender),
+        "to": rail.multisend_address(),
+        "value": value - 1,
+        "data": data + encode_references([p.reference for p in batch]),
+        "gas": payout_gas(2),
+        "maxFeePerGas": rail.max_fee_per_gas(),
+        "maxPriorityFeePerGas": 10**9,
+    }
+    raw = Web3.to_hex(keystore().sign_eth_transaction(sender, tx))
+    tx_hash = Web3.keccak(hexstr=raw).to_0x_hex()
+    # when
+    assert rail.broadcast_many([raw]) == [None]
+    [status] = rail.status_many([(tx_hash, sender, raw)])
+    # then
+    assert status.found and status.succeeded is False and status.fee > 0
+    assert rail.payouts_in(tx_hash) == []
+    assert all(rail.balance(p.to_address) == 0 for p in batch)
+    rows = rail.transactions(addresses={sender}, first_block=first, last_block=rail.head())
+    assert [(r["index"], r["reference"], r["amount"], r["succeeded"]) for r in rows if r["tx_hash"] == tx_hash] == [
+        (i, p.reference, p.amount, False) for i, p in enumerate(batch)
+    ]
+
+
+def test_manage_multisend_deploy_prints_the_address(keys, settings, capsys):
+    from django.core.management import call_command
+
+    from rails.crypto import registry
+    from rails.simulators.eth_chain import reset_local_chain
+
+    settings.CLEARHOUSE_ETH_RPC_URL = "local"
+    settings.CLEARHOUSE_CHAIN_RAILS = ["ethereum"]
+    registry.reset()
+    chain = reset_local_chain()
+    try:
+        call_command("multisend_deploy")
+        address = capsys.readouterr().out.strip()
+        assert address == dev_multisend_address() and len(chain.w3.eth.get_code(address)) > 0
+        call_command("multisend_deploy")  # again: found, not deployed twice
+        assert capsys.readouterr().out.strip() == address
+    finally:
+        registry.reset()
