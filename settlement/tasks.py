@@ -189,3 +189,11 @@ def crypto_sweep_task(older_than_seconds: int | None = None) -> dict:
     if stuck.broadcast:
         crypto_check_task.delay(stuck.broadcast)
     return {"trades": len(stuck.trades), "signed": len(stuck.signed), "broadcast": len(stuck.broadcast), **batches}
+
+
+# the batch engine's tasks, registered with the worker with this module's
+from settlement.batch_tasks import (  # noqa: E402,F401
+    crypto_batch_advance_task,
+    crypto_batch_check_task,
+    crypto_batch_form_task,
+)

@@ -152,8 +152,7 @@ def tx_resign(tx: ChainTransaction, *, actor: Actor = PIPELINE) -> ChainTransact
             entries=[LogEntry("chaintransaction", now.pk, now.status, now.status, reason, {"tx": signed.tx_hash})],
             actor=actor,
         )
-        now.refresh_from_db()
-        return now
+        return ChainTransaction.objects.get(pk=now.pk)
 
 
 def tx_rebroadcast_recorded(tx: ChainTransaction, *, actor: Actor = PIPELINE) -> None:
