@@ -1,3 +1,4 @@
+# ruff: noqa: F811 - ``coin`` is the imported fixture, named as in test_btc_sol
 """The batch engine on Bitcoin (one transaction, many outputs plus change) and Solana (many
 transfers and a memo in one transaction) against the node simulators: each trade settles once,
 reconciles on its own, and the chain faults (reorg, expiry) are handled per chain transaction."""
