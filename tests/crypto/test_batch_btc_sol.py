@@ -28,7 +28,7 @@ pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture
-def batched(coin, settings):  # noqa: F811
+def batched(coin, settings):
     settings.CLEARHOUSE_CRYPTO_ENGINE = "batch"
     return coin
 
