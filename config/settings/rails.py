@@ -84,7 +84,7 @@ CLEARHOUSE_CONFIRM_MAX_POLLS = int(os.environ.get("CLEARHOUSE_CONFIRM_MAX_POLLS"
 CLEARHOUSE_CRYPTO_BATCH = int(os.environ.get("CLEARHOUSE_CRYPTO_BATCH", "50"))
 # The crypto T+0 engine: "batch" (batches per chain, set-based stages, one chain transaction for
 # many settlements) or "trade" (one trade at a time, the pipeline before the batch engine).
-CLEARHOUSE_CRYPTO_ENGINE = os.environ.get("CLEARHOUSE_CRYPTO_ENGINE", "trade")
+CLEARHOUSE_CRYPTO_ENGINE = os.environ.get("CLEARHOUSE_CRYPTO_ENGINE", "batch")
 # A batch closes at this many trades, or when the former runs this long after the first
 # dispatch that woke it (whichever comes first).
 CLEARHOUSE_BATCH_MAX_TRADES = int(os.environ.get("CLEARHOUSE_BATCH_MAX_TRADES", "1000"))

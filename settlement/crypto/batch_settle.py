@@ -40,7 +40,7 @@ from ledger.services.ledger import system_account_for
 from ledger.services.transitions_many import transitions_run_many
 from rails.base import TransferStatus as ChainStatus
 from rails.crypto.registry import chain_rail_of
-from settlement.crypto.batch_chain import _transfers_follow, payout_reference
+from settlement.crypto.batch_chain import payout_reference
 from settlement.crypto.batch_faults import (
     batch_finish_if_final,
     tx_rebroadcast_recorded,
@@ -173,6 +173,7 @@ def _record(
         gas_rows: list[FeeCharge] = []
         ok_txs: list[ChainTransaction] = []
         legs_of = {leg.pk: leg for legs in trades.values() for leg in legs}
+        fee_of: dict[int, Decimal] = {}  # leg pk -> its share of its chain transaction's fee
         for tx, status, paid in confirmed:
             now = still(tx)
             if now is None:
@@ -191,6 +192,7 @@ def _record(
             now.fee, now.confirmations, now.block_number = status.fee, status.confirmations, status.block_number
             ok_txs.append(now)
             shares = gas_shares(status.fee or Decimal(0), [legs_of[r.instruction_id] for r in rows])
+            fee_of.update(shares)
             for row in rows:
                 leg = legs_of[row.instruction_id]
                 settled[leg.trade_id] = trades[leg.trade_id]
@@ -253,7 +255,20 @@ def _record(
             fields=("fee", "confirmations", "block_number"),
             metadata=lambda tx: {"block": tx.block_number, "confirmations": tx.confirmations, "fee": tx.fee},
         )
-        _transfers_follow([tx.pk for tx in ok_txs], "mark_confirmed", actor=actor, reason="confirmed (batch)")
+        confirmed_rows = []
+        for tx in ok_txs:
+            for row in transfers_of[tx.pk]:
+                row.confirmations, row.block_number = tx.confirmations, tx.block_number
+                row.fee = fee_of.get(row.instruction_id, Decimal(0))
+                confirmed_rows.append(row)
+        transitions_run_many(
+            confirmed_rows,
+            "mark_confirmed",
+            entity="chaintransfer",
+            actor=actor,
+            reason="confirmed (batch)",
+            fields=("fee", "confirmations", "block_number"),
+        )
         trade_tx = {
             legs_of[row.instruction_id].trade_id: (tx.tx_hash, tx.block_number)
             for tx in ok_txs
