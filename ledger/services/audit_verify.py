@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from django.conf import settings
 from django.db import connection, transaction
 from django.db.models import F
+from django.db.models.lookups import IsNull
 
 from ledger.merkle import MerkleBuilder
 from ledger.models import AuditBatch, TransitionLog, TransitionLogHead
@@ -126,8 +127,10 @@ class _Entries:
     entries whose batch row is missing come last (their seq is NULL)."""
 
     def __init__(self, *, chunk_size: int) -> None:
+        # IsNull as an expression: ``batch__isnull=False`` would make Django join the batches INNER
+        # and drop the very entries whose batch row is gone.
         query = (
-            TransitionLog.objects.filter(batch__isnull=False)
+            TransitionLog.objects.filter(IsNull(F("batch_id"), False))
             .annotate(batch_seq=F("batch__seq"))
             .order_by(F("batch_seq").asc(nulls_last=True), "leaf_index", "id")
         )
