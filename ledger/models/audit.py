@@ -27,6 +27,9 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import os
+import time
+import uuid
 from datetime import datetime
 from typing import Any
 
@@ -71,7 +74,7 @@ def transition_hash(
 
 def leaf_hash(
     *,
-    batch_id: int,
+    batch: str,
     leaf_index: int,
     entity_type: str,
     entity_id: int,
@@ -88,7 +91,7 @@ def leaf_hash(
     (so two equal transitions still differ, and an entry moved to another place no longer
     matches). Always keyed: ``UnknownAuditKey`` when ``key_id`` is not configured (or empty)."""
     fields: dict[str, Any] = {
-        "batch": batch_id,
+        "batch": batch,
         "leaf": leaf_index,
         "type": entity_type,
         "id": entity_id,
@@ -106,7 +109,7 @@ def leaf_hash(
 
 def batch_hash(
     *,
-    batch_id: int,
+    batch: str,
     seq: int,
     length: int,
     entries: int,
@@ -118,7 +121,7 @@ def batch_hash(
     """The chained hash of a batch: HMAC-SHA256 over its place in the chain (``seq``, the entry
     count ``length`` through it), the Merkle root and count of its entries and the previous hash."""
     fields: dict[str, Any] = {
-        "batch": batch_id,
+        "batch": batch,
         "seq": seq,
         "length": length,
         "entries": entries,
@@ -156,12 +159,14 @@ class TransitionLog(models.Model):
     actor = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
     )
-    # No database constraint: the entries are inserted before their batch row (which is written
-    # with the head, at the very end), and a deferred check per entry would run at commit, while
-    # the head is held. The leaf hash covers ``batch_id`` and the verifier reports an entry whose
-    # batch is missing.
+    # The batch's ``uid``, made by the appender: the entries are inserted before their batch row
+    # (written with the head, at the very end) without a statement to learn its id first. No
+    # database constraint: a deferred check per entry would run at commit, while the head is held.
+    # The leaf hash covers the uid and the verifier reports an entry whose batch is missing.
     batch = models.ForeignKey(
         "AuditBatch",
+        to_field="uid",
+        db_column="batch_uid",
         null=True,
         blank=True,
         on_delete=models.DO_NOTHING,
@@ -194,7 +199,7 @@ class TransitionLog(models.Model):
     def compute_hash(self) -> str:
         if self.batch_id is not None:
             return leaf_hash(
-                batch_id=self.batch_id,
+                batch=str(self.batch_id),
                 leaf_index=-1 if self.leaf_index is None else self.leaf_index,
                 entity_type=self.entity_type,
                 entity_id=self.entity_id,
@@ -222,9 +227,19 @@ class TransitionLog(models.Model):
         )
 
 
+def batch_uid_new() -> uuid.UUID:
+    """A time-ordered UUID (version 7 layout: milliseconds, then 74 random bits), so the entries'
+    (batch, leaf) index grows at its end like the ids do."""
+    millis = time.time_ns() // 1_000_000
+    rand = int.from_bytes(os.urandom(10), "big")
+    value = (millis & (2**48 - 1)) << 80 | 0x7 << 76 | (rand >> 68 & 0xFFF) << 64 | 0b10 << 62 | rand & (2**62 - 1)
+    return uuid.UUID(int=value)
+
+
 class AuditBatch(models.Model):
     """The entries one transaction appended, chained to the batch before it (see the module)."""
 
+    uid = models.UUIDField(unique=True, editable=False, help_text="Made by the appender; the entries name it.")
     seq = models.BigIntegerField(unique=True, help_text="Place in the chain: 1 for the first batch.")
     length = models.BigIntegerField(help_text="Entries in the log through this batch (legacy rows included).")
     entries = models.PositiveIntegerField(help_text="Entries in this batch.")
@@ -243,7 +258,7 @@ class AuditBatch(models.Model):
 
     def compute_hash(self) -> str:
         return batch_hash(
-            batch_id=self.pk,
+            batch=str(self.uid),
             seq=self.seq,
             length=self.length,
             entries=self.entries,

@@ -21,6 +21,7 @@ from common.exceptions import IllegalTransition
 from ledger.locking import lock_log_head
 from ledger.merkle import merkle_root
 from ledger.models import AuditBatch, TransitionLog, TransitionLogHead
+from ledger.models.audit import batch_uid_new
 from ledger.services.anchors import anchor_write
 from ledger.services.audit_proof import transition_log_proof, transition_log_proof_check
 from ledger.services.audit_verify import ChainReport, transition_log_verify
@@ -152,14 +153,15 @@ _INSERT_CHUNK = 2000
 
 
 def _append(items: list[tuple[LogEntry, Actor]]) -> list[TransitionLog]:
-    """Append one batch: hash the entries as Merkle leaves and insert them first, then take the
-    head for two short statements (lock it; insert the chained batch row and move the head),
-    nothing after. The head is held from there to the caller's commit."""
+    """Append one batch: hash the entries as Merkle leaves (under a batch uid made here) and
+    insert them first, then take the head for two short statements (lock it; insert the chained
+    batch row and move the head), nothing after. The head is held from there to the caller's
+    commit. Statements: as many inserts as chunks of entries, then the two."""
     if not transaction.get_connection().in_atomic_block:
         raise RuntimeError("transition_log_append must run inside the caller's transaction")
     at = timezone.now()
     key_id = settings.CLEARHOUSE_AUDIT_HMAC_KEY_ID
-    batch_id = _batch_id_next()
+    uid = batch_uid_new()
     who: dict[int, tuple[Any, str]] = {}
     rows: list[TransitionLog] = []
     for index, (entry, actor) in enumerate(items):
@@ -176,7 +178,7 @@ def _append(items: list[tuple[LogEntry, Actor]]) -> list[TransitionLog]:
             actor_label=label,
             reason=entry.reason,
             metadata=_jsonable(dict(entry.metadata)),
-            batch_id=batch_id,
+            batch_id=uid,
             leaf_index=index,
             prev_hash="",
             key_id=key_id,
@@ -187,7 +189,7 @@ def _append(items: list[tuple[LogEntry, Actor]]) -> list[TransitionLog]:
     TransitionLog.objects.bulk_create(rows, batch_size=_INSERT_CHUNK)
     head = _lock_head()
     batch = AuditBatch(
-        pk=batch_id,
+        uid=uid,
         seq=head.batches + 1,
         length=head.length + len(rows),
         entries=len(rows),
@@ -201,17 +203,9 @@ def _append(items: list[tuple[LogEntry, Actor]]) -> list[TransitionLog]:
     return rows
 
 
-def _batch_id_next() -> int:
-    """The id of the batch about to be appended, taken before the head (the entries name it)."""
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT nextval(pg_get_serial_sequence(%s, 'id'))", [AuditBatch._meta.db_table])
-        (batch_id,) = cursor.fetchone()
-    return int(batch_id)
-
-
 _BATCH_AND_HEAD_SQL = """
 WITH batch AS (
-    INSERT INTO settlement_auditbatch (id, seq, length, entries, root, prev_hash, hash, key_id, at)
+    INSERT INTO settlement_auditbatch (uid, seq, length, entries, root, prev_hash, hash, key_id, at)
     VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)
     RETURNING id
 )
@@ -222,7 +216,7 @@ UPDATE settlement_transitionloghead SET last_hash = %s, length = %s, batches = %
 
 def _batch_insert_head_move(batch: AuditBatch) -> None:
     """The batch row and the new head in one statement (one round trip while the head is held)."""
-    params = [batch.pk, batch.seq, batch.length, batch.entries, batch.root, batch.prev_hash, batch.hash]
+    params = [batch.uid, batch.seq, batch.length, batch.entries, batch.root, batch.prev_hash, batch.hash]
     params += [batch.key_id, batch.at, batch.hash, batch.length, batch.seq]
     with connection.cursor() as cursor:
         cursor.execute(_BATCH_AND_HEAD_SQL, params)

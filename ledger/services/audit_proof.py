@@ -40,10 +40,12 @@ def transition_log_proof(*, entry_id: int) -> dict[str, Any]:
             f"entry {entry_id} predates batching: the legacy chain proves it (transition_log_verify)",
             detail={"entry": entry_id},
         )
-    batch = AuditBatch.objects.filter(pk=entry.batch_id).first()
+    batch = AuditBatch.objects.filter(uid=entry.batch_id).first()
     if batch is None:
         raise ProofUnavailable(f"the batch of entry {entry_id} is missing", detail={"entry": entry_id})
-    leaves = list(TransitionLog.objects.filter(batch_id=batch.pk).order_by("leaf_index").values_list("hash", flat=True))
+    leaves = list(
+        TransitionLog.objects.filter(batch_id=batch.uid).order_by("leaf_index").values_list("hash", flat=True)
+    )
     return {
         "entry": {
             "id": entry.pk,
@@ -57,7 +59,7 @@ def transition_log_proof(*, entry_id: int) -> dict[str, Any]:
             "reason": entry.reason,
             "metadata": entry.metadata,
             "key_id": entry.key_id,
-            "batch_id": entry.batch_id,
+            "batch": str(entry.batch_id),
             "leaf_index": entry.leaf_index,
         },
         "leaf": entry.hash,
@@ -65,6 +67,7 @@ def transition_log_proof(*, entry_id: int) -> dict[str, Any]:
         "root": batch.root,
         "batch": {
             "id": batch.pk,
+            "uid": str(batch.uid),
             "seq": batch.seq,
             "length": batch.length,
             "entries": batch.entries,
@@ -87,7 +90,7 @@ def transition_log_proof_check(proof: Mapping[str, Any]) -> bool:
     try:
         entry, batch = proof["entry"], proof["batch"]
         leaf = leaf_hash(
-            batch_id=int(entry["batch_id"]),
+            batch=str(entry["batch"]),
             leaf_index=int(entry["leaf_index"]),
             entity_type=entry["entity_type"],
             entity_id=int(entry["entity_id"]),
@@ -101,7 +104,7 @@ def transition_log_proof_check(proof: Mapping[str, Any]) -> bool:
             key_id=entry["key_id"],
         )
         sealed = batch_hash(
-            batch_id=int(batch["id"]),
+            batch=str(batch["uid"]),
             seq=int(batch["seq"]),
             length=int(batch["length"]),
             entries=int(batch["entries"]),
@@ -114,7 +117,7 @@ def transition_log_proof_check(proof: Mapping[str, Any]) -> bool:
         shape = merkle_path_sides(int(entry["leaf_index"]), int(batch["entries"]))
         return (
             _same(leaf, proof["leaf"])
-            and int(entry["batch_id"]) == int(batch["id"])
+            and _same(entry["batch"], batch["uid"])
             and [step["side"] for step in path] == shape
             and _same(merkle_path_root(proof["leaf"], path), batch["root"])
             and _same(proof["root"], batch["root"])

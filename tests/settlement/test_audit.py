@@ -44,7 +44,7 @@ def test_chain_links_every_batch_to_the_previous(logged):
     # each transition appended alone is a batch of one entry: its leaf hash, the batch chained
     assert len(logged) == 3
     batches = list(AuditBatch.objects.order_by("seq"))
-    assert [row.batch_id for row in logged] == [batch.pk for batch in batches]
+    assert [row.batch_id for row in logged] == [batch.uid for batch in batches]
     assert [row.prev_hash for row in logged] == ["", "", ""]
     for before, after in itertools.pairwise(batches):
         assert after.prev_hash == before.hash
@@ -71,7 +71,7 @@ def test_verify_detects_an_edited_row(logged):
 def test_verify_detects_a_deleted_row(logged):
     raw("DELETE FROM settlement_transitionlog WHERE id = %s", logged[1].pk)
     report = transition_log_verify()
-    assert any(f"batch {logged[1].batch_id}: holds 0 entries" in p for p in report.problems)
+    assert any(f"batch {logged[1].batch.pk}: holds 0 entries" in p for p in report.problems)
 
 
 def test_verify_detects_a_truncated_tail(logged):
@@ -101,7 +101,7 @@ def reforge_unkeyed(reason: str) -> None:
         row.hash = row.compute_hash()
         raw(
             "UPDATE settlement_transitionlog SET reason = %s, key_id = '', prev_hash = %s, hash = %s, "
-            "batch_id = NULL, leaf_index = NULL WHERE id = %s",
+            "batch_uid = NULL, leaf_index = NULL WHERE id = %s",
             row.reason,
             row.prev_hash,
             row.hash,
@@ -172,8 +172,8 @@ def test_transition_log_anchor_task_catches_a_cut_tail_before_the_hourly_check(l
     assert len(audit_anchor_file.read_text().splitlines()) == 1
     # when the last row is removed with its batch and the head row set back to the batch before it
     raw("DELETE FROM settlement_transitionlog WHERE id = %s", logged[2].pk)
-    raw("DELETE FROM settlement_auditbatch WHERE id = %s", logged[2].batch_id)
-    before = AuditBatch.objects.get(pk=logged[1].batch_id)
+    raw("DELETE FROM settlement_auditbatch WHERE uid = %s", logged[2].batch_id)
+    before = AuditBatch.objects.get(uid=logged[1].batch_id)
     raw("UPDATE settlement_transitionloghead SET last_hash = %s, length = 2, batches = 2 WHERE id = 1", before.hash)
     # then the chain and the head agree, but not with the anchor
     report = transition_log_verify()

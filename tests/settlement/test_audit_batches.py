@@ -95,7 +95,7 @@ def test_transition_log_verify_passes_on_legacy_rows_and_batches(chain):
     # then the batches chain on from the legacy chain, entries are leaves and the head counts entries
     assert rows[0].prev_hash == legacy[-1].hash
     assert [b.seq for b in rows] == [1, 2, 3] and [b.length for b in rows] == [8, 9, 16]
-    assert all(e.prev_hash == "" and e.batch_id == rows[k].pk for k, batch in enumerate(batches) for e in batch)
+    assert all(e.prev_hash == "" and e.batch_id == rows[k].uid for k, batch in enumerate(batches) for e in batch)
     assert [e.leaf_index for e in batches[2]] == list(range(7))
     assert rows[2].root == merkle_root([e.hash for e in batches[2]])
     head = TransitionLogHead.objects.get(pk=1)
@@ -119,7 +119,7 @@ def test_transition_log_verify_detects_a_removed_entry(chain):
     removed = batches[0][2]
     raw("DELETE FROM settlement_transitionlog WHERE id = %s", removed.pk)
     found = problems()
-    batch = removed.batch_id
+    batch = removed.batch.pk
     assert (
         f"batch {batch}: row {batches[0][3].pk} is leaf 3, expected leaf 2 (entry removed, added or reordered)" in found
     )
@@ -134,15 +134,15 @@ def test_transition_log_verify_detects_an_added_entry(chain):
     source = batches[1][0]
     raw(
         "INSERT INTO settlement_transitionlog (entity_type, entity_id, from_status, to_status, at, actor_label, "
-        "reason, metadata, prev_hash, hash, key_id, batch_id, leaf_index) "
+        "reason, metadata, prev_hash, hash, key_id, batch_uid, leaf_index) "
         "SELECT entity_type, entity_id, from_status, to_status, at, actor_label, reason, metadata, '', %s, key_id, "
-        "batch_id, 1 FROM settlement_transitionlog WHERE id = %s",
+        "batch_uid, 1 FROM settlement_transitionlog WHERE id = %s",
         hashlib.sha256(b"extra").hexdigest(),
         source.pk,
     )
     found = problems()
     assert any("content does not match its hash (edited)" in p for p in found)
-    assert f"batch {source.batch_id}: holds 2 entries, its row says 1 (entries removed or added)" in found
+    assert f"batch {source.batch.pk}: holds 2 entries, its row says 1 (entries removed or added)" in found
 
 
 def test_transition_log_verify_detects_two_entries_swapped_in_their_batch(chain):
@@ -156,7 +156,7 @@ def test_transition_log_verify_detects_two_entries_swapped_in_their_batch(chain)
     found = problems()
     assert f"row {a.pk}: content does not match its hash (edited)" in found
     assert f"row {b.pk}: content does not match its hash (edited)" in found
-    assert any(p.startswith(f"batch {a.batch_id}: its entries' Merkle root does not match") for p in found)
+    assert any(p.startswith(f"batch {a.batch.pk}: its entries' Merkle root does not match") for p in found)
 
 
 def test_transition_log_verify_detects_two_entries_contents_swapped(chain):
@@ -176,21 +176,21 @@ def test_transition_log_verify_detects_two_entries_contents_swapped(chain):
     found = problems()
     assert f"row {a.pk}: content does not match its hash (edited)" in found
     assert f"row {b.pk}: content does not match its hash (edited)" in found
-    assert any(p.startswith(f"batch {a.batch_id}: its entries' Merkle root does not match") for p in found)
+    assert any(p.startswith(f"batch {a.batch.pk}: its entries' Merkle root does not match") for p in found)
 
 
 def test_transition_log_verify_detects_an_entry_moved_to_another_batch(chain):
     _, batches = chain
     moved = batches[0][4]
     raw(
-        "UPDATE settlement_transitionlog SET batch_id = %s, leaf_index = 1 WHERE id = %s",
+        "UPDATE settlement_transitionlog SET batch_uid = %s, leaf_index = 1 WHERE id = %s",
         batches[1][0].batch_id,
         moved.pk,
     )
     found = problems()
     assert f"row {moved.pk}: content does not match its hash (edited)" in found
-    assert f"batch {moved.batch_id}: holds 4 entries, its row says 5 (entries removed or added)" in found
-    assert f"batch {batches[1][0].batch_id}: holds 2 entries, its row says 1 (entries removed or added)" in found
+    assert f"batch {moved.batch.pk}: holds 4 entries, its row says 5 (entries removed or added)" in found
+    assert f"batch {batches[1][0].batch.pk}: holds 2 entries, its row says 1 (entries removed or added)" in found
 
 
 def test_transition_log_verify_detects_a_removed_batch_row_without_its_entries(chain):
@@ -200,14 +200,14 @@ def test_transition_log_verify_detects_a_removed_batch_row_without_its_entries(c
     found = problems()
     assert f"batch {after.pk}: seq 3 follows seq 1 (batch removed or reordered)" in found
     assert f"batch {after.pk}: prev_hash does not match the batch before it (removed or reordered)" in found
-    assert f"row {batches[1][0].pk}: its batch {middle.pk} is missing (batch removed)" in found
+    assert f"row {batches[1][0].pk}: its batch {middle.uid} is missing (batch removed)" in found
     assert "chain head says 3 batches, found 2 (batches removed or added)" in found
 
 
 def test_transition_log_verify_detects_a_removed_batch_with_its_entries(chain):
     _, batches = chain
     first, after = batches[0][0].batch, batches[1][0].batch
-    raw("DELETE FROM settlement_transitionlog WHERE batch_id = %s", first.pk)
+    raw("DELETE FROM settlement_transitionlog WHERE batch_uid = %s", first.uid)
     raw("DELETE FROM settlement_auditbatch WHERE id = %s", first.pk)
     found = problems()
     assert f"batch {after.pk}: seq 2 follows seq 0 (batch removed or reordered)" in found
@@ -234,7 +234,7 @@ def test_transition_log_verify_detects_the_head_cut_back(chain, audit_anchor_fil
     transition_log_anchor_head()
     # when the last batch is removed with its entries and the head set back to the batch before it
     last, before = batches[2][0].batch, batches[1][0].batch
-    raw("DELETE FROM settlement_transitionlog WHERE batch_id = %s", last.pk)
+    raw("DELETE FROM settlement_transitionlog WHERE batch_uid = %s", last.uid)
     raw("DELETE FROM settlement_auditbatch WHERE id = %s", last.pk)
     raw("UPDATE settlement_transitionloghead SET last_hash = %s, length = 9, batches = 2 WHERE id = 1", before.hash)
     # then the chain agrees with the head, but not with the anchor
@@ -255,7 +255,7 @@ def test_transition_log_verify_detects_an_unkeyed_batched_entry(chain):
     _, batches = chain
     row = batches[0][0]
     raw("UPDATE settlement_transitionlog SET key_id = '' WHERE id = %s", row.pk)
-    assert f"row {row.pk}: unkeyed entry in batch {row.batch_id}: forged" in problems()
+    assert f"row {row.pk}: unkeyed entry in batch {row.batch.pk}: forged" in problems()
 
 
 def test_audit_batches_refuse_update_delete_and_truncate(chain):
@@ -278,13 +278,12 @@ def test_transition_log_append_takes_the_head_last_for_two_statements():
             entries=[LogEntry("instruction", n, "a", "b") for n in range(2500)],
             actor=ACTOR,
         )
-    # then: the batch id, the entries in two inserts, and only then the head, for two statements
+    # then: the entries in two inserts, and only then the head, for two statements
     sql = [q["sql"] for q in queries.captured_queries if not q["sql"].startswith(("SAVEPOINT", "RELEASE"))]
-    assert len(sql) == 5
-    assert "nextval" in sql[0]
-    assert all(s.startswith('INSERT INTO "settlement_transitionlog"') for s in sql[1:3])
-    assert "FOR UPDATE" in sql[3] and "settlement_transitionloghead" in sql[3]
-    assert "INSERT INTO settlement_auditbatch" in sql[4] and "UPDATE settlement_transitionloghead" in sql[4]
+    assert len(sql) == 4
+    assert all(s.startswith('INSERT INTO "settlement_transitionlog"') for s in sql[:2])
+    assert "FOR UPDATE" in sql[2] and "settlement_transitionloghead" in sql[2]
+    assert "INSERT INTO settlement_auditbatch" in sql[3] and "UPDATE settlement_transitionloghead" in sql[3]
     assert transition_log_verify().ok
     assert TransitionLogHead.objects.get(pk=1).length == 2501
 
@@ -315,7 +314,7 @@ def test_transition_log_proof_round_trip(chain):
             proof = json.loads(json.dumps(transition_log_proof(entry_id=entry.pk)))
             # then it checks, names the entry's leaf and its batch
             assert transition_log_proof_check(proof)
-            assert proof["leaf"] == entry.hash and proof["batch"]["id"] == entry.batch_id
+            assert proof["leaf"] == entry.hash and proof["batch"]["uid"] == str(entry.batch_id)
 
 
 def forged(proof: dict, change) -> dict:
@@ -337,7 +336,7 @@ def test_transition_log_proof_check_refuses_a_forged_proof(chain, settings):
     changes = [
         lambda p: p["entry"].update(reason="nothing to see"),
         lambda p: p["entry"].update(leaf_index=3),
-        lambda p: p["entry"].update(batch_id=p["entry"]["batch_id"] + 1),
+        lambda p: p["entry"].update(batch=str(batches[0][0].batch_id)),
         lambda p: p.update(leaf=hashlib.sha256(b"x").hexdigest()),
         lambda p: p["path"][0].update(hash="0" * 64),
         lambda p: p["path"][0].update(side="right" if p["path"][0]["side"] == "left" else "left"),
