@@ -6,6 +6,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
+import threading
 
 import pytest
 from django.conf import settings
@@ -376,3 +377,33 @@ def test_merkle_stream_and_paths_agree_with_the_tree():
     # a leaf list and the same list with its last leaf doubled never share a root
     leaves = [hashlib.sha256(str(n).encode()).hexdigest() for n in range(3)]
     assert merkle_root(leaves) != merkle_root([*leaves, leaves[-1]])
+
+
+@pytest.mark.django_db(transaction=True)
+def test_concurrent_appends_chain_one_batch_after_another():
+    # given four workers that each append five batches of 300 entries at once
+    TransitionLogHead.objects.get_or_create(pk=1)
+    barrier = threading.Barrier(4)
+    errors: list[BaseException] = []
+
+    def worker(number: int) -> None:
+        try:
+            barrier.wait()
+            for round_ in range(5):
+                append(300, first_id=number * 10_000 + round_ * 300)
+        except BaseException as exc:  # reported below
+            errors.append(exc)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=worker, args=(n,)) for n in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    # then every batch found its place in one chain, and the head counts them all
+    assert errors == []
+    report = transition_log_verify()
+    assert report.ok, report.problems
+    assert (report.checked, report.batches) == (6000, 20)
+    assert list(AuditBatch.objects.values_list("seq", flat=True)) == list(range(1, 21))
