@@ -216,8 +216,10 @@ UPDATE settlement_transitionloghead SET last_hash = %s, length = %s, batches = %
 
 def _batch_insert_head_move(batch: AuditBatch) -> None:
     """The batch row and the new head in one statement (one round trip while the head is held)."""
-    params = [batch.uid, batch.seq, batch.length, batch.entries, batch.root, batch.prev_hash, batch.hash]
-    params += [batch.key_id, batch.at, batch.hash, batch.length, batch.seq]
+    params = (
+        *(batch.uid, batch.seq, batch.length, batch.entries, batch.root, batch.prev_hash, batch.hash),
+        *(batch.key_id, batch.at, batch.hash, batch.length, batch.seq),
+    )
     with connection.cursor() as cursor:
         cursor.execute(_BATCH_AND_HEAD_SQL, params)
         if cursor.rowcount != 1:

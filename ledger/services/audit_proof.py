@@ -43,9 +43,7 @@ def transition_log_proof(*, entry_id: int) -> dict[str, Any]:
     batch = AuditBatch.objects.filter(uid=entry.batch_id).first()
     if batch is None:
         raise ProofUnavailable(f"the batch of entry {entry_id} is missing", detail={"entry": entry_id})
-    leaves = list(
-        TransitionLog.objects.filter(batch_id=batch.uid).order_by("leaf_index").values_list("hash", flat=True)
-    )
+    leaves = list(TransitionLog.objects.filter(batch=batch).order_by("leaf_index").values_list("hash", flat=True))
     return {
         "entry": {
             "id": entry.pk,
