@@ -1,12 +1,12 @@
-"""Admin of the ledger: accounts, journals with their postings, locks and the transition log,
-all read-only."""
+"""Admin of the ledger: accounts, journals with their postings, locks, the transition log and its
+batches, all read-only."""
 
 from __future__ import annotations
 
 from django.contrib import admin
 
 from common.admin_kit import HistoryAdmin, ReadOnlyAdminMixin, amount_column, asset_precision
-from ledger.models import Journal, LedgerAccount, LedgerLock, Posting, TransitionLog
+from ledger.models import AuditBatch, Journal, LedgerAccount, LedgerLock, Posting, TransitionLog
 
 
 @admin.register(LedgerAccount)
@@ -70,6 +70,8 @@ class TransitionLogAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
         "actor_label",
         "reason",
         "at",
+        "batch_id",
+        "leaf_index",
         "short_hash",
     ]
     list_filter = ["entity_type", "to_status"]
@@ -78,4 +80,18 @@ class TransitionLogAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
 
     @admin.display(description="hash")
     def short_hash(self, obj: TransitionLog) -> str:
+        return obj.hash[:12]
+
+
+@admin.register(AuditBatch)
+class AuditBatchAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+    list_display = ["seq", "id", "entries", "length", "at", "key_id", "short_root", "short_hash"]
+    date_hierarchy = "at"
+
+    @admin.display(description="root")
+    def short_root(self, obj: AuditBatch) -> str:
+        return obj.root[:12]
+
+    @admin.display(description="hash")
+    def short_hash(self, obj: AuditBatch) -> str:
         return obj.hash[:12]

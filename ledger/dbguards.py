@@ -21,6 +21,8 @@ from typing import Any
 # Tables whose rows are append-only already (row triggers of 0002) and the chain head.
 LEDGER_AUDIT_TABLES = ("settlement_journal", "settlement_posting", "settlement_transitionlog")
 HEAD_TABLE = "settlement_transitionloghead"
+# The transition log's batches (ledger migration 0002): append-only like the log itself.
+AUDIT_BATCH_TABLE = "settlement_auditbatch"
 
 
 def _create_trigger(schema_editor: Any, *, table: str, name: str, when: str, level: str) -> None:

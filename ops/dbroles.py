@@ -5,7 +5,8 @@ connect as ``CLEARHOUSE_DB_APP_ROLE`` (``DATABASE_URL``), which owns nothing, is
 cannot run DDL, so it can neither switch the guard triggers off (``session_replication_role``,
 ``ALTER TABLE ... DISABLE TRIGGER``) nor drop them. Its table privileges:
 
-* append-only evidence (journals, postings, the transition log, every simple-history table):
+* append-only evidence (journals, postings, the transition log and its batches, every
+  simple-history table):
   SELECT, INSERT;
 * rows that change but are never removed (ledger accounts and locks, fee charges, the chain head,
   imported external records and files, as ``ops.roles.IMMUTABLE`` lists): SELECT, INSERT,
@@ -38,7 +39,7 @@ def _ident(name: str) -> str:
 
 def table_privileges(tables: list[str]) -> dict[str, str]:
     """Each table of the schema → the privileges the application role gets on it."""
-    append_only = set(dbguards.LEDGER_AUDIT_TABLES) | set(dbguards.history_tables(django_apps))
+    append_only = {*dbguards.LEDGER_AUDIT_TABLES, dbguards.AUDIT_BATCH_TABLE, *dbguards.history_tables(django_apps)}
     no_delete = {dbguards.HEAD_TABLE} | {django_apps.get_model(app, model)._meta.db_table for app, model in IMMUTABLE}
     privileges = {}
     for table in tables:

@@ -42,6 +42,7 @@ IMMUTABLE = {
     ("ledger", "ledgerlock"),
     ("settlement", "feecharge"),
     ("ledger", "transitionlog"),
+    ("ledger", "auditbatch"),
     ("ledger", "transitionloghead"),
     ("reconciliation", "externalrecord"),
     ("reconciliation", "importedfile"),

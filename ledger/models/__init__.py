@@ -1,4 +1,4 @@
-from ledger.models.audit import TransitionLog, TransitionLogHead
+from ledger.models.audit import AuditBatch, TransitionLog, TransitionLogHead
 from ledger.models.ledger import Journal, LedgerAccount, LedgerLock, Posting
 
-__all__ = ["Journal", "LedgerAccount", "LedgerLock", "Posting", "TransitionLog", "TransitionLogHead"]
+__all__ = ["AuditBatch", "Journal", "LedgerAccount", "LedgerLock", "Posting", "TransitionLog", "TransitionLogHead"]

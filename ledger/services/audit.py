@@ -1,4 +1,6 @@
-"""Append to and verify the hash-chained transition log."""
+"""Append to the transition log: one batch per transaction, its entries hashed as Merkle leaves
+and the batch chained to the one before (``ledger.models.audit``); verification in
+``audit_verify``, inclusion proofs in ``audit_proof``."""
 
 from __future__ import annotations
 
@@ -17,9 +19,25 @@ from django_fsm import TransitionNotAllowed
 from common.actors import Actor, actor_label, actor_user, stamp_history
 from common.exceptions import IllegalTransition
 from ledger.locking import lock_log_head
-from ledger.models import TransitionLog, TransitionLogHead
-from ledger.models.audit import GENESIS_HASH, UnknownAuditKey
-from ledger.services.anchors import Anchor, anchor_write, anchors_read
+from ledger.merkle import merkle_root
+from ledger.models import AuditBatch, TransitionLog, TransitionLogHead
+from ledger.models.audit import batch_uid_new
+from ledger.services.anchors import anchor_write
+from ledger.services.audit_proof import transition_log_proof, transition_log_proof_check
+from ledger.services.audit_verify import ChainReport, transition_log_verify
+
+__all__ = [
+    "ChainReport",
+    "LogEntry",
+    "transition_log_anchor",
+    "transition_log_anchor_head",
+    "transition_log_append",
+    "transition_log_deferred",
+    "transition_log_proof",
+    "transition_log_proof_check",
+    "transition_log_verify",
+    "transition_run",
+]
 
 
 def _jsonable(value: Any) -> Any:
@@ -92,8 +110,9 @@ _deferred = threading.local()
 @contextmanager
 def transition_log_deferred() -> Iterator[None]:
     """Collect the log entries appended inside the block and append them together when it ends
-    without an exception: one head lock (3 statements) per transaction instead of one per
-    transition, and the head held only from the end of the caller's work to its commit.
+    without an exception: one batch per transaction instead of one per transition (its entries
+    hashed and inserted first), and the head held only for the batch row at the end of the
+    caller's work, to its commit.
 
     Use it inside the caller's ``transaction.atomic()`` block. Nested, it mirrors a savepoint:
     wrap an inner ``atomic()`` whose failure the caller catches, and the entries of the
@@ -113,8 +132,8 @@ def transition_log_deferred() -> Iterator[None]:
 
 
 def transition_log_append(*, entries: Iterable[LogEntry], actor: Actor) -> list[TransitionLog]:
-    """Append entries to the chain. Call it last in the caller's transaction: the head row
-    stays locked until commit, so the lock is held as briefly as possible. Inside
+    """Append entries to the chain as one batch. Call it last in the caller's transaction: the
+    head row stays locked until commit, so the lock is held as briefly as possible. Inside
     ``transition_log_deferred`` the entries are appended when that block ends (returns [])."""
     entries = list(entries)
     if not entries:
@@ -128,16 +147,24 @@ def transition_log_append(*, entries: Iterable[LogEntry], actor: Actor) -> list[
     return _append([(entry, actor) for entry in entries])
 
 
+# Entries per INSERT: a 5,000-entry batch in three statements, each far below PostgreSQL's limit
+# of 65,535 bind parameters (13 per entry).
+_INSERT_CHUNK = 2000
+
+
 def _append(items: list[tuple[LogEntry, Actor]]) -> list[TransitionLog]:
+    """Append one batch: hash the entries as Merkle leaves (under a batch uid made here) and
+    insert them first, then take the head for two short statements (lock it; insert the chained
+    batch row and move the head), nothing after. The head is held from there to the caller's
+    commit. Statements: as many inserts as chunks of entries, then the two."""
     if not transaction.get_connection().in_atomic_block:
         raise RuntimeError("transition_log_append must run inside the caller's transaction")
     at = timezone.now()
     key_id = settings.CLEARHOUSE_AUDIT_HMAC_KEY_ID
+    uid = batch_uid_new()
     who: dict[int, tuple[Any, str]] = {}
-    head = _lock_head()
-    prev = head.last_hash
     rows: list[TransitionLog] = []
-    for entry, actor in items:
+    for index, (entry, actor) in enumerate(items):
         if id(actor) not in who:
             who[id(actor)] = (actor_user(actor), actor_label(actor))
         user, label = who[id(actor)]
@@ -151,88 +178,52 @@ def _append(items: list[tuple[LogEntry, Actor]]) -> list[TransitionLog]:
             actor_label=label,
             reason=entry.reason,
             metadata=_jsonable(dict(entry.metadata)),
-            prev_hash=prev,
+            batch_id=uid,
+            leaf_index=index,
+            prev_hash="",
             key_id=key_id,
         )
         row.hash = row.compute_hash()
-        prev = row.hash
         rows.append(row)
-    TransitionLog.objects.bulk_create(rows)
-    TransitionLogHead.objects.filter(pk=1).update(last_hash=prev, length=head.length + len(rows))
+    root = merkle_root([row.hash for row in rows])
+    TransitionLog.objects.bulk_create(rows, batch_size=_INSERT_CHUNK)
+    head = _lock_head()
+    batch = AuditBatch(
+        uid=uid,
+        seq=head.batches + 1,
+        length=head.length + len(rows),
+        entries=len(rows),
+        root=root,
+        prev_hash=head.last_hash,
+        key_id=key_id,
+        at=at,
+    )
+    batch.hash = batch.compute_hash()
+    _batch_insert_head_move(batch)
     return rows
 
 
-@dataclass
-class ChainReport:
-    checked: int = 0
-    last_hash: str = GENESIS_HASH
-    problems: list[str] = field(default_factory=list)
-
-    @property
-    def ok(self) -> bool:
-        return not self.problems
-
-
-def transition_log_verify(*, chunk_size: int = 5000, max_problems: int = 50) -> ChainReport:
-    """Walk the whole chain in append order and report every broken link, a head row that does not
-    match the last row, and any anchor (outside the database) the chain no longer matches. Reads
-    one snapshot (REPEATABLE READ), so appends while it walks are never mistaken for tampering; the
-    anchors are read before that snapshot begins, so each names a head the snapshot holds."""
-    anchors, problems = anchors_read()
-    if connection.in_atomic_block:
-        return _verify(anchors=anchors, problems=problems, chunk_size=chunk_size, max_problems=max_problems)
-    with transaction.atomic():
-        with connection.cursor() as cursor:
-            cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
-        return _verify(anchors=anchors, problems=problems, chunk_size=chunk_size, max_problems=max_problems)
+_BATCH_AND_HEAD_SQL = """
+WITH batch AS (
+    INSERT INTO settlement_auditbatch (uid, seq, length, entries, root, prev_hash, hash, key_id, at)
+    VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)
+    RETURNING id
+)
+UPDATE settlement_transitionloghead SET last_hash = %s, length = %s, batches = %s
+ WHERE id = 1 AND EXISTS (SELECT 1 FROM batch)
+"""
 
 
-def _verify(*, anchors: list[Anchor], problems: list[str], chunk_size: int, max_problems: int) -> ChainReport:
-    report = ChainReport(problems=list(problems))
-    wanted = {anchor.length for anchor in anchors}
-    found: dict[int, str] = {}
-    prev = GENESIS_HASH
-    legacy_rows = settings.CLEARHOUSE_AUDIT_LEGACY_ROWS
-    for row in TransitionLog.objects.order_by("id").iterator(chunk_size=chunk_size):
-        report.checked += 1
-        if row.prev_hash != prev:
-            report.problems.append(f"row {row.pk}: prev_hash does not match the row before it (deleted or reordered)")
-        if not row.key_id and report.checked > legacy_rows:
-            report.problems.append(
-                f"row {row.pk}: unkeyed, but only the first {legacy_rows} rows predate the HMAC chain "
-                "(CLEARHOUSE_AUDIT_LEGACY_ROWS): forged"
-            )
-        try:
-            if row.compute_hash() != row.hash:
-                report.problems.append(f"row {row.pk}: content does not match its hash (edited)")
-        except UnknownAuditKey:
-            report.problems.append(f"row {row.pk}: HMAC key {row.key_id!r} is not configured")
-        prev = row.hash
-        if report.checked in wanted:
-            found[report.checked] = row.hash
-        if len(report.problems) >= max_problems:
-            report.problems.append("too many problems, stopped")
-            return report
-    report.last_hash = prev
-    head = TransitionLogHead.objects.filter(pk=1).first()
-    head_hash = head.last_hash if head else GENESIS_HASH
-    head_length = head.length if head else 0
-    if head_hash != prev or head_length != report.checked:
-        report.problems.append(
-            f"chain head says {head_length} rows ending in {head_hash[:12]}, "
-            f"found {report.checked} rows ending in {prev[:12]} (rows removed or added outside the log service)"
-        )
-    for anchor in anchors:
-        if anchor.length > report.checked:
-            report.problems.append(
-                f"anchor of {anchor.at} says {anchor.length} rows, the chain has {report.checked} (rows removed)"
-            )
-        elif found.get(anchor.length) != anchor.hash:
-            report.problems.append(
-                f"anchor of {anchor.at}: row {anchor.length} of the chain no longer hashes to {anchor.hash[:12]} "
-                "(chain rewritten)"
-            )
-    return report
+def _batch_insert_head_move(batch: AuditBatch) -> None:
+    """The batch row and the new head in one statement (one round trip while the head is held)."""
+    params = (
+        *(batch.uid, batch.seq, batch.length, batch.entries, batch.root, batch.prev_hash, batch.hash),
+        *(batch.key_id, batch.at, batch.hash, batch.length, batch.seq),
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(_BATCH_AND_HEAD_SQL, params)
+        if cursor.rowcount != 1:
+            raise RuntimeError("the transition-log head row is missing")
 
 
 def transition_log_anchor_head() -> None:

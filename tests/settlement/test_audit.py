@@ -13,7 +13,7 @@ from django.core.management import CommandError, call_command
 from django.db import IntegrityError, connection, transaction
 
 from common.choices import Leg
-from ledger.models import TransitionLog
+from ledger.models import AuditBatch, TransitionLog
 from ledger.services.audit import transition_log_verify
 from ledger.tasks import transition_log_anchor_task, transition_log_verify_task
 from ops.models import OpsAlert
@@ -40,12 +40,16 @@ def raw(sql: str, *params) -> None:
         cursor.execute("SET session_replication_role = DEFAULT")
 
 
-def test_chain_links_every_row_to_the_previous(logged):
+def test_chain_links_every_batch_to_the_previous(logged):
+    # each transition appended alone is a batch of one entry: its leaf hash, the batch chained
     assert len(logged) == 3
-    for before, after in itertools.pairwise(logged):
+    batches = list(AuditBatch.objects.order_by("seq"))
+    assert [row.batch_id for row in logged] == [batch.uid for batch in batches]
+    assert [row.prev_hash for row in logged] == ["", "", ""]
+    for before, after in itertools.pairwise(batches):
         assert after.prev_hash == before.hash
     report = transition_log_verify()
-    assert report.ok and report.checked == 3
+    assert report.ok and report.checked == 3 and report.batches == 3
     call_command("verify_transition_log")
 
 
@@ -67,7 +71,7 @@ def test_verify_detects_an_edited_row(logged):
 def test_verify_detects_a_deleted_row(logged):
     raw("DELETE FROM settlement_transitionlog WHERE id = %s", logged[1].pk)
     report = transition_log_verify()
-    assert any(f"row {logged[2].pk}: prev_hash" in p for p in report.problems)
+    assert any(f"batch {logged[1].batch.pk}: holds 0 entries" in p for p in report.problems)
 
 
 def test_verify_detects_a_truncated_tail(logged):
@@ -89,20 +93,23 @@ def test_chain_continues_across_transitions(logged, alice, bob, btc_usd):
 
 def reforge_unkeyed(reason: str) -> None:
     """What someone with the database but not the HMAC key can do: edit a row and rebuild the whole
-    chain (and its head) with the only hash they can compute, plain SHA-256."""
+    log as a per-row chain of the oldest kind (no batches), with the only hash they can compute,
+    plain SHA-256, and its head to match."""
     prev = "0" * 64
     for row in TransitionLog.objects.order_by("id"):
-        row.reason, row.key_id, row.prev_hash = reason, "", prev
+        row.reason, row.key_id, row.prev_hash, row.batch_id, row.leaf_index = reason, "", prev, None, None
         row.hash = row.compute_hash()
         raw(
-            "UPDATE settlement_transitionlog SET reason = %s, key_id = '', prev_hash = %s, hash = %s WHERE id = %s",
+            "UPDATE settlement_transitionlog SET reason = %s, key_id = '', prev_hash = %s, hash = %s, "
+            "batch_uid = NULL, leaf_index = NULL WHERE id = %s",
             row.reason,
             row.prev_hash,
             row.hash,
             row.pk,
         )
         prev = row.hash
-    raw("UPDATE settlement_transitionloghead SET last_hash = %s WHERE id = 1", prev)
+    raw("DELETE FROM settlement_auditbatch")
+    raw("UPDATE settlement_transitionloghead SET last_hash = %s, batches = 0 WHERE id = 1", prev)
 
 
 def test_transition_log_append_keys_every_row_with_the_audit_hmac(logged, settings, alice, bob, btc_usd):
@@ -163,9 +170,11 @@ def test_transition_log_anchor_task_catches_a_cut_tail_before_the_hourly_check(l
     transition_log_anchor_task()
     transition_log_anchor_task()
     assert len(audit_anchor_file.read_text().splitlines()) == 1
-    # when the last row is removed and the head row set back to the row before it
+    # when the last row is removed with its batch and the head row set back to the batch before it
     raw("DELETE FROM settlement_transitionlog WHERE id = %s", logged[2].pk)
-    raw("UPDATE settlement_transitionloghead SET last_hash = %s, length = 2 WHERE id = 1", logged[1].hash)
+    raw("DELETE FROM settlement_auditbatch WHERE uid = %s", logged[2].batch_id)
+    before = AuditBatch.objects.get(uid=logged[1].batch_id)
+    raw("UPDATE settlement_transitionloghead SET last_hash = %s, length = 2, batches = 2 WHERE id = 1", before.hash)
     # then the chain and the head agree, but not with the anchor
     report = transition_log_verify()
     assert report.problems == [
