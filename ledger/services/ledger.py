@@ -14,14 +14,13 @@ refuses the UPDATE and the whole journal rolls back.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 
 from django.conf import settings
-from django.db import IntegrityError, transaction
-from django.db.models import Case, F, Value, When
+from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
 from common.actors import Actor, actor_user, stamp_history
@@ -34,6 +33,7 @@ from ledger.services.audit import LogEntry, transition_log_append
 from reference.models import Asset, Participant
 
 EXTERNAL_FUNDING = "external-funding"
+OVERDRAFT_CONSTRAINT = "ledger_account_no_overdraft"
 _OWNER_KINDS = (AccountKind.AVAILABLE, AccountKind.LOCKED)
 
 
@@ -110,7 +110,7 @@ def system_account_for(*, code: str, asset: Asset, allow_negative: bool = True) 
     return account
 
 
-def _check_balanced(legs: Sequence[Leg]) -> None:
+def check_balanced(legs: Sequence[Leg]) -> None:
     if len(legs) < 2:
         raise UnbalancedJournal("a journal moves value between at least two postings")
     totals: dict[int, Decimal] = defaultdict(Decimal)
@@ -127,24 +127,30 @@ def _check_balanced(legs: Sequence[Leg]) -> None:
         raise UnbalancedJournal(f"postings do not sum to zero per asset: {unbalanced}", detail=unbalanced)
 
 
+def shortfall(account: LedgerAccount, *, balance: Decimal, delta: Decimal) -> InsufficientFunds | None:
+    """The refusal of ``delta`` on ``account`` holding ``balance``, or None when it may take it."""
+    if account.allow_negative or balance + delta >= 0:
+        return None
+    precision = account.asset.precision
+    return InsufficientFunds(
+        f"{account} holds {format_amount(balance, precision)}, cannot move {format_amount(-delta, precision)}",
+        detail={"account": account.pk, "balance": str(balance), "needed": str(-delta)},
+    )
+
+
 def _journal_write(
     *, kind: str, reference: str, legs: Sequence[Leg], actor: Actor, memo: str = "", lock: LedgerLock | None = None
 ) -> Journal:
     """Write a balanced journal and apply it to balances. Runs inside the caller's transaction."""
-    _check_balanced(legs)
+    check_balanced(legs)
     deltas: dict[int, Decimal] = defaultdict(Decimal)
     for leg in legs:
         deltas[leg.account.pk] += leg.amount
     locked = {a.pk: a for a in lock_accounts(deltas)}
     for account_id, delta in deltas.items():
-        account = locked[account_id]
-        if not account.allow_negative and account.balance + delta < 0:
-            precision = account.asset.precision
-            raise InsufficientFunds(
-                f"{account} holds {format_amount(account.balance, precision)}, "
-                f"cannot move {format_amount(-delta, precision)}",
-                detail={"account": account.pk, "balance": str(account.balance), "needed": str(-delta)},
-            )
+        short = shortfall(locked[account_id], balance=locked[account_id].balance, delta=delta)
+        if short is not None:
+            raise short
     journal = Journal.objects.create(kind=kind, reference=reference, memo=memo, lock=lock, actor=actor_user(actor))
     Posting.objects.bulk_create(
         [
@@ -152,19 +158,44 @@ def _journal_write(
             for leg in legs
         ]
     )
-    delta_of = Case(
-        *(When(pk=account_id, then=Value(delta)) for account_id, delta in deltas.items()),
-        output_field=LedgerAccount._meta.get_field("balance"),
-    )
     try:  # every balance of the journal in one statement
         with transaction.atomic():
-            LedgerAccount.objects.filter(pk__in=deltas).update(balance=F("balance") + delta_of)
+            balances_apply(deltas)
     except IntegrityError as exc:  # the overdraft CHECK constraint: the database has the last word
+        if not is_overdraft(exc):
+            raise
         raise InsufficientFunds("the database refused a balance below zero", detail=str(exc)) from exc
     return journal
 
 
-def _validate_amount(asset: Asset, amount: Decimal) -> None:
+_BALANCES_APPLY = (
+    'UPDATE "settlement_ledgeraccount" AS account SET balance = account.balance + delta.amount '
+    "FROM (SELECT unnest(%s::bigint[]) AS id, unnest(%s::numeric[]) AS amount) AS delta "
+    "WHERE account.id = delta.id"
+)
+
+
+def balances_apply(deltas: Mapping[int, Decimal]) -> None:
+    """Add ``deltas`` (account id -> signed amount) to the balances of accounts the caller holds
+    locked: one statement however many accounts. A balance going below zero where it may not raises
+    ``IntegrityError`` (the CHECK ``ledger_account_no_overdraft``; see ``is_overdraft``)."""
+    if not deltas:
+        return
+    ids = list(deltas)
+    with connection.cursor() as cursor:
+        cursor.execute(_BALANCES_APPLY, [ids, [deltas[account_id] for account_id in ids]])
+        if cursor.rowcount != len(ids):
+            raise RuntimeError(f"balances of {len(ids)} accounts to change, {cursor.rowcount} found")
+
+
+def is_overdraft(exc: IntegrityError) -> bool:
+    """Whether the database refused a statement for the no-overdraft CHECK constraint (and not, say,
+    a duplicate reference)."""
+    diag = getattr(exc.__cause__, "diag", None)
+    return getattr(diag, "constraint_name", None) == OVERDRAFT_CONSTRAINT
+
+
+def validate_amount(asset: Asset, amount: Decimal) -> None:
     if amount <= 0:
         raise ValidationFailed(f"amount must be positive, got {amount}")
     if not fits_precision(amount, asset.precision):
@@ -175,7 +206,7 @@ def ledger_deposit(
     *, owner: Participant, asset: Asset, amount: Decimal, reference: str, actor: Actor, memo: str = ""
 ) -> Journal:
     """Credit value arriving from outside the house (funding). Idempotent by ``reference``."""
-    _validate_amount(asset, amount)
+    validate_amount(asset, amount)
     with transaction.atomic():
         existing = Journal.objects.filter(reference=reference).first()
         if existing is not None:
@@ -241,7 +272,7 @@ def ledger_lock(
 
     Raises ``InsufficientFunds`` (and writes nothing) when the available balance is short.
     """
-    _validate_amount(asset, amount)
+    validate_amount(asset, amount)
     with transaction.atomic():
         if accounts is not None and _owner_pair(accounts, owner=owner, asset=asset):
             available, locked = accounts
@@ -263,7 +294,7 @@ def ledger_lock_system(
 ) -> LedgerLock:
     """Lock ``amount`` of a house account that may not go negative (``code`` and ``code:locked``),
     e.g. the central settlement account before a pay-out leaves it. Idempotent by ``reference``."""
-    _validate_amount(asset, amount)
+    validate_amount(asset, amount)
     with transaction.atomic():
         return _lock_between(
             available=system_account_for(code=code, asset=asset, allow_negative=False),
@@ -278,6 +309,34 @@ def ledger_lock_system(
 
 def _lock_for_update(lock: LedgerLock) -> LedgerLock:
     return lock_ledger_locks(related=("available_account__asset", "locked_account__asset"), pk=lock.pk).get()
+
+
+def release_rest(*, amount: Decimal, moved: Decimal, extra: Iterable[Decimal]) -> Decimal:
+    """What a lock of ``amount`` gives back to its available account when ``moved`` is posted and
+    the ``extra`` legs (fees) are paid out of it."""
+    return amount - moved - sum(extra, Decimal(0))
+
+
+def resolution_legs(
+    *,
+    amount: Decimal,
+    moved: Decimal,
+    locked: LedgerAccount,
+    to_account: LedgerAccount,
+    available: LedgerAccount,
+    extra_legs: Sequence[Leg],
+) -> list[Leg]:
+    """The legs of the journal that resolves a lock of ``amount``: all of it out of the locked
+    account, ``moved`` to ``to_account``, the extra legs (e.g. fees to the revenue account) and the
+    rest back to the available account (a partial post releases the rest, as a pending transfer does)."""
+    legs = [Leg(locked, -amount)]
+    if moved:
+        legs.append(Leg(to_account, moved))
+    legs.extend(extra_legs)
+    rest = release_rest(amount=amount, moved=moved, extra=(leg.amount for leg in extra_legs))
+    if rest:
+        legs.append(Leg(available, rest))
+    return legs
 
 
 def _resolve_lock(
@@ -306,13 +365,14 @@ def _resolve_lock(
     lock.resolved_at = timezone.now()
     stamp_history(lock, actor=actor, reason=reason)
     lock.save(update_fields=("status", "resolved_at"))
-    legs = [Leg(lock.locked_account, -lock.amount)]
-    if moved:
-        legs.append(Leg(to_account, moved))
-    legs.extend(extra_legs)  # e.g. fees out of the lock to the fee revenue account, in this journal
-    rest = lock.amount - moved - sum((leg.amount for leg in extra_legs), Decimal(0))
-    if rest:  # a partial post releases the rest, as a pending transfer does
-        legs.append(Leg(lock.available_account, rest))
+    legs = resolution_legs(
+        amount=lock.amount,
+        moved=moved,
+        locked=lock.locked_account,
+        to_account=to_account,
+        available=lock.available_account,
+        extra_legs=extra_legs,
+    )
     lock.resolved_journal = _journal_write(
         kind=journal_kind,
         reference=f"{lock.reference}:{journal_kind}",
@@ -392,7 +452,7 @@ def _journal_between(
 ) -> Journal:
     if debit.asset_id != credit.asset_id:
         raise ValidationFailed("a journal between two accounts moves one asset")
-    _validate_amount(debit.asset, amount)
+    validate_amount(debit.asset, amount)
     with transaction.atomic():
         existing = Journal.objects.filter(reference=reference).first()
         if existing is not None:
