@@ -357,9 +357,8 @@ def _resolutions_write(
     deltas: dict[int, Decimal] = defaultdict(Decimal)
     for journal_legs in legs:
         _deltas_add(deltas, ((leg.account.pk, leg.amount) for leg in journal_legs))
-    try:
-        with transaction.atomic():
-            balances_apply(deltas)
+    try:  # no savepoint: a refusal rolls back the whole batch (the caller's atomic block)
+        balances_apply(deltas)
     except IntegrityError as exc:  # the overdraft CHECK constraint: the database has the last word
         if not is_overdraft(exc):
             raise
