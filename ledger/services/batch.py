@@ -32,8 +32,9 @@ from common.choices import AccountKind, JournalKind, LockStatus
 from common.exceptions import InsufficientFunds, LockNotPending, ValidationFailed
 from common.money import format_amount
 from ledger.locking import lock_accounts, lock_ledger_locks, lock_owner_accounts
-from ledger.models import Journal, LedgerAccount, LedgerLock, Posting
+from ledger.models import Journal, LedgerAccount, LedgerLock
 from ledger.services.audit import LogEntry, transition_log_append
+from ledger.services.batch_rows import lock_history_insert, postings_insert
 from ledger.services.ledger import (
     Leg,
     accounts_ensure,
@@ -207,6 +208,7 @@ class _HoldBatch:
         for request in holds:
             _deltas_add(deltas, self.legs(request))
         balances_apply(deltas)  # first: a refusal costs no insert
+        now = timezone.now()
         locks = []
         for request in holds:
             available, locked = self.pair(request)
@@ -221,7 +223,9 @@ class _HoldBatch:
             stamp_history(lock, actor=self.actor, reason="lock")
             locks.append(lock)
         LedgerLock.objects.bulk_create(locks)
-        LedgerLock.history.bulk_history_create(locks)  # type: ignore[attr-defined]
+        lock_history_insert(
+            ids=[lock.pk for lock in locks], reasons=["lock"] * len(locks), actor=self.actor, at=now, created=True
+        )
         journals = [
             Journal(
                 kind=JournalKind.LOCK,
@@ -233,15 +237,15 @@ class _HoldBatch:
             for lock in locks
         ]
         Journal.objects.bulk_create(journals)
-        Posting.objects.bulk_create(
-            posting
-            for journal, lock in zip(journals, locks, strict=True)
-            for posting in (
-                Posting(
-                    journal=journal, account_id=lock.available_account_id, asset_id=lock.asset_id, amount=-lock.amount
-                ),
-                Posting(journal=journal, account_id=lock.locked_account_id, asset_id=lock.asset_id, amount=lock.amount),
-            )
+        postings_insert(
+            [
+                posting
+                for journal, lock in zip(journals, locks, strict=True)
+                for posting in (
+                    (journal.pk, lock.available_account_id, lock.asset_id, -lock.amount),
+                    (journal.pk, lock.locked_account_id, lock.asset_id, lock.amount),
+                )
+            ]
         )
         return {lock.reference: lock for lock in locks}
 
@@ -353,7 +357,13 @@ def _resolutions_write(
         (item.lock.mark_posted if target == LockStatus.POSTED else item.lock.mark_voided)()
         item.lock.resolved_at = now
         stamp_history(item.lock, actor=actor, reason=item.reason)
-    LedgerLock.history.bulk_history_create(locks, update=True)  # type: ignore[attr-defined]
+    lock_history_insert(
+        ids=[lock.pk for lock in locks],
+        reasons=[item.reason for item in resolutions],
+        actor=actor,
+        at=now,
+        created=False,
+    )
     deltas: dict[int, Decimal] = defaultdict(Decimal)
     for journal_legs in legs:
         _deltas_add(deltas, ((leg.account.pk, leg.amount) for leg in journal_legs))
@@ -369,10 +379,12 @@ def _resolutions_write(
         for item in resolutions
     ]
     Journal.objects.bulk_create(journals)
-    Posting.objects.bulk_create(
-        Posting(journal=journal, account=leg.account, asset_id=leg.account.asset_id, amount=leg.amount)
-        for journal, journal_legs in zip(journals, legs, strict=True)
-        for leg in journal_legs
+    postings_insert(
+        [
+            (journal.pk, leg.account.pk, leg.account.asset_id, leg.amount)
+            for journal, journal_legs in zip(journals, legs, strict=True)
+            for leg in journal_legs
+        ]
     )
     entries = []
     for item, journal in zip(resolutions, journals, strict=True):

@@ -371,3 +371,11 @@ def test_ledger_post_many_refuses_a_lock_not_pending_and_writes_nothing(alice, b
         ledger_void_many(locks=[outcome.locks["h0"], outcome.locks["h0"]], actor=ACTOR, reason="twice")
     assert Journal.objects.count() == journals
     assert LedgerLock.objects.get(reference="h0").status == LockStatus.PENDING
+
+
+def test_lock_history_insert_copies_every_column_of_a_lock():
+    from ledger.services.batch_rows import LOCK_COLUMNS
+
+    assert set(LOCK_COLUMNS) == {f.column for f in LedgerLock._meta.concrete_fields}
+    tracked = {f.column for f in LedgerLock.history.model._meta.concrete_fields if not f.name.startswith("history_")}
+    assert tracked == set(LOCK_COLUMNS)
