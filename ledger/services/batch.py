@@ -34,7 +34,7 @@ from common.money import format_amount
 from ledger.locking import lock_accounts, lock_ledger_locks, lock_owner_accounts
 from ledger.models import Journal, LedgerAccount, LedgerLock
 from ledger.services.audit import LogEntry, transition_log_append
-from ledger.services.batch_rows import lock_history_insert, postings_insert
+from ledger.services.batch_rows import NewLock, journals_insert, lock_history_insert, locks_insert
 from ledger.services.ledger import (
     Leg,
     accounts_ensure,
@@ -88,7 +88,6 @@ class _HoldBatch:
 
     def __init__(self, *, requests: Sequence[HoldRequest], actor: Actor, memo: str, precheck: bool) -> None:
         self.actor = actor
-        self.user = actor_user(actor)
         self.memo = memo
         self.precheck = precheck
         self.groups: dict[int, list[HoldRequest]] = {}
@@ -209,50 +208,51 @@ class _HoldBatch:
             _deltas_add(deltas, self.legs(request))
         balances_apply(deltas)  # first: a refusal costs no insert
         now = timezone.now()
-        locks = []
+        new = []
+        memos = []
         for request in holds:
             available, locked = self.pair(request)
-            lock = LedgerLock(
-                reference=request.reference,
-                asset_id=request.asset_id,
-                available_account=available,
-                locked_account=locked,
-                amount=request.amount,
-                expires_at=request.expires_at,
-            )
-            stamp_history(lock, actor=self.actor, reason="lock")
-            locks.append(lock)
-        LedgerLock.objects.bulk_create(locks)
-        lock_history_insert(
-            ids=[lock.pk for lock in locks], reasons=["lock"] * len(locks), actor=self.actor, at=now, created=True
-        )
-        journals = [
-            Journal(
-                kind=JournalKind.LOCK,
-                reference=f"{lock.reference}:lock",
-                memo=self.memo or f"lock {lock.amount} {lock.available_account.asset.code} of {self._owner_code(lock)}",
-                lock=lock,
-                actor=self.user,
-            )
-            for lock in locks
-        ]
-        Journal.objects.bulk_create(journals)
-        postings_insert(
-            [
-                posting
-                for journal, lock in zip(journals, locks, strict=True)
-                for posting in (
-                    (journal.pk, lock.available_account_id, lock.asset_id, -lock.amount),
-                    (journal.pk, lock.locked_account_id, lock.asset_id, lock.amount),
+            new.append(
+                NewLock(
+                    request.reference, request.asset_id, available.pk, locked.pk, request.amount, request.expires_at
                 )
-            ]
+            )
+            owner = available.owner.code if available.owner is not None else ""
+            memos.append(self.memo or f"lock {request.amount} {available.asset.code} of {owner}")
+        ids = locks_insert(locks=new, at=now)
+        lock_ids = [ids[lock.reference] for lock in new]
+        lock_history_insert(ids=lock_ids, reasons=["lock"] * len(new), actor=self.actor, at=now, created=True)
+        journals_insert(
+            kind=JournalKind.LOCK,
+            lock_ids=lock_ids,
+            memos=memos,
+            legs=[
+                leg
+                for pk, lock in zip(lock_ids, new, strict=True)
+                for leg in (
+                    (pk, lock.available_account_id, lock.asset_id, -lock.amount),
+                    (pk, lock.locked_account_id, lock.asset_id, lock.amount),
+                )
+            ],
+            actor=self.actor,
+            at=now,
         )
-        return {lock.reference: lock for lock in locks}
-
-    @staticmethod
-    def _owner_code(lock: LedgerLock) -> str:
-        owner = lock.available_account.owner
-        return owner.code if owner is not None else ""
+        locks = {}
+        for pk, lock in zip(lock_ids, new, strict=True):
+            made = LedgerLock(
+                id=pk,
+                reference=lock.reference,
+                asset_id=lock.asset_id,
+                available_account_id=lock.available_account_id,
+                locked_account_id=lock.locked_account_id,
+                amount=lock.amount,
+                expires_at=lock.expires_at,
+                created_at=now,
+            )
+            made._state.adding = False
+            stamp_history(made, actor=self.actor, reason="lock")
+            locks[lock.reference] = made
+        return locks
 
 
 def _references(requests: Sequence[HoldRequest]) -> set[str]:
@@ -374,18 +374,25 @@ def _resolutions_write(
             raise
         raise InsufficientFunds("the database refused a balance below zero", detail=str(exc)) from exc
     user = actor_user(actor)
-    journals = [
-        Journal(kind=kind, reference=f"{item.lock.reference}:{kind}", memo=item.reason, lock=item.lock, actor=user)
-        for item in resolutions
-    ]
-    Journal.objects.bulk_create(journals)
-    postings_insert(
-        [
-            (journal.pk, leg.account.pk, leg.account.asset_id, leg.amount)
-            for journal, journal_legs in zip(journals, legs, strict=True)
+    rows = journals_insert(
+        kind=kind,
+        lock_ids=[item.lock.pk for item in resolutions],
+        memos=[item.reason for item in resolutions],
+        legs=[
+            (item.lock.pk, leg.account.pk, leg.account.asset_id, leg.amount)
+            for item, journal_legs in zip(resolutions, legs, strict=True)
             for leg in journal_legs
-        ]
+        ],
+        actor=actor,
+        at=now,
     )
+    by_lock = {
+        lock_id: Journal(id=pk, kind=kind, reference=reference, memo=memo, lock_id=lock_id, actor=user, created_at=now)
+        for pk, reference, memo, lock_id in rows
+    }
+    journals = [by_lock[item.lock.pk] for item in resolutions]
+    for journal in journals:
+        journal._state.adding = False
     entries = []
     for item, journal in zip(resolutions, journals, strict=True):
         item.lock.resolved_journal = journal

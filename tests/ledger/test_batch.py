@@ -32,8 +32,8 @@ from tests.factories import ACTOR, ParticipantFactory, UserFactory, fund
 
 pytestmark = pytest.mark.django_db
 
-LOCK_BUDGET = 11
-RESOLVE_BUDGET = 12
+LOCK_BUDGET = 10
+RESOLVE_BUDGET = 11
 EXPIRES = datetime(2031, 1, 1, tzinfo=UTC)
 CENT = Decimal("0.01")
 
