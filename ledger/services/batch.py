@@ -25,6 +25,8 @@ from datetime import datetime
 from decimal import Decimal
 
 from django.db import IntegrityError, transaction
+from django.db.models import BooleanField, QuerySet
+from django.db.models.expressions import RawSQL
 from django.utils import timezone
 
 from common.actors import Actor, actor_user, stamp_history
@@ -93,7 +95,7 @@ class _HoldBatch:
         self.groups: dict[int, list[HoldRequest]] = {}
         for request in requests:
             self.groups.setdefault(request.group, []).append(request)
-        self.known = {lock.reference: lock for lock in LedgerLock.objects.filter(reference__in=_references(requests))}
+        self.known = {lock.reference: lock for lock in _locks_of(_references(requests))}
         self.accounts = self._accounts_lock(
             {(r.owner_id, r.asset_id) for r in requests if r.reference not in self.known}
         )
@@ -257,6 +259,14 @@ class _HoldBatch:
 
 def _references(requests: Sequence[HoldRequest]) -> set[str]:
     return {request.reference for request in requests}
+
+
+def _locks_of(references: set[str]) -> QuerySet[LedgerLock]:
+    """The locks that exist with these references (one array parameter, not one per reference)."""
+    of_references = RawSQL(
+        '"settlement_ledgerlock"."reference" = ANY(%s::varchar[])', (list(references),), output_field=BooleanField()
+    )
+    return LedgerLock.objects.filter(of_references)
 
 
 def ledger_lock_many(
