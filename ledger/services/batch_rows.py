@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
+from typing import Any
 
 from django.db import connection
 
@@ -93,7 +94,7 @@ def locks_insert(*, locks: Sequence[NewLock], at: datetime) -> dict[str, int]:
     already raises ``IntegrityError`` (unique)."""
     if not locks:
         return {}
-    columns = [
+    columns: list[list[Any]] = [
         [lock.reference for lock in locks],
         [lock.asset_id for lock in locks],
         [lock.available_account_id for lock in locks],
