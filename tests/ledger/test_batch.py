@@ -379,3 +379,43 @@ def test_lock_history_insert_copies_every_column_of_a_lock():
     assert set(LOCK_COLUMNS) == {f.column for f in LedgerLock._meta.concrete_fields}
     tracked = {f.column for f in LedgerLock.history.model._meta.concrete_fields if not f.name.startswith("history_")}
     assert tracked == set(LOCK_COLUMNS)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_ledger_lock_many_concurrent_batches_never_overspend_nor_deadlock(alice, bob, usd):
+    """Four threads, each with its own connection, lock batches over the same two accounts in
+    opposite orders at the same moment: the accounts are locked in pk order once per batch, so
+    none deadlocks, and only what the balances hold is locked."""
+    import threading
+
+    # given
+    fund(alice, usd, "35.00")
+    fund(bob, usd, "35.00")
+    barrier = threading.Barrier(4)
+    locked: list[int] = []
+    guard = threading.Lock()
+
+    def batch(n: int) -> None:
+        people = [alice, bob] if n % 2 else [bob, alice]
+        requests = [
+            HoldRequest(g, people[g % 2].pk, usd.pk, Decimal("10.00"), f"race{n}-{g}", EXPIRES) for g in range(4)
+        ]
+        try:
+            barrier.wait()
+            outcome = ledger_lock_many(requests=requests, actor=ACTOR)
+        finally:
+            connection.close()
+        with guard:
+            locked.append(len(outcome.locks))
+
+    # when
+    threads = [threading.Thread(target=batch, args=(n,)) for n in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    # then: three holds of 10.00 fit each 35.00
+    assert sum(locked) == 6
+    for owner in (alice, bob):
+        assert LedgerAccount.objects.get(owner=owner, kind=AccountKind.AVAILABLE).balance == Decimal("5.00")
+        assert LedgerAccount.objects.get(owner=owner, kind=AccountKind.LOCKED).balance == Decimal("30.00")
