@@ -44,8 +44,14 @@ def actor_label(actor: Actor | AnonymousUser | None) -> str:
     return "system:unknown"
 
 
+def history_reason(*, actor: Actor, reason: str) -> str:
+    """The change reason simple-history records: 100 characters of the reason (the transition log
+    keeps all of it), or who made the change when no reason is given."""
+    return (reason or actor_label(actor))[:100]
+
+
 def stamp_history(instance: Any, *, actor: Actor, reason: str) -> None:
-    """Make simple-history record who changed ``instance`` and why."""
+    """Make simple-history record who changed ``instance`` and why (rows written by SQL record the
+    same: ``actor_user`` and ``history_reason``)."""
     instance._history_user = actor_user(actor)
-    # simple-history keeps 100 characters of the reason; the transition log keeps all of it.
-    instance._change_reason = (reason or actor_label(actor))[:100]
+    instance._change_reason = history_reason(actor=actor, reason=reason)

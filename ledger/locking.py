@@ -25,14 +25,36 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 
-from django.db.models import Q, QuerySet
+from django.db.models import BooleanField, Q, QuerySet
+from django.db.models.expressions import RawSQL
 
 from ledger.models import LedgerAccount, LedgerLock, TransitionLogHead
 
 
-def lock_accounts(ids: Iterable[int]) -> QuerySet[LedgerAccount]:
-    """Ledger accounts by id, FOR UPDATE in primary-key order."""
-    return LedgerAccount.objects.select_for_update().filter(pk__in=ids).order_by("pk")
+def lock_accounts(ids: Iterable[int], *, related: Sequence[str] = ()) -> QuerySet[LedgerAccount]:
+    """Ledger accounts by id, FOR UPDATE in primary-key order (``related`` rows, e.g. the owner and
+    the asset, are read with them, not locked)."""
+    if not related:
+        return LedgerAccount.objects.select_for_update().filter(pk__in=ids).order_by("pk")
+    query = LedgerAccount.objects.select_for_update(of=("self",)).select_related(*related)
+    return query.filter(pk__in=ids).order_by("pk")
+
+
+def lock_owner_accounts(pairs: Iterable[tuple[int, int]], *, kinds: Sequence[str]) -> QuerySet[LedgerAccount]:
+    """The accounts of the given kinds of (owner id, asset id) pairs, owner and asset read with them
+    (not locked): FOR UPDATE OF the account rows, one statement in primary-key order whatever the
+    number of pairs (the pairs go as two arrays, not as one condition per pair)."""
+    ordered = sorted(set(pairs))
+    owners = [owner for owner, _ in ordered]
+    assets = [asset for _, asset in ordered]
+    of_pairs = RawSQL(
+        '("settlement_ledgeraccount"."owner_id", "settlement_ledgeraccount"."asset_id") '
+        "IN (SELECT * FROM unnest(%s::bigint[], %s::bigint[]))",
+        (owners, assets),
+        output_field=BooleanField(),
+    )
+    query = LedgerAccount.objects.select_for_update(of=("self",)).select_related("owner", "asset")
+    return query.filter(of_pairs, kind__in=kinds).order_by("pk")
 
 
 def lock_accounts_where(condition: Q, *, kinds: Sequence[str]) -> QuerySet[LedgerAccount]:

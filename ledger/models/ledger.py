@@ -4,7 +4,7 @@
   owner. A CHECK constraint keeps non-overdraft balances at or above zero, so PostgreSQL itself
   refuses an overspend whatever the Python code does.
 * ``Journal`` + ``Posting``: every movement is a journal whose postings sum to zero per asset
-  (checked by the service and, on PostgreSQL, by a deferred constraint trigger at commit).
+  (checked by the service and, on PostgreSQL, by a trigger on every INSERT of postings).
   Both tables are append-only (a trigger refuses UPDATE and DELETE).
 * ``LedgerLock`` is a pending transfer: lock (available → locked), then post or void.
 """

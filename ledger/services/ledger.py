@@ -15,32 +15,32 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
-from django.db.models import Case, F, Value, When
 from django.utils import timezone
 
 from common.actors import Actor, actor_user, stamp_history
 from common.choices import AccountKind, JournalKind, LockStatus
-from common.exceptions import InsufficientFunds, LockNotPending, UnbalancedJournal, ValidationFailed
-from common.money import fits_precision, format_amount
+from common.exceptions import InsufficientFunds, LockNotPending, ValidationFailed
 from ledger.locking import lock_accounts, lock_ledger_locks
 from ledger.models import Journal, LedgerAccount, LedgerLock, Posting
 from ledger.services.audit import LogEntry, transition_log_append
+from ledger.services.legs import (
+    Leg,
+    balances_apply,
+    check_balanced,
+    is_overdraft,
+    resolution_legs,
+    shortfall,
+    validate_amount,
+)
 from reference.models import Asset, Participant
 
 EXTERNAL_FUNDING = "external-funding"
 _OWNER_KINDS = (AccountKind.AVAILABLE, AccountKind.LOCKED)
-
-
-@dataclass(frozen=True)
-class Leg:
-    account: LedgerAccount
-    amount: Decimal
 
 
 def account_for(*, owner: Participant, asset: Asset, kind: str) -> LedgerAccount:
@@ -110,41 +110,19 @@ def system_account_for(*, code: str, asset: Asset, allow_negative: bool = True) 
     return account
 
 
-def _check_balanced(legs: Sequence[Leg]) -> None:
-    if len(legs) < 2:
-        raise UnbalancedJournal("a journal moves value between at least two postings")
-    totals: dict[int, Decimal] = defaultdict(Decimal)
-    for leg in legs:
-        if leg.amount == 0:
-            raise UnbalancedJournal("a posting of zero moves nothing")
-        if not fits_precision(leg.amount, leg.account.asset.precision):
-            raise ValidationFailed(
-                f"{leg.amount} has more decimals than {leg.account.asset.code} allows ({leg.account.asset.precision})"
-            )
-        totals[leg.account.asset_id] += leg.amount
-    unbalanced = {asset_id: total for asset_id, total in totals.items() if total != 0}
-    if unbalanced:
-        raise UnbalancedJournal(f"postings do not sum to zero per asset: {unbalanced}", detail=unbalanced)
-
-
 def _journal_write(
     *, kind: str, reference: str, legs: Sequence[Leg], actor: Actor, memo: str = "", lock: LedgerLock | None = None
 ) -> Journal:
     """Write a balanced journal and apply it to balances. Runs inside the caller's transaction."""
-    _check_balanced(legs)
+    check_balanced(legs)
     deltas: dict[int, Decimal] = defaultdict(Decimal)
     for leg in legs:
         deltas[leg.account.pk] += leg.amount
     locked = {a.pk: a for a in lock_accounts(deltas)}
     for account_id, delta in deltas.items():
-        account = locked[account_id]
-        if not account.allow_negative and account.balance + delta < 0:
-            precision = account.asset.precision
-            raise InsufficientFunds(
-                f"{account} holds {format_amount(account.balance, precision)}, "
-                f"cannot move {format_amount(-delta, precision)}",
-                detail={"account": account.pk, "balance": str(account.balance), "needed": str(-delta)},
-            )
+        short = shortfall(locked[account_id], balance=locked[account_id].balance, delta=delta)
+        if short is not None:
+            raise short
     journal = Journal.objects.create(kind=kind, reference=reference, memo=memo, lock=lock, actor=actor_user(actor))
     Posting.objects.bulk_create(
         [
@@ -152,30 +130,21 @@ def _journal_write(
             for leg in legs
         ]
     )
-    delta_of = Case(
-        *(When(pk=account_id, then=Value(delta)) for account_id, delta in deltas.items()),
-        output_field=LedgerAccount._meta.get_field("balance"),
-    )
     try:  # every balance of the journal in one statement
         with transaction.atomic():
-            LedgerAccount.objects.filter(pk__in=deltas).update(balance=F("balance") + delta_of)
+            balances_apply(deltas)
     except IntegrityError as exc:  # the overdraft CHECK constraint: the database has the last word
+        if not is_overdraft(exc):
+            raise
         raise InsufficientFunds("the database refused a balance below zero", detail=str(exc)) from exc
     return journal
-
-
-def _validate_amount(asset: Asset, amount: Decimal) -> None:
-    if amount <= 0:
-        raise ValidationFailed(f"amount must be positive, got {amount}")
-    if not fits_precision(amount, asset.precision):
-        raise ValidationFailed(f"{amount} has more decimals than {asset.code} allows ({asset.precision})")
 
 
 def ledger_deposit(
     *, owner: Participant, asset: Asset, amount: Decimal, reference: str, actor: Actor, memo: str = ""
 ) -> Journal:
     """Credit value arriving from outside the house (funding). Idempotent by ``reference``."""
-    _validate_amount(asset, amount)
+    validate_amount(asset, amount)
     with transaction.atomic():
         existing = Journal.objects.filter(reference=reference).first()
         if existing is not None:
@@ -241,7 +210,7 @@ def ledger_lock(
 
     Raises ``InsufficientFunds`` (and writes nothing) when the available balance is short.
     """
-    _validate_amount(asset, amount)
+    validate_amount(asset, amount)
     with transaction.atomic():
         if accounts is not None and _owner_pair(accounts, owner=owner, asset=asset):
             available, locked = accounts
@@ -263,7 +232,7 @@ def ledger_lock_system(
 ) -> LedgerLock:
     """Lock ``amount`` of a house account that may not go negative (``code`` and ``code:locked``),
     e.g. the central settlement account before a pay-out leaves it. Idempotent by ``reference``."""
-    _validate_amount(asset, amount)
+    validate_amount(asset, amount)
     with transaction.atomic():
         return _lock_between(
             available=system_account_for(code=code, asset=asset, allow_negative=False),
@@ -306,13 +275,14 @@ def _resolve_lock(
     lock.resolved_at = timezone.now()
     stamp_history(lock, actor=actor, reason=reason)
     lock.save(update_fields=("status", "resolved_at"))
-    legs = [Leg(lock.locked_account, -lock.amount)]
-    if moved:
-        legs.append(Leg(to_account, moved))
-    legs.extend(extra_legs)  # e.g. fees out of the lock to the fee revenue account, in this journal
-    rest = lock.amount - moved - sum((leg.amount for leg in extra_legs), Decimal(0))
-    if rest:  # a partial post releases the rest, as a pending transfer does
-        legs.append(Leg(lock.available_account, rest))
+    legs = resolution_legs(
+        amount=lock.amount,
+        moved=moved,
+        locked=lock.locked_account,
+        to_account=to_account,
+        available=lock.available_account,
+        extra_legs=extra_legs,
+    )
     lock.resolved_journal = _journal_write(
         kind=journal_kind,
         reference=f"{lock.reference}:{journal_kind}",
@@ -392,7 +362,7 @@ def _journal_between(
 ) -> Journal:
     if debit.asset_id != credit.asset_id:
         raise ValidationFailed("a journal between two accounts moves one asset")
-    _validate_amount(debit.asset, amount)
+    validate_amount(debit.asset, amount)
     with transaction.atomic():
         existing = Journal.objects.filter(reference=reference).first()
         if existing is not None:
