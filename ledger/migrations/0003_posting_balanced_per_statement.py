@@ -64,5 +64,5 @@ def backwards(apps, schema_editor):
 
 
 class Migration(migrations.Migration):
-    dependencies = [("ledger", "0001_initial")]
+    dependencies = [("ledger", "0002_audit_batches")]
     operations = [migrations.RunPython(forwards, backwards)]
