@@ -104,7 +104,7 @@ def batch_lock(*, batch_id: int, fee_reserves: dict[int, Decimal], actor: Actor 
         short = {t: live[t] for t in outcome.failed}
         legs_fail_many(
             short,
-            reasons={t: f"insufficient funds: {outcome.failed[t]}" for t in short},
+            reasons={t: outcome.failed[t] for t in short},  # "insufficient funds: ..."
             batch=batch,
             stage="lock",
             actor=actor,
