@@ -71,18 +71,30 @@ def _eth_payments(url: str, tx_hash: str) -> tuple[bool, list[Payment]]:
 
 
 def _btc_payments(url: str, txid: str, sender: str) -> tuple[bool, list[Payment]]:
+    """The outputs of the transaction as the node holds it (its raw bytes, decoded here), change to
+    the sender left out; an OP_RETURN output is the reference it carries."""
+    from bitcoin.core import CTransaction, b2lx
+    from bitcoin.core.script import OP_RETURN, CScript
+    from bitcoin.wallet import CBitcoinAddress
+
+    from rails.crypto.bitcoin_network import select_network
+
+    select_network("regtest")
     tx = rpc(url, "getrawtransaction", [txid, 2])
-    if tx is None or (not tx.get("blockhash") and not tx.get("confirmations")):
+    if tx is None or not tx.get("confirmations") or not tx.get("hex"):
+        return False, []
+    decoded = CTransaction.deserialize(bytes.fromhex(tx["hex"]))
+    if b2lx(decoded.GetTxid()) != txid:
         return False, []
     payments, note = [], None
-    for out in tx["vout"]:
-        script = out["scriptPubKey"]
-        if script.get("type") == "nulldata":
-            note = bytes.fromhex(script.get("hex", "")[4:])  # OP_RETURN <push>
+    for out in decoded.vout:
+        script = CScript(out.scriptPubKey)
+        if script and script[0] == OP_RETURN:
+            note = next((bytes(op) for op in list(script)[1:] if isinstance(op, bytes)), b"")
             continue
-        address = script.get("address", "")
-        if address and address != sender:  # change goes back to the sender
-            payments.append(Payment(to=address, amount=Decimal(str(out["value"])), reference=None))
+        address = str(CBitcoinAddress.from_scriptPubKey(script))
+        if address != sender:  # change goes back to the sender
+            payments.append(Payment(to=address, amount=Decimal(out.nValue) / 10**8, reference=None))
     return True, [Payment(p.to, p.amount, note) for p in payments]
 
 
@@ -215,10 +227,25 @@ def check_onchain(results: Results, *, urls: dict[str, str]) -> None:
         f"{len(transfers)} transfers in {len(by_tx)} chain transactions: {missing} not landed/reverted, "
         f"{unmatched} without their payment, {extra} payments beyond the transfers",
     )
+    eth_wallets = [t["from_address"] for t in transfers if t["chain"] == "ethereum"]
+    if eth_wallets or "ethereum" in urls:
+        from reference.models import WalletAddress
+
+        senders = list(WalletAddress.objects.filter(chain="ethereum").values_list("address", flat=True))
+        with ThreadPoolExecutor(max_workers=6) as pool:
+            nonces = sum(
+                pool.map(lambda a: int(rpc(urls["ethereum"], "eth_getTransactionCount", [a, "latest"]), 16), senders)
+            )
+        landed_eth = sum(1 for (chain, _), landed, _ in fetched if chain == "ethereum" and landed)
+        results.line(
+            nonces == landed_eth,
+            "no Ethereum transaction from a house wallet beyond the confirmed ones",
+            f"{nonces} transactions sent by {len(senders)} house wallets (their nonces), {landed_eth} confirmed",
+        )
     results.line(
         not ref_bad,
         "the payment carries its settlement reference (where the chain carries one)",
-        f"{ref_ok} carry it, {ref_bad} carry another, {ref_none} carry none (plain ETH transfer, BTC without OP_RETURN)",
+        f"{ref_ok} carry it, {ref_bad} carry another, {ref_none} carry none (plain ETH transfer, BTC w/o OP_RETURN)",
     )
 
 

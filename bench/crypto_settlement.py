@@ -130,7 +130,15 @@ def start_workers(kids: Children, env: dict[str, str], *, count: int, generation
     for i in range(count):
         name = f"bench{generation}-{i}"
         argv = [sys.executable, str(ROOT / "bench" / "crypto_worker.py"), str(counts / f"{name}.json")]
-        workers.append(kids.start(f"worker {name}", argv + worker_argv(sys.executable, name)[3:], cwd=ROOT, env=env))
+        workers.append(
+            kids.start(
+                f"worker {name}",
+                argv + worker_argv(sys.executable, name)[3:],
+                cwd=ROOT,
+                env=env,
+                stdout=subprocess.DEVNULL,
+            )
+        )
     return workers
 
 
