@@ -6,10 +6,33 @@ from __future__ import annotations
 
 from collections import Counter, defaultdict
 from datetime import datetime
+from functools import cache
 from itertools import pairwise
 from typing import Any
 
 from bench.common import percentile
+
+
+def _history_marks(model: Any) -> dict[int, dict[str, datetime]]:
+    """When each row of ``model`` first reached broadcast / confirmed, from its simple-history rows
+    (for records whose steps write no transition-log entry)."""
+    from settlement.models.pipeline import TransferStatus as TS
+
+    found: dict[int, dict[str, datetime]] = defaultdict(dict)
+    for pk, status, at in (
+        model.history.filter(status__in=[TS.BROADCAST, TS.CONFIRMED])
+        .order_by("history_date")
+        .values_list("id", "status", "history_date")
+    ):
+        found[pk].setdefault(status, at)
+    return found
+
+
+@cache
+def batch_tx_marks() -> dict[int, dict[str, datetime]]:
+    from settlement.models import ChainTransaction
+
+    return _history_marks(ChainTransaction)
 
 
 def _timeline() -> dict[str, Any]:
@@ -50,7 +73,7 @@ def _timeline() -> dict[str, Any]:
         transfer, chain_tx = transfer_of.get(leg, (None, None))
         tx_marks = marks.get(("chaintransfer", transfer), {}) if transfer else {}
         if TS.CONFIRMED not in tx_marks and chain_tx:
-            tx_marks = marks.get(("chaintransaction", chain_tx), {})
+            tx_marks = marks.get(("chaintransaction", chain_tx), {}) or batch_tx_marks().get(chain_tx, {})
         trades[trade] = {
             "accepted": received[trade],
             "locked": own.get(S.LOCKED),

@@ -86,6 +86,9 @@ def arguments() -> argparse.Namespace:
     parser.add_argument(
         "--beat-task", action="append", default=[], help="task name sent with the sweeper (e.g. a batch flush)"
     )
+    parser.add_argument(
+        "--env", action="append", default=[], help="KEY=VALUE for the workers and the driver (engine settings)"
+    )
     parser.add_argument("--seed", type=int, default=7, help="random seed of the trade plan")
     parser.add_argument("--timeout", type=float, default=1800)
     args = parser.parse_args()
@@ -187,6 +190,7 @@ def main(kids: Children, args: argparse.Namespace) -> int:
             "CLEARHOUSE_CONFIRM_POLL_SECONDS": "0.2",
             "CLEARHOUSE_CRYPTO_BATCH": str(args.batch),
             "CLEARHOUSE_CRASH_AFTER": "",
+            **dict(item.split("=", 1) for item in args.env),
         },
     )
     if not own_broker:
@@ -295,8 +299,7 @@ def main(kids: Children, args: argparse.Namespace) -> int:
         f"  (PostgreSQL: 'scratch db backends' sums the backends connected to {args.db}; 'whole server' every "
         "postgres process, other databases' load included. CPU and counters cover ingest and settlement.)"
     )
-    wallets = list(seeded.wallets.values())
-    ok = crypto_checks.check_all(urls=urls, wallets=wallets, short_ids=short_ids)
+    ok = crypto_checks.check_all(urls=urls, short_ids=short_ids)
     if args.crash_after:
         crashed = bool(crash.get("exits"))
         print(f"  [{'OK' if crashed else 'FAIL'}] crash at {args.crash_after!r}: worker exits {crash.get('exits')}")
