@@ -101,9 +101,15 @@ def arguments() -> argparse.Namespace:
 def crash_series(args: argparse.Namespace) -> int:
     """One full bench per crash stage, each in a process of its own; the worst exit code."""
     stages = STAGES if args.crash_after == "all" else args.crash_after.split(",")
-    argv = [a for a in sys.argv[1:]]
-    at = argv.index("--crash-after")
-    del argv[at : at + 2]
+    argv, rest = [], iter(sys.argv[1:])
+    for item in rest:  # every option but --crash-after (as "--crash-after X" or "--crash-after=X")
+        if item == "--crash-after":
+            next(rest, None)
+        elif not item.startswith("--crash-after="):
+            argv.append(item)
+    unknown = [stage for stage in stages if stage not in STAGES]
+    if unknown:
+        raise SystemExit(f"unknown crash stage(s) {unknown}: choose from {STAGES}")
     codes = {}
     for stage in stages:
         print(f"\n===== crash run: CLEARHOUSE_CRASH_AFTER={stage} =====", flush=True)
