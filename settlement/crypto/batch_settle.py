@@ -174,6 +174,7 @@ def _record(
         ok_txs: list[ChainTransaction] = []
         legs_of = {leg.pk: leg for legs in trades.values() for leg in legs}
         fee_of: dict[int, Decimal] = {}  # leg pk -> its share of its chain transaction's fee
+        fee_accounts: dict[int, int] = {}
         for tx, status, paid in confirmed:
             now = still(tx)
             if now is None:
@@ -196,7 +197,7 @@ def _record(
             for row in rows:
                 leg = legs_of[row.instruction_id]
                 settled[leg.trade_id] = trades[leg.trade_id]
-                posts.extend(_chain_leg_posts(leg, share=shares[leg.pk], chain=now.chain))
+                posts.append(_fee_post(leg, share=shares[leg.pk], chain=now.chain, accounts=fee_accounts))
                 if shares[leg.pk] > 0:
                     gas_rows.append(gas_row(leg, fee=shares[leg.pk], tx_hash=now.tx_hash))
         cash_legs = [leg for legs in settled.values() for leg in legs if not on_chain(leg.asset)]
@@ -304,9 +305,12 @@ def _paid_key(rows: list[tuple[int, str, str, Decimal]]) -> list[tuple[int, str,
     return sorted((int(i), ref, to.lower(), Decimal(amount)) for i, ref, to, amount in rows)
 
 
-def _chain_leg_posts(leg: SettlementInstruction, *, share: Decimal, chain: str) -> list[PostRequest]:
-    fee_account = system_account_for(code=f"{NETWORK_FEES}:{chain}", asset=leg.asset)
-    return [PostRequest(held(leg.fee_lock), fee_account.pk, share, (), f"network fee (batch), leg {leg.pk}")]
+def _fee_post(leg: SettlementInstruction, *, share: Decimal, chain: str, accounts: dict[int, int]) -> PostRequest:
+    """The leg's share of its chain transaction's fee out of its reserve to the network-fee
+    account (looked up once per asset: ``accounts``); the rest of the reserve goes back."""
+    if leg.asset_id not in accounts:
+        accounts[leg.asset_id] = system_account_for(code=f"{NETWORK_FEES}:{chain}", asset=leg.asset).pk
+    return PostRequest(held(leg.fee_lock), accounts[leg.asset_id], share, (), f"network fee (batch), leg {leg.pk}")
 
 
 def _available_accounts(pairs: list[tuple[int, int]]) -> dict[tuple[int, int], int]:
