@@ -26,9 +26,12 @@ def _broker_of_xdist_worker(url: str, worker: str) -> str:
     return urlunsplit(parts._replace(path=f"/{(base + int(worker[2:])) % 16}"))
 
 
-if os.environ.get("PYTEST_XDIST_WORKER") and os.environ.get("CELERY_BROKER_URL"):
-    # the environment too: Celery reads $CELERY_BROKER_URL over the settings, and the worker and
-    # beat processes the tests start inherit it
+_SHIFTED = "CLEARHOUSE_TEST_BROKER_OF_WORKER"
+if os.environ.get("PYTEST_XDIST_WORKER") and os.environ.get("CELERY_BROKER_URL") and not os.environ.get(_SHIFTED):
+    # the environment too: Celery reads $CELERY_BROKER_URL over the settings. The worker and beat
+    # processes the tests start load these settings again with the broker URL they are given
+    # (this one, or a test's own Redis): the marker keeps them from shifting it once more.
     CELERY_BROKER_URL = os.environ["CELERY_BROKER_URL"] = _broker_of_xdist_worker(
         os.environ["CELERY_BROKER_URL"], os.environ["PYTEST_XDIST_WORKER"]
     )
+    os.environ[_SHIFTED] = "1"
