@@ -6,7 +6,8 @@ STAMP = $(VENV)/.installed-$(shell cat requirements.txt requirements-dev.txt | s
 
 # Tests run on the real PostgreSQL and Redis of the machine (started if installed but down).
 TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/clearhouse
-TEST_BROKER_URL ?= redis://127.0.0.1:6379/15
+TEST_BROKER_URL ?= redis://127.0.0.1:6379/14
+PYTEST_WORKERS ?= 2
 PYTEST_ARGS ?=
 
 # anvil (local Ethereum JSON-RPC node, from npm) for the multi-process chain tests, bench and demo
@@ -30,12 +31,14 @@ demo: $(STAMP)
 services:
 	bash scripts/ensure_services.sh
 
+# pytest on PYTEST_WORKERS xdist workers (0: one process), each with its own copy of the migrated
+# test database and its own Redis db (gw<k>: db n+k of TEST_BROKER_URL's n, so 14 and 15 here); the
+# type check runs alongside it and its output follows pytest's (scripts/test_suite.sh).
 test: $(STAMP) $(ANVIL) services
 	bash scripts/ensure_browser.sh
 	$(BIN)/ruff check .
-	$(MAKE) --no-print-directory typecheck
 	DATABASE_URL=$(TEST_DATABASE_URL) CELERY_BROKER_URL=$(TEST_BROKER_URL) SECRET_KEY=test-only-secret \
-		$(BIN)/pytest $(PYTEST_ARGS)
+		PYTEST_WORKERS=$(PYTEST_WORKERS) BIN=$(BIN) MAKE="$(MAKE)" bash scripts/test_suite.sh $(PYTEST_ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -87,7 +87,7 @@ def test_demo_runs_on_embedded_postgres_and_stops_everything_on_ctrl_c(tmp_path)
         )
     try:
         # when it has run
-        output = _wait_for(log, RUNNING, demo, timeout=240)
+        output = _wait_for(log, RUNNING, demo, timeout=480)  # generous: under `pytest -n` it shares the cores
         started = psutil.Process(demo.pid).children(recursive=True)
         postmaster = psutil.Process(int((pgdata / "postmaster.pid").read_text().split()[0]))
         started += [postmaster, *postmaster.children(recursive=True)]

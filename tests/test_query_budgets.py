@@ -13,7 +13,7 @@ from settlement.models import FeeRule
 from settlement.services.instructions import instruction_lock, instruction_settle, instruction_start_processing
 from tests.factories import ACTOR, fund, trade
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("transition_log_started")]
 
 
 @pytest.fixture

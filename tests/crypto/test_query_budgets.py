@@ -22,7 +22,7 @@ from settlement.crypto import pipeline as crypto
 from settlement.models import ChainTransfer
 from tests import factories
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("transition_log_started")]
 
 # lock: legs + their accounts (1), fee rules and charges of the cash leg, per lock (funds x2 and
 # the fee reserve): owner accounts, lock by reference, lock row + history, accounts locked,

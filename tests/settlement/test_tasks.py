@@ -26,7 +26,7 @@ def redis_worker():
     assert not app.conf.task_always_eager
     app.conf.broker_url = settings.CELERY_BROKER_URL
     with app.connection_for_write() as conn:
-        conn.default_channel.client.flushdb()  # the test broker db (15) only
+        conn.default_channel.client.flushdb()  # the test broker db only (this xdist worker's)
     with start_worker(app, pool="solo", perform_ping_check=False, shutdown_timeout=10) as worker:
         yield worker
 
