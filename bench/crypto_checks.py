@@ -182,7 +182,7 @@ def check_onchain(results: Results, *, urls: dict[str, str]) -> None:
     )
     from settlement.models import SettlementInstruction as SI
 
-    references = {pk: ref for pk, ref in ((leg.pk, leg.reference) for leg in SI.objects.filter(pk__in=per_leg))}
+    references = {leg.pk: f"{leg.reference}:a{leg.attempt}" for leg in SI.objects.filter(pk__in=per_leg)}  # as paid
     by_tx: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
     for t in transfers:
         by_tx[t["chain"], t["tx_hash"]].append(t)
