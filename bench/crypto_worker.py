@@ -50,6 +50,13 @@ def main() -> None:
 
     threading.Thread(target=every_half_second, daemon=True).start()
     atexit.register(dump)
+    profile_dir = os.environ.get("CLEARHOUSE_BENCH_PROFILE")  # where the CPU goes: cProfile per worker
+    if profile_dir:
+        import cProfile
+
+        profiler = cProfile.Profile()
+        profiler.enable()
+        atexit.register(lambda: profiler.dump_stats(str(Path(profile_dir) / f"{count_file.stem}.prof")))
     from celery.__main__ import main as celery_main
 
     sys.argv = ["celery", *celery_args]

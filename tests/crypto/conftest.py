@@ -29,6 +29,13 @@ def chain(settings, tmp_path, db):
 
 
 @pytest.fixture
+def per_trade(settings):
+    """The per-trade pipeline (crypto/crypto trades, ``CLEARHOUSE_CRYPTO_ENGINE=trade``) where a test
+    follows one trade's own chain transfer; the batch engine's tests are tests/crypto/test_batch_*.py."""
+    settings.CLEARHOUSE_CRYPTO_ENGINE = "trade"
+
+
+@pytest.fixture
 def eth(db):
     return factories.AssetFactory(
         code="ETH",

@@ -123,7 +123,7 @@ def assert_ledger_matches_chain(coin: Coin) -> None:
 
 
 def test_api_trades_settle_on_chain_with_real_transactions(
-    coin, staff_client, usd, alice, bob, django_capture_on_commit_callbacks
+    coin, per_trade, staff_client, usd, alice, bob, django_capture_on_commit_callbacks
 ):
     symbol = coin.instrument.symbol
     payloads = [

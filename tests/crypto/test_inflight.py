@@ -93,7 +93,7 @@ def test_locks_void_expired_fails_a_halted_trade_notifies_and_opens_a_case(
 
 
 def test_crypto_broadcast_task_rail_rejected_fails_with_funds_released_and_a_case(
-    funded, chain, eth, eth_usd, alice, bob, usd, monkeypatch
+    funded, chain, per_trade, eth, eth_usd, alice, bob, usd, monkeypatch
 ):
     # given: the node refuses the stored transaction for good
     def refuse(raw: str) -> str:

@@ -71,7 +71,7 @@ def statuses(trade):
 
 
 def test_trades_from_the_api_settle_on_chain_and_ledger_equals_chain(
-    staff_client, funded, chain, eth, eth_usd, usd, alice, bob, django_capture_on_commit_callbacks
+    staff_client, funded, chain, per_trade, eth, eth_usd, usd, alice, bob, django_capture_on_commit_callbacks
 ):
     trades = post_trades(
         staff_client, [trade_payload(1), trade_payload(2, quantity="0.25")], django_capture_on_commit_callbacks
@@ -179,7 +179,7 @@ def test_response_lost_after_send_does_not_pay_twice(funded, chain, eth, eth_usd
 
 
 def test_node_down_beyond_the_retry_bound_escalates_and_keeps_the_funds_locked(
-    funded, chain, eth, eth_usd, alice, bob, usd, admin_user
+    funded, chain, per_trade, eth, eth_usd, alice, bob, usd, admin_user
 ):
     # given: every broadcast attempt times out (the bytes may have reached the node: they can still land)
     chain.inject("timeout", times=100)
@@ -256,7 +256,7 @@ def test_reorg_below_threshold_rebroadcasts_and_settles_once(funded, chain, eth,
 
 
 def test_double_spend_halts_the_asset_opens_a_case_and_nothing_more_is_broadcast(
-    funded, chain, eth, eth_usd, alice, bob, usd, admin_user
+    funded, chain, per_trade, eth, eth_usd, alice, bob, usd, admin_user
 ):
     from rails.crypto.signing import keystore
 
