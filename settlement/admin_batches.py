@@ -12,7 +12,7 @@ from settlement.models import ChainTransaction, ChainTransfer, CryptoBatch
 
 class ChainTransactionInline(ReadOnlyAdminMixin, admin.TabularInline):
     model = ChainTransaction
-    fields = ["tx_hash", "from_address", "nonce", "payouts", "status", "confirmations", "fee", "broadcast_count"]
+    fields = ("tx_hash", "from_address", "nonce", "payouts", "status", "confirmations", "fee", "broadcast_count")
     readonly_fields = fields
     extra = 0
     show_change_link = True
@@ -34,7 +34,7 @@ class CryptoBatchAdmin(ReadOnlyAdminMixin, HistoryAdmin):
 class PayoutInline(ReadOnlyAdminMixin, admin.TabularInline):
     model = ChainTransfer
     fk_name = "chain_tx"
-    fields = ["output_index", "instruction", "to_address", "amount", "status"]
+    fields = ("output_index", "instruction", "to_address", "amount", "status")
     readonly_fields = fields
     extra = 0
     show_change_link = True

@@ -5,10 +5,10 @@ one bulk insert of simple-history rows and the transition-log entries appended t
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from typing import Any, cast
 
 from django.db import connection
-from django.db.models import Model
+from django.db.models import Field, Model
 from django.utils import timezone
 from django_fsm import TransitionNotAllowed
 from simple_history.utils import get_history_manager_for_model
@@ -94,17 +94,17 @@ def rows_update(rows: Sequence[Model], names: Sequence[str]) -> None:
     if not rows:
         return
     meta = type(rows[0])._meta
-    fields = [meta.get_field(name) for name in names]
+    fields: list[Field[Any, Any]] = [cast("Field[Any, Any]", meta.get_field(name)) for name in names]
     table = connection.ops.quote_name(meta.db_table)
     pk = meta.pk
     if pk is None:  # never: every model has a primary key
         raise ValueError(f"{meta.label} has no primary key")
-    sets = ", ".join(f"{connection.ops.quote_name(f.column)} = v.c{i}" for i, f in enumerate(fields))
+    sets = ", ".join(f"{connection.ops.quote_name(str(f.column))} = v.c{i}" for i, f in enumerate(fields))
     columns = ", ".join(
         [f"unnest(%s::{pk.db_type(connection)}[]) AS id"]
         + [f"unnest(%s::{f.db_type(connection)}[]) AS c{i}" for i, f in enumerate(fields)]
     )
-    key = connection.ops.quote_name(pk.column)
+    key = connection.ops.quote_name(str(pk.column))
     # identifiers come from the model's metadata, every value is a parameter
     sql = f"UPDATE {table} SET {sets} FROM (SELECT {columns}) AS v WHERE {table}.{key} = v.id"  # noqa: S608
     with connection.cursor() as cursor:
