@@ -135,6 +135,23 @@ def _solana_memo(raw: str, signature: str) -> str | None:
     return "\n".join(texts) if texts else None
 
 
+def _sol_per_recipient(items: list[dict[str, Any]], payments: list[Payment]) -> list[Payment]:
+    """Solana payments are read from balance changes, so two legs paying the same recipient in one
+    transaction show as one gain: split it back into the legs' amounts when they add up to it."""
+    gained = {p.to.lower(): p for p in payments}
+    out: list[Payment] = []
+    wanted: dict[str, list[Decimal]] = defaultdict(list)
+    for t in items:
+        wanted[t["to_address"].lower()].append(Decimal(t["amount"]))
+    for to, payment in gained.items():
+        amounts = wanted.get(to, [])
+        if len(amounts) > 1 and sum(amounts) == payment.amount:
+            out.extend(Payment(to=payment.to, amount=a, reference=payment.reference) for a in amounts)
+        else:
+            out.append(payment)
+    return out
+
+
 def _reference_matches(carried: bytes | str | None, reference: str) -> bool | None:
     """None: the chain carries no reference here; else whether it is this settlement's."""
     if carried is None:
@@ -205,6 +222,8 @@ def check_onchain(results: Results, *, urls: dict[str, str]) -> None:
         if not landed:
             missing += len(items)
             continue
+        if key[0] == "solana":  # balance changes: payments to one recipient in one transaction add up
+            payments = _sol_per_recipient(items, payments)
         extra += max(0, len(payments) - len(items))
         free = list(payments)
         for t in sorted(items, key=lambda t: t["output_index"]):
