@@ -12,13 +12,12 @@ from django.conf import settings
 
 from rails.base import RailTransientError
 from rails.crypto.registry import chain_rail_of
-from reference.models import Asset
 from settlement.crypto.batch_chain import batch_broadcast, batch_sign
-from settlement.crypto.batch_form import batches_form, stuck_batches
+from settlement.crypto.batch_form import batch_assets, batches_form, stuck_batches
 from settlement.crypto.batch_lock import batch_lock
 from settlement.crypto.batch_settle import batch_check
 from settlement.crypto.trades import on_chain, quantize_up
-from settlement.models import BatchStatus, CryptoBatch, SettlementInstruction
+from settlement.models import BatchStatus, CryptoBatch
 
 logger = logging.getLogger(__name__)
 
@@ -31,13 +30,8 @@ def _crash_point(step: str) -> None:
 
 def _fee_reserves(batch: CryptoBatch) -> dict[int, Decimal]:
     """Per-payout network-fee reserve of each on-chain asset of the batch (asked of the chain)."""
-    asset_ids = SettlementInstruction.objects.filter(batch=batch).values_list("asset_id", flat=True).distinct()
     rail = chain_rail_of(batch.chain)
-    return {
-        a.pk: quantize_up(rail.payout_fee_reserve(), a.precision)
-        for a in Asset.objects.filter(pk__in=list(asset_ids))
-        if on_chain(a)
-    }
+    return {a.pk: quantize_up(rail.payout_fee_reserve(), a.precision) for a in batch_assets(batch) if on_chain(a)}
 
 
 @shared_task(acks_late=True)

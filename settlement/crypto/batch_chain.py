@@ -23,8 +23,10 @@ from ledger.services.transitions_many import transitions_run_many
 from rails.base import Payout, RailRejected, RailTransientError
 from rails.crypto.registry import chain_rail_of
 from reference.models import WalletAddress
+from settlement.crypto.batch_form import batch_assets
 from settlement.crypto.batch_lock import LEG_RELATED, batch_move, by_trade, held, legs_fail_many
 from settlement.crypto.trades import on_chain
+from settlement.crypto.wallets import wallet_nonce_give_back
 from settlement.locking import lock_batch, lock_batch_legs, lock_chain_txs, lock_wallets_of
 from settlement.models import BatchStatus, ChainTransaction, ChainTransfer, CryptoBatch, SettlementInstruction
 from settlement.models.pipeline import TransferStatus as TS
@@ -41,8 +43,7 @@ def payout_reference(leg: SettlementInstruction) -> str:
 
 def batch_halted(batch: CryptoBatch) -> bool:
     """True while an asset moving on the batch's chain is halted (nothing is signed or sent)."""
-    assets = {leg.asset for leg in SettlementInstruction.objects.filter(batch=batch).select_related("asset")}
-    return any(on_chain(a) and active_halt(a) is not None for a in assets)
+    return any(on_chain(a) and active_halt(a) is not None for a in batch_assets(batch))
 
 
 def batch_sign(*, batch_id: int, actor: Actor = PIPELINE) -> str:
@@ -248,8 +249,8 @@ def txs_fail(batch: CryptoBatch, txs: list[ChainTransaction], *, actor: Actor, g
     _transfers_follow([tx.pk for tx in txs], "mark_failed", actor=actor, reason="chain transaction failed")
     if give_nonce_back:
         for tx in sorted(txs, key=lambda t: -t.nonce):
-            WalletAddress.objects.filter(chain=tx.chain, address=tx.from_address, next_nonce=tx.nonce + 1).update(
-                next_nonce=tx.nonce, chain_state=tx.wallet_state_before
+            wallet_nonce_give_back(
+                chain=tx.chain, address=tx.from_address, nonce=tx.nonce, state_before=tx.wallet_state_before
             )
     reason_of = {tx.pk: tx.last_error for tx in txs}
     trades_of: dict[int, list[int]] = defaultdict(list)

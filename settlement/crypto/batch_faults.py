@@ -19,11 +19,11 @@ from ledger.services.transitions_many import transitions_run_many
 from rails.base import Payout
 from rails.base import TransferStatus as ChainStatus
 from rails.crypto.registry import chain_rail_of
-from reference.models import WalletAddress
 from settlement.crypto.batch_chain import _transfers_follow, payout_reference, txs_fail
 from settlement.crypto.batch_fees import gas_row, gas_shares
 from settlement.crypto.batch_lock import batch_move, held, legs_fail_many
 from settlement.crypto.trades import NETWORK_FEES
+from settlement.crypto.wallets import wallet_nonce_taken
 from settlement.locking import lock_batch, lock_chain_txs
 from settlement.models import (
     BatchStatus,
@@ -101,11 +101,7 @@ def txs_double_spent(batch: CryptoBatch, double: list[tuple[ChainTransaction, Ch
             f"double spend: nonce {tx.nonce} of {tx.from_address} was used by another transaction; "
             f"ours ({tx.tx_hash}) can never confirm"
         )
-        WalletAddress.objects.filter(
-            chain=tx.chain, address=tx.from_address, next_nonce__lt=status.sender_nonce or 0
-        ).update(next_nonce=status.sender_nonce or 0)
-        # UTXO chains: the change our next transaction would spend is gone with ours
-        WalletAddress.objects.filter(chain=tx.chain, address=tx.from_address).update(chain_state={})
+        wallet_nonce_taken(chain=tx.chain, address=tx.from_address, sender_nonce=status.sender_nonce or 0)
     txs = [tx for tx, _ in double]
     first_leg = {
         row.chain_tx_id: row.instruction

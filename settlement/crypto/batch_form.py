@@ -112,6 +112,11 @@ def _form_round(*, size: int, formed: Formed) -> int:
     return len(by_trade)
 
 
+def batch_assets(batch: CryptoBatch) -> list[Asset]:
+    """The distinct assets a batch's legs move, in one query (not one row per leg)."""
+    return list(Asset.objects.filter(pk__in=SettlementInstruction.objects.filter(batch=batch).values("asset_id")))
+
+
 def stuck_batches(*, older_than_seconds: int, limit: int = 1000) -> list[int]:
     """Batches not done whose row has not moved for a while (a lost task, a killed worker)."""
     cutoff = timezone.now() - timedelta(seconds=older_than_seconds)

@@ -49,6 +49,7 @@ from settlement.crypto.batch_faults import (
     txs_reverted,
 )
 from settlement.crypto.batch_fees import gas_row, gas_shares, pending_charges
+from settlement.crypto.batch_form import batch_assets
 from settlement.crypto.batch_lock import LEG_RELATED, batch_notify, by_trade, held
 from settlement.crypto.trades import NETWORK_FEES, on_chain
 from settlement.locking import lock_batch, lock_batch_legs, lock_chain_txs
@@ -134,8 +135,7 @@ def batch_check(*, batch_id: int, actor: Actor = PIPELINE) -> CheckResult:
 
 
 def _required_confirmations(batch: CryptoBatch) -> int:
-    legs = SettlementInstruction.objects.filter(batch=batch).select_related("asset")
-    return max((leg.asset.required_confirmations for leg in legs if on_chain(leg.asset)), default=1)
+    return max((a.required_confirmations for a in batch_assets(batch) if on_chain(a)), default=1)
 
 
 def _note(tx: ChainTransaction, **changes: Any) -> None:

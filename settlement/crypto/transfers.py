@@ -26,8 +26,8 @@ from ledger.services.ledger import account_for, ledger_charge, ledger_post, ledg
 from rails.base import RailError
 from rails.base import TransferStatus as ChainStatus
 from rails.crypto.registry import chain_rail_of
-from reference.models import WalletAddress
 from settlement.crypto.trades import NETWORK_FEES, SettlementHalted, _fail_legs, on_chain, quantize_up
+from settlement.crypto.wallets import wallet_nonce_give_back, wallet_nonce_taken
 from settlement.locking import lock_transfers
 from settlement.models import ChainTransfer, SettlementInstruction
 from settlement.models.pipeline import TransferStatus as TS
@@ -152,9 +152,12 @@ def _transfer_fail(transfer: ChainTransfer, *, reason: str, actor: Actor) -> Non
         entries=[LogEntry("chaintransfer", transfer.pk, from_status, TS.FAILED, reason, {"nonce": transfer.nonce})],
         actor=actor,
     )
-    WalletAddress.objects.filter(
-        chain=transfer.chain, address=transfer.from_address, next_nonce=transfer.nonce + 1
-    ).update(next_nonce=transfer.nonce, chain_state=transfer.wallet_state_before)
+    wallet_nonce_give_back(
+        chain=transfer.chain,
+        address=transfer.from_address,
+        nonce=transfer.nonce,
+        state_before=transfer.wallet_state_before,
+    )
 
 
 # --- step 4: confirmations and settlement ----------------------------------------------------------
@@ -395,12 +398,7 @@ def transfer_double_spent(*, transfer: ChainTransfer, sender_nonce: int, actor: 
         if transfer.status != TS.BROADCAST or transfer.tx_hash != seen_hash:
             return
         _transfer_fail(transfer, reason=reason, actor=actor)
-        WalletAddress.objects.filter(
-            chain=transfer.chain, address=transfer.from_address, next_nonce__lt=sender_nonce
-        ).update(next_nonce=sender_nonce)
-        # UTXO chains: the change output our next transaction would spend is gone with ours;
-        # the next signature starts again from what the node lists as unspent.
-        WalletAddress.objects.filter(chain=transfer.chain, address=transfer.from_address).update(chain_state={})
+        wallet_nonce_taken(chain=transfer.chain, address=transfer.from_address, sender_nonce=sender_nonce)
         halt_open(asset=asset, reason=reason, actor=actor)
         case_open(
             kind=CaseKind.INVESTIGATION,

@@ -32,6 +32,24 @@ def wallet_provision(*, participant: Participant, chain: str, actor: Actor) -> W
     return wallet
 
 
+def wallet_nonce_give_back(*, chain: str, address: str, nonce: int, state_before: dict) -> None:
+    """A transaction that never reached the chain gives its nonce (and the wallet state it spent
+    from) back, when it was the wallet's last one; otherwise later transactions wait on the gap."""
+    WalletAddress.objects.filter(chain=chain, address=address, next_nonce=nonce + 1).update(
+        next_nonce=nonce, chain_state=state_before
+    )
+
+
+def wallet_nonce_taken(*, chain: str, address: str, sender_nonce: int) -> None:
+    """Another transaction used our nonce (double spend): the next signature starts from the
+    chain's next nonce, and on UTXO chains from what the node lists as unspent (the change our
+    next transaction would have spent is gone with ours)."""
+    WalletAddress.objects.filter(chain=chain, address=address, next_nonce__lt=sender_nonce).update(
+        next_nonce=sender_nonce
+    )
+    WalletAddress.objects.filter(chain=chain, address=address).update(chain_state={})
+
+
 def chain_deposit_credit(
     *, wallet: WalletAddress, asset: Asset, amount: Decimal, tx_hash: str, actor: Actor
 ) -> Journal:
